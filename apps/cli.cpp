@@ -1,0 +1,390 @@
+#include <torch/torch.h>
+
+#include "apps/cli.h"
+
+#include <torch/version.h>
+
+#include <boost/any.hpp>
+#include <boost/program_options.hpp>
+#include <boost/version.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "data/dataset.h"
+
+namespace vae_ebm::cli {
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+std::string resolve_default_data_dir() { return default_data_dir(); }
+
+void add_common(po::options_description& d, CommonConfig& c) {
+  d.add_options()
+      ("data-dir", po::value(&c.data_dir)->default_value(resolve_default_data_dir()),
+       "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
+      ("device", po::value(&c.device)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("threads", po::value(&c.threads)->default_value(default_threads()),
+       "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)");
+}
+
+// Renders a parsed value in config-file syntax.
+std::string value_text(const boost::any& v) {
+  if (auto p = boost::any_cast<std::string>(&v)) return *p;
+  if (auto p = boost::any_cast<int64_t>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<uint64_t>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<int>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
+  if (auto p = boost::any_cast<double>(&v)) {
+    std::ostringstream s;
+    s.precision(17);
+    s << *p;
+    return s.str();
+  }
+  return "?";
+}
+
+using Resolved = std::vector<std::pair<std::string, std::string>>;
+
+Resolved resolve(const po::options_description& desc, const po::variables_map& vm,
+                 const std::vector<std::string>& skip) {
+  Resolved out;
+  for (const auto& opt : desc.options()) {
+    const auto& name = opt->long_name();
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (vm.count(name)) out.emplace_back(name, value_text(vm[name].value()));
+  }
+  return out;
+}
+
+void set_resolved(Resolved& r, const std::string& key, const std::string& value) {
+  for (auto& kv : r)
+    if (kv.first == key) {
+      kv.second = value;
+      return;
+    }
+  r.emplace_back(key, value);
+}
+
+std::string render(const Resolved& r, const std::string& command) {
+  std::ostringstream out;
+  out << "# vae-ebm " << VAE_EBM_VERSION << " resolved configuration (" << command << ")\n"
+      << "# LibTorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH
+      << ", Boost " << BOOST_LIB_VERSION << "\n"
+      << "# Repeat this run with: vae-ebm train --config THIS_FILE --run-dir NEW_DIR\n";
+  for (const auto& [k, v] : r) out << k << "=" << v << "\n";
+  return out.str();
+}
+
+std::vector<const char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"vae-ebm"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return argv;
+}
+
+// Parses a command line (and, if named, config files: earlier sources win).
+// Returns false when --help was given (help printed).
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const po::positional_options_description& positional, po::variables_map& vm,
+           const std::string& usage) {
+  try {
+    auto argv = argv_of(args);
+    po::store(po::command_line_parser(static_cast<int>(argv.size()), argv.data())
+                  .options(desc)
+                  .positional(positional)
+                  .run(),
+              vm);
+    if (vm.count("help")) {
+      std::cout << usage << "\n\n" << desc << "\n";
+      return false;
+    }
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
+                       const std::vector<std::string>& keep_only = {}) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read config file '" + path + "'");
+  try {
+    auto parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/false);
+    if (!keep_only.empty()) {
+      std::vector<po::option> kept;
+      for (auto& o : parsed.options)
+        if (std::find(keep_only.begin(), keep_only.end(), o.string_key) != keep_only.end()) kept.push_back(o);
+      parsed.options = kept;
+    }
+    po::store(parsed, vm);
+  } catch (const po::error& e) {
+    throw UsageError("config file '" + path + "': " + e.what());
+  }
+}
+
+void notify_all(po::variables_map& vm) {
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+}
+
+po::options_description train_description(TrainConfig& c, bool fit_prior) {
+  po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
+  auto& t = c.train;
+  d.add_options()("help,h", "show this help");
+  if (!fit_prior) {
+    d.add_options()
+        ("config", po::value<std::string>(), "read flags from a config file (key=value lines); the command line wins")
+        ("resume", po::value(&c.resume), "continue the run in this directory exactly where it stopped");
+  }
+  d.add_options()
+      ("run-dir", po::value(&c.run_dir)->default_value(""), "run directory to create (default runs/DATASET-PRIOR-TIME)")
+      ("dataset", po::value(&c.dataset)->default_value("binary-mnist"),
+       ("data set: " + join(dataset_names()) + ", or hdf5:PATH").c_str())
+      ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(0), "key of the static binarisation")
+      ("architecture", po::value(&c.architecture)->default_value("mlp"), "encoder/decoder: mlp or conv")
+      ("hidden", po::value(&c.hidden)->default_value("512,512"), "MLP hidden widths, comma-separated")
+      ("activation", po::value(&c.activation)->default_value("relu"), "MLP activation: relu, leaky-relu, tanh, elu, softplus")
+      ("latent", po::value(&c.latent)->default_value(16), "latent dimension D")
+      ("prior", po::value(&c.prior)->default_value("gaussian"), "prior: gaussian, mog or ebm")
+      ("mog-components", po::value(&c.mog_components)->default_value(10), "mixture prior: components")
+      ("energy-hidden", po::value(&c.energy_hidden)->default_value("200,200,200"), "energy MLP hidden widths")
+      ("energy-slope", po::value(&c.energy_slope)->default_value(0.2), "energy MLP LeakyReLU slope")
+      ("objective", po::value(&c.objective)->default_value(""),
+       ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
+      ("base-samples", po::value(&c.base_samples)->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
+      ("proposal", po::value(&c.proposal)->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior")
+      ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
+      ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
+      ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
+      ("lr", po::value(&t.lr())->default_value(t.lr()), "Adam learning rate of encoder and decoder")
+      ("prior-lr", po::value(&t.prior_lr())->default_value(t.prior_lr()), "Adam learning rate of the prior")
+      ("beta1", po::value(&t.beta1())->default_value(t.beta1()), "Adam beta1")
+      ("beta2", po::value(&t.beta2())->default_value(t.beta2()), "Adam beta2")
+      ("lr-decay", po::value(&t.lr_decay())->default_value(t.lr_decay()), "learning rates times this each epoch")
+      ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
+      ("seed", po::value(&t.seed())->default_value(0), "seed of initialisation, shuffling and sampling")
+      ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
+      ("eval-samples", po::value(&c.eval_samples)->default_value(10), "posterior samples K of the validation bound")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(10000), "base samples for log Z at validation (ebm)")
+      ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
+      ("log-every", po::value(&t.log_every_seconds())->default_value(10.0), "seconds between progress lines off a terminal");
+  if (!fit_prior) {
+    d.add_options()
+        ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
+         "train the VAE on the Gaussian ELBO and fit the prior to detached posterior samples")
+        ("mode", po::value(&t.mode())->default_value("joint"), "joint, detach-posterior or post-hoc (set by fit-prior)")
+        ("init-from", po::value(&c.init_from)->default_value(""), "checkpoint whose encoder and decoder start the model")
+        ("parent", po::value(&c.parent)->default_value(""), "the run a post-hoc prior was fitted to (set by fit-prior)");
+  }
+  add_common(d, c.common);
+  return d;
+}
+
+std::string default_run_dir(const TrainConfig& c) {
+  auto now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string data = c.dataset.rfind("hdf5:", 0) == 0 ? "hdf5" : c.dataset;
+  return "runs/" + data + "-" + c.prior + "-" + stamp;
+}
+
+}  // namespace
+
+std::vector<int64_t> parse_widths(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      auto v = std::stoll(item, &used);
+      if (used != item.size() || v < 1) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError("--" + flag + " expects comma-separated positive integers, got '" + text + "'");
+    }
+  }
+  if (out.empty() && !text.empty()) throw UsageError("--" + flag + " expects comma-separated positive integers, got '" + text + "'");
+  return out;
+}
+
+NetworkOptions TrainConfig::network_options(const std::vector<int64_t>& image_shape) const {
+  return NetworkOptions()
+      .architecture(architecture)
+      .hidden(parse_widths(hidden, "hidden"))
+      .activation(activation)
+      .latent_dim(latent)
+      .image_shape(image_shape);
+}
+
+PriorOptions TrainConfig::prior_options() const {
+  return PriorOptions(prior, latent)
+      .mog_components(mog_components)
+      .energy_hidden(parse_widths(energy_hidden, "energy-hidden"))
+      .energy_slope(energy_slope);
+}
+
+ObjectiveOptions TrainConfig::objective_options() const {
+  return ObjectiveOptions().base_samples(base_samples).proposal(proposal);
+}
+
+std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }
+
+bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
+  auto desc = train_description(c, false);
+  po::positional_options_description none;
+  po::variables_map vm;
+  if (!parse(args, desc, none, vm,
+             "usage: vae-ebm train [flags]\n"
+             "Trains an encoder, a decoder and a prior jointly; writes a run directory."))
+    return false;
+  if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), desc, vm);
+  if (vm.count("resume")) {
+    auto dir = vm["resume"].as<std::string>();
+    if (!std::filesystem::exists(dir + "/config.ini"))
+      throw UsageError("--resume " + dir + ": not a run directory (no config.ini)");
+    store_config_file(dir + "/config.ini", desc, vm);
+  }
+  notify_all(vm);
+  if (vm["detach-posterior"].as<bool>()) {
+    if (!vm["mode"].defaulted() && c.train.mode() != "detach-posterior")
+      throw UsageError("--detach-posterior contradicts --mode " + c.train.mode());
+    c.train.mode("detach-posterior");
+  }
+  if (!c.resume.empty()) c.run_dir = c.resume;
+  if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
+  auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});
+  set_resolved(resolved, "run-dir", c.run_dir);
+  c.config_text = render(resolved, "train");
+  return true;
+}
+
+bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
+  auto desc = train_description(c, true);
+  desc.add_options()("parent-run", po::value<std::string>(), "the trained VAE's run directory");
+  po::positional_options_description pos;
+  pos.add("parent-run", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, pos, vm,
+             "usage: vae-ebm fit-prior PARENT_RUN --prior ebm|mog [--run-dir DIR] [flags]\n"
+             "Freezes the parent's encoder and decoder and fits a new prior to its aggregate posterior.\n"
+             "Network and data flags come from the parent's config.ini."))
+    return false;
+  if (!vm.count("parent-run")) throw UsageError("fit-prior needs the parent run directory: vae-ebm fit-prior RUN_DIR --prior ebm");
+  if (vm["prior"].defaulted()) throw UsageError("fit-prior needs --prior ebm or --prior mog");
+  auto parent = vm["parent-run"].as<std::string>();
+  if (!std::filesystem::exists(parent + "/config.ini"))
+    throw UsageError("fit-prior: '" + parent + "' is not a run directory (no config.ini)");
+  // Only what defines the networks and the data comes from the parent.
+  store_config_file(parent + "/config.ini", desc, vm,
+                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "latent", "data-dir"});
+  notify_all(vm);
+  if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
+  c.parent = parent;
+  c.init_from = parent + "/checkpoints/best.pt";
+  c.train.mode("post-hoc");
+  if (c.run_dir.empty()) c.run_dir = parent + "-posthoc-" + c.prior;
+  auto resolved = resolve(desc, vm, {"help", "parent-run"});
+  set_resolved(resolved, "run-dir", c.run_dir);
+  set_resolved(resolved, "mode", "post-hoc");
+  set_resolved(resolved, "init-from", c.init_from);
+  set_resolved(resolved, "parent", c.parent);
+  c.config_text = render(resolved, "fit-prior");
+  return true;
+}
+
+namespace {
+void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, std::string& checkpoint) {
+  d.add_options()
+      ("help,h", "show this help")
+      ("run-dir", po::value(&run_dir), "the run directory (positional)")
+      ("checkpoint", po::value(&checkpoint)->default_value("best"), "best, latest, or a checkpoint path");
+}
+void require_run_dir(const po::variables_map& vm, const std::string& command) {
+  if (!vm.count("run-dir")) throw UsageError(command + " needs a run directory: vae-ebm " + command + " RUN_DIR");
+}
+}  // namespace
+
+bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
+  po::options_description d("evaluate flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  d.add_options()
+      ("dataset", po::value(&c.dataset)->default_value(""), "data set to evaluate on (default: the run's); same shape")
+      ("split", po::value(&c.split)->default_value("test"), "train, validation or test")
+      ("samples", po::value(&c.samples)->default_value(100), "posterior samples K per image (ELBO_K and IWAE_K)")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(100000), "base samples for log Z (ebm)")
+      ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
+      ("seed", po::value(&c.seed)->default_value(1), "seed of the estimators' samples");
+  add_common(d, c.common);
+  po::positional_options_description pos;
+  pos.add("run-dir", 1);
+  po::variables_map vm;
+  if (!parse(args, d, pos, vm, "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
+    return false;
+  notify_all(vm);
+  require_run_dir(vm, "evaluate");
+  if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
+  if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
+  if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  return true;
+}
+
+bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
+  po::options_description d("sample flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  auto& l = c.langevin;
+  d.add_options()
+      ("out", po::value(&c.out)->default_value(""), "output directory (default RUN_DIR/samples)")
+      ("count", po::value(&c.count)->default_value(64), "images per grid")
+      ("seed", po::value(&c.seed)->default_value(1), "sampling seed")
+      ("langevin-steps", po::value(&l.steps())->default_value(200), "ebm: Langevin steps from the base")
+      ("langevin-step-size", po::value(&l.step_size())->default_value(0.1), "ebm: Langevin step size s")
+      ("langevin-noise", po::value(&l.noise())->default_value(1.0), "ebm: noise scale eta (0: noiseless gradient flow)")
+      ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(false)->implicit_value(true), "ebm: MALA correction");
+  add_common(d, c.common);
+  po::positional_options_description pos;
+  pos.add("run-dir", 1);
+  po::variables_map vm;
+  if (!parse(args, d, pos, vm, "usage: vae-ebm sample RUN_DIR [flags]\nWrites PNG grids of prior samples and reconstructions."))
+    return false;
+  notify_all(vm);
+  require_run_dir(vm, "sample");
+  if (c.count < 1) throw UsageError("--count must be >= 1, got " + std::to_string(c.count));
+  try {
+    l.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+bool parse_export(const std::vector<std::string>& args, ExportConfig& c) {
+  po::options_description d("export flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  d.add_options()("out", po::value(&c.out), "HDF5 file to write (required)");
+  add_common(d, c.common);
+  po::positional_options_description pos;
+  pos.add("run-dir", 1);
+  po::variables_map vm;
+  if (!parse(args, d, pos, vm, "usage: vae-ebm export RUN_DIR --out model.h5\nWrites every parameter to HDF5 with attributes that describe the networks."))
+    return false;
+  notify_all(vm);
+  require_run_dir(vm, "export");
+  if (c.out.empty()) throw UsageError("export needs --out FILE.h5");
+  return true;
+}
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,113 @@
+#pragma once
+// The `vae-ebm` command line: each subcommand's flags are declared once (name, default,
+// help) and parsed into a config struct, so tests can call the parsers directly.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prior/langevin.h"
+#include "prior/objective.h"
+#include "vae/networks.h"
+#include "vae/trainer.h"
+
+namespace vae_ebm::cli {
+
+// Thrown for a bad command line or config file; the message names the flag.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Flags shared by every subcommand.
+struct CommonConfig {
+  std::string data_dir;   // default: $VAE_EBM_DATA or data-cache
+  std::string device = "cpu";
+  int threads = 1;  // set from default_threads() by the parsers
+};
+
+struct TrainConfig {
+  CommonConfig common;
+  std::string run_dir;        // where the run is written
+  std::string resume;         // an existing run directory to continue
+  std::string init_from;      // a checkpoint whose encoder and decoder start the model
+  std::string parent;         // the run this one was fitted to (post hoc)
+  std::string dataset = "binary-mnist";
+  uint64_t binarisation_seed = 0;
+  std::string architecture = "mlp";
+  std::string hidden = "512,512";
+  std::string activation = "relu";
+  int64_t latent = 16;
+  std::string prior = "gaussian";
+  int64_t mog_components = 10;
+  std::string energy_hidden = "200,200,200";
+  double energy_slope = 0.2;
+  std::string objective;  // empty: the prior's default
+  int64_t base_samples = 0;
+  std::string proposal = "base";
+  TrainOptions train;
+  int64_t eval_samples = 10;
+  int64_t log_z_samples = 10000;
+  std::string config_text;  // the resolved configuration, in config-file syntax
+
+  NetworkOptions network_options(const std::vector<int64_t>& image_shape) const;
+  PriorOptions prior_options() const;
+  ObjectiveOptions objective_options() const;
+  std::string objective_name() const;
+};
+
+struct EvaluateConfig {
+  CommonConfig common;
+  std::string run_dir;
+  std::string checkpoint = "best";  // best | latest | a path
+  std::string dataset;              // default: the run's
+  std::string split = "test";
+  int64_t samples = 100;            // K
+  int64_t log_z_samples = 100000;
+  int64_t limit = 0;                // evaluate only the first N images (0: all)
+  uint64_t seed = 1;
+};
+
+struct SampleConfig {
+  CommonConfig common;
+  std::string run_dir;
+  std::string checkpoint = "best";
+  std::string out;  // default RUN_DIR/samples
+  int64_t count = 64;
+  uint64_t seed = 1;
+  LangevinOptions langevin = LangevinOptions().steps(200).step_size(0.1);
+};
+
+struct ExportConfig {
+  CommonConfig common;
+  std::string run_dir;
+  std::string checkpoint = "best";
+  std::string out;
+};
+
+// Each returns false (after printing help to stdout) when --help was asked for, and
+// throws UsageError on a bad flag, value or config file. args excludes the subcommand.
+bool parse_train(const std::vector<std::string>& args, TrainConfig& config);
+bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& config);
+bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& config);
+bool parse_sample(const std::vector<std::string>& args, SampleConfig& config);
+bool parse_export(const std::vector<std::string>& args, ExportConfig& config);
+
+// Comma-separated positive integers ("512,512"); throws UsageError naming `flag`.
+std::vector<int64_t> parse_widths(const std::string& text, const std::string& flag);
+
+// The commands (commands.cpp). Each returns a process exit code.
+int run_train(TrainConfig config);
+int run_evaluate(const EvaluateConfig& config);
+int run_sample(const SampleConfig& config);
+int run_export(const ExportConfig& config);
+
+// The whole program: `vae-ebm SUBCOMMAND [flags]`.
+int main_entry(int argc, char** argv);
+
+// Gives `threads` to OpenBLAS and keeps LibTorch's OpenMP pool at one (threads.cpp
+// says what was measured). default_threads() is the number of hardware threads.
+void set_threads(int threads);
+int default_threads();
+
+}  // namespace vae_ebm::cli

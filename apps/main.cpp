@@ -1,0 +1,4 @@
+// vae-ebm: parse, then run the subcommand (apps/commands.cpp).
+#include "apps/cli.h"
+
+int main(int argc, char** argv) { return vae_ebm::cli::main_entry(argc, argv); }

@@ -1,0 +1,239 @@
+// Data sets by name (see dataset.h).
+#include <torch/torch.h>
+
+#include "data/dataset.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include "data/binarize.h"
+#include "data/error.h"
+#include "data/hdf5_io.h"
+#include "data/idx.h"
+
+namespace vae_ebm {
+namespace {
+
+constexpr uint64_t kTrainSplit = 0;
+constexpr uint64_t kValidationSplit = 1;
+constexpr uint64_t kTestSplit = 2;
+constexpr int64_t kMnistTrain = 50000;
+constexpr char kSystemFashionMnist[] = "/usr/share/datasets/fashion-mnist";
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
+std::string join_names() {
+  std::string s;
+  for (const auto& name : dataset_names()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+// ---- MNIST-like IDX sets ----
+
+struct IdxPair {
+  torch::Tensor images;  // float [N, H*W] in [0, 1]
+  torch::Tensor labels;  // int64 [N]
+  std::vector<int64_t> image_shape;
+};
+
+IdxPair load_idx_pair(const std::string& dir, const std::string& images_stem,
+                      const std::string& labels_stem) {
+  const std::string images_path = find_idx(dir, images_stem);
+  const std::string labels_path = find_idx(dir, labels_stem);
+  const torch::Tensor images = read_idx(images_path);
+  const torch::Tensor labels = read_idx(labels_path);
+  if (images.dim() != 3) {
+    throw DataError("IDX file " + images_path + ": expected images of rank 3 [N, H, W], got shape " +
+                    shape_text(images.sizes().vec()));
+  }
+  if (labels.dim() != 1) {
+    throw DataError("IDX file " + labels_path + ": expected labels of rank 1 [N], got shape " +
+                    shape_text(labels.sizes().vec()));
+  }
+  if (labels.size(0) != images.size(0)) {
+    throw DataError("label count mismatch: " + labels_path + " has " + std::to_string(labels.size(0)) +
+                    " labels but " + images_path + " has " + std::to_string(images.size(0)) + " images");
+  }
+  IdxPair out;
+  out.image_shape = {1, images.size(1), images.size(2)};
+  out.images = images.reshape({images.size(0), -1}).to(torch::kFloat).div_(255.0f);
+  out.labels = labels.to(torch::kLong);
+  return out;
+}
+
+Dataset load_mnist_like(const std::string& name, const std::string& dir, bool binary, bool dynamic,
+                        uint64_t seed) {
+  IdxPair train = load_idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
+  IdxPair test = load_idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+  if (train.images.size(0) <= kMnistTrain) {
+    throw DataError("data set " + name + " in " + dir + ": expected more than " +
+                    std::to_string(kMnistTrain) + " training images (50,000 train + validation), found " +
+                    std::to_string(train.images.size(0)));
+  }
+  if (train.image_shape != test.image_shape) {
+    throw DataError("data set " + name + " in " + dir + ": train images have shape " +
+                    shape_text(train.image_shape) + " but test images have shape " +
+                    shape_text(test.image_shape));
+  }
+  Dataset ds;
+  ds.name = name;
+  ds.image_shape = train.image_shape;
+  ds.binary = binary;
+  ds.dynamic = dynamic;
+  const int64_t n = train.images.size(0);
+  ds.train.images = train.images.slice(0, 0, kMnistTrain).clone();
+  ds.train.labels = train.labels.slice(0, 0, kMnistTrain).clone();
+  ds.validation.images = train.images.slice(0, kMnistTrain, n).clone();
+  ds.validation.labels = train.labels.slice(0, kMnistTrain, n).clone();
+  ds.test.images = test.images;
+  ds.test.labels = test.labels;
+  if (binary) {
+    // The image index is the index within the split.
+    if (!dynamic) ds.train.images = binarize_static(ds.train.images, seed, kTrainSplit);
+    ds.validation.images = binarize_static(ds.validation.images, seed, kValidationSplit);
+    ds.test.images = binarize_static(ds.test.images, seed, kTestSplit);
+  }
+  return ds;
+}
+
+std::string fashion_dir(const std::string& data_dir) {
+  const std::string dir = data_dir + "/fashion-mnist";
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return dir;
+  if (std::filesystem::exists(kSystemFashionMnist, ec)) return kSystemFashionMnist;
+  return dir;  // find_idx reports the missing files under the expected name
+}
+
+// ---- hdf5:PATH ----
+
+struct H5Split {
+  torch::Tensor images;
+  torch::Tensor labels;
+  std::vector<int64_t> example_shape;  // per-example shape as stored
+};
+
+H5Split load_h5_split(const std::string& path, const std::string& split) {
+  const std::string name = "/" + split;
+  const std::string where = "HDF5 file " + path + ", dataset " + name;
+  if (!h5_has(path, name)) {
+    throw DataError(where + ": missing (an hdf5: data set needs /train, /validation and /test)");
+  }
+  torch::Tensor raw = h5_read(path, name);
+  if (raw.dim() != 2 && raw.dim() != 3) {
+    throw DataError(where + ": expected shape [N, H, W] or [N, D], got " +
+                    shape_text(raw.sizes().vec()));
+  }
+  if (raw.size(0) < 1) throw DataError(where + ": has no examples");
+  for (int64_t k = 1; k < raw.dim(); ++k) {
+    if (raw.size(k) < 1) throw DataError(where + ": empty example shape " + shape_text(raw.sizes().vec()));
+  }
+  H5Split out;
+  out.example_shape = raw.sizes().vec();
+  out.example_shape.erase(out.example_shape.begin());
+  torch::Tensor images;
+  if (raw.scalar_type() == torch::kUInt8) {
+    images = raw.to(torch::kFloat).div_(255.0f);
+  } else if (raw.is_floating_point()) {
+    if (torch::isnan(raw).any().item<bool>()) throw DataError(where + ": contains NaN values");
+    const double lo = raw.min().item<double>();
+    const double hi = raw.max().item<double>();
+    if (lo < 0.0 || hi > 1.0) {
+      throw DataError(where + ": float values must lie in [0, 1], found values in [" +
+                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    images = raw.to(torch::kFloat);
+  } else {
+    throw DataError(where + ": images must be uint8 (0..255) or float (0..1), found integers of another type");
+  }
+  out.images = images.reshape({raw.size(0), -1}).contiguous();
+
+  const std::string labels_name = name + "_labels";
+  if (h5_has(path, labels_name)) {
+    const std::string lwhere = "HDF5 file " + path + ", dataset " + labels_name;
+    torch::Tensor labels = h5_read(path, labels_name);
+    if (labels.is_floating_point()) throw DataError(lwhere + ": labels must be integers");
+    if (labels.dim() != 1) {
+      throw DataError(lwhere + ": expected labels of shape [N], got " + shape_text(labels.sizes().vec()));
+    }
+    if (labels.size(0) != raw.size(0)) {
+      throw DataError(lwhere + ": has " + std::to_string(labels.size(0)) + " labels but " + name +
+                      " has " + std::to_string(raw.size(0)) + " examples");
+    }
+    out.labels = labels.to(torch::kLong);
+  }
+  return out;
+}
+
+Dataset load_hdf5(const std::string& name, const std::string& path) {
+  if (path.empty()) throw DataError("data set name " + name + ": expected hdf5:PATH with a file path");
+  H5Split train = load_h5_split(path, "train");
+  H5Split validation = load_h5_split(path, "validation");
+  H5Split test = load_h5_split(path, "test");
+  const std::pair<const char*, const H5Split*> others[] = {{"validation", &validation}, {"test", &test}};
+  for (const auto& [split, data] : others) {
+    if (data->example_shape != train.example_shape) {
+      throw DataError("HDF5 file " + path + ": /train has examples of shape " +
+                      shape_text(train.example_shape) + " but /" + split + " has examples of shape " +
+                      shape_text(data->example_shape));
+    }
+  }
+  Dataset ds;
+  ds.name = name;
+  ds.image_shape = train.example_shape.size() == 2
+                       ? std::vector<int64_t>{1, train.example_shape[0], train.example_shape[1]}
+                       : train.example_shape;
+  ds.train = {train.images, train.labels};
+  ds.validation = {validation.images, validation.labels};
+  ds.test = {test.images, test.labels};
+  auto is_binary = [](const torch::Tensor& x) {
+    return x.eq(0.0f).logical_or(x.eq(1.0f)).all().item<bool>();
+  };
+  ds.binary = is_binary(ds.train.images) && is_binary(ds.validation.images) && is_binary(ds.test.images);
+  ds.dynamic = false;
+  return ds;
+}
+
+}  // namespace
+
+int64_t Dataset::dim() const {
+  int64_t d = 1;
+  for (const int64_t s : image_shape) d *= s;
+  return d;
+}
+
+const Split& Dataset::split(const std::string& name) const {
+  if (name == "train") return train;
+  if (name == "validation") return validation;
+  if (name == "test") return test;
+  throw DataError("unknown split \"" + name + "\" (valid: train, validation, test)");
+}
+
+std::vector<std::string> dataset_names() {
+  return {"binary-mnist", "binary-mnist-dynamic", "mnist", "fashion-mnist", "binary-fashion-mnist",
+          "hdf5:PATH"};
+}
+
+std::string default_data_dir() {
+  const char* env = std::getenv("VAE_EBM_DATA");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string("data-cache");
+}
+
+Dataset load_dataset(const std::string& name, const DatasetOptions& options) {
+  const std::string dir = options.data_dir.empty() ? default_data_dir() : options.data_dir;
+  const uint64_t seed = options.binarisation_seed;
+  if (name == "binary-mnist") return load_mnist_like(name, dir + "/mnist", true, false, seed);
+  if (name == "binary-mnist-dynamic") return load_mnist_like(name, dir + "/mnist", true, true, seed);
+  if (name == "mnist") return load_mnist_like(name, dir + "/mnist", false, false, seed);
+  if (name == "fashion-mnist") return load_mnist_like(name, fashion_dir(dir), false, false, seed);
+  if (name == "binary-fashion-mnist") return load_mnist_like(name, fashion_dir(dir), true, false, seed);
+  if (name.rfind("hdf5:", 0) == 0) return load_hdf5(name, name.substr(5));
+  throw DataError("unknown data set \"" + name + "\" (valid: " + join_names() + ")");
+}
+
+}  // namespace vae_ebm

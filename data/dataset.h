@@ -1,0 +1,47 @@
+#pragma once
+// Data sets by name, held in memory as float tensors.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vae_ebm {
+
+struct Split {
+  torch::Tensor images;  // float32 [N, D], values in [0, 1]
+  torch::Tensor labels;  // int64 [N], or undefined when the data set has none
+  int64_t size() const { return images.size(0); }
+};
+
+struct Dataset {
+  std::string name;
+  std::vector<int64_t> image_shape;  // {C, H, W} for images; {D} for flat user data
+  bool binary = false;   // every value the model sees is 0 or 1 (for a dynamic set,
+                         // after the per-batch binarisation of train)
+  bool dynamic = false;  // training batches are re-binarised at every draw
+  Split train, validation, test;
+
+  int64_t dim() const;
+  // "train", "validation" or "test"; anything else throws DataError listing them.
+  const Split& split(const std::string& name) const;
+};
+
+struct DatasetOptions {
+  std::string data_dir;               // where setup.sh put the files
+  uint64_t binarisation_seed = 0;     // key of the static binarisation
+};
+
+// Names: binary-mnist (static), binary-mnist-dynamic, mnist (grey), fashion-mnist,
+// binary-fashion-mnist, and hdf5:PATH (see README, "Bring your own data").
+// MNIST-like sets split the 60,000 training images into the first 50,000 (train) and
+// the last 10,000 (validation); test is the 10,000 t10k images.
+// An unknown name throws DataError listing the valid ones.
+Dataset load_dataset(const std::string& name, const DatasetOptions& options);
+
+std::vector<std::string> dataset_names();
+
+// $VAE_EBM_DATA if set, else "data-cache" (relative to the working directory).
+std::string default_data_dir();
+
+}  // namespace vae_ebm

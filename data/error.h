@@ -1,0 +1,14 @@
+#pragma once
+// User-facing errors raised by the data layer: bad files, bad shapes, bad names.
+#include <stdexcept>
+#include <string>
+
+namespace vae_ebm {
+
+// Thrown for every problem with user input that touches disk: the message names the
+// file (or data set), what was expected and what was found.
+struct DataError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace vae_ebm

@@ -1,0 +1,315 @@
+// HDF5 reading and writing (see hdf5_io.h).
+#include <torch/torch.h>
+
+#include "data/hdf5_io.h"
+
+#include <H5Cpp.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "data/error.h"
+
+namespace vae_ebm {
+namespace {
+
+void quiet() { H5::Exception::dontPrint(); }
+
+std::string h5_message(const H5::Exception& e) {
+  std::string msg = e.getDetailMsg();
+  const std::string func = e.getFuncName();
+  if (!func.empty()) msg = func + ": " + msg;
+  return msg;
+}
+
+// "train" and "/train" name the same object; strip leading and doubled slashes.
+std::vector<std::string> components(const std::string& name) {
+  std::vector<std::string> parts;
+  std::string current;
+  for (const char c : name) {
+    if (c == '/') {
+      if (!current.empty()) parts.push_back(current);
+      current.clear();
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) parts.push_back(current);
+  return parts;
+}
+
+std::string absolute_name(const std::string& name) {
+  std::string out;
+  for (const auto& part : components(name)) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
+
+// Whether every link along `name` exists (H5Lexists needs the parents to exist).
+bool link_exists(hid_t location, const std::string& name) {
+  std::string prefix;
+  for (const auto& part : components(name)) {
+    prefix += "/" + part;
+    if (H5Lexists(location, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+  }
+  return true;
+}
+
+std::unique_ptr<H5::H5File> open_for_reading(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw DataError("HDF5 file " + path + " does not exist");
+  try {
+    if (!H5::H5File::isHdf5(path.c_str())) throw DataError(path + " is not an HDF5 file");
+    return std::make_unique<H5::H5File>(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    throw DataError("cannot open HDF5 file " + path + ": " + h5_message(e));
+  }
+}
+
+void fsync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+bool h5_has(const std::string& path, const std::string& dataset) {
+  quiet();
+  auto file = open_for_reading(path);
+  return link_exists(file->getId(), dataset);
+}
+
+torch::Tensor h5_read(const std::string& path, const std::string& dataset) {
+  quiet();
+  auto file = open_for_reading(path);
+  const std::string name = absolute_name(dataset);
+  const std::string where = "HDF5 file " + path + ", dataset " + name;
+  if (!link_exists(file->getId(), name)) throw DataError(where + ": no such dataset");
+  try {
+    if (file->childObjType(name) != H5O_TYPE_DATASET) throw DataError(where + ": not a dataset");
+    H5::DataSet ds = file->openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    if (space.getSimpleExtentType() == H5S_NULL) throw DataError(where + ": the dataset is empty (null dataspace)");
+    const int rank = space.getSimpleExtentNdims();
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    if (rank > 0) space.getSimpleExtentDims(dims.data());
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+
+    torch::Tensor out;
+    const H5T_class_t type_class = ds.getTypeClass();
+    if (type_class == H5T_INTEGER) {
+      H5::IntType type = ds.getIntType();
+      if (type.getSize() == 1 && type.getSign() == H5T_SGN_NONE) {
+        out = torch::empty(shape, torch::kUInt8);
+        if (out.numel() > 0) ds.read(out.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+      } else {
+        out = torch::empty(shape, torch::kLong);
+        if (out.numel() > 0) ds.read(out.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+      }
+    } else if (type_class == H5T_FLOAT) {
+      H5::FloatType type = ds.getFloatType();
+      if (type.getSize() <= 4) {
+        out = torch::empty(shape, torch::kFloat);
+        if (out.numel() > 0) ds.read(out.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+      } else {
+        out = torch::empty(shape, torch::kDouble);
+        if (out.numel() > 0) ds.read(out.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+      }
+    } else {
+      throw DataError(where + ": unsupported element type (expected integers or floats)");
+    }
+    return out;
+  } catch (const H5::Exception& e) {
+    throw DataError(where + ": " + h5_message(e));
+  }
+}
+
+struct H5Writer::Impl {
+  std::string path;
+  std::string tmp;
+  std::unique_ptr<H5::H5File> file;
+
+  H5::H5File& open_file() {
+    if (!file) throw DataError("HDF5 file " + path + ": already closed");
+    return *file;
+  }
+
+  void create_parents(const std::string& name) {
+    const auto parts = components(name);
+    std::string prefix;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      prefix += "/" + parts[i];
+      if (!link_exists(file->getId(), prefix)) {
+        file->createGroup(prefix);
+      } else if (file->childObjType(prefix) != H5O_TYPE_GROUP) {
+        throw DataError("HDF5 file " + path + ": " + prefix + " exists and is not a group");
+      }
+    }
+  }
+};
+
+H5Writer::H5Writer(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  quiet();
+  impl_->path = path;
+  impl_->tmp = path + ".tmp";
+  try {
+    impl_->file = std::make_unique<H5::H5File>(impl_->tmp, H5F_ACC_TRUNC);
+  } catch (const H5::Exception& e) {
+    throw DataError("cannot create HDF5 file " + impl_->tmp + " (for " + path + "): " + h5_message(e));
+  }
+}
+
+H5Writer::~H5Writer() {
+  if (impl_ && impl_->file) {
+    try {
+      impl_->file->close();
+    } catch (...) {
+    }
+    impl_->file.reset();
+    std::remove(impl_->tmp.c_str());
+  }
+}
+
+void H5Writer::write(const std::string& name, const torch::Tensor& tensor) {
+  quiet();
+  H5::H5File& file = impl_->open_file();
+  const std::string full = absolute_name(name);
+  const std::string where = "HDF5 file " + impl_->path + ", dataset " + full;
+  if (full == "/") throw DataError(where + ": empty dataset name");
+  if (!tensor.defined()) throw DataError(where + ": undefined tensor");
+  torch::Tensor t = tensor.detach().to(torch::kCPU);
+  switch (t.scalar_type()) {
+    case torch::kFloat:
+    case torch::kDouble:
+    case torch::kLong:
+    case torch::kByte:
+      break;
+    case torch::kBool:
+      t = t.to(torch::kByte);
+      break;
+    case torch::kChar:
+    case torch::kShort:
+    case torch::kInt:
+      t = t.to(torch::kLong);
+      break;
+    case torch::kHalf:
+    case torch::kBFloat16:
+      t = t.to(torch::kFloat);
+      break;
+    default:
+      throw DataError(where + ": unsupported tensor type " + std::string(c10::toString(t.scalar_type())));
+  }
+  t = t.contiguous();
+  try {
+    if (link_exists(file.getId(), full)) throw DataError(where + ": written twice");
+    impl_->create_parents(full);
+    std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+    H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR)
+                                       : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+    const H5::PredType* type = nullptr;
+    switch (t.scalar_type()) {
+      case torch::kFloat: type = &H5::PredType::NATIVE_FLOAT; break;
+      case torch::kDouble: type = &H5::PredType::NATIVE_DOUBLE; break;
+      case torch::kLong: type = &H5::PredType::NATIVE_INT64; break;
+      default: type = &H5::PredType::NATIVE_UINT8; break;
+    }
+    H5::DataSet ds = file.createDataSet(full, *type, space);
+    if (t.numel() > 0) ds.write(t.data_ptr(), *type);
+  } catch (const H5::Exception& e) {
+    throw DataError(where + ": " + h5_message(e));
+  }
+}
+
+namespace {
+
+// Runs `fn` on the object (file root, group or dataset) named `object`.
+template <typename Fn>
+void with_object(H5::H5File& file, const std::string& path, const std::string& object, Fn fn) {
+  const std::string full = absolute_name(object);
+  const std::string where = "HDF5 file " + path + ", object " + full;
+  try {
+    if (full == "/") {
+      H5::Group root = file.openGroup("/");
+      fn(static_cast<H5::H5Object&>(root));
+      return;
+    }
+    if (!link_exists(file.getId(), full)) throw DataError(where + ": no such object");
+    const H5O_type_t type = file.childObjType(full);
+    if (type == H5O_TYPE_GROUP) {
+      H5::Group group = file.openGroup(full);
+      fn(static_cast<H5::H5Object&>(group));
+    } else if (type == H5O_TYPE_DATASET) {
+      H5::DataSet ds = file.openDataSet(full);
+      fn(static_cast<H5::H5Object&>(ds));
+    } else {
+      throw DataError(where + ": not a group or dataset");
+    }
+  } catch (const H5::Exception& e) {
+    throw DataError(where + ": " + h5_message(e));
+  }
+}
+
+void replace_attribute(H5::H5Object& obj, const std::string& key) {
+  if (obj.attrExists(key)) obj.removeAttr(key);
+}
+
+}  // namespace
+
+void H5Writer::attribute(const std::string& object, const std::string& key, const std::string& value) {
+  quiet();
+  with_object(impl_->open_file(), impl_->path, object, [&](H5::H5Object& obj) {
+    replace_attribute(obj, key);
+    H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    type.setCset(H5T_CSET_UTF8);
+    H5::Attribute attr = obj.createAttribute(key, type, H5::DataSpace(H5S_SCALAR));
+    attr.write(type, value);
+  });
+}
+
+void H5Writer::attribute(const std::string& object, const std::string& key, double value) {
+  quiet();
+  with_object(impl_->open_file(), impl_->path, object, [&](H5::H5Object& obj) {
+    replace_attribute(obj, key);
+    H5::Attribute attr =
+        obj.createAttribute(key, H5::PredType::NATIVE_DOUBLE, H5::DataSpace(H5S_SCALAR));
+    attr.write(H5::PredType::NATIVE_DOUBLE, &value);
+  });
+}
+
+void H5Writer::attribute(const std::string& object, const std::string& key, int64_t value) {
+  quiet();
+  with_object(impl_->open_file(), impl_->path, object, [&](H5::H5Object& obj) {
+    replace_attribute(obj, key);
+    H5::Attribute attr =
+        obj.createAttribute(key, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR));
+    attr.write(H5::PredType::NATIVE_INT64, &value);
+  });
+}
+
+void H5Writer::close() {
+  quiet();
+  if (!impl_->file) return;  // closing twice is harmless
+  try {
+    impl_->file->close();
+  } catch (const H5::Exception& e) {
+    impl_->file.reset();
+    std::remove(impl_->tmp.c_str());
+    throw DataError("cannot close HDF5 file " + impl_->tmp + ": " + h5_message(e));
+  }
+  impl_->file.reset();
+  fsync_file(impl_->tmp);
+  if (std::rename(impl_->tmp.c_str(), impl_->path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(impl_->tmp.c_str());
+    throw DataError("cannot rename " + impl_->tmp + " to " + impl_->path + ": " + std::strerror(err));
+  }
+}
+
+}  // namespace vae_ebm

@@ -1,0 +1,137 @@
+// IDX files, raw or gzip-compressed (see idx.h).
+#include <torch/torch.h>
+
+#include "data/idx.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+
+#include "data/error.h"
+#include "data/files.h"
+
+namespace vae_ebm {
+namespace {
+
+std::string hex_byte(unsigned v) {
+  char buffer[8];
+  std::snprintf(buffer, sizeof buffer, "0x%02X", v & 0xFFu);
+  return buffer;
+}
+
+bool is_gzip(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw DataError("cannot open IDX file " + path + ": " + std::strerror(errno));
+  unsigned char magic[2] = {0, 0};
+  const size_t n = std::fread(magic, 1, 2, f);
+  std::fclose(f);
+  return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+std::string read_gzip(const std::string& path) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (gz == nullptr) {
+    throw DataError("cannot open IDX file " + path + ": " +
+                    (errno != 0 ? std::strerror(errno) : "gzopen failed"));
+  }
+  gzbuffer(gz, 1 << 17);
+  std::string out;
+  char buffer[1 << 16];
+  for (;;) {
+    const int n = gzread(gz, buffer, sizeof buffer);
+    if (n < 0) {
+      int code = 0;
+      const std::string message = gzerror(gz, &code);
+      gzclose(gz);
+      throw DataError("cannot decompress IDX file " + path + ": " + message);
+    }
+    if (n == 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  // gzread returns 0 both at the end and on a truncated stream: ask which.
+  int code = Z_OK;
+  const char* message = gzerror(gz, &code);
+  if (code != Z_OK && code != Z_STREAM_END) {
+    const std::string text = message != nullptr ? message : "unknown error";
+    gzclose(gz);
+    throw DataError("cannot decompress IDX file " + path + ": " + text);
+  }
+  gzclose(gz);
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor read_idx(const std::string& path) {
+  const std::string bytes = is_gzip(path) ? read_gzip(path) : read_file(path);
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::string where = "IDX file " + path;
+  if (bytes.size() < 4) {
+    throw DataError(where + ": truncated: the 4-byte header has only " +
+                    std::to_string(bytes.size()) + " bytes");
+  }
+  if (p[0] != 0 || p[1] != 0) {
+    throw DataError(where + ": bad magic number: expected the first two bytes to be 0x00 0x00, found " +
+                    hex_byte(p[0]) + " " + hex_byte(p[1]) + " (not an IDX file?)");
+  }
+  if (p[2] != 0x08) {
+    throw DataError(where + ": unsupported data type code " + hex_byte(p[2]) +
+                    " (only 0x08, unsigned bytes, is supported)");
+  }
+  const int rank = p[3];
+  if (rank < 1 || rank > 4) {
+    throw DataError(where + ": bad magic number: rank " + std::to_string(rank) +
+                    " is not between 1 and 4");
+  }
+  const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  if (bytes.size() < header) {
+    throw DataError(where + ": truncated: the header needs " + std::to_string(header) +
+                    " bytes, found " + std::to_string(bytes.size()));
+  }
+  std::vector<int64_t> sizes;
+  uint64_t expected = 1;
+  for (int k = 0; k < rank; ++k) {
+    const unsigned char* s = p + 4 + 4 * k;
+    const uint32_t size = (uint32_t{s[0]} << 24) | (uint32_t{s[1]} << 16) | (uint32_t{s[2]} << 8) |
+                          uint32_t{s[3]};
+    if (size == 0 || size > static_cast<uint32_t>(std::numeric_limits<int32_t>::max())) {
+      throw DataError(where + ": dimension " + std::to_string(k) + " has invalid size " +
+                      std::to_string(size) + " (must be positive)");
+    }
+    if (expected > std::numeric_limits<uint64_t>::max() / size) {
+      throw DataError(where + ": the sizes in the header overflow");
+    }
+    expected *= size;
+    sizes.push_back(static_cast<int64_t>(size));
+  }
+  const uint64_t found = bytes.size() - header;
+  if (found < expected) {
+    throw DataError(where + ": truncated: expected " + std::to_string(expected) +
+                    " bytes of data, found " + std::to_string(found));
+  }
+  if (found > expected) {
+    throw DataError(where + ": " + std::to_string(found - expected) +
+                    " trailing bytes after the expected " + std::to_string(expected) +
+                    " bytes of data");
+  }
+  torch::Tensor out = torch::empty(sizes, torch::kUInt8);
+  if (expected > 0) std::memcpy(out.data_ptr<uint8_t>(), p + header, expected);
+  return out;
+}
+
+std::string find_idx(const std::string& dir, const std::string& stem) {
+  const std::string raw = dir + "/" + stem;
+  const std::string gz = raw + ".gz";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(raw, ec)) return raw;
+  if (std::filesystem::is_regular_file(gz, ec)) return gz;
+  throw DataError("IDX file not found: neither " + raw + " nor " + gz +
+                  " exists (did you run scripts/setup.sh, or set VAE_EBM_DATA?)");
+}
+
+}  // namespace vae_ebm

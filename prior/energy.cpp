@@ -1,0 +1,79 @@
+#include <torch/torch.h>
+
+#include "prior/energy.h"
+
+#include "prior/gaussian.h"
+#include "prior/mixture.h"
+
+namespace vae_ebm {
+
+EnergyPrior::EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope)
+    : Prior("EnergyPrior"), latent_dim_(latent_dim) {
+  TORCH_CHECK(latent_dim > 0, "Invalid latent dimension: ", latent_dim);
+  TORCH_CHECK(slope >= 0, "Invalid LeakyReLU slope: ", slope);
+  torch::nn::Sequential net;
+  int64_t in = latent_dim;
+  for (auto width : hidden) {
+    TORCH_CHECK(width > 0, "Invalid energy hidden width: ", width);
+    net->push_back(torch::nn::Linear(in, width));
+    net->push_back(torch::nn::LeakyReLU(torch::nn::LeakyReLUOptions().negative_slope(slope)));
+    in = width;
+  }
+  net->push_back(torch::nn::Linear(torch::nn::LinearOptions(in, 1).bias(false)));
+  f = register_module("f", net);
+  b = register_parameter("b", torch::zeros({}));
+}
+
+torch::Tensor EnergyPrior::energy(const torch::Tensor& z) {
+  auto flat = z.reshape({-1, latent_dim_});
+  auto out = f->forward(flat).squeeze(-1);
+  auto shape = z.sizes().vec();
+  shape.pop_back();
+  return out.reshape(shape);
+}
+
+torch::Tensor EnergyPrior::potential(const torch::Tensor& z) { return energy(z) + 0.5 * (z * z).sum(-1); }
+
+torch::Tensor EnergyPrior::log_prob_unnormalised(const torch::Tensor& z) {
+  return standard_normal_log_prob(z) - energy(z);
+}
+
+torch::Tensor EnergyPrior::sn_log_prob(const torch::Tensor& z, const torch::Tensor& log_z_hat) {
+  return log_prob_unnormalised(z) - b - torch::exp(log_z_hat - b) + 1.0;
+}
+
+torch::Tensor EnergyPrior::log_prob_bound(const torch::Tensor& z) {
+  TORCH_CHECK(log_z_estimate_.has_value(),
+              "EnergyPrior::log_prob_bound needs a log Z estimate: call set_log_z_estimate first");
+  return sn_log_prob(z, torch::full({}, *log_z_estimate_, b.options()));
+}
+
+torch::Tensor EnergyPrior::expected_log_prob(const DiagonalGaussian& q, const torch::Tensor& z) {
+  TORCH_CHECK(log_z_estimate_.has_value(),
+              "EnergyPrior::expected_log_prob needs a log Z estimate: call set_log_z_estimate first");
+  auto log_z_hat = torch::full({}, *log_z_estimate_, b.options());
+  return GaussianPrior(latent_dim_).expected_log_prob(q, z) - energy(z).mean(0) - b - torch::exp(log_z_hat - b) + 1.0;
+}
+
+torch::Tensor EnergyPrior::sample(int64_t n, at::Generator& generator) {
+  auto z0 = torch::randn({n, latent_dim_}, generator, b.options());
+  return langevin([this](const torch::Tensor& z) { return potential(z); }, z0, sampling_, generator).z;
+}
+
+torch::Tensor Prior::expected_log_prob(const DiagonalGaussian&, const torch::Tensor& z) {
+  return log_prob_bound(z).mean(0);
+}
+
+std::vector<std::string> prior_kinds() { return {"gaussian", "mog", "ebm"}; }
+
+std::shared_ptr<Prior> make_prior(const PriorOptions& options) {
+  if (options.kind() == "gaussian") return std::make_shared<GaussianPrior>(options.latent_dim());
+  if (options.kind() == "mog") return std::make_shared<MixturePrior>(options.latent_dim(), options.mog_components());
+  if (options.kind() == "ebm")
+    return std::make_shared<EnergyPrior>(options.latent_dim(), options.energy_hidden(), options.energy_slope());
+  std::string valid;
+  for (const auto& k : prior_kinds()) valid += (valid.empty() ? "" : ", ") + k;
+  throw std::invalid_argument("unknown prior '" + options.kind() + "' (valid: " + valid + ")");
+}
+
+}  // namespace vae_ebm

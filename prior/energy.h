@@ -1,0 +1,48 @@
+#pragma once
+// The energy prior p(z) = N(z; 0, I) exp(-f(z)) / Z, with a learned scalar b ~ log Z.
+#include <optional>
+
+#include "prior/langevin.h"
+#include "prior/prior.h"
+
+namespace vae_ebm {
+
+class EnergyPrior : public Prior {
+ public:
+  // f: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer.
+  EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope);
+  std::string kind() const override { return "ebm"; }
+  int64_t latent_dim() const override { return latent_dim_; }
+  bool exact() const override { return false; }
+
+  // f(z): [..., D] -> [...].
+  torch::Tensor energy(const torch::Tensor& z);
+  // Langevin potential U(z) = f(z) + |z|^2 / 2 (constant dropped): [B, D] -> [B].
+  torch::Tensor potential(const torch::Tensor& z);
+  // log p0(z) - f(z).
+  torch::Tensor log_prob_unnormalised(const torch::Tensor& z) override;
+  // SNL bound log p0(z) - f(z) - b - exp(log_z_hat - b) + 1 (MATH.md section 2), with
+  // log_z_hat a scalar tensor (may carry gradient).
+  torch::Tensor sn_log_prob(const torch::Tensor& z, const torch::Tensor& log_z_hat);
+  // sn_log_prob with the estimate set by set_log_z_estimate; throws if none was set.
+  torch::Tensor log_prob_bound(const torch::Tensor& z) override;
+  // E_q[log p0] in closed form, E_q[f] over the K samples z [K, B, D], then the SNL
+  // terms with the stored log Z estimate: the SNELBO's prior term, [B].
+  torch::Tensor expected_log_prob(const DiagonalGaussian& q, const torch::Tensor& z) override;
+  void set_log_z_estimate(double log_z_hat) { log_z_estimate_ = log_z_hat; }
+  std::optional<double> log_z_estimate() const { return log_z_estimate_; }
+
+  // Langevin from the base (settings: sampling_options()).
+  torch::Tensor sample(int64_t n, at::Generator& generator) override;
+  LangevinOptions& sampling_options() { return sampling_; }
+
+  torch::Tensor b;  // scalar, init 0
+  torch::nn::Sequential f{nullptr};
+
+ private:
+  int64_t latent_dim_;
+  LangevinOptions sampling_ = LangevinOptions().steps(200).step_size(0.1);
+  std::optional<double> log_z_estimate_;
+};
+
+}  // namespace vae_ebm

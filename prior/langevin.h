@@ -1,0 +1,49 @@
+#pragma once
+// The one Langevin sampler: prior sampling, MCMC objectives, AIS transitions, `sample`.
+#include <torch/torch.h>
+
+#include <functional>
+#include <vector>
+
+namespace vae_ebm {
+
+struct LangevinOptions {
+  TORCH_ARG(int64_t, steps) = 60;
+  TORCH_ARG(double, step_size) = 0.4;  // s in z <- z - (s^2/2) grad U + eta s eps
+  TORCH_ARG(double, noise) = 1.0;      // eta: 1 is ULA, 0 the noiseless gradient flow
+  TORCH_ARG(bool, metropolis) = false; // MALA correction per chain (needs noise > 0)
+  TORCH_ARG(double, grad_clip) = 0.0;  // clip each chain's gradient norm; 0 = off
+  TORCH_ARG(bool, trace) = false;      // record per-step means of U, acceptance, |grad U|
+
+ public:
+  // Throws std::invalid_argument naming the bad value.
+  void validate() const;
+};
+
+struct LangevinTrace {
+  std::vector<double> energy;      // mean U(z) over chains after each step
+  std::vector<double> acceptance;  // fraction of chains that moved (1 without MALA)
+  std::vector<double> grad_norm;   // mean |grad U(z)| over chains at each step
+};
+
+struct LangevinResult {
+  torch::Tensor z;               // [B, D] final states, detached
+  double acceptance_rate = 1.0;  // over all steps and chains
+  LangevinTrace trace;           // filled only with options.trace()
+};
+
+// U: [B, D] -> [B], differentiable in z. The potential's parameters get no gradient.
+using Potential = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// Runs `options.steps()` steps from z0 [B, D].
+LangevinResult langevin(const Potential& potential, const torch::Tensor& z0,
+                        const LangevinOptions& options, at::Generator& generator);
+
+// The MALA log acceptance ratio per chain (MATH.md section 3), exposed for tests:
+// log alpha = -U(z') + U(z) - |z - z' + (s^2/2) g'|^2 / (2 v) + |z' - z + (s^2/2) g|^2 / (2 v),
+// with v = (eta s)^2 the proposal variance. All [B, D] or [B].
+torch::Tensor mala_log_acceptance(const torch::Tensor& z, const torch::Tensor& u, const torch::Tensor& grad,
+                                  const torch::Tensor& z_new, const torch::Tensor& u_new,
+                                  const torch::Tensor& grad_new, double step_size, double noise);
+
+}  // namespace vae_ebm

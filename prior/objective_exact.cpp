@@ -1,0 +1,30 @@
+// "exact": E_q[log p(z)] under a prior with a known density (Gaussian, mixture).
+// The ELBO's prior term; maximum likelihood for the mixture's parameters.
+#include <torch/torch.h>
+
+#include "prior/objective.h"
+
+#include <stdexcept>
+
+namespace vae_ebm {
+
+namespace {
+class ExactObjective : public PriorObjective {
+ public:
+  std::string name() const override { return "exact"; }
+  void check(const Prior& prior) const override {
+    if (!prior.exact())
+      throw std::invalid_argument("objective 'exact' needs a prior with a known density, not '" + prior.kind() +
+                                  "' (use snelbo for an energy prior)");
+  }
+  PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z, at::Generator&) override {
+    return {prior.expected_log_prob(q, z), {}};
+  }
+};
+}  // namespace
+
+std::unique_ptr<PriorObjective> make_exact_objective(const ObjectiveOptions&) {
+  return std::make_unique<ExactObjective>();
+}
+
+}  // namespace vae_ebm

@@ -1,0 +1,32 @@
+#include <torch/torch.h>
+
+#include "prior/posterior.h"
+
+#include <cmath>
+
+namespace vae_ebm {
+
+namespace {
+const double kLog2Pi = std::log(2.0 * M_PI);
+}
+
+torch::Tensor DiagonalGaussian::rsample(int64_t k, at::Generator& generator) const {
+  auto eps = torch::randn({k, mu.size(0), mu.size(1)}, generator, mu.options());
+  return mu.unsqueeze(0) + torch::exp(0.5 * logvar).unsqueeze(0) * eps;
+}
+
+torch::Tensor DiagonalGaussian::log_prob(const torch::Tensor& z) const {
+  auto diff = z - mu;
+  auto per_dim = -0.5 * (kLog2Pi + logvar + diff * diff * torch::exp(-logvar));
+  return per_dim.sum(-1);
+}
+
+torch::Tensor DiagonalGaussian::entropy() const {
+  return 0.5 * (logvar + (1.0 + kLog2Pi)).sum(-1);
+}
+
+torch::Tensor standard_normal_log_prob(const torch::Tensor& z) {
+  return -0.5 * (z * z).sum(-1) - 0.5 * kLog2Pi * static_cast<double>(z.size(-1));
+}
+
+}  // namespace vae_ebm

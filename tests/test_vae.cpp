@@ -1,0 +1,114 @@
+// The ELBO's terms against hand computations and closed forms.
+#include <cmath>
+
+#include "data/seed.h"
+#include "prior/energy.h"
+#include "prior/gaussian.h"
+#include "prior/mixture.h"
+#include "prior/objective.h"
+#include "tests/support.h"
+#include "vae/model.h"
+
+namespace vae_ebm::test {
+
+class VaeTest : public SeedingFixture {};
+
+TEST_F(VaeTest, BernoulliLogLikelihoodByHand) {
+  auto logits = torch::tensor({{0.0, 2.0, -1.0}}, torch::kDouble);
+  auto x = torch::tensor({{1.0, 0.0, 1.0}}, torch::kDouble);
+  // log sigmoid(0) + log(1 - sigmoid(2)) + log sigmoid(-1)
+  double expected = -std::log(2.0) - std::log1p(std::exp(2.0)) - std::log1p(std::exp(1.0));
+  EXPECT_NEAR(bernoulli_log_likelihood(logits, x).item<double>(), expected, 1e-12);
+  // K samples broadcast against one image.
+  auto k = bernoulli_log_likelihood(logits.expand({4, 1, 3}), x);
+  EXPECT_EQ(k.sizes(), (std::vector<int64_t>{4, 1}));
+}
+
+TEST_F(VaeTest, EntropyAndLogProbByHand) {
+  DiagonalGaussian q{torch::tensor({{0.5, -1.0}}, torch::kDouble), torch::tensor({{0.0, std::log(4.0)}}, torch::kDouble)};
+  const double l2pi = std::log(2 * M_PI);
+  EXPECT_NEAR(q.entropy().item<double>(), 0.5 * (1 + l2pi) + 0.5 * (std::log(4.0) + 1 + l2pi), 1e-12);
+  auto z = torch::tensor({{1.5, 1.0}}, torch::kDouble);
+  double expected = -0.5 * (l2pi + 1.0) - 0.5 * (l2pi + std::log(4.0) + 4.0 / 4.0);
+  EXPECT_NEAR(q.log_prob(z).item<double>(), expected, 1e-12);
+}
+
+TEST_F(VaeTest, AnalyticKlMatchesMonteCarlo) {
+  DiagonalGaussian q{torch::tensor({{0.5, -1.0, 2.0}}, torch::kDouble),
+                     torch::tensor({{0.0, -1.0, 0.7}}, torch::kDouble)};
+  GaussianPrior prior(3);
+  auto gen = make_generator(5);
+  auto z = q.rsample(400000, gen);
+  auto analytic = -(q.entropy() + prior.expected_log_prob(q, z)).item<double>();
+  // Closed form of KL(N(mu, s^2) || N(0, 1)) summed over dimensions.
+  auto mu = q.mu, lv = q.logvar;
+  double closed = (0.5 * (mu * mu + torch::exp(lv) - 1 - lv)).sum().item<double>();
+  EXPECT_NEAR(analytic, closed, 1e-10);
+  auto mc = (q.log_prob(z) - standard_normal_log_prob(z)).mean().item<double>();
+  EXPECT_NEAR(mc, closed, 0.01);
+}
+
+TEST_F(VaeTest, ElboTermsAddUp) {
+  VaeModel model(NetworkOptions().hidden({8}).latent_dim(2).image_shape({1, 2, 3}), PriorOptions("gaussian", 2));
+  auto objective = make_objective("exact", ObjectiveOptions());
+  auto x = torch::tensor({{1.f, 0.f, 1.f, 1.f, 0.f, 0.f}, {0.f, 0.f, 1.f, 0.f, 1.f, 1.f}});
+  auto gen = make_generator(1);
+  auto terms = elbo_terms(model, *objective, x, 3, gen);
+  EXPECT_EQ(terms.total.sizes(), (std::vector<int64_t>{2}));
+  EXPECT_TRUE(torch::allclose(terms.total, terms.reconstruction - terms.kl));
+  // With a Gaussian prior, kl is the closed form KL(q || N(0, I)).
+  auto q = model.encoder->forward(x);
+  auto closed = (0.5 * (q.mu * q.mu + torch::exp(q.logvar) - 1 - q.logvar)).sum(-1);
+  EXPECT_TRUE(torch::allclose(terms.kl, closed, 1e-5, 1e-5));
+  // The reconstruction is the mean over the same K samples the generator gives.
+  auto gen2 = make_generator(1);
+  auto z = q.rsample(3, gen2);
+  auto recon = bernoulli_log_likelihood(model.decoder->logits(z), x).mean(0);
+  EXPECT_TRUE(torch::allclose(terms.reconstruction, recon));
+}
+
+TEST_F(VaeTest, ConvNetworksHaveTheReferenceShapes) {
+  auto options = NetworkOptions().architecture("conv").latent_dim(5);
+  auto enc = make_encoder(options);
+  auto dec = make_decoder(options);
+  auto q = enc->forward(torch::rand({3, 784}));
+  EXPECT_EQ(q.mu.sizes(), (std::vector<int64_t>{3, 5}));
+  EXPECT_EQ(dec->logits(torch::randn({2, 3, 5})).sizes(), (std::vector<int64_t>{2, 3, 784}));
+  EXPECT_THROW(make_encoder(NetworkOptions().architecture("conv").image_shape({1, 10, 10})), std::invalid_argument);
+  EXPECT_THROW(make_encoder(NetworkOptions().architecture("resnet")), std::invalid_argument);
+  EXPECT_THROW(make_encoder(NetworkOptions().activation("gelu")), std::invalid_argument);
+}
+
+// With f(z) = c^T z the prior is N(-c, I) with log Z = |c|^2 / 2: the SNELBO's prior term
+// (with the exact Z) never exceeds E_q[log p(z)], and equals it when b = log Z.
+TEST_F(VaeTest, SnelboPriorTermIsBelowTheExactOne) {
+  auto prior = std::make_shared<EnergyPrior>(2, std::vector<int64_t>{}, 0.2);
+  const std::vector<float> c{0.7f, -0.4f};
+  {
+    torch::NoGradGuard no_grad;
+    prior->f->ptr<torch::nn::LinearImpl>(0)->weight.copy_(torch::tensor(c).unsqueeze(0));
+  }
+  const double log_z = 0.5 * (0.49 + 0.16);
+  prior->set_log_z_estimate(log_z);
+  DiagonalGaussian q{torch::tensor({{0.3f, -0.2f}, {-1.0f, 0.5f}}), torch::tensor({{-0.3f, 0.1f}, {0.0f, -1.0f}})};
+  auto gen = make_generator(8);
+  auto z = q.rsample(5, gen);
+  auto exact = (standard_normal_log_prob(z) - prior->energy(z)).mean(0) - log_z;
+  // expected_log_prob uses E_q[log p0] in closed form: compare with the same.
+  auto exact_closed = GaussianPrior(2).expected_log_prob(q, z) - prior->energy(z).mean(0) - log_z;
+  for (double b : {-0.5, log_z, 1.5}) {
+    {
+      torch::NoGradGuard no_grad;
+      prior->b.fill_(b);
+    }
+    auto bound = prior->expected_log_prob(q, z).detach();
+    if (b == log_z) {
+      EXPECT_TRUE(torch::allclose(bound, exact_closed.detach(), 1e-5, 1e-5));
+    } else {
+      EXPECT_TRUE((bound < exact_closed.detach()).all().item<bool>()) << "b = " << b;
+    }
+  }
+  EXPECT_EQ(exact.sizes(), (std::vector<int64_t>{2}));
+}
+
+}  // namespace vae_ebm::test

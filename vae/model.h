@@ -1,0 +1,40 @@
+#pragma once
+// The VAE: encoder, decoder and prior as one module, and the ELBO's terms.
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "prior/objective.h"
+#include "prior/prior.h"
+#include "vae/networks.h"
+
+namespace vae_ebm {
+
+class VaeModel : public torch::nn::Module {
+ public:
+  VaeModel(const NetworkOptions& networks, const PriorOptions& prior);
+  std::shared_ptr<Encoder> encoder;
+  std::shared_ptr<Decoder> decoder;
+  std::shared_ptr<Prior> prior;
+
+  // Encoder and decoder parameters (the VAE optimiser's), and the prior's.
+  std::vector<torch::Tensor> vae_parameters() const;
+  std::vector<torch::Tensor> prior_parameters() const;
+};
+
+// Per image, all [B]: total = reconstruction + entropy + log_prior, and kl = -(entropy + log_prior),
+// where log_prior is the objective's E_q[log p(z)] term (a bound for the energy prior).
+struct ElboTerms {
+  torch::Tensor reconstruction;  // E_q[log p(x|z)] over K samples
+  torch::Tensor entropy;         // H[q(z|x)], closed form
+  torch::Tensor log_prior;       // the objective's E_q[log p(z)] term
+  torch::Tensor kl;
+  torch::Tensor total;
+  std::map<std::string, double> diagnostics;
+};
+
+// x [B, P]; K posterior samples per image.
+ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
+                     at::Generator& generator);
+
+}  // namespace vae_ebm

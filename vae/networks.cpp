@@ -1,0 +1,151 @@
+#include <torch/torch.h>
+
+#include "vae/networks.h"
+
+#include <stdexcept>
+
+namespace vae_ebm {
+
+namespace nn = torch::nn;
+
+std::vector<std::string> architectures() { return {"mlp", "conv"}; }
+std::vector<std::string> activations() { return {"relu", "leaky-relu", "tanh", "elu", "softplus"}; }
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+nn::AnyModule make_activation(const std::string& name) {
+  if (name == "relu") return nn::AnyModule(nn::ReLU());
+  if (name == "leaky-relu") return nn::AnyModule(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
+  if (name == "tanh") return nn::AnyModule(nn::Tanh());
+  if (name == "elu") return nn::AnyModule(nn::ELU());
+  if (name == "softplus") return nn::AnyModule(nn::Softplus());
+  throw std::invalid_argument("unknown activation '" + name + "' (valid: " + join(activations()) + ")");
+}
+
+nn::Sequential mlp(int64_t in, const std::vector<int64_t>& hidden, int64_t out, const std::string& act) {
+  nn::Sequential net;
+  for (auto width : hidden) {
+    net->push_back(nn::Linear(in, width));
+    net->push_back(make_activation(act));
+    in = width;
+  }
+  net->push_back(nn::Linear(in, out));
+  return net;
+}
+
+class MlpEncoder : public Encoder {
+ public:
+  explicit MlpEncoder(const NetworkOptions& o) : Encoder("MlpEncoder"), latent_(o.latent_dim()) {
+    net_ = register_module("net", mlp(o.pixels(), o.hidden(), 2 * o.latent_dim(), o.activation()));
+  }
+  DiagonalGaussian forward(const torch::Tensor& x) override {
+    auto h = net_->forward(x);
+    return {h.narrow(1, 0, latent_), h.narrow(1, latent_, latent_)};
+  }
+
+ private:
+  int64_t latent_;
+  nn::Sequential net_{nullptr};
+};
+
+class MlpDecoder : public Decoder {
+ public:
+  explicit MlpDecoder(const NetworkOptions& o) : Decoder("MlpDecoder") {
+    std::vector<int64_t> reversed(o.hidden().rbegin(), o.hidden().rend());
+    net_ = register_module("net", mlp(o.latent_dim(), reversed, o.pixels(), o.activation()));
+  }
+  torch::Tensor logits(const torch::Tensor& z) override { return net_->forward(z); }
+
+ private:
+  nn::Sequential net_{nullptr};
+};
+
+// The SNL reference networks for 28x28 images.
+class ConvEncoder : public Encoder {
+ public:
+  explicit ConvEncoder(const NetworkOptions& o) : Encoder("ConvEncoder"), latent_(o.latent_dim()) {
+    auto conv = [](int64_t in, int64_t out) { return nn::Conv2d(nn::Conv2dOptions(in, out, 5).stride(2).padding(2)); };
+    auto act = [] { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.3)); };
+    net_ = register_module("net", nn::Sequential(conv(1, 32), act(), conv(32, 64), act(), conv(64, 128), act(),
+                                                 nn::Flatten(), nn::Linear(2048, 2 * o.latent_dim())));
+  }
+  DiagonalGaussian forward(const torch::Tensor& x) override {
+    auto h = net_->forward(x.reshape({-1, 1, 28, 28}));
+    return {h.narrow(1, 0, latent_), h.narrow(1, latent_, latent_)};
+  }
+
+ private:
+  int64_t latent_;
+  nn::Sequential net_{nullptr};
+};
+
+class ConvDecoder : public Decoder {
+ public:
+  explicit ConvDecoder(const NetworkOptions& o) : Decoder("ConvDecoder"), latent_(o.latent_dim()) {
+    auto convt = [](int64_t in, int64_t out, int64_t k, int64_t s, int64_t p) {
+      return nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, k).stride(s).padding(p));
+    };
+    auto act = [] { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.01)); };
+    net_ = register_module("net", nn::Sequential(convt(o.latent_dim(), 512, 4, 1, 0), act(), convt(512, 256, 3, 2, 1),
+                                                 act(), convt(256, 128, 4, 2, 1), act(), convt(128, 1, 4, 2, 1)));
+  }
+  torch::Tensor logits(const torch::Tensor& z) override {
+    auto lead = z.sizes().vec();
+    lead.pop_back();
+    auto out = net_->forward(z.reshape({-1, latent_, 1, 1}));
+    lead.push_back(784);
+    return out.reshape(lead);
+  }
+
+ private:
+  int64_t latent_;
+  nn::Sequential net_{nullptr};
+};
+
+}  // namespace
+
+int64_t NetworkOptions::pixels() const {
+  int64_t p = 1;
+  for (auto s : image_shape_) p *= s;
+  return p;
+}
+
+void NetworkOptions::validate() const {
+  bool known = false;
+  for (const auto& a : architectures()) known |= a == architecture_;
+  if (!known)
+    throw std::invalid_argument("unknown architecture '" + architecture_ + "' (valid: " + join(architectures()) + ")");
+  make_activation(activation_);  // throws on an unknown name
+  if (latent_dim_ < 1) throw std::invalid_argument("--latent must be >= 1, got " + std::to_string(latent_dim_));
+  for (auto w : hidden_)
+    if (w < 1) throw std::invalid_argument("--hidden widths must be >= 1, got " + std::to_string(w));
+  if (architecture_ == "conv" && pixels() != 784)
+    throw std::invalid_argument("the conv architecture needs 28x28 single-channel images, this data has " +
+                                std::to_string(pixels()) + " values per example");
+}
+
+std::shared_ptr<Encoder> make_encoder(const NetworkOptions& options) {
+  options.validate();
+  if (options.architecture() == "conv") return std::make_shared<ConvEncoder>(options);
+  return std::make_shared<MlpEncoder>(options);
+}
+
+std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options) {
+  options.validate();
+  if (options.architecture() == "conv") return std::make_shared<ConvDecoder>(options);
+  return std::make_shared<MlpDecoder>(options);
+}
+
+torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x) {
+  return -torch::binary_cross_entropy_with_logits(logits, x.expand_as(logits), /*weight=*/{}, /*pos_weight=*/{},
+                                                  at::Reduction::None)
+              .sum(-1);
+}
+
+}  // namespace vae_ebm

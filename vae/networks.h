@@ -1,0 +1,48 @@
+#pragma once
+// Encoders (x -> q(z|x)) and decoders (z -> Bernoulli logits), MLP and conv.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "prior/posterior.h"
+
+namespace vae_ebm {
+
+class Encoder : public torch::nn::Module {
+ public:
+  explicit Encoder(std::string name) : torch::nn::Module(std::move(name)) {}
+  // x: [B, P] flattened images -> q(z|x) with mu, logvar [B, D].
+  virtual DiagonalGaussian forward(const torch::Tensor& x) = 0;
+};
+
+class Decoder : public torch::nn::Module {
+ public:
+  explicit Decoder(std::string name) : torch::nn::Module(std::move(name)) {}
+  // z: [..., D] -> Bernoulli logits [..., P].
+  virtual torch::Tensor logits(const torch::Tensor& z) = 0;
+};
+
+struct NetworkOptions {
+  TORCH_ARG(std::string, architecture) = "mlp";  // mlp | conv
+  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512, 512};  // mlp widths
+  TORCH_ARG(std::string, activation) = "relu";  // mlp: relu | leaky-relu | tanh | elu | softplus
+  TORCH_ARG(int64_t, latent_dim) = 16;
+  TORCH_ARG(std::vector<int64_t>, image_shape) = std::vector<int64_t>{1, 28, 28};
+
+ public:
+  int64_t pixels() const;
+  // Throws std::invalid_argument naming the bad value (conv needs a 1x28x28 image).
+  void validate() const;
+};
+
+std::shared_ptr<Encoder> make_encoder(const NetworkOptions& options);
+std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options);
+std::vector<std::string> architectures();
+std::vector<std::string> activations();
+
+// log p(x|z) for Bernoulli logits [..., P] and targets x [B, P] (broadcast): [...].
+torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x);
+
+}  // namespace vae_ebm

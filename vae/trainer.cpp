@@ -1,0 +1,326 @@
+#include <torch/torch.h>
+
+#include "vae/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "data/error.h"
+#include "data/files.h"
+#include "data/json.h"
+#include "data/seed.h"
+#include "prior/gaussian.h"
+
+namespace vae_ebm {
+
+namespace {
+constexpr int64_t kCheckpointFormat = 1;
+
+torch::Tensor scalar(int64_t v) { return torch::full({}, v, torch::kLong); }
+torch::Tensor scalar(double v) { return torch::full({}, v, torch::kDouble); }
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
+  return buf;
+}
+}  // namespace
+
+void TrainOptions::validate() const {
+  auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
+  if (epochs_ < 1) fail("--epochs must be >= 1, got " + std::to_string(epochs_));
+  if (max_steps_ < 0) fail("--max-steps must be >= 0, got " + std::to_string(max_steps_));
+  if (batch_size_ < 1) fail("--batch-size must be >= 1, got " + std::to_string(batch_size_));
+  if (!(lr_ > 0)) fail("--lr must be > 0, got " + std::to_string(lr_));
+  if (!(prior_lr_ > 0)) fail("--prior-lr must be > 0, got " + std::to_string(prior_lr_));
+  if (!(beta1_ >= 0 && beta1_ < 1)) fail("--beta1 must be in [0, 1), got " + std::to_string(beta1_));
+  if (!(beta2_ >= 0 && beta2_ < 1)) fail("--beta2 must be in [0, 1), got " + std::to_string(beta2_));
+  if (!(lr_decay_ > 0 && lr_decay_ <= 1)) fail("--lr-decay must be in (0, 1], got " + std::to_string(lr_decay_));
+  if (samples_ < 1) fail("--samples must be >= 1, got " + std::to_string(samples_));
+  if (eval_every_ < 1) fail("--eval-every must be >= 1, got " + std::to_string(eval_every_));
+  if (keep_checkpoints_ < 1) fail("--keep-checkpoints must be >= 1, got " + std::to_string(keep_checkpoints_));
+  if (mode_ != "joint" && mode_ != "detach-posterior" && mode_ != "post-hoc")
+    fail("unknown training mode '" + mode_ + "' (valid: joint, detach-posterior, post-hoc)");
+}
+
+Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
+                 TrainOptions options, RunDir run_dir)
+    : model_(std::move(model)),
+      objective_(std::move(objective)),
+      options_(std::move(options)),
+      run_dir_(std::move(run_dir)),
+      batcher_(train_data,
+               BatcherOptions(options_.batch_size()).seed(options_.seed()).dynamic_binarisation(options_.dynamic_binarisation())),
+      generator_(make_generator(mix_seed(options_.seed(), 0x747261696eULL), options_.device())) {
+  options_.validate();
+  objective_->check(*model_->prior);
+  model_->to(options_.device());
+  auto adam = [&](double lr) {
+    return torch::optim::AdamOptions(lr).betas(std::make_tuple(options_.beta1(), options_.beta2()));
+  };
+  if (options_.mode() != "post-hoc") vae_optimizer_ = std::make_unique<torch::optim::Adam>(model_->vae_parameters(), adam(options_.lr()));
+  auto prior_params = model_->prior_parameters();
+  if (!prior_params.empty()) prior_optimizer_ = std::make_unique<torch::optim::Adam>(prior_params, adam(options_.prior_lr()));
+  if (options_.mode() == "post-hoc") {
+    if (!prior_optimizer_) throw std::invalid_argument("post-hoc fitting needs a prior with parameters (mog or ebm)");
+    for (auto& p : model_->vae_parameters()) p.set_requires_grad(false);
+  }
+}
+
+void Trainer::set_learning_rates(int64_t epoch) {
+  // Stateless in the epoch, so a resumed run sets exactly the same rates.
+  const double factor = std::pow(options_.lr_decay(), static_cast<double>(epoch));
+  auto apply = [&](torch::optim::Adam* opt, double lr) {
+    if (!opt) return;
+    for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr * factor);
+  };
+  apply(vae_optimizer_.get(), options_.lr());
+  apply(prior_optimizer_.get(), options_.prior_lr());
+}
+
+std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
+  model_->train();
+  const auto& mode = options_.mode();
+  torch::Tensor loss;
+  std::map<std::string, double> out;
+  if (mode == "joint") {
+    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_);
+    loss = -terms.total.mean();
+    out = terms.diagnostics;
+    out["reconstruction"] = terms.reconstruction.mean().item<double>();
+    out["kl"] = terms.kl.mean().item<double>();
+  } else {
+    DiagonalGaussian q;
+    torch::Tensor z;
+    torch::Tensor vae_loss;
+    if (mode == "post-hoc") {
+      torch::NoGradGuard no_grad;
+      q = model_->encoder->forward(x);
+      z = q.rsample(options_.samples(), generator_);
+    } else {
+      // detach-posterior: the VAE trains on the Gaussian ELBO, the prior on detached samples.
+      q = model_->encoder->forward(x);
+      z = q.rsample(options_.samples(), generator_);
+      auto recon = bernoulli_log_likelihood(model_->decoder->logits(z), x).mean(0);
+      auto kl = -(q.entropy() + GaussianPrior(q.dim()).expected_log_prob(q, z));
+      vae_loss = -(recon - kl).mean();
+      out["reconstruction"] = recon.mean().item<double>();
+      out["kl"] = kl.mean().item<double>();
+      q = q.detach();
+      z = z.detach();
+    }
+    auto term = objective_->prior_term(*model_->prior, q, z, generator_);
+    out = [&] { auto d = term.diagnostics; d.insert(out.begin(), out.end()); return d; }();
+    out["log_prior"] = term.log_prior.mean().item<double>();
+    loss = -term.log_prior.mean();
+    if (vae_loss.defined()) loss = loss + vae_loss;
+  }
+  TORCH_CHECK(std::isfinite(loss.item<double>()), "training loss is not finite at step ", state_.step,
+              " (try a lower --lr or --prior-lr)");
+  if (vae_optimizer_) vae_optimizer_->zero_grad();
+  if (prior_optimizer_) prior_optimizer_->zero_grad();
+  loss.backward();
+  if (vae_optimizer_) vae_optimizer_->step();
+  if (prior_optimizer_) prior_optimizer_->step();
+  out["loss"] = loss.item<double>();
+  return out;
+}
+
+bool Trainer::run() {
+  const int64_t per_epoch = batcher_.batches_per_epoch();
+  const bool tty = isatty(fileno(stderr));
+  using clock = std::chrono::steady_clock;
+  auto last_print = clock::now();
+  auto started = clock::now();
+  int64_t images_since = 0;
+  double rate = 0;
+  auto started_step = state_.step;
+  const int64_t total_steps = options_.max_steps() > 0 ? std::min(options_.max_steps(), options_.epochs() * per_epoch)
+                                                       : options_.epochs() * per_epoch;
+  auto window_start = clock::now();
+  std::map<std::string, double> last;
+  while (state_.epoch < options_.epochs() && (options_.max_steps() == 0 || state_.step < options_.max_steps())) {
+    set_learning_rates(state_.epoch);
+    while (state_.batch_index < per_epoch && (options_.max_steps() == 0 || state_.step < options_.max_steps())) {
+      auto x = batcher_.batch(state_.epoch, state_.batch_index).to(options_.device());
+      last = step(x);
+      ++state_.batch_index;
+      ++state_.step;
+      images_since += x.size(0);
+      auto now = clock::now();
+      double since_print = std::chrono::duration<double>(now - last_print).count();
+      if ((tty && since_print > 0.25) || (!tty && since_print > options_.log_every_seconds())) {
+        double window = std::chrono::duration<double>(now - window_start).count();
+        rate = images_since / std::max(window, 1e-9);
+        double steps_per_s = (state_.step - started_step) / std::chrono::duration<double>(now - started).count();
+        double eta = (total_steps - state_.step) / std::max(steps_per_s, 1e-9);
+        char line[256];
+        std::snprintf(line, sizeof line, "epoch %lld/%lld  batch %lld/%lld  %.0f img/s  ETA %s  loss %.3f",
+                      (long long)state_.epoch + 1, (long long)options_.epochs(), (long long)state_.batch_index,
+                      (long long)per_epoch, rate, format_duration(eta).c_str(), last["loss"]);
+        if (tty) {
+          int width = 24;
+          int filled = static_cast<int>(width * state_.batch_index / per_epoch);
+          std::fprintf(stderr, "\r[%s%s] %s\033[K", std::string(filled, '=').c_str(), std::string(width - filled, ' ').c_str(), line);
+        } else {
+          std::fprintf(stderr, "%s\n", line);
+        }
+        std::fflush(stderr);
+        last_print = now;
+        window_start = now;
+        images_since = 0;
+        Json record = Json::object();
+        record.set("event", "train").set("step", state_.step).set("epoch", state_.epoch).set("images_per_second", rate);
+        for (const auto& [k, v] : last) record.set(k, v);
+        run_dir_.append_metrics(record);
+      }
+      if (stop_flag_ && stop_flag_->load()) {
+        if (tty) std::fprintf(stderr, "\n");
+        save_checkpoint(run_dir_.checkpoint_path(state_.step));
+        std::fprintf(stderr, "stopped at step %lld; checkpoint saved in %s\n", (long long)state_.step,
+                     run_dir_.path().c_str());
+        return false;
+      }
+    }
+    if (state_.batch_index >= per_epoch) end_epoch();
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  save_checkpoint(run_dir_.checkpoint_path(state_.step));
+  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+  return true;
+}
+
+void Trainer::end_epoch() {
+  ++state_.epoch;
+  state_.batch_index = 0;
+  const bool last = state_.epoch == options_.epochs();
+  if (validator_ && (state_.epoch % options_.eval_every() == 0 || last)) {
+    Json record = Json::object();
+    record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch);
+    double value = validator_(*model_, record);
+    record.set("validation_bound", value);
+    const bool best = value > state_.best_validation;
+    record.set("best", best);
+    run_dir_.append_metrics(record);
+    std::fprintf(stderr, "%sepoch %lld: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
+                 (long long)state_.epoch, value, best ? " (best)" : "");
+    if (best) {
+      state_.best_validation = value;
+      save_checkpoint(run_dir_.best_checkpoint_path());
+    }
+  }
+  save_checkpoint(run_dir_.checkpoint_path(state_.step));
+  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", scalar(kCheckpointFormat));
+  torch::serialize::OutputArchive model_archive;
+  model_->save(model_archive);
+  archive.write("model", model_archive);
+  if (vae_optimizer_) {
+    torch::serialize::OutputArchive a;
+    vae_optimizer_->save(a);
+    archive.write("vae_optimizer", a);
+  }
+  if (prior_optimizer_) {
+    torch::serialize::OutputArchive a;
+    prior_optimizer_->save(a);
+    archive.write("prior_optimizer", a);
+  }
+  torch::serialize::OutputArchive objective_archive;
+  objective_->save(objective_archive);
+  archive.write("objective", objective_archive);
+  archive.write("generator", generator_state(generator_));
+  archive.write("step", scalar(state_.step));
+  archive.write("epoch", scalar(state_.epoch));
+  archive.write("batch_index", scalar(state_.batch_index));
+  archive.write("best_validation", scalar(state_.best_validation));
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  atomic_write(path, bytes.str());
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  auto bytes = read_file(path);
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in, options_.device());
+    torch::Tensor t;
+    archive.read("format", t);
+    if (t.item<int64_t>() != kCheckpointFormat)
+      throw DataError("checkpoint " + path + " has format " + std::to_string(t.item<int64_t>()) + ", expected " +
+                      std::to_string(kCheckpointFormat));
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    model_->load(model_archive);
+    if (vae_optimizer_) {
+      torch::serialize::InputArchive a;
+      archive.read("vae_optimizer", a);
+      vae_optimizer_->load(a);
+    }
+    if (prior_optimizer_) {
+      torch::serialize::InputArchive a;
+      archive.read("prior_optimizer", a);
+      prior_optimizer_->load(a);
+    }
+    torch::serialize::InputArchive objective_archive;
+    archive.read("objective", objective_archive);
+    objective_->load(objective_archive);
+    archive.read("generator", t);
+    set_generator_state(generator_, t);
+    TrainState s;
+    archive.read("step", t);
+    s.step = t.item<int64_t>();
+    archive.read("epoch", t);
+    s.epoch = t.item<int64_t>();
+    archive.read("batch_index", t);
+    s.batch_index = t.item<int64_t>();
+    archive.read("best_validation", t);
+    s.best_validation = t.item<double>();
+    state_ = s;
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + what);
+  }
+}
+
+bool Trainer::resume_latest() {
+  auto all = run_dir_.checkpoints();
+  if (all.empty()) return false;
+  load_checkpoint(all.back());
+  return true;
+}
+
+void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
+  auto bytes = read_file(path);
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in, device);
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    model.load(model_archive);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + what);
+  }
+}
+
+}  // namespace vae_ebm
