@@ -46,10 +46,13 @@ std::string value_text(const boost::any& v) {
   if (auto p = boost::any_cast<int>(&v)) return std::to_string(*p);
   if (auto p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
   if (auto p = boost::any_cast<double>(&v)) {
-    std::ostringstream s;
-    s.precision(17);
-    s << *p;
-    return s.str();
+    // The shortest text that reads back as the same double.
+    for (int precision = 6; precision <= 17; ++precision) {
+      std::ostringstream s;
+      s.precision(precision);
+      s << *p;
+      if (std::stod(s.str()) == *p) return s.str();
+    }
   }
   return "?";
 }
@@ -268,6 +271,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
   auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});
   set_resolved(resolved, "run-dir", c.run_dir);
+  set_resolved(resolved, "mode", c.train.mode());
   c.config_text = render(resolved, "train");
   return true;
 }

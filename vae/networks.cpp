@@ -143,8 +143,9 @@ std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options) {
 }
 
 torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x) {
-  return -torch::binary_cross_entropy_with_logits(logits, x.expand_as(logits), /*weight=*/{}, /*pos_weight=*/{},
-                                                  at::Reduction::None)
+  auto shape = at::infer_size(logits.sizes(), x.sizes());
+  return -torch::binary_cross_entropy_with_logits(logits.expand(shape), x.expand(shape), /*weight=*/{},
+                                                  /*pos_weight=*/{}, at::Reduction::None)
               .sum(-1);
 }
 

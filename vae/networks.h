@@ -42,7 +42,8 @@ std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options);
 std::vector<std::string> architectures();
 std::vector<std::string> activations();
 
-// log p(x|z) for Bernoulli logits [..., P] and targets x [B, P] (broadcast): [...].
+// log p(x|z) for Bernoulli logits [..., P] and targets x [..., P], broadcast against
+// each other (logits [K, B, P] with x [B, P]): the broadcast shape without P.
 torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x);
 
 }  // namespace vae_ebm

@@ -258,10 +258,14 @@ void Trainer::load_checkpoint(const std::string& path) {
     std::istringstream in(bytes);
     torch::serialize::InputArchive archive;
     archive.load_from(in, options_.device());
-    torch::Tensor t;
-    archive.read("format", t);
-    if (t.item<int64_t>() != kCheckpointFormat)
-      throw DataError("checkpoint " + path + " has format " + std::to_string(t.item<int64_t>()) + ", expected " +
+    auto read = [&archive](const char* key) {
+      torch::Tensor t;  // a fresh tensor each time: read() into a defined one re-targets its storage
+      archive.read(key, t);
+      return t;
+    };
+    const auto format = read("format").item<int64_t>();
+    if (format != kCheckpointFormat)
+      throw DataError("checkpoint " + path + " has format " + std::to_string(format) + ", expected " +
                       std::to_string(kCheckpointFormat));
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
@@ -279,17 +283,12 @@ void Trainer::load_checkpoint(const std::string& path) {
     torch::serialize::InputArchive objective_archive;
     archive.read("objective", objective_archive);
     objective_->load(objective_archive);
-    archive.read("generator", t);
-    set_generator_state(generator_, t);
+    set_generator_state(generator_, read("generator"));
     TrainState s;
-    archive.read("step", t);
-    s.step = t.item<int64_t>();
-    archive.read("epoch", t);
-    s.epoch = t.item<int64_t>();
-    archive.read("batch_index", t);
-    s.batch_index = t.item<int64_t>();
-    archive.read("best_validation", t);
-    s.best_validation = t.item<double>();
+    s.step = read("step").item<int64_t>();
+    s.epoch = read("epoch").item<int64_t>();
+    s.batch_index = read("batch_index").item<int64_t>();
+    s.best_validation = read("best_validation").item<double>();
     state_ = s;
   } catch (const DataError&) {
     throw;
