@@ -38,6 +38,22 @@ void add_common(po::options_description& d, CommonConfig& c) {
        "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)");
 }
 
+// The shortest text that reads back as the same double.
+std::string shortest(double v) {
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::ostringstream s;
+    s.precision(precision);
+    s << v;
+    if (std::stod(s.str()) == v) return s.str();
+  }
+  return std::to_string(v);
+}
+
+// A double flag's default, shown as written.
+po::typed_value<double>* real(double* target, double value) {
+  return po::value(target)->default_value(value, shortest(value));
+}
+
 // Renders a parsed value in config-file syntax.
 std::string value_text(const boost::any& v) {
   if (auto p = boost::any_cast<std::string>(&v)) return *p;
@@ -45,15 +61,7 @@ std::string value_text(const boost::any& v) {
   if (auto p = boost::any_cast<uint64_t>(&v)) return std::to_string(*p);
   if (auto p = boost::any_cast<int>(&v)) return std::to_string(*p);
   if (auto p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
-  if (auto p = boost::any_cast<double>(&v)) {
-    // The shortest text that reads back as the same double.
-    for (int precision = 6; precision <= 17; ++precision) {
-      std::ostringstream s;
-      s.precision(precision);
-      s << *p;
-      if (std::stod(s.str()) == *p) return s.str();
-    }
-  }
+  if (auto p = boost::any_cast<double>(&v)) return shortest(*p);
   return "?";
 }
 
@@ -155,7 +163,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
   d.add_options()
       ("run-dir", po::value(&c.run_dir)->default_value(""), "run directory to create (default runs/DATASET-PRIOR-TIME)")
       ("dataset", po::value(&c.dataset)->default_value("binary-mnist"),
-       ("data set: " + join(dataset_names()) + ", or hdf5:PATH").c_str())
+       ("data set: " + join(dataset_names())).c_str())
       ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(0), "key of the static binarisation")
       ("architecture", po::value(&c.architecture)->default_value("mlp"), "encoder/decoder: mlp or conv")
       ("hidden", po::value(&c.hidden)->default_value("512,512"), "MLP hidden widths, comma-separated")
@@ -164,7 +172,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("prior", po::value(&c.prior)->default_value("gaussian"), "prior: gaussian, mog or ebm")
       ("mog-components", po::value(&c.mog_components)->default_value(10), "mixture prior: components")
       ("energy-hidden", po::value(&c.energy_hidden)->default_value("200,200,200"), "energy MLP hidden widths")
-      ("energy-slope", po::value(&c.energy_slope)->default_value(0.2), "energy MLP LeakyReLU slope")
+      ("energy-slope", real(&c.energy_slope, 0.2), "energy MLP LeakyReLU slope")
       ("objective", po::value(&c.objective)->default_value(""),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
       ("base-samples", po::value(&c.base_samples)->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
@@ -172,18 +180,18 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
       ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
-      ("lr", po::value(&t.lr())->default_value(t.lr()), "Adam learning rate of encoder and decoder")
-      ("prior-lr", po::value(&t.prior_lr())->default_value(t.prior_lr()), "Adam learning rate of the prior")
-      ("beta1", po::value(&t.beta1())->default_value(t.beta1()), "Adam beta1")
-      ("beta2", po::value(&t.beta2())->default_value(t.beta2()), "Adam beta2")
-      ("lr-decay", po::value(&t.lr_decay())->default_value(t.lr_decay()), "learning rates times this each epoch")
+      ("lr", real(&t.lr(), t.lr()), "Adam learning rate of encoder and decoder")
+      ("prior-lr", real(&t.prior_lr(), t.prior_lr()), "Adam learning rate of the prior")
+      ("beta1", real(&t.beta1(), t.beta1()), "Adam beta1")
+      ("beta2", real(&t.beta2(), t.beta2()), "Adam beta2")
+      ("lr-decay", real(&t.lr_decay(), t.lr_decay()), "learning rates times this each epoch")
       ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
       ("seed", po::value(&t.seed())->default_value(0), "seed of initialisation, shuffling and sampling")
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
       ("eval-samples", po::value(&c.eval_samples)->default_value(10), "posterior samples K of the validation bound")
       ("log-z-samples", po::value(&c.log_z_samples)->default_value(10000), "base samples for log Z at validation (ebm)")
       ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
-      ("log-every", po::value(&t.log_every_seconds())->default_value(10.0), "seconds between progress lines off a terminal");
+      ("log-every", real(&t.log_every_seconds(), 10.0), "seconds between progress lines off a terminal");
   if (!fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -355,8 +363,8 @@ bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
       ("count", po::value(&c.count)->default_value(64), "images per grid")
       ("seed", po::value(&c.seed)->default_value(1), "sampling seed")
       ("langevin-steps", po::value(&l.steps())->default_value(200), "ebm: Langevin steps from the base")
-      ("langevin-step-size", po::value(&l.step_size())->default_value(0.1), "ebm: Langevin step size s")
-      ("langevin-noise", po::value(&l.noise())->default_value(1.0), "ebm: noise scale eta (0: noiseless gradient flow)")
+      ("langevin-step-size", real(&l.step_size(), 0.1), "ebm: Langevin step size s")
+      ("langevin-noise", real(&l.noise(), 1.0), "ebm: noise scale eta (0: noiseless gradient flow)")
       ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(false)->implicit_value(true), "ebm: MALA correction");
   add_common(d, c.common);
   po::positional_options_description pos;

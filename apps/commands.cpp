@@ -150,6 +150,7 @@ int run_train(TrainConfig c) {
   set_threads(c.common.threads);
   auto data = load_data(c.dataset, c.common, c.binarisation_seed);
   c.train.dynamic_binarisation(data.dynamic);
+  torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
   auto model = build_model(c, data);
   std::unique_ptr<PriorObjective> objective;
   try {
