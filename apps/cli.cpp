@@ -130,7 +130,9 @@ void store_config_file(const std::string& path, const po::options_description& d
   std::ifstream in(path);
   if (!in) throw UsageError("cannot read config file '" + path + "'");
   try {
-    auto parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/false);
+    // With keep_only (a parent's config read by fit-prior) the keys this command does not
+    // know are dropped rather than refused.
+    auto parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/!keep_only.empty());
     if (!keep_only.empty()) {
       std::vector<po::option> kept;
       for (auto& o : parsed.options)
@@ -154,6 +156,7 @@ void notify_all(po::variables_map& vm) {
 po::options_description train_description(TrainConfig& c, bool fit_prior) {
   po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
   auto& t = c.train;
+  auto& o = c.objective_flags;
   d.add_options()("help,h", "show this help");
   if (!fit_prior) {
     d.add_options()
@@ -177,6 +180,17 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
       ("base-samples", po::value(&c.base_samples)->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
       ("proposal", po::value(&c.proposal)->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior")
+      ("mcmc-steps", po::value(&o.mcmc_steps())->default_value(0), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
+      ("mcmc-step-size", real(&o.mcmc_step_size(), 0.0), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
+      ("mcmc-noise", real(&o.mcmc_noise(), 1.0), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
+      ("mcmc-metropolis", po::value<bool>(&o.mcmc_metropolis())->default_value(false)->implicit_value(true), "mcmc: MALA correction")
+      ("mcmc-grad-clip", real(&o.mcmc_grad_clip(), 0.0), "mcmc: clip each chain's gradient norm (0: off)")
+      ("negatives", po::value(&o.negatives())->default_value(0), "mcmc: negative samples per step (0: batch size)")
+      ("persistent", po::value<bool>(&o.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
+      ("buffer-size", po::value(&o.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
+      ("reinit-fraction", real(&o.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")
+      ("nce-noise", po::value(&o.nce_noise())->default_value("base"), "nce: noise distribution: base or aggregate-gaussian")
+      ("nce-ratio", real(&o.nce_ratio(), 1.0), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
       ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
@@ -249,7 +263,7 @@ PriorOptions TrainConfig::prior_options() const {
 }
 
 ObjectiveOptions TrainConfig::objective_options() const {
-  return ObjectiveOptions().base_samples(base_samples).proposal(proposal);
+  return ObjectiveOptions(objective_flags).base_samples(base_samples).proposal(proposal);
 }
 
 std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }
@@ -339,6 +353,8 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("samples", po::value(&c.samples)->default_value(100), "posterior samples K per image (ELBO_K and IWAE_K)")
       ("log-z-samples", po::value(&c.log_z_samples)->default_value(100000), "base samples for log Z (ebm)")
       ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
+      ("normaliser", po::value(&c.normaliser)->default_value("auto"),
+       "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
       ("seed", po::value(&c.seed)->default_value(1), "seed of the estimators' samples");
   add_common(d, c.common);
   po::positional_options_description pos;
@@ -351,6 +367,8 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
+    throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");
   return true;
 }
 

@@ -45,6 +45,7 @@ struct TrainConfig {
   std::string objective;  // empty: the prior's default
   int64_t base_samples = 0;
   std::string proposal = "base";
+  ObjectiveOptions objective_flags;  // the MCMC and NCE options
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;
@@ -65,6 +66,7 @@ struct EvaluateConfig {
   int64_t samples = 100;            // K
   int64_t log_z_samples = 100000;
   int64_t limit = 0;                // evaluate only the first N images (0: all)
+  std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
   uint64_t seed = 1;
 };
 

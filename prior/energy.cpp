@@ -42,17 +42,22 @@ torch::Tensor EnergyPrior::sn_log_prob(const torch::Tensor& z, const torch::Tens
   return log_prob_unnormalised(z) - b - torch::exp(log_z_hat - b) + 1.0;
 }
 
+torch::Tensor EnergyPrior::bound_b() const {
+  return b_override_ ? torch::full({}, *b_override_, b.options()) : b;
+}
+
 torch::Tensor EnergyPrior::log_prob_bound(const torch::Tensor& z) {
   TORCH_CHECK(log_z_estimate_.has_value(),
               "EnergyPrior::log_prob_bound needs a log Z estimate: call set_log_z_estimate first");
-  return sn_log_prob(z, torch::full({}, *log_z_estimate_, b.options()));
+  auto bb = bound_b();
+  return log_prob_unnormalised(z) - bb - torch::exp(*log_z_estimate_ - bb) + 1.0;
 }
 
 torch::Tensor EnergyPrior::expected_log_prob(const DiagonalGaussian& q, const torch::Tensor& z) {
   TORCH_CHECK(log_z_estimate_.has_value(),
               "EnergyPrior::expected_log_prob needs a log Z estimate: call set_log_z_estimate first");
-  auto log_z_hat = torch::full({}, *log_z_estimate_, b.options());
-  return GaussianPrior(latent_dim_).expected_log_prob(q, z) - energy(z).mean(0) - b - torch::exp(log_z_hat - b) + 1.0;
+  auto bb = bound_b();
+  return GaussianPrior(latent_dim_).expected_log_prob(q, z) - energy(z).mean(0) - bb - torch::exp(*log_z_estimate_ - bb) + 1.0;
 }
 
 torch::Tensor EnergyPrior::sample(int64_t n, at::Generator& generator) {

@@ -29,8 +29,17 @@ class EnergyPrior : public Prior {
   // E_q[log p0] in closed form, E_q[f] over the K samples z [K, B, D], then the SNL
   // terms with the stored log Z estimate: the SNELBO's prior term, [B].
   torch::Tensor expected_log_prob(const DiagonalGaussian& q, const torch::Tensor& z) override;
-  void set_log_z_estimate(double log_z_hat) { log_z_estimate_ = log_z_hat; }
+  // Evaluation settings: the log Zhat that the bounds hold fixed, and optionally a value
+  // that replaces the learned b in them (for priors whose objective does not learn b: an
+  // estimate of log Z from base samples independent of those behind log_z_hat, so that
+  // the bound stays an unbiased estimate of a true lower bound).
+  void set_log_z_estimate(double log_z_hat, std::optional<double> b_override = std::nullopt) {
+    log_z_estimate_ = log_z_hat;
+    b_override_ = b_override;
+  }
   std::optional<double> log_z_estimate() const { return log_z_estimate_; }
+  // The b the bounds use: the override if set, else the learned parameter.
+  torch::Tensor bound_b() const;
 
   // Langevin from the base (settings: sampling_options()).
   torch::Tensor sample(int64_t n, at::Generator& generator) override;
@@ -43,6 +52,7 @@ class EnergyPrior : public Prior {
   int64_t latent_dim_;
   LangevinOptions sampling_ = LangevinOptions().steps(200).step_size(0.1);
   std::optional<double> log_z_estimate_;
+  std::optional<double> b_override_;
 };
 
 }  // namespace vae_ebm

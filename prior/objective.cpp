@@ -10,12 +10,18 @@ namespace vae_ebm {
 // Factories live in each objective's own file.
 std::unique_ptr<PriorObjective> make_exact_objective(const ObjectiveOptions&);
 std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions&);
+std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions&);
+std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions&);
+std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions&);
 
 namespace {
 const std::vector<std::pair<std::string, ObjectiveFactory>>& registry() {
   static const std::vector<std::pair<std::string, ObjectiveFactory>> entries = {
       {"exact", make_exact_objective},
       {"snelbo", make_snelbo_objective},
+      {"short-run-mcmc", make_short_run_mcmc_objective},
+      {"long-run-mcmc", make_long_run_mcmc_objective},
+      {"nce", make_nce_objective},
   };
   return entries;
 }

@@ -20,6 +20,23 @@ struct ObjectiveOptions {
   TORCH_ARG(int64_t, base_samples) = 0;
   // snelbo: proposal r for Z: base | aggregate-gaussian | batch-posterior.
   TORCH_ARG(std::string, proposal) = "base";
+  // MCMC objectives: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples.
+  // 0 for steps or step size means the objective's reference value
+  // (short-run-mcmc: 60 steps of 0.4; long-run-mcmc: 200 steps of 0.1).
+  TORCH_ARG(int64_t, mcmc_steps) = 0;
+  TORCH_ARG(double, mcmc_step_size) = 0.0;
+  TORCH_ARG(double, mcmc_noise) = 1.0;       // eta; 0 is the noiseless gradient flow
+  TORCH_ARG(bool, mcmc_metropolis) = false;  // MALA correction
+  TORCH_ARG(double, mcmc_grad_clip) = 0.0;   // 0: off
+  TORCH_ARG(int64_t, negatives) = 0;         // negative samples per step (0: the batch size)
+  // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives`
+  // of them, with a fraction re-drawn from the base first.
+  TORCH_ARG(bool, persistent) = false;
+  TORCH_ARG(int64_t, buffer_size) = 10000;
+  TORCH_ARG(double, reinit_fraction) = 0.05;
+  // nce: noise distribution (base | aggregate-gaussian) and noise samples per data sample.
+  TORCH_ARG(std::string, nce_noise) = "base";
+  TORCH_ARG(double, nce_ratio) = 1.0;
 };
 
 struct PriorTerm {
@@ -42,6 +59,9 @@ class PriorObjective {
   virtual ~PriorObjective() = default;
   virtual std::string name() const = 0;
   virtual void check(const Prior& prior) const = 0;
+  // True when the objective trains b as an estimate of log Z (snelbo); otherwise
+  // evaluation estimates log Z from base samples instead of trusting b.
+  virtual bool learns_log_normaliser() const { return false; }
   virtual PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                                at::Generator& generator) = 0;
   virtual void save(torch::serialize::OutputArchive&) const {}

@@ -25,6 +25,7 @@ class SnelboObjective : public PriorObjective {
                                   "' (valid: base, aggregate-gaussian, batch-posterior)");
   }
   std::string name() const override { return "snelbo"; }
+  bool learns_log_normaliser() const override { return true; }
   void check(const Prior& prior) const override {
     if (prior.kind() != "ebm")
       throw std::invalid_argument("objective 'snelbo' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The SNL table on static binary MNIST (issue 3): one architecture and one budget for all rows.
+#   bench/snl_table.sh OUT_DIR [EPOCHS]
+# Rows: VAE (Gaussian prior), VAE with a mixture prior, VAE-EBM fitted post hoc to the VAE,
+# VAE-EBM trained jointly by SNELBO, and the detached-posterior variant. Each row is evaluated
+# on the test set with K posterior samples; the table goes to OUT_DIR/table.md.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${BUILD_DIR:-$here/build}/apps/vae-ebm"
+out="${1:?usage: bench/snl_table.sh OUT_DIR [EPOCHS]}"
+epochs="${2:-100}"
+k="${EVAL_K:-100}"
+mkdir -p "$out"
+common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
+        --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs "$epochs" --eval-every 5 --seed 0
+        --log-every 60)
+ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
+
+run() {  # name, flags...
+  local name="$1"; shift
+  if [ -f "$out/$name/evaluation.json" ]; then echo "table: $name done already" >&2; return; fi
+  rm -rf "$out/$name"
+  local t0=$(date +%s)
+  "$bin" "$@" 2> "$out/$name.log"
+  local t1=$(date +%s)
+  "$bin" evaluate "$out/$name" --samples "$k" > "$out/$name.eval.txt"
+  echo "$name train_seconds=$((t1 - t0))" >> "$out/timings.txt"
+}
+
+run vae          train --run-dir "$out/vae" "${common[@]}" --prior gaussian
+run vae-mog      train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4
+run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" \
+                 --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --log-every 60
+run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}"
+run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior
+
+python3 "$here/bench/table.py" "$out" > "$out/table.md"
+cat "$out/table.md"

@@ -1,0 +1,107 @@
+// "short-run-mcmc" and "long-run-mcmc": maximum likelihood for the energy prior with
+// negative samples from Langevin chains (MATH.md section 3). The surrogate per image,
+//   E_q[log p0(z)] - E_q[f(z)] + mean f(z_neg),
+// has the gradient -E_q grad f + E_p grad f for f's parameters and -grad f(z) through z
+// for the encoder; b gets none (evaluation estimates log Z from base samples).
+#include <torch/torch.h>
+
+#include "prior/energy.h"
+#include "prior/gaussian.h"
+#include "prior/objective.h"
+
+#include <stdexcept>
+
+namespace vae_ebm {
+
+namespace {
+
+class McmcObjective : public PriorObjective {
+ public:
+  McmcObjective(std::string name, const ObjectiveOptions& options, int64_t default_steps, double default_step)
+      : name_(std::move(name)), options_(options) {
+    langevin_ = LangevinOptions()
+                    .steps(options.mcmc_steps() > 0 ? options.mcmc_steps() : default_steps)
+                    .step_size(options.mcmc_step_size() > 0 ? options.mcmc_step_size() : default_step)
+                    .noise(options.mcmc_noise())
+                    .metropolis(options.mcmc_metropolis())
+                    .grad_clip(options.mcmc_grad_clip());
+    try {
+      langevin_.validate();
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(name_ + ": " + e.what());
+    }
+    if (options.mcmc_steps() < 0) throw std::invalid_argument(name_ + ": --mcmc-steps must be >= 0");
+    if (options.negatives() < 0) throw std::invalid_argument(name_ + ": --negatives must be >= 0");
+    if (options.persistent()) {
+      if (options.buffer_size() < 1)
+        throw std::invalid_argument(name_ + ": --buffer-size must be >= 1, got " + std::to_string(options.buffer_size()));
+      if (!(options.reinit_fraction() >= 0 && options.reinit_fraction() <= 1))
+        throw std::invalid_argument(name_ + ": --reinit-fraction must be in [0, 1], got " +
+                                    std::to_string(options.reinit_fraction()));
+    }
+  }
+
+  std::string name() const override { return name_; }
+  void check(const Prior& prior) const override {
+    if (prior.kind() != "ebm")
+      throw std::invalid_argument("objective '" + name_ + "' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");
+  }
+
+  PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
+                       at::Generator& generator) override {
+    auto& ebm = static_cast<EnergyPrior&>(prior);
+    const int64_t n = options_.negatives() > 0 ? options_.negatives() : q.batch();
+    auto potential = [&ebm](const torch::Tensor& x) { return ebm.potential(x); };
+    torch::Tensor start, index;
+    if (options_.persistent()) {
+      if (!buffer_.defined() || buffer_.size(1) != q.dim())
+        buffer_ = torch::randn({options_.buffer_size(), q.dim()}, generator, q.mu.options().requires_grad(false));
+      index = torch::randint(buffer_.size(0), {n}, generator, torch::TensorOptions().dtype(torch::kLong).device(buffer_.device()));
+      start = buffer_.index_select(0, index);
+      // Re-draw a fraction of the chains from the base before continuing them.
+      auto fresh = torch::rand({n, 1}, generator, start.options()) < options_.reinit_fraction();
+      start = torch::where(fresh, torch::randn(start.sizes(), generator, start.options()), start);
+    } else {
+      start = torch::randn({n, q.dim()}, generator, q.mu.options().requires_grad(false));
+    }
+    auto chains = langevin(potential, start, langevin_, generator);
+    if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
+    auto negative_energy = ebm.energy(chains.z);
+    auto positive_energy = ebm.energy(z).mean(0);
+    auto cross_entropy = GaussianPrior(q.dim()).expected_log_prob(q, z);
+    PriorTerm term{cross_entropy - positive_energy + negative_energy.mean(), {}};
+    term.diagnostics["energy_positive"] = positive_energy.mean().item<double>();
+    term.diagnostics["energy_negative"] = negative_energy.mean().item<double>();
+    term.diagnostics["acceptance"] = chains.acceptance_rate;
+    return term;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    if (buffer_.defined()) archive.write("buffer", buffer_, /*is_buffer=*/true);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    if (!options_.persistent()) return;
+    torch::Tensor t;
+    if (archive.try_read("buffer", t, /*is_buffer=*/true)) buffer_ = t;
+  }
+
+ private:
+  std::string name_;
+  ObjectiveOptions options_;
+  LangevinOptions langevin_;
+  torch::Tensor buffer_;  // persistent chains [buffer_size, D]
+};
+
+}  // namespace
+
+std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions& options) {
+  if (options.persistent())
+    throw std::invalid_argument("short-run-mcmc uses fresh chains; --persistent goes with long-run-mcmc");
+  return std::make_unique<McmcObjective>("short-run-mcmc", options, 60, 0.4);
+}
+
+std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions& options) {
+  return std::make_unique<McmcObjective>("long-run-mcmc", options, 200, 0.1);
+}
+
+}  // namespace vae_ebm

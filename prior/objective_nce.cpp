@@ -1,0 +1,84 @@
+// "nce": noise-contrastive estimation of the energy prior (MATH.md section 4). The
+// classifier logit is log p0(z) - f(z) - b - log p_n(z) - log nu, with b the learned log
+// normaliser; the logistic loss separates detached posterior samples (label 1) from nu
+// noise samples per posterior sample (label 0). The encoder is trained through
+// E_q[log p0] - E_q[f(z)] - b, whose gradient reaches it but not f or b.
+#include <torch/torch.h>
+
+#include "prior/energy.h"
+#include "prior/gaussian.h"
+#include "prior/objective.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace vae_ebm {
+
+namespace {
+
+class NceObjective : public PriorObjective {
+ public:
+  explicit NceObjective(const ObjectiveOptions& options) : options_(options) {
+    if (options.nce_noise() != "base" && options.nce_noise() != "aggregate-gaussian")
+      throw std::invalid_argument("nce: unknown noise '" + options.nce_noise() + "' (valid: base, aggregate-gaussian)");
+    if (!(options.nce_ratio() > 0))
+      throw std::invalid_argument("nce: --nce-ratio must be > 0, got " + std::to_string(options.nce_ratio()));
+  }
+  std::string name() const override { return "nce"; }
+  void check(const Prior& prior) const override {
+    if (prior.kind() != "ebm")
+      throw std::invalid_argument("objective 'nce' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");
+  }
+
+  PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
+                       at::Generator& generator) override {
+    auto& ebm = static_cast<EnergyPrior&>(prior);
+    const double nu = options_.nce_ratio();
+    auto positives = z.detach().reshape({-1, q.dim()});
+    const int64_t m = std::max<int64_t>(1, static_cast<int64_t>(std::llround(nu * positives.size(0))));
+    // Noise density p_n: the base, or a Gaussian moment-matched to the batch's aggregate posterior.
+    torch::Tensor noise, log_ratio_pos, log_ratio_noise;  // log p0 - log p_n
+    if (options_.nce_noise() == "base") {
+      noise = torch::randn({m, q.dim()}, generator, q.mu.options().requires_grad(false));
+      log_ratio_pos = torch::zeros({positives.size(0)}, positives.options());
+      log_ratio_noise = torch::zeros({m}, noise.options());
+    } else {
+      auto mu = q.mu.detach();
+      auto mean = mu.mean(0);
+      auto second = (mu * mu + torch::exp(q.logvar.detach())).mean(0);
+      DiagonalGaussian pn{mean.unsqueeze(0), torch::log(torch::clamp_min(second - mean * mean, 1e-6)).unsqueeze(0)};
+      noise = pn.rsample(m, generator).squeeze(1);
+      log_ratio_pos = standard_normal_log_prob(positives) - pn.log_prob(positives.unsqueeze(1)).squeeze(1);
+      log_ratio_noise = standard_normal_log_prob(noise) - pn.log_prob(noise.unsqueeze(1)).squeeze(1);
+    }
+    const double log_nu = std::log(static_cast<double>(m) / positives.size(0));
+    auto logit_pos = log_ratio_pos - ebm.energy(positives) - ebm.b - log_nu;
+    auto logit_noise = log_ratio_noise - ebm.energy(noise) - ebm.b - log_nu;
+    // Mean log-likelihood of the labels per positive sample (the NCE objective J).
+    auto nce = torch::log_sigmoid(logit_pos).mean() +
+               (static_cast<double>(m) / positives.size(0)) * torch::log_sigmoid(-logit_noise).mean();
+    // The encoder's term: value E_q[log p0] - E_q f - b, gradient through z only.
+    // f(z) - f(sg(z)) is zero in value; its gradient for f's parameters cancels, leaving
+    // the gradient through z.
+    auto f_z = ebm.energy(z);
+    auto f_through_z = f_z - ebm.energy(z.detach()) + f_z.detach();
+    auto encoder_term = GaussianPrior(q.dim()).expected_log_prob(q, z) - f_through_z.mean(0) - ebm.b.detach();
+    PriorTerm term{encoder_term + nce, {}};
+    term.diagnostics["nce"] = nce.item<double>();
+    term.diagnostics["b"] = ebm.b.item<double>();
+    term.diagnostics["accuracy"] =
+        0.5 * ((logit_pos > 0).to(torch::kDouble).mean() + (logit_noise < 0).to(torch::kDouble).mean()).item<double>();
+    return term;
+  }
+
+ private:
+  ObjectiveOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions& options) {
+  return std::make_unique<NceObjective>(options);
+}
+
+}  // namespace vae_ebm
