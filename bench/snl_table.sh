@@ -13,7 +13,7 @@ k="${EVAL_K:-100}"
 mkdir -p "$out"
 common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
         --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs "$epochs" --eval-every 5 --seed 0
-        --log-every 60)
+        --log-every 60 --threads "${THREADS:-1}")
 ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
 run() {  # name, flags...
@@ -23,14 +23,14 @@ run() {  # name, flags...
   local t0=$(date +%s)
   "$bin" "$@" 2> "$out/$name.log"
   local t1=$(date +%s)
-  "$bin" evaluate "$out/$name" --samples "$k" > "$out/$name.eval.txt"
+  "$bin" evaluate "$out/$name" --samples "$k" --threads "${THREADS:-1}" > "$out/$name.eval.txt"
   echo "$name train_seconds=$((t1 - t0))" >> "$out/timings.txt"
 }
 
 run vae          train --run-dir "$out/vae" "${common[@]}" --prior gaussian
 run vae-mog      train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4
 run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" \
-                 --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --log-every 60
+                 --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --log-every 60 --threads "${THREADS:-1}"
 run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}"
 run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior
 

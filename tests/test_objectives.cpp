@@ -1,0 +1,169 @@
+// The contract every registered prior objective must keep (prior/objective.h), run over
+// the whole registry.
+#include <cmath>
+
+#include "data/seed.h"
+#include "estimators/log_z.h"
+#include "prior/energy.h"
+#include "prior/langevin.h"
+#include "prior/mixture.h"
+#include "prior/objective.h"
+#include "tests/support.h"
+
+namespace vae_ebm::test {
+
+namespace {
+
+// Options that keep the MCMC objectives quick; each objective reads only its own.
+ObjectiveOptions quick_options(const std::string& name) {
+  auto o = ObjectiveOptions().base_samples(256).mcmc_steps(30).negatives(128);
+  if (name == "long-run-mcmc") o.persistent(true).buffer_size(512).mcmc_step_size(0.2);
+  // The reference step 0.4 made short-run learning diverge on this toy target (clusters
+  // of width 0.3; the chains ran away to squared distance ~27 from the data): 0.2 here.
+  if (name == "short-run-mcmc") o.mcmc_step_size(0.2);
+  return o;
+}
+
+std::shared_ptr<Prior> prior_for(const std::string& name, int64_t dim) {
+  torch::manual_seed(1);
+  if (name == "exact") return std::make_shared<MixturePrior>(dim, 2, 3);
+  return std::make_shared<EnergyPrior>(dim, std::vector<int64_t>{32, 32}, 0.2);
+}
+
+// Two clusters in 2-D: the toy target.
+torch::Tensor toy_data(int64_t n, at::Generator& gen) {
+  auto sign = torch::randint(2, {n, 1}, gen).to(torch::kFloat) * 2 - 1;
+  return sign * torch::tensor({1.5f, 1.0f}) + 0.3 * torch::randn({n, 2}, gen);
+}
+
+// Mean log-density of the data under the prior; log Z by importance sampling for the EBM.
+double log_likelihood(Prior& prior, const torch::Tensor& data) {
+  torch::NoGradGuard no_grad;
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(&prior)) {
+    auto gen = make_generator(123);
+    auto log_z = log_z_importance(*ebm, 200000, gen);
+    return (ebm->log_prob_unnormalised(data).mean() - log_z.value).item<double>();
+  }
+  return prior.log_prob_bound(data).mean().item<double>();
+}
+
+// Mean squared distance from short-run Langevin samples of the prior to the nearest
+// cluster centre of the toy target.
+double short_run_sample_error(EnergyPrior& prior, const LangevinOptions& options) {
+  auto gen = make_generator(77);
+  auto z = langevin([&prior](const torch::Tensor& x) { return prior.potential(x); }, torch::randn({2000, 2}, gen),
+                    options, gen).z;
+  auto centre = torch::tensor({1.5f, 1.0f});
+  auto d1 = (z - centre).pow(2).sum(1), d2 = (z + centre).pow(2).sum(1);
+  return torch::minimum(d1, d2).mean().item<double>();
+}
+
+}  // namespace
+
+class ObjectiveContract : public SeedingFixture, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ObjectiveContract, LossIsFiniteAndGradientsReachTheRightParameters) {
+  const auto name = GetParam();
+  auto objective = make_objective(name, quick_options(name));
+  auto prior = prior_for(name, 3);
+  ASSERT_NO_THROW(objective->check(*prior));
+  auto mu = torch::randn({8, 3}).requires_grad_(true);          // stands in for the encoder
+  auto logvar = (0.1 * torch::randn({8, 3})).requires_grad_(true);
+  DiagonalGaussian q{mu, logvar};
+  auto gen = make_generator(5);
+  auto z = q.rsample(2, gen);
+  auto term = objective->prior_term(*prior, q, z, gen);
+  ASSERT_EQ(term.log_prior.sizes(), (std::vector<int64_t>{8}));
+  ASSERT_TRUE(torch::isfinite(term.log_prior).all().item<bool>());
+  for (const auto& [key, value] : term.diagnostics) EXPECT_TRUE(std::isfinite(value)) << key;
+  term.log_prior.mean().backward();
+  ASSERT_TRUE(mu.grad().defined());
+  EXPECT_GT(mu.grad().abs().sum().item<double>(), 0) << "the encoder must receive gradient";
+  for (const auto& p : prior->named_parameters()) {
+    const bool is_b = p.key() == "b";
+    const bool has_grad = p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0;
+    if (is_b) {
+      EXPECT_EQ(has_grad, objective->learns_log_normaliser() || name == "nce") << name << ": " << p.key();
+    } else if (p.key().find("bias") == std::string::npos) {
+      EXPECT_TRUE(has_grad) << name << ": " << p.key() << " gets no gradient";
+    }
+  }
+}
+
+TEST_P(ObjectiveContract, SaveLoadRoundTrips) {
+  const auto name = GetParam();
+  auto prior = prior_for(name, 2);
+  auto a = make_objective(name, quick_options(name));
+  DiagonalGaussian q{torch::randn({8, 2}), torch::zeros({8, 2})};
+  auto gen = make_generator(9);
+  a->prior_term(*prior, q, q.rsample(1, gen), gen);  // creates any state (persistent chains)
+  torch::serialize::OutputArchive out;
+  a->save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  auto b = make_objective(name, quick_options(name));
+  torch::serialize::InputArchive in;
+  std::istringstream stream(bytes.str());
+  in.load_from(stream);
+  b->load(in);
+  auto z = q.rsample(1, gen);
+  auto state = generator_state(gen);
+  auto ta = a->prior_term(*prior, q, z, gen).log_prior;
+  set_generator_state(gen, state);
+  auto tb = b->prior_term(*prior, q, z, gen).log_prior;
+  EXPECT_TRUE(torch::allclose(ta, tb)) << name << ta << tb;
+}
+
+TEST_P(ObjectiveContract, AFewStepsFitATwoDimensionalTarget) {
+  const auto name = GetParam();
+  auto prior = prior_for(name, 2);
+  auto objective = make_objective(name, quick_options(name));
+  auto gen = make_generator(31);
+  auto held_out = toy_data(2000, gen);
+  const double before = log_likelihood(*prior, held_out);
+  // Short non-persistent chains make learning moment matching, not maximum likelihood
+  // (Nijkamp et al. 2019): the energy need not be a good density, but its short-run
+  // sampler should move towards the data. That is what is checked for short-run-mcmc.
+  const auto short_run = LangevinOptions().steps(30).step_size(0.2);
+  const bool moment_matching = name == "short-run-mcmc";
+  const double sample_error_before =
+      moment_matching ? short_run_sample_error(static_cast<EnergyPrior&>(*prior), short_run) : 0;
+  // MCMC learning is unstable at large learning rates (the chains chase the energy's
+  // steepest regions), so those objectives take smaller, more numerous steps.
+  const bool mcmc = name.find("mcmc") != std::string::npos;
+  torch::optim::Adam optimizer(prior->parameters(), torch::optim::AdamOptions(mcmc ? 2e-3 : 1e-2));
+  for (int step = 0; step < (mcmc ? 300 : 150); ++step) {
+    auto x = toy_data(128, gen);
+    DiagonalGaussian q{x, torch::full({128, 2}, -9.0f)};  // nearly the data points themselves
+    auto term = objective->prior_term(*prior, q, q.rsample(1, gen), gen);
+    optimizer.zero_grad();
+    (-term.log_prior.mean()).backward();
+    optimizer.step();
+  }
+  if (moment_matching) {
+    const double sample_error = short_run_sample_error(static_cast<EnergyPrior&>(*prior), short_run);
+    EXPECT_LT(sample_error, 0.5 * sample_error_before)
+        << name << ": short-run samples' squared distance to the data " << sample_error_before << " -> " << sample_error;
+    return;
+  }
+  const double after = log_likelihood(*prior, held_out);
+  EXPECT_GT(after, before + 0.3) << name << ": held-out log-likelihood " << before << " -> " << after;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRegistered, ObjectiveContract, ::testing::ValuesIn(objective_names()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
+  EXPECT_THROW(make_objective("short-run-mcmc", ObjectiveOptions().persistent(true)), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().persistent(true).buffer_size(0)), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc_noise(0).mcmc_metropolis(true)), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce_noise("uniform")), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce_ratio(0)), std::invalid_argument);
+}
+
+}  // namespace vae_ebm::test
