@@ -193,6 +193,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("nce-ratio", real(&o.nce_ratio(), 1.0), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
+      ("time-budget", real(&t.time_budget(), 0.0), "stop after this many seconds of training steps, validation excluded (0: none)")
       ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
       ("lr", real(&t.lr(), t.lr()), "Adam learning rate of encoder and decoder")
       ("prior-lr", real(&t.prior_lr(), t.prior_lr()), "Adam learning rate of the prior")

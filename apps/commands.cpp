@@ -216,7 +216,8 @@ int run_train(TrainConfig c) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Json record = Json::object();
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
-      .set("seconds", seconds).set("best_validation_bound", trainer.state().best_validation);
+      .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
+      .set("best_validation_bound", trainer.state().best_validation);
   run.append_metrics(record);
   std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %.3f nats\nrun directory: %s\n",
                finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,

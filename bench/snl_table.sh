@@ -34,5 +34,5 @@ run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm
 run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}"
 run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior
 
-python3 "$here/bench/table.py" "$out" > "$out/table.md"
+python3 "$here/bench/table.py" "$out" vae vae-mog vae-ebm-posthoc vae-ebm-snelbo vae-ebm-detached > "$out/table.md"
 cat "$out/table.md"

@@ -1,32 +1,63 @@
 #!/usr/bin/env python3
-"""Collects evaluation.json of each run in a directory into a Markdown table."""
+"""Collects the runs of a study directory into a Markdown table.
+
+    bench/table.py OUT_DIR ROW [ROW ...]
+
+Each ROW is a run directory name inside OUT_DIR holding evaluation.json and metrics.jsonl."""
 import json
 import os
 import sys
 
-out = sys.argv[1]
-rows = ["vae", "vae-mog", "vae-ebm-posthoc", "vae-ebm-snelbo", "vae-ebm-detached"]
-paper = {"vae": "-89.10", "vae-mog": "-88.73", "vae-ebm-posthoc": "-88.11", "vae-ebm-snelbo": "-87.09",
-         "vae-ebm-detached": "n/a"}
-timings = {}
-if os.path.exists(os.path.join(out, "timings.txt")):
-    for line in open(os.path.join(out, "timings.txt")):
-        name, t = line.split()
-        timings[name] = int(t.split("=")[1])
+PAPER = {"vae": "-89.10", "vae-mog": "-88.73", "vae-ebm-posthoc": "-88.11", "vae-ebm-snelbo": "-87.09"}
 
-print("| row | test bound (nats) | ± s.e. | IW bound | ± s.e. | log Z (IS) ± s.e. [ESS] | b | train s | SNL paper |")
-print("|---|---|---|---|---|---|---|---|---|")
-for name in rows:
-    path = os.path.join(out, name, "evaluation.json")
-    if not os.path.exists(path):
-        continue
-    ev = json.load(open(path))
-    est = {e["estimator"].split("_")[0]: e for e in ev["estimates"]}
-    bound = est.get("SNELBO") or est.get("ELBO")
-    iw = est.get("SN-IWAE") or est.get("IWAE")
-    lz = ev.get("log_z")
-    lz_text = f"{lz['value']:.3f} ± {lz['std_error']:.3f} [{lz['ess']:.0f}/{lz['count']}]" if lz else "exact"
-    b = f"{ev['b']:.3f}" if "b" in ev else ""
-    print(f"| {name} | {bound['estimator']} {bound['value']:.2f} | {bound['std_error']:.2f} | "
-          f"{iw['estimator']} {iw['value']:.2f} | {iw['std_error']:.2f} | {lz_text} | {b} | "
-          f"{timings.get(name, '')} | {paper[name]} |")
+
+def finished_record(run):
+    path = os.path.join(run, "metrics.jsonl")
+    last = None
+    for line in open(path):
+        rec = json.loads(line)
+        if rec.get("event") in ("finished", "interrupted"):
+            last = rec
+    return last
+
+
+def config(run):
+    out = {}
+    for line in open(os.path.join(run, "config.ini")):
+        if "=" in line and not line.startswith("#"):
+            k, v = line.rstrip("\n").split("=", 1)
+            out[k] = v
+    return out
+
+
+def main():
+    out, rows = sys.argv[1], sys.argv[2:]
+    print("| row | test bound (nats) ± s.e. | importance-weighted ± s.e. | log Z (IS) ± s.e. [ESS / S] | b learned / used | "
+          "train s | train images/s | SNL paper |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in rows:
+        run = os.path.join(out, name)
+        path = os.path.join(run, "evaluation.json")
+        if not os.path.exists(path):
+            continue
+        ev = json.load(open(path))
+        est = {e["estimator"].split("_")[0]: e for e in ev["estimates"]}
+        bound = est.get("SNELBO") or est.get("ELBO")
+        iw = est.get("SN-IWAE") or est.get("IWAE")
+        lz = ev.get("log_z")
+        lz_text = f"{lz['value']:.3f} ± {lz['std_error']:.3f} [{lz['ess']:.0f} / {lz['count']}]" if lz else "exact prior"
+        b = ""
+        if "b" in ev:
+            used = ev["b_used"]["value"] if "b_used" in ev else ev["b"]
+            b = f"{ev['b']:.3f} / {used:.3f}"
+        fin = finished_record(run) or {}
+        cfg = config(run)
+        train_s = fin.get("train_seconds", float("nan"))
+        rate = fin.get("step", 0) * int(cfg.get("batch-size", "0")) / train_s if train_s == train_s and train_s > 0 else float("nan")
+        print(f"| {name} | {bound['estimator']} {bound['value']:.2f} ± {bound['std_error']:.2f} | "
+              f"{iw['estimator']} {iw['value']:.2f} ± {iw['std_error']:.2f} | {lz_text} | {b} | "
+              f"{train_s:.0f} | {rate:.0f} | {PAPER.get(name, '')} |")
+
+
+if __name__ == "__main__":
+    main()

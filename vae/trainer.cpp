@@ -47,6 +47,7 @@ void TrainOptions::validate() const {
   if (!(beta2_ >= 0 && beta2_ < 1)) fail("--beta2 must be in [0, 1), got " + std::to_string(beta2_));
   if (!(lr_decay_ > 0 && lr_decay_ <= 1)) fail("--lr-decay must be in (0, 1], got " + std::to_string(lr_decay_));
   if (samples_ < 1) fail("--samples must be >= 1, got " + std::to_string(samples_));
+  if (!(time_budget_ >= 0)) fail("--time-budget must be >= 0, got " + std::to_string(time_budget_));
   if (eval_every_ < 1) fail("--eval-every must be >= 1, got " + std::to_string(eval_every_));
   if (keep_checkpoints_ < 1) fail("--keep-checkpoints must be >= 1, got " + std::to_string(keep_checkpoints_));
   if (mode_ != "joint" && mode_ != "detach-posterior" && mode_ != "post-hoc")
@@ -149,15 +150,21 @@ bool Trainer::run() {
                                                        : options_.epochs() * per_epoch;
   auto window_start = clock::now();
   std::map<std::string, double> last;
-  while (state_.epoch < options_.epochs() && (options_.max_steps() == 0 || state_.step < options_.max_steps())) {
+  auto more_steps = [&] {
+    return (options_.max_steps() == 0 || state_.step < options_.max_steps()) &&
+           (options_.time_budget() <= 0 || state_.train_seconds < options_.time_budget());
+  };
+  while (state_.epoch < options_.epochs() && more_steps()) {
     set_learning_rates(state_.epoch);
-    while (state_.batch_index < per_epoch && (options_.max_steps() == 0 || state_.step < options_.max_steps())) {
+    while (state_.batch_index < per_epoch && more_steps()) {
+      auto step_start = clock::now();
       auto x = batcher_.batch(state_.epoch, state_.batch_index).to(options_.device());
       last = step(x);
       ++state_.batch_index;
       ++state_.step;
       images_since += x.size(0);
       auto now = clock::now();
+      state_.train_seconds += std::chrono::duration<double>(now - step_start).count();
       double since_print = std::chrono::duration<double>(now - last_print).count();
       if ((tty && since_print > 0.25) || (!tty && since_print > options_.log_every_seconds())) {
         double window = std::chrono::duration<double>(now - window_start).count();
@@ -195,6 +202,8 @@ bool Trainer::run() {
     if (state_.batch_index >= per_epoch) end_epoch();
   }
   if (tty) std::fprintf(stderr, "\n");
+  // A time budget that ran out mid-epoch: validate the model as it stands.
+  if (options_.time_budget() > 0 && state_.train_seconds >= options_.time_budget() && state_.batch_index > 0) validate();
   save_checkpoint(run_dir_.checkpoint_path(state_.step));
   run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
   return true;
@@ -204,9 +213,16 @@ void Trainer::end_epoch() {
   ++state_.epoch;
   state_.batch_index = 0;
   const bool last = state_.epoch == options_.epochs();
-  if (validator_ && (state_.epoch % options_.eval_every() == 0 || last)) {
+  if (state_.epoch % options_.eval_every() == 0 || last) validate();
+  save_checkpoint(run_dir_.checkpoint_path(state_.step));
+  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+}
+
+void Trainer::validate() {
+  if (validator_) {
     Json record = Json::object();
-    record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch);
+    record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)
+        .set("train_seconds", state_.train_seconds);
     double value = validator_(*model_, record);
     record.set("validation_bound", value);
     const bool best = value > state_.best_validation;
@@ -219,8 +235,6 @@ void Trainer::end_epoch() {
       save_checkpoint(run_dir_.best_checkpoint_path());
     }
   }
-  save_checkpoint(run_dir_.checkpoint_path(state_.step));
-  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
@@ -247,6 +261,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   archive.write("epoch", scalar(state_.epoch));
   archive.write("batch_index", scalar(state_.batch_index));
   archive.write("best_validation", scalar(state_.best_validation));
+  archive.write("train_seconds", scalar(state_.train_seconds));
   std::ostringstream bytes;
   archive.save_to(bytes);
   atomic_write(path, bytes.str());
@@ -289,6 +304,7 @@ void Trainer::load_checkpoint(const std::string& path) {
     s.epoch = read("epoch").item<int64_t>();
     s.batch_index = read("batch_index").item<int64_t>();
     s.best_validation = read("best_validation").item<double>();
+    s.train_seconds = read("train_seconds").item<double>();
     state_ = s;
   } catch (const DataError&) {
     throw;

@@ -22,6 +22,7 @@ namespace vae_ebm {
 struct TrainOptions {
   TORCH_ARG(int64_t, epochs) = 50;
   TORCH_ARG(int64_t, max_steps) = 0;  // stop after this many steps in all (0: no limit)
+  TORCH_ARG(double, time_budget) = 0.0;  // stop after this many seconds of training steps (0: none)
   TORCH_ARG(int64_t, batch_size) = 256;
   TORCH_ARG(double, lr) = 1e-4;
   TORCH_ARG(double, prior_lr) = 2e-5;
@@ -46,6 +47,7 @@ struct TrainState {
   int64_t epoch = 0;        // epochs completed
   int64_t batch_index = 0;  // next batch within the current epoch
   double best_validation = -std::numeric_limits<double>::infinity();
+  double train_seconds = 0;  // wall time spent in training steps (validation excluded)
 };
 
 // The validation callback returns the mean validation bound (higher is better) and
@@ -80,6 +82,7 @@ class Trainer {
  private:
   void set_learning_rates(int64_t epoch);
   void end_epoch();
+  void validate();  // runs the validator (if any), logs it, keeps best.pt
 
   std::shared_ptr<VaeModel> model_;
   std::unique_ptr<PriorObjective> objective_;

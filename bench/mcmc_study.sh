@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 4's equal-budget study on static binary MNIST: the energy prior learned by SNELBO,
+# short-run MCMC, long-run MCMC (fresh and persistent chains) and NCE, each given the same
+# wall-clock budget of training steps (validation excluded) with the same networks.
+#   bench/mcmc_study.sh OUT_DIR [SECONDS]
+# Then the noise study: prior samples of one trained EBM after Langevin with eta = 1 and 0.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${BUILD_DIR:-$here/build}/apps/vae-ebm"
+out="${1:?usage: bench/mcmc_study.sh OUT_DIR [SECONDS]}"
+budget="${2:-300}"
+k="${EVAL_K:-100}"
+threads="${THREADS:-1}"
+mkdir -p "$out"
+common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
+        --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs 1000 --time-budget "$budget"
+        --eval-every 5 --seed 0 --log-every 60 --threads "$threads"
+        --prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
+
+run() {  # name, flags...
+  local name="$1"; shift
+  if [ -f "$out/$name/evaluation.json" ]; then echo "study: $name done already" >&2; return; fi
+  rm -rf "$out/$name"
+  "$bin" train --run-dir "$out/$name" "${common[@]}" "$@" 2> "$out/$name.log"
+  "$bin" evaluate "$out/$name" --samples "$k" --threads "$threads" > "$out/$name.eval.txt"
+}
+
+run snelbo            --objective snelbo
+run short-run-mcmc    --objective short-run-mcmc
+run long-run-mcmc     --objective long-run-mcmc
+run long-run-persistent --objective long-run-mcmc --persistent
+run nce               --objective nce
+
+python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-run-persistent nce > "$out/table.md"
+
+# The noise study: the same trained EBM sampled with eta = 1 (Langevin) and eta = 0 (gradient flow).
+for name in snelbo long-run-persistent; do
+  for eta in 1 0; do
+    "$bin" sample "$out/$name" --out "$out/$name/samples-eta$eta" --langevin-noise "$eta" --threads "$threads" \
+      > "$out/$name/samples-eta$eta.txt"
+  done
+done
+cat "$out/table.md"
