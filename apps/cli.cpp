@@ -189,6 +189,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("persistent", po::value<bool>(&o.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
       ("buffer-size", po::value(&o.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
       ("reinit-fraction", real(&o.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")
+      ("refine-steps", po::value(&t.refine_steps())->default_value(0), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
+      ("refine-step-size", real(&t.refine_step_size(), 0.1), "ebm: posterior refinement step size")
       ("nce-noise", po::value(&o.nce_noise())->default_value("base"), "nce: noise distribution: base or aggregate-gaussian")
       ("nce-ratio", real(&o.nce_ratio(), 1.0), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")

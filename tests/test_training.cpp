@@ -34,23 +34,23 @@ class TrainingTest : public SeedingFixture {
     for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
   }
   void resume_equals_never_stopping(const std::string& prior, const std::string& mode = "joint",
-                                    std::string objective = "") {
+                                    std::string objective = "", int64_t refine_steps = 0) {
     TempDir tmp;
     if (objective.empty()) objective = default_objective(prior);
     // Small MCMC settings; persistent chains for long-run-mcmc so that their buffer must resume too.
     auto objective_options = ObjectiveOptions().base_samples(16).mcmc_steps(5).negatives(8)
                                  .persistent(objective == "long-run-mcmc").buffer_size(32);
     auto straight = model(prior);
-    Trainer a(straight, make_objective(objective, objective_options), data(), options(14, mode),
+    Trainer a(straight, make_objective(objective, objective_options), data(), options(14, mode).refine_steps(refine_steps),
               RunDir::create(tmp.file("straight")));
     ASSERT_TRUE(a.run());
 
     auto first = model(prior);
     auto dir = RunDir::create(tmp.file("stopped"));
-    Trainer b(first, make_objective(objective, objective_options), data(), options(7, mode), dir);
+    Trainer b(first, make_objective(objective, objective_options), data(), options(7, mode).refine_steps(refine_steps), dir);
     ASSERT_TRUE(b.run());
     auto resumed = model(prior);
-    Trainer c(resumed, make_objective(objective, objective_options), data(), options(14, mode), dir);
+    Trainer c(resumed, make_objective(objective, objective_options), data(), options(14, mode).refine_steps(refine_steps), dir);
     ASSERT_TRUE(c.resume_latest());
     EXPECT_EQ(c.state().step, 7);
     ASSERT_TRUE(c.run());
@@ -68,6 +68,15 @@ TEST_F(TrainingTest, ResumeEqualsNeverStoppingEnergyPriorAndB) { resume_equals_n
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingDetachedPosterior) { resume_equals_never_stopping("ebm", "detach-posterior"); }
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingPersistentChains) { resume_equals_never_stopping("ebm", "joint", "long-run-mcmc"); }
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingShortRunMcmc) { resume_equals_never_stopping("ebm", "joint", "short-run-mcmc"); }
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingWithPosteriorRefinement) {
+  resume_equals_never_stopping("ebm", "joint", "short-run-mcmc", 3);
+}
+TEST_F(TrainingTest, PosteriorRefinementNeedsTheEnergyPrior) {
+  TempDir tmp;
+  EXPECT_THROW(Trainer(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(),
+                       options(2).refine_steps(3), RunDir::create(tmp.file("r"))),
+               std::invalid_argument);
+}
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingNce) { resume_equals_never_stopping("ebm", "joint", "nce"); }
 
 TEST_F(TrainingTest, TruncatedCheckpointIsRefusedAndTheRunDirectoryKept) {

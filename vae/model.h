@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "prior/langevin.h"
 #include "prior/objective.h"
 #include "prior/prior.h"
 #include "vae/networks.h"
@@ -33,8 +34,11 @@ struct ElboTerms {
   std::map<std::string, double> diagnostics;
 };
 
-// x [B, P]; K posterior samples per image.
+// x [B, P]; K posterior samples per image. With `refine` (energy prior only), the prior
+// term sees the encoder's samples moved by Langevin on -log p(x|z) + U(z) (MATH.md
+// section 3, posterior refinement), passed straight through: their values are the
+// refined samples, their gradient reaches the encoder as if they were its own samples.
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
-                     at::Generator& generator);
+                     at::Generator& generator, const LangevinOptions* refine = nullptr);
 
 }  // namespace vae_ebm

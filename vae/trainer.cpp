@@ -47,6 +47,9 @@ void TrainOptions::validate() const {
   if (!(beta2_ >= 0 && beta2_ < 1)) fail("--beta2 must be in [0, 1), got " + std::to_string(beta2_));
   if (!(lr_decay_ > 0 && lr_decay_ <= 1)) fail("--lr-decay must be in (0, 1], got " + std::to_string(lr_decay_));
   if (samples_ < 1) fail("--samples must be >= 1, got " + std::to_string(samples_));
+  if (refine_steps_ < 0) fail("--refine-steps must be >= 0, got " + std::to_string(refine_steps_));
+  if (!(refine_step_size_ > 0)) fail("--refine-step-size must be > 0, got " + std::to_string(refine_step_size_));
+  if (refine_steps_ > 0 && mode_ != "joint") fail("--refine-steps applies to joint training only");
   if (!(time_budget_ >= 0)) fail("--time-budget must be >= 0, got " + std::to_string(time_budget_));
   if (eval_every_ < 1) fail("--eval-every must be >= 1, got " + std::to_string(eval_every_));
   if (keep_checkpoints_ < 1) fail("--keep-checkpoints must be >= 1, got " + std::to_string(keep_checkpoints_));
@@ -65,6 +68,8 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
       generator_(make_generator(mix_seed(options_.seed(), 0x747261696eULL), options_.device())) {
   options_.validate();
   objective_->check(*model_->prior);
+  if (options_.refine_steps() > 0 && model_->prior->kind() != "ebm")
+    throw std::invalid_argument("--refine-steps needs the energy prior (--prior ebm)");
   model_->to(options_.device());
   auto adam = [&](double lr) {
     return torch::optim::AdamOptions(lr).betas(std::make_tuple(options_.beta1(), options_.beta2()));
@@ -95,7 +100,9 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   torch::Tensor loss;
   std::map<std::string, double> out;
   if (mode == "joint") {
-    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_);
+    const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
+    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
+                            options_.refine_steps() > 0 ? &refine : nullptr);
     loss = -terms.total.mean();
     out = terms.diagnostics;
     out["reconstruction"] = terms.reconstruction.mean().item<double>();

@@ -36,6 +36,10 @@ struct TrainOptions {
   TORCH_ARG(int64_t, keep_checkpoints) = 3;
   TORCH_ARG(double, log_every_seconds) = 10.0;  // progress lines when stderr is not a terminal
   TORCH_ARG(bool, dynamic_binarisation) = false;
+  // Posterior refinement for the energy prior (joint mode): Langevin steps on
+  // -log p(x|z) + U(z) from the encoder's samples before the prior term (0: off).
+  TORCH_ARG(int64_t, refine_steps) = 0;
+  TORCH_ARG(double, refine_step_size) = 0.1;
   TORCH_ARG(torch::Device, device) = torch::kCPU;
 
  public:
