@@ -219,9 +219,11 @@ int run_train(TrainConfig c) {
       .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
       .set("best_validation_bound", trainer.state().best_validation);
   run.append_metrics(record);
-  std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %.3f nats\nrun directory: %s\n",
+  std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",
                finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,
-               trainer.state().best_validation, c.run_dir.c_str());
+               std::isfinite(trainer.state().best_validation) ? (fmt(trainer.state().best_validation) + " nats").c_str()
+                                                              : "(none yet)",
+               c.run_dir.c_str());
   if (!finished) std::fprintf(stderr, "continue with: vae-ebm train --resume %s\n", c.run_dir.c_str());
   return finished ? 0 : 130;
 }

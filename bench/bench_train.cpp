@@ -1,96 +1,184 @@
 // Training throughput of one objective, beside the rate of a large matrix product
-// measured in the same process. Prints one line per figure.
-//   bench_train [--prior gaussian|mog|ebm] [--objective NAME] [--threads N] [--steps N]
-//               [--batch N] [--samples K] [--hidden 512,512] [--latent 16]
+// measured in the same process. Prints one `key value` line per figure.
+//   bench_train [--objective exact|snelbo|short-run-mcmc|long-run-mcmc|nce] [--prior gaussian|mog|ebm]
+//               [--persistent] [--mcmc-steps N] [--mcmc-step-size S] [--negatives N]
+//               [--base-samples S] [--buffer-size N] [--threads N] [--torch-threads N]
+//               [--steps N] [--seconds S] [--warmup N] [--batch N] [--samples K]
+//               [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
+//               [--data random|binary-mnist] [--data-images N] [--data-dir DIR] [--seed N]
+//               [--profile] [--skip-matmul]
+// The prior follows the objective when not given (exact: gaussian, the others: ebm).
+// Measurement: --warmup steps, then steps until at least --steps steps and --seconds
+// seconds have passed. --profile adds the time per step of the forward pass (with the
+// objective's Langevin chains), the backward pass and the two optimiser steps, and for
+// the MCMC objectives the time of the objective's Langevin run alone.
 #include <torch/torch.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
 #include "apps/cli.h"
+#include "bench/bench_common.h"
 #include "data/seed.h"
+#include "prior/energy.h"
 #include "prior/objective.h"
 #include "vae/model.h"
 
 using namespace vae_ebm;
-using clock_type = std::chrono::steady_clock;
+using namespace vae_ebm::bench;
 
-static double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
+namespace {
+
+std::vector<int64_t> with_ends(int64_t first, const std::vector<int64_t>& middle, int64_t last) {
+  std::vector<int64_t> w{first};
+  w.insert(w.end(), middle.begin(), middle.end());
+  w.push_back(last);
+  return w;
 }
 
-int main(int argc, char** argv) {
-  std::string prior = "gaussian", objective, hidden = "512,512";
-  int threads = 1, torch_threads = 0;
-  int64_t steps = 200, batch = 256, samples = 1, latent = 16;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--prior") prior = v;
-    else if (k == "--objective") objective = v;
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--torch-threads") torch_threads = std::stoi(v);
-    else if (k == "--steps") steps = std::stoll(v);
-    else if (k == "--batch") batch = std::stoll(v);
-    else if (k == "--samples") samples = std::stoll(v);
-    else if (k == "--hidden") hidden = v;
-    else if (k == "--latent") latent = std::stoll(v);
-    else { std::fprintf(stderr, "bench_train: unknown flag %s\n", k.c_str()); return 2; }
-  }
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Flags flags(argc, argv, {"persistent", "profile", "skip-matmul"});
+  std::string objective = flags.str("objective", "");
+  std::string prior = flags.str("prior", "");
+  if (prior.empty()) prior = objective.empty() || objective == "exact" ? "gaussian" : "ebm";
+  if (objective.empty()) objective = default_objective(prior);
+  const int threads = static_cast<int>(flags.integer("threads", 1));
+  const int torch_threads = static_cast<int>(flags.integer("torch-threads", 0));
+  const double min_seconds = flags.real("seconds", 0);
+  const int64_t min_steps = flags.integer("steps", min_seconds > 0 ? 3 : 200);
+  const int64_t warmup = flags.integer("warmup", 5);
+  const int64_t batch = flags.integer("batch", 256), samples = flags.integer("samples", 1);
+  const int64_t latent = flags.integer("latent", 16);
+  const std::string hidden = flags.str("hidden", "512,512");
+  const std::string energy_hidden = flags.str("energy-hidden", "200,200,200");
+  const std::string data_source = flags.str("data", "random");
+  const int64_t data_images = flags.integer("data-images", 10240);
+  const std::string data_dir = flags.str("data-dir", "");
+  const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
+  const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul");
+  auto objective_options = ObjectiveOptions()
+                               .persistent(flags.on("persistent"))
+                               .mcmc_steps(flags.integer("mcmc-steps", 0))
+                               .mcmc_step_size(flags.real("mcmc-step-size", 0))
+                               .negatives(flags.integer("negatives", 0))
+                               .base_samples(flags.integer("base-samples", 0))
+                               .buffer_size(flags.integer("buffer-size", 10000));
+  flags.done();
+
   cli::set_threads(threads);
   if (torch_threads > 0) at::set_num_threads(torch_threads);  // experiment: OpenMP threads apart from BLAS
-  if (objective.empty()) objective = default_objective(prior);
-
-  // Matrix product rate: [256, 784] x [784, 512], as in MEASURED.md.
-  auto a = torch::randn({256, 784}), b = torch::randn({784, 512});
-  for (int i = 0; i < 20; ++i) torch::mm(a, b);
-  auto t0 = clock_type::now();
-  const int reps = 400;
-  for (int i = 0; i < reps; ++i) torch::mm(a, b);
-  double mm_gflops = 2.0 * 256 * 784 * 512 * reps / seconds_since(t0) / 1e9;
+  const double mm_gflops = skip_matmul ? 0 : matmul_gflops();
 
   auto widths = cli::parse_widths(hidden, "hidden");
+  auto energy_widths = cli::parse_widths(energy_hidden, "energy-hidden");
   auto net = NetworkOptions().hidden(widths).latent_dim(latent);
-  VaeModel model(net, PriorOptions(prior, latent));
-  auto obj = make_objective(objective, ObjectiveOptions());
-  torch::optim::Adam vae_opt(model.vae_parameters(), torch::optim::AdamOptions(1e-4));
+  VaeModel model(net, PriorOptions(prior, latent).energy_hidden(energy_widths));
+  auto obj = make_objective(objective, objective_options);
+  obj->check(*model.prior);
+  // The SNL reference optimiser settings (README): Adam, betas 0.5/0.999.
+  auto adam = [](double lr) { return torch::optim::AdamOptions(lr).betas({0.5, 0.999}); };
+  torch::optim::Adam vae_opt(model.vae_parameters(), adam(1e-4));
   auto prior_params = model.prior_parameters();
   std::unique_ptr<torch::optim::Adam> prior_opt;
-  if (!prior_params.empty()) prior_opt = std::make_unique<torch::optim::Adam>(prior_params, torch::optim::AdamOptions(2e-5));
-  auto gen = make_generator(0);
-  auto data = torch::bernoulli(torch::full({batch * 8, 784}, 0.13), gen);
-  auto run_steps = [&](int64_t n) {
-    for (int64_t s = 0; s < n; ++s) {
-      auto x = data.narrow(0, (s % 8) * batch, batch);
-      auto terms = elbo_terms(model, *obj, x, samples, gen);
-      auto loss = -terms.total.mean();
-      vae_opt.zero_grad();
-      if (prior_opt) prior_opt->zero_grad();
-      loss.backward();
-      vae_opt.step();
-      if (prior_opt) prior_opt->step();
-    }
+  if (!prior_params.empty()) prior_opt = std::make_unique<torch::optim::Adam>(prior_params, adam(2e-5));
+  auto gen = make_generator(seed);
+  const int64_t n_batches = std::max<int64_t>(1, data_images / batch);
+  auto data = bench_data(data_source, n_batches * batch, data_dir, "train", seed);
+
+  double t_forward = 0, t_backward = 0, t_optim = 0;
+  int64_t step_index = 0;
+  auto one_step = [&] {
+    auto x = data.narrow(0, (step_index++ % n_batches) * batch, batch);
+    auto t0 = clock_type::now();
+    auto terms = elbo_terms(model, *obj, x, samples, gen);
+    auto loss = -terms.total.mean();
+    auto t1 = clock_type::now();
+    vae_opt.zero_grad();
+    if (prior_opt) prior_opt->zero_grad();
+    loss.backward();
+    auto t2 = clock_type::now();
+    vae_opt.step();
+    if (prior_opt) prior_opt->step();
+    auto t3 = clock_type::now();
+    t_forward += std::chrono::duration<double>(t1 - t0).count();
+    t_backward += std::chrono::duration<double>(t2 - t1).count();
+    t_optim += std::chrono::duration<double>(t3 - t2).count();
   };
-  run_steps(10);
-  t0 = clock_type::now();
-  run_steps(steps);
-  double secs = seconds_since(t0);
-  double images_per_s = steps * batch / secs;
-  // Multiply-adds per image of the forward pass of encoder and decoder (K decoder passes).
-  double macs = 0;
-  int64_t in = 784;
-  for (auto w : widths) { macs += in * w; in = w; }
-  macs += in * 2 * latent;
-  double dec = 0;
-  in = latent;
-  for (auto it = widths.rbegin(); it != widths.rend(); ++it) { dec += in * *it; in = *it; }
-  dec += in * 784;
-  macs += dec * samples;
-  double step_gflops = 3 * 2 * macs * images_per_s / 1e9;  // forward + two backward products
-  std::printf("threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld\n", threads, prior.c_str(),
-              objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(), (long long)latent);
-  std::printf("matmul_gflops %.1f\n", mm_gflops);
-  std::printf("train_images_per_second %.0f\n", images_per_s);
-  std::printf("train_step_gflops %.1f (%.0f%% of matmul)\n", step_gflops, 100 * step_gflops / mm_gflops);
+  for (int64_t s = 0; s < warmup; ++s) one_step();
+  t_forward = t_backward = t_optim = 0;
+  std::vector<double> step_times;
+  auto t0 = clock_type::now();
+  int64_t steps = 0;
+  while (steps < min_steps || seconds_since(t0) < min_seconds) {
+    auto ts = clock_type::now();
+    one_step();
+    step_times.push_back(seconds_since(ts));
+    ++steps;
+  }
+  const double secs = seconds_since(t0);
+  const double images_per_s = steps * batch / secs;
+
+  // Matrix-product floating-point operations of one step (elementwise work not counted).
+  const double kb = static_cast<double>(samples * batch);
+  double flops = mlp_flops(with_ends(784, widths, 2 * latent), batch, true, true, false) +
+                 mlp_flops(with_ends(latent, std::vector<int64_t>(widths.rbegin(), widths.rend()), 784), kb, true,
+                           true, true);
+  auto ew = with_ends(latent, energy_widths, 1);
+  const int64_t negatives = objective_options.negatives() > 0 ? objective_options.negatives() : batch;
+  int64_t mcmc_steps = objective_options.mcmc_steps();
+  if (mcmc_steps == 0) mcmc_steps = objective == "short-run-mcmc" ? 60 : 200;
+  if (objective == "snelbo") {
+    const int64_t s = objective_options.base_samples() > 0 ? objective_options.base_samples() : batch;
+    flops += mlp_flops(ew, s, true, true, false) + mlp_flops(ew, kb, true, true, true);
+  } else if (objective == "short-run-mcmc" || objective == "long-run-mcmc") {
+    flops += (mcmc_steps + 1) * mlp_flops(ew, negatives, true, false, true) + mlp_flops(ew, negatives, true, true, false) +
+             mlp_flops(ew, kb, true, true, true);
+  } else if (objective == "nce") {
+    flops += 3 * mlp_flops(ew, kb, true, true, false) + mlp_flops(ew, kb, true, true, true);
+  }
+  const double step_seconds = secs / steps;
+  const double step_gflops = flops / step_seconds / 1e9;
+  std::sort(step_times.begin(), step_times.end());
+
+  std::printf("threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s\n",
+              threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(),
+              (long long)latent, (int)objective_options.persistent(), data_source.c_str());
+  if (!skip_matmul) print_kv("matmul_gflops", mm_gflops, "%.1f");
+  print_kv("train_images_per_second", images_per_s, "%.0f");
+  print_kv("train_steps", steps, "%.0f");
+  print_kv("step_seconds_mean", step_seconds, "%.6f");
+  print_kv("step_seconds_min", step_times.front(), "%.6f");
+  print_kv("step_seconds_median", step_times[step_times.size() / 2], "%.6f");
+  print_kv("step_gflop", flops / 1e9, "%.3f");
+  if (!skip_matmul)
+    std::printf("train_step_gflops %.1f (%.0f%% of matmul)\n", step_gflops, 100 * step_gflops / mm_gflops);
+  else
+    print_kv("train_step_gflops", step_gflops, "%.1f");
+  if (profile) {
+    print_kv("phase_forward_seconds", t_forward / steps, "%.6f");
+    print_kv("phase_backward_seconds", t_backward / steps, "%.6f");
+    print_kv("phase_optimizer_seconds", t_optim / steps, "%.6f");
+    if (objective == "short-run-mcmc" || objective == "long-run-mcmc") {
+      // The objective's Langevin run alone, on the trained-so-far prior.
+      auto& ebm = static_cast<EnergyPrior&>(*model.prior);
+      auto options = LangevinOptions().steps(mcmc_steps).step_size(
+          objective_options.mcmc_step_size() > 0 ? objective_options.mcmc_step_size()
+                                                 : (objective == "short-run-mcmc" ? 0.4 : 0.1));
+      auto potential = [&ebm](const torch::Tensor& z) { return ebm.potential(z); };
+      const int reps = 3;
+      auto tl = clock_type::now();
+      for (int r = 0; r < reps; ++r) langevin(potential, torch::randn({negatives, latent}, gen), options, gen);
+      const double per_call = seconds_since(tl) / reps;
+      print_kv("phase_langevin_seconds", per_call, "%.6f");
+      print_kv("langevin_steps_per_second", mcmc_steps / per_call, "%.0f");
+    }
+  }
+  print_kv("peak_rss_mb", peak_rss_mb(), "%.1f");
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_train: %s\n", e.what());
+  return 2;
 }

@@ -1,0 +1,128 @@
+#include <torch/torch.h>
+
+#include "estimators/ais.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "prior/langevin.h"
+
+namespace vae_ebm {
+
+std::vector<std::string> ais_schedules() { return {"linear", "sigmoid"}; }
+
+void AisOptions::validate() const {
+  if (temperatures_ < 1) throw std::invalid_argument("AIS temperatures must be >= 1, got " + std::to_string(temperatures_));
+  const auto names = ais_schedules();
+  if (std::find(names.begin(), names.end(), schedule_) == names.end())
+    throw std::invalid_argument("unknown AIS schedule '" + schedule_ + "' (valid: linear, sigmoid)");
+  if (!(sigmoid_width_ > 0))
+    throw std::invalid_argument("AIS sigmoid width must be > 0, got " + std::to_string(sigmoid_width_));
+  if (chains_ < 1) throw std::invalid_argument("AIS chains must be >= 1, got " + std::to_string(chains_));
+  if (steps_ < 1) throw std::invalid_argument("AIS steps per temperature must be >= 1, got " + std::to_string(steps_));
+  if (!(step_size_ > 0)) throw std::invalid_argument("AIS step size must be > 0, got " + std::to_string(step_size_));
+}
+
+torch::Tensor ais_schedule(const AisOptions& options) {
+  options.validate();
+  const int64_t t = options.temperatures();
+  auto u = torch::arange(t + 1, torch::kDouble) / static_cast<double>(t);
+  torch::Tensor beta;
+  if (options.schedule() == "linear") {
+    beta = u;
+  } else {
+    auto s = torch::sigmoid(options.sigmoid_width() * (2 * u - 1));
+    beta = (s - s[0]) / (s[t] - s[0]);
+  }
+  // Exact end points, whatever the rounding above.
+  beta[0] = 0.0;
+  beta[t] = 1.0;
+  return beta;
+}
+
+namespace {
+
+std::string describe(const char* direction, const AisOptions& o, int64_t chains) {
+  std::ostringstream out;
+  out << "AIS(" << direction << ", T=" << o.temperatures() << " " << o.schedule() << ", chains=" << chains
+      << ", MALA " << o.steps() << "x s=" << o.step_size() << ")";
+  return out.str();
+}
+
+// One pass along `betas` (in the order given): for k = 1..K-1, log w += -(b_k - b_{k-1}) f(z),
+// then MALA on U_k = b_k f + |z|^2 / 2 unless k is the last index and !transition_last.
+AisResult run_path(const EnergyFn& energy, torch::Tensor z, const torch::Tensor& betas, const AisOptions& options,
+                   bool transition_last, at::Generator& generator) {
+  auto beta = betas.accessor<double, 1>();
+  const int64_t last = betas.size(0) - 1;
+  auto log_w = torch::zeros({z.size(0)}, torch::kDouble);
+  const auto mala = LangevinOptions().steps(options.steps()).step_size(options.step_size()).noise(1.0).metropolis(true);
+  double accepted = 0;
+  int64_t transitions = 0;
+  for (int64_t k = 1; k <= last; ++k) {
+    const double delta = beta[k] - beta[k - 1];
+    {
+      torch::NoGradGuard no_grad;
+      auto f = energy(z);
+      TORCH_CHECK(f.dim() == 1 && f.size(0) == z.size(0), "AIS energy must map [S, D] to [S], got ", f.sizes(),
+                  " for input ", z.sizes());
+      log_w -= delta * f.detach().to(torch::kCPU, torch::kDouble);
+    }
+    if (k == last && !transition_last) break;
+    const double b = beta[k];
+    auto potential = [&energy, b](const torch::Tensor& x) { return b * energy(x) + 0.5 * (x * x).sum(-1); };
+    auto result = langevin(potential, z, mala, generator);
+    z = result.z;
+    accepted += result.acceptance_rate;
+    ++transitions;
+  }
+  AisResult out;
+  out.log_weights = log_w;
+  out.samples = z.detach();
+  out.acceptance_rate = transitions > 0 ? accepted / static_cast<double>(transitions) : 1.0;
+  return out;
+}
+
+}  // namespace
+
+AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& options, at::Generator& generator,
+                    torch::TensorOptions tensor_options) {
+  options.validate();
+  TORCH_CHECK(dim > 0, "AIS needs a dimension > 0, got ", dim);
+  auto betas = ais_schedule(options);
+  auto z0 = torch::randn({options.chains(), dim}, generator, tensor_options);
+  auto out = run_path(energy, z0, betas, options, /*transition_last=*/true, generator);
+  out.log_z = log_z_from_log_weights(out.log_weights, describe("forward", options, options.chains()));
+  return out;
+}
+
+AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator) {
+  return ais_log_z([&prior](const torch::Tensor& z) { return prior.energy(z); }, prior.latent_dim(), options,
+                   generator, prior.b.options());
+}
+
+AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,
+                            at::Generator& generator) {
+  options.validate();
+  TORCH_CHECK(target_samples.dim() == 2 && target_samples.size(0) > 0,
+              "reverse AIS needs target samples [N, D] with N > 0, got ", target_samples.sizes());
+  auto betas = ais_schedule(options).flip(0);
+  auto out = run_path(energy, target_samples.detach(), betas, options, /*transition_last=*/false, generator);
+  // E[w_rev] = Z_0 / Z_T = 1 / Z: negate the log-mean-exp. The delta-method error and the
+  // ESS of the reverse weights carry over unchanged.
+  out.log_z = log_z_from_log_weights(out.log_weights, describe("reverse", options, target_samples.size(0)));
+  out.log_z.value = -out.log_z.value;
+  return out;
+}
+
+AisResult reverse_ais_log_z(EnergyPrior& prior, const torch::Tensor& target_samples, const AisOptions& options,
+                            at::Generator& generator) {
+  TORCH_CHECK(target_samples.dim() == 2 && target_samples.size(1) == prior.latent_dim(),
+              "reverse AIS: target samples must be [N, ", prior.latent_dim(), "], got ", target_samples.sizes());
+  return reverse_ais_log_z([&prior](const torch::Tensor& z) { return prior.energy(z); },
+                           target_samples.to(prior.b.options()), options, generator);
+}
+
+}  // namespace vae_ebm
