@@ -186,6 +186,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("mcmc-metropolis", po::value<bool>(&o.mcmc_metropolis())->default_value(false)->implicit_value(true), "mcmc: MALA correction")
       ("mcmc-grad-clip", real(&o.mcmc_grad_clip(), 0.0), "mcmc: clip each chain's gradient norm (0: off)")
       ("negatives", po::value(&o.negatives())->default_value(0), "mcmc: negative samples per step (0: batch size)")
+      ("energy-l2", real(&o.energy_l2(), 0.0), "mcmc: penalty alpha (mean f(z_pos)^2 + mean f(z_neg)^2) against runaway energies (0: off)")
       ("persistent", po::value<bool>(&o.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
       ("buffer-size", po::value(&o.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
       ("reinit-fraction", real(&o.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")

@@ -29,6 +29,9 @@ struct ObjectiveOptions {
   TORCH_ARG(bool, mcmc_metropolis) = false;  // MALA correction
   TORCH_ARG(double, mcmc_grad_clip) = 0.0;   // 0: off
   TORCH_ARG(int64_t, negatives) = 0;         // negative samples per step (0: the batch size)
+  // Energy magnitude penalty alpha * (mean f(z_pos)^2 + mean f(z_neg)^2) (Du & Mordatch 2019):
+  // keeps f from running away where the chains do not reach (0: off).
+  TORCH_ARG(double, energy_l2) = 0.0;
   // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives`
   // of them, with a fraction re-drawn from the base first.
   TORCH_ARG(bool, persistent) = false;

@@ -32,6 +32,8 @@ class McmcObjective : public PriorObjective {
     }
     if (options.mcmc_steps() < 0) throw std::invalid_argument(name_ + ": --mcmc-steps must be >= 0");
     if (options.negatives() < 0) throw std::invalid_argument(name_ + ": --negatives must be >= 0");
+    if (!(options.energy_l2() >= 0))
+      throw std::invalid_argument(name_ + ": --energy-l2 must be >= 0, got " + std::to_string(options.energy_l2()));
     if (options.persistent()) {
       if (options.buffer_size() < 1)
         throw std::invalid_argument(name_ + ": --buffer-size must be >= 1, got " + std::to_string(options.buffer_size()));
@@ -69,7 +71,10 @@ class McmcObjective : public PriorObjective {
     auto negative_energy = ebm.energy(chains.z);
     auto positive_energy = ebm.energy(z).mean(0);
     auto cross_entropy = GaussianPrior(q.dim()).expected_log_prob(q, z);
-    PriorTerm term{cross_entropy - positive_energy + negative_energy.mean(), {}};
+    auto surrogate = cross_entropy - positive_energy + negative_energy.mean();
+    if (options_.energy_l2() > 0)
+      surrogate = surrogate - options_.energy_l2() * (ebm.energy(z).pow(2).mean() + negative_energy.pow(2).mean());
+    PriorTerm term{surrogate, {}};
     term.diagnostics["energy_positive"] = positive_energy.mean().item<double>();
     term.diagnostics["energy_negative"] = negative_energy.mean().item<double>();
     term.diagnostics["acceptance"] = chains.acceptance_rate;
