@@ -11,6 +11,11 @@ import sys
 PAPER = {"vae": "-89.10", "vae-mog": "-88.73", "vae-ebm-posthoc": "-88.11", "vae-ebm-snelbo": "-87.09"}
 
 
+def num(v, digits=2):
+    """JSON null (NaN or an infinity in the C++ report) prints as n/a."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
 def finished_record(run):
     path = os.path.join(run, "metrics.jsonl")
     last = None
@@ -45,17 +50,17 @@ def main():
         bound = est.get("SNELBO") or est.get("ELBO")
         iw = est.get("SN-IWAE") or est.get("IWAE")
         lz = ev.get("log_z")
-        lz_text = f"{lz['value']:.3f} ± {lz['std_error']:.3f} [{lz['ess']:.0f} / {lz['count']}]" if lz else "exact prior"
+        lz_text = f"{num(lz['value'], 3)} ± {num(lz['std_error'], 3)} [{num(lz.get('ess'), 0)} / {lz['count']}]" if lz else "exact prior"
         b = ""
         if "b" in ev:
             used = ev["b_used"]["value"] if "b_used" in ev else ev["b"]
-            b = f"{ev['b']:.3f} / {used:.3f}"
+            b = f"{num(ev['b'], 3)} / {num(used, 3)}"
         fin = finished_record(run) or {}
         cfg = config(run)
-        train_s = fin.get("train_seconds", float("nan"))
+        train_s = fin.get("train_seconds", fin.get("seconds", float("nan")))  # older runs: wall time with validation
         rate = fin.get("step", 0) * int(cfg.get("batch-size", "0")) / train_s if train_s == train_s and train_s > 0 else float("nan")
-        print(f"| {name} | {bound['estimator']} {bound['value']:.2f} ± {bound['std_error']:.2f} | "
-              f"{iw['estimator']} {iw['value']:.2f} ± {iw['std_error']:.2f} | {lz_text} | {b} | "
+        print(f"| {name} | {bound['estimator']} {num(bound['value'])} ± {num(bound['std_error'])} | "
+              f"{iw['estimator']} {num(iw['value'])} ± {num(iw['std_error'])} | {lz_text} | {b} | "
               f"{train_s:.0f} | {rate:.0f} | {PAPER.get(name, '')} |")
 
 
