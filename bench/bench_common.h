@@ -79,9 +79,10 @@ inline double matmul_gflops(int reps = 400) {
 }
 
 // Floating-point operations of matrix products only (2 per multiply-add) of an MLP with
-// layer widths `widths` (input first) applied to n rows: the forward pass, and in the
-// backward pass the weight gradients (if `weight_grad`) and the input gradients of every
-// layer but the first, plus the first's if `input_grad`.
+// layer widths `widths` (input first) applied to n rows: the forward pass (if `forward`),
+// and in the backward pass the weight gradients (if `weight_grad`), the gradients with
+// respect to the hidden activations (if either gradient is asked for) and with respect to
+// the input (if `input_grad`).
 inline double mlp_flops(const std::vector<int64_t>& widths, double n, bool forward, bool weight_grad,
                         bool input_grad) {
   double total = 0;
@@ -89,7 +90,7 @@ inline double mlp_flops(const std::vector<int64_t>& widths, double n, bool forwa
     const double macs = static_cast<double>(widths[i]) * widths[i + 1] * n;
     if (forward) total += 2 * macs;
     if (weight_grad) total += 2 * macs;
-    if (i > 0 || input_grad) total += 2 * macs;
+    if ((i > 0 && (weight_grad || input_grad)) || (i == 0 && input_grad)) total += 2 * macs;
   }
   return total;
 }

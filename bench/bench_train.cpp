@@ -6,12 +6,14 @@
 //               [--steps N] [--seconds S] [--warmup N] [--batch N] [--samples K]
 //               [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
 //               [--data random|binary-mnist] [--data-images N] [--data-dir DIR] [--seed N]
-//               [--profile] [--skip-matmul]
+//               [--profile] [--skip-matmul] [--prototype]
 // The prior follows the objective when not given (exact: gaussian, the others: ebm).
 // Measurement: --warmup steps, then steps until at least --steps steps and --seconds
 // seconds have passed. --profile adds the time per step of the forward pass (with the
 // objective's Langevin chains), the backward pass and the two optimiser steps, and for
-// the MCMC objectives the time of the objective's Langevin run alone.
+// the MCMC objectives the time of the objective's Langevin run alone. --prototype runs the
+// step with bench/prototype_step.h (fused Bernoulli log-likelihood, hand-gradient Langevin
+// for the MCMC objectives) and bench/fused_adam.h instead of the library's.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -20,6 +22,8 @@
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
+#include "bench/fused_adam.h"
+#include "bench/prototype_step.h"
 #include "data/seed.h"
 #include "prior/energy.h"
 #include "prior/objective.h"
@@ -40,7 +44,7 @@ std::vector<int64_t> with_ends(int64_t first, const std::vector<int64_t>& middle
 }  // namespace
 
 int main(int argc, char** argv) try {
-  Flags flags(argc, argv, {"persistent", "profile", "skip-matmul"});
+  Flags flags(argc, argv, {"persistent", "profile", "skip-matmul", "prototype"});
   std::string objective = flags.str("objective", "");
   std::string prior = flags.str("prior", "");
   if (prior.empty()) prior = objective.empty() || objective == "exact" ? "gaussian" : "ebm";
@@ -58,7 +62,7 @@ int main(int argc, char** argv) try {
   const int64_t data_images = flags.integer("data-images", 10240);
   const std::string data_dir = flags.str("data-dir", "");
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
-  const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul");
+  const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul"), prototype = flags.on("prototype");
   auto objective_options = ObjectiveOptions()
                                .persistent(flags.on("persistent"))
                                .mcmc_steps(flags.integer("mcmc-steps", 0))
@@ -76,14 +80,22 @@ int main(int argc, char** argv) try {
   auto energy_widths = cli::parse_widths(energy_hidden, "energy-hidden");
   auto net = NetworkOptions().hidden(widths).latent_dim(latent);
   VaeModel model(net, PriorOptions(prior, latent).energy_hidden(energy_widths));
-  auto obj = make_objective(objective, objective_options);
+  const bool mcmc = objective == "short-run-mcmc" || objective == "long-run-mcmc";
+  auto obj = make_objective(objective, objective_options);  // validates the options
+  if (prototype && mcmc) obj = std::make_unique<PrototypeMcmcObjective>(objective, objective_options);
   obj->check(*model.prior);
   // The SNL reference optimiser settings (README): Adam, betas 0.5/0.999.
   auto adam = [](double lr) { return torch::optim::AdamOptions(lr).betas({0.5, 0.999}); };
-  torch::optim::Adam vae_opt(model.vae_parameters(), adam(1e-4));
   auto prior_params = model.prior_parameters();
-  std::unique_ptr<torch::optim::Adam> prior_opt;
-  if (!prior_params.empty()) prior_opt = std::make_unique<torch::optim::Adam>(prior_params, adam(2e-5));
+  std::unique_ptr<torch::optim::Adam> vae_opt, prior_opt;
+  std::unique_ptr<FusedAdam> vae_fused, prior_fused;
+  if (prototype) {
+    vae_fused = std::make_unique<FusedAdam>(model.vae_parameters(), 1e-4, 0.5, 0.999);
+    if (!prior_params.empty()) prior_fused = std::make_unique<FusedAdam>(prior_params, 2e-5, 0.5, 0.999);
+  } else {
+    vae_opt = std::make_unique<torch::optim::Adam>(model.vae_parameters(), adam(1e-4));
+    if (!prior_params.empty()) prior_opt = std::make_unique<torch::optim::Adam>(prior_params, adam(2e-5));
+  }
   auto gen = make_generator(seed);
   const int64_t n_batches = std::max<int64_t>(1, data_images / batch);
   auto data = bench_data(data_source, n_batches * batch, data_dir, "train", seed);
@@ -93,15 +105,19 @@ int main(int argc, char** argv) try {
   auto one_step = [&] {
     auto x = data.narrow(0, (step_index++ % n_batches) * batch, batch);
     auto t0 = clock_type::now();
-    auto terms = elbo_terms(model, *obj, x, samples, gen);
+    auto terms = prototype ? prototype_elbo_terms(model, *obj, x, samples, gen) : elbo_terms(model, *obj, x, samples, gen);
     auto loss = -terms.total.mean();
     auto t1 = clock_type::now();
-    vae_opt.zero_grad();
+    if (vae_opt) vae_opt->zero_grad();
     if (prior_opt) prior_opt->zero_grad();
+    if (vae_fused) vae_fused->zero_grad();
+    if (prior_fused) prior_fused->zero_grad();
     loss.backward();
     auto t2 = clock_type::now();
-    vae_opt.step();
+    if (vae_opt) vae_opt->step();
     if (prior_opt) prior_opt->step();
+    if (vae_fused) vae_fused->step();
+    if (prior_fused) prior_fused->step();
     auto t3 = clock_type::now();
     t_forward += std::chrono::duration<double>(t1 - t0).count();
     t_backward += std::chrono::duration<double>(t2 - t1).count();
@@ -133,8 +149,10 @@ int main(int argc, char** argv) try {
   if (objective == "snelbo") {
     const int64_t s = objective_options.base_samples() > 0 ? objective_options.base_samples() : batch;
     flops += mlp_flops(ew, s, true, true, false) + mlp_flops(ew, kb, true, true, true);
-  } else if (objective == "short-run-mcmc" || objective == "long-run-mcmc") {
-    flops += (mcmc_steps + 1) * mlp_flops(ew, negatives, true, false, true) + mlp_flops(ew, negatives, true, true, false) +
+  } else if (mcmc) {
+    // The library evaluates the gradient steps + 1 times (the last one unused by ULA);
+    // the prototype `steps` times.
+    flops += (mcmc_steps + (prototype ? 0 : 1)) * mlp_flops(ew, negatives, true, false, true) + mlp_flops(ew, negatives, true, true, false) +
              mlp_flops(ew, kb, true, true, true);
   } else if (objective == "nce") {
     flops += 3 * mlp_flops(ew, kb, true, true, false) + mlp_flops(ew, kb, true, true, true);
@@ -143,9 +161,10 @@ int main(int argc, char** argv) try {
   const double step_gflops = flops / step_seconds / 1e9;
   std::sort(step_times.begin(), step_times.end());
 
-  std::printf("threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s\n",
-              threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(),
-              (long long)latent, (int)objective_options.persistent(), data_source.c_str());
+  std::printf(
+      "threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s prototype=%d\n",
+      threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(), (long long)latent,
+      (int)objective_options.persistent(), data_source.c_str(), (int)prototype);
   if (!skip_matmul) print_kv("matmul_gflops", mm_gflops, "%.1f");
   print_kv("train_images_per_second", images_per_s, "%.0f");
   print_kv("train_steps", steps, "%.0f");
@@ -161,7 +180,7 @@ int main(int argc, char** argv) try {
     print_kv("phase_forward_seconds", t_forward / steps, "%.6f");
     print_kv("phase_backward_seconds", t_backward / steps, "%.6f");
     print_kv("phase_optimizer_seconds", t_optim / steps, "%.6f");
-    if (objective == "short-run-mcmc" || objective == "long-run-mcmc") {
+    if (mcmc) {
       // The objective's Langevin run alone, on the trained-so-far prior.
       auto& ebm = static_cast<EnergyPrior&>(*model.prior);
       auto options = LangevinOptions().steps(mcmc_steps).step_size(

@@ -1,0 +1,189 @@
+// Langevin steps per second on the energy prior alone (f: D -> 200 -> 200 -> 200 -> 1,
+// LeakyReLU 0.2), for the library's sampler (prior/langevin.cpp: autograd for grad U)
+// and for the hand-derived gradient prototype (bench/mlp_energy_grad.h), beside the
+// floor set by the matrix products alone and the large matrix product's rate.
+//   bench_langevin [--chains 256] [--steps 200] [--step-size 0.1] [--noise 1] [--latent 16]
+//                  [--energy-hidden 200,200,200] [--threads 1] [--seconds 2] [--seed 0] [--split 2]
+// Before timing it checks the prototype: its gradient against autograd in float64 and
+// against central finite differences, and its chains against the library's (same
+// generator, same number of steps) in float32.
+// --split N (N > 1) also times the prototype with the chains split into N groups, each on
+// its own std::thread with one OpenBLAS thread (the cores' work divided by chains rather
+// than inside each small matrix product); 0 skips it.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "apps/cli.h"
+#include "bench/bench_common.h"
+#include "bench/mlp_energy_grad.h"
+#include "data/seed.h"
+#include "prior/energy.h"
+#include "prior/langevin.h"
+
+using namespace vae_ebm;
+using namespace vae_ebm::bench;
+
+namespace {
+
+// Runs `body` (one call = `steps_per_call` Langevin steps) until `seconds` pass; steps/s.
+template <class F>
+double rate(F&& body, int64_t steps_per_call, double seconds) {
+  body();  // warm-up
+  int64_t calls = 0;
+  auto t0 = clock_type::now();
+  do {
+    body();
+    ++calls;
+  } while (seconds_since(t0) < seconds);
+  return calls * steps_per_call / seconds_since(t0);
+}
+
+torch::Tensor autograd_grad(EnergyPrior& prior, const torch::Tensor& z) {
+  auto zz = z.detach().requires_grad_(true);
+  auto u = prior.potential(zz);
+  return torch::autograd::grad({u.sum()}, {zz})[0];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Flags flags(argc, argv, {});
+  const int64_t chains = flags.integer("chains", 256), steps = flags.integer("steps", 200);
+  const double step_size = flags.real("step-size", 0.1), noise = flags.real("noise", 1.0);
+  const int64_t latent = flags.integer("latent", 16);
+  auto hidden = cli::parse_widths(flags.str("energy-hidden", "200,200,200"), "energy-hidden");
+  const int threads = static_cast<int>(flags.integer("threads", 1));
+  const double seconds = flags.real("seconds", 2.0);
+  const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
+  const int split = static_cast<int>(flags.integer("split", 2));
+  flags.done();
+  cli::set_threads(threads);
+  const double mm_gflops = matmul_gflops();
+
+  // --- Checks of the prototype.
+  torch::manual_seed(seed);
+  EnergyPrior prior64(latent, hidden, 0.2);
+  prior64.to(torch::kDouble);
+  MlpEnergyGrad hand64(prior64);
+  auto z64 = 1.5 * torch::randn({64, latent}, torch::kDouble);
+  auto g_auto = autograd_grad(prior64, z64);
+  auto g_hand = hand64.potential_grad(z64).clone();
+  const double grad_err = (g_hand - g_auto).abs().max().item<double>() / g_auto.abs().max().item<double>();
+  // Central finite differences on 8 chains, every coordinate, float64.
+  const double h = 1e-6;
+  auto z8 = z64.narrow(0, 0, 8);
+  auto eye = torch::eye(latent, torch::kDouble);
+  auto plus = (z8.unsqueeze(1) + h * eye.unsqueeze(0)).reshape({-1, latent});
+  auto minus = (z8.unsqueeze(1) - h * eye.unsqueeze(0)).reshape({-1, latent});
+  torch::Tensor g_fd;
+  {
+    torch::NoGradGuard ng;
+    g_fd = ((prior64.potential(plus) - prior64.potential(minus)) / (2 * h)).reshape({8, latent});
+  }
+  const double fd_err = (hand64.potential_grad(z8) - g_fd).abs().max().item<double>() / g_fd.abs().max().item<double>();
+
+  torch::manual_seed(seed);
+  EnergyPrior prior(latent, hidden, 0.2);
+  MlpEnergyGrad hand(prior);
+  auto potential = [&prior](const torch::Tensor& z) { return prior.potential(z); };
+  auto options = LangevinOptions().steps(steps).step_size(step_size).noise(noise);
+  auto gen_a = make_generator(seed + 7), gen_b = make_generator(seed + 7);
+  auto z0 = torch::randn({chains, latent}, gen_a);
+  torch::randn({chains, latent}, gen_b);  // keep the two generators in step
+  auto z_lib = langevin(potential, z0, options, gen_a).z;
+  auto z_hand = hand.langevin(z0, steps, step_size, noise, gen_b);
+  const double chain_err = (z_lib - z_hand).abs().max().item<double>();
+
+  // --- Timing.
+  auto gen = make_generator(seed + 11);
+  auto start = torch::randn({chains, latent}, gen);
+  const double lib_rate = rate([&] { langevin(potential, start, options, gen); }, steps, seconds);
+  const double hand_rate = rate([&] { hand.langevin(start, steps, step_size, noise, gen); }, steps, seconds);
+  // One autograd gradient evaluation alone, and the forward pass alone without autograd.
+  const double grad_rate = rate([&] { autograd_grad(prior, start); }, 1, seconds / 2);
+  const double hand_grad_rate = rate([&] { hand.potential_grad(start); }, 1, seconds / 2);
+  const double forward_rate = rate(
+      [&] {
+        torch::NoGradGuard ng;
+        prior.potential(start);
+      },
+      1, seconds / 2);
+  // The floor: the step's matrix products alone, into preallocated outputs.
+  std::vector<torch::Tensor> w;
+  for (size_t i = 0; i < prior.f->size(); ++i)
+    if (auto l = prior.f->ptr(i)->as<torch::nn::Linear>()) w.push_back(l->weight.detach());
+  std::vector<torch::Tensor> fwd_out, bwd_out;
+  for (size_t i = 0; i + 1 < w.size(); ++i) {
+    fwd_out.push_back(torch::empty({chains, w[i].size(0)}));
+    bwd_out.push_back(torch::empty({chains, w[i].size(1)}));
+  }
+  const double matmul_floor_rate = rate(
+      [&] {
+        torch::NoGradGuard ng;
+        const torch::Tensor* in = &start;
+        for (size_t i = 0; i + 1 < w.size(); ++i) {
+          at::mm_out(fwd_out[i], *in, w[i].t());
+          in = &fwd_out[i];
+        }
+        for (size_t i = w.size() - 1; i-- > 0;) at::mm_out(bwd_out[i], fwd_out[i], w[i]);
+      },
+      1, seconds / 2);
+  const double flop_per_step = 2.0 * hand.macs_per_chain() * chains;
+  // Chains split over `split` threads, one BLAS thread each.
+  double split_rate = 0;
+  if (split > 1) {
+    std::vector<std::unique_ptr<MlpEnergyGrad>> grads;
+    std::vector<at::Generator> gens;
+    std::vector<torch::Tensor> parts;
+    for (int i = 0; i < split; ++i) {
+      grads.push_back(std::make_unique<MlpEnergyGrad>(prior));
+      gens.push_back(make_generator(seed + 100 + i));
+      parts.push_back(start.chunk(split, 0)[i].contiguous());
+    }
+    cli::set_threads(1);
+    split_rate = rate(
+        [&] {
+          std::vector<std::thread> pool;
+          for (int i = 0; i < split; ++i)
+            pool.emplace_back([&, i] {
+              at::set_num_threads(1);  // OpenMP's thread count is per thread: a new thread starts at the default
+              grads[i]->langevin(parts[i], steps, step_size, noise, gens[i]);
+            });
+          for (auto& t : pool) t.join();
+        },
+        steps, seconds);
+    cli::set_threads(threads);
+  }
+
+  std::printf("chains=%lld steps=%lld step_size=%g noise=%g latent=%lld threads=%d\n", (long long)chains,
+              (long long)steps, step_size, noise, (long long)latent, threads);
+  print_kv("matmul_gflops", mm_gflops, "%.1f");
+  print_kv("check_grad_vs_autograd_float64_rel", grad_err, "%.3g");
+  print_kv("check_grad_vs_finite_diff_float64_rel", fd_err, "%.3g");
+  print_kv("check_chains_vs_library_float32_max_abs", chain_err, "%.3g");
+  print_kv("langevin_flop_per_step", flop_per_step, "%.4g");
+  print_kv("langevin_steps_per_second", lib_rate, "%.0f");
+  print_kv("langevin_us_per_step", 1e6 / lib_rate, "%.1f");
+  print_kv("langevin_gflops", flop_per_step * lib_rate / 1e9, "%.1f");
+  print_kv("langevin_hand_steps_per_second", hand_rate, "%.0f");
+  print_kv("langevin_hand_us_per_step", 1e6 / hand_rate, "%.1f");
+  print_kv("langevin_hand_gflops", flop_per_step * hand_rate / 1e9, "%.1f");
+  print_kv("langevin_hand_speedup", hand_rate / lib_rate, "%.2f");
+  if (split > 1) {
+    print_kv("langevin_hand_split_threads", split, "%.0f");
+    print_kv("langevin_hand_split_steps_per_second", split_rate, "%.0f");
+    print_kv("langevin_hand_split_speedup", split_rate / lib_rate, "%.2f");
+  }
+  print_kv("grad_autograd_us", 1e6 / grad_rate, "%.1f");
+  print_kv("grad_hand_us", 1e6 / hand_grad_rate, "%.1f");
+  print_kv("forward_nograd_us", 1e6 / forward_rate, "%.1f");
+  print_kv("matmul_floor_us_per_step", 1e6 / matmul_floor_rate, "%.1f");
+  print_kv("matmul_floor_gflops", flop_per_step * matmul_floor_rate / 1e9, "%.1f");
+  print_kv("peak_rss_mb", peak_rss_mb(), "%.1f");
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_langevin: %s\n", e.what());
+  return 2;
+}

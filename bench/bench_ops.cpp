@@ -1,0 +1,129 @@
+// Micro-benchmarks of the non-matrix-product parts of a training step, each beside a
+// prototype replacement (checked against the library's result):
+//  - Adam over the default MLP VAE's parameters (784-512-512, latent 16; 1.35M floats):
+//    torch::optim::Adam against bench/fused_adam.h;
+//  - the Bernoulli log-likelihood with its backward pass on a training batch's logits
+//    [256, 784]: vae/networks.cpp's binary_cross_entropy_with_logits form against
+//    sum x*l - sum softplus(l), and against a custom autograd function whose backward is
+//    one expression, grad * (x - sigmoid(l)).
+//   bench_ops [--threads 1] [--seconds 1] [--batch 256] [--seed 0]
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "apps/cli.h"
+#include "bench/bench_common.h"
+#include "bench/fused_adam.h"
+#include "vae/model.h"
+
+using namespace vae_ebm;
+using namespace vae_ebm::bench;
+
+namespace {
+
+template <class F>
+double seconds_per_call(F&& body, double seconds) {
+  body();
+  int64_t calls = 0;
+  auto t0 = clock_type::now();
+  do {
+    body();
+    ++calls;
+  } while (seconds_since(t0) < seconds);
+  return seconds_since(t0) / calls;
+}
+
+// log p(x|l) = sum_p x l - softplus(l), with d/dl = x - sigmoid(l).
+struct BernoulliLogLik : torch::autograd::Function<BernoulliLogLik> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& x) {
+    ctx->save_for_backward({logits, x});
+    return (logits * x).sum(-1) - at::softplus(logits).sum(-1);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    auto g = (saved[1] - torch::sigmoid(saved[0])).mul_(grad[0].unsqueeze(-1));
+    return {g, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Flags flags(argc, argv, {});
+  const int threads = static_cast<int>(flags.integer("threads", 1));
+  const double seconds = flags.real("seconds", 1.0);
+  const int64_t batch = flags.integer("batch", 256);
+  const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
+  flags.done();
+  cli::set_threads(threads);
+  torch::manual_seed(seed);
+
+  // --- Adam.
+  VaeModel model(NetworkOptions(), PriorOptions("gaussian", 16));
+  auto params = model.vae_parameters();
+  std::vector<torch::Tensor> copies;
+  int64_t numel = 0;
+  for (auto& p : params) {
+    copies.push_back(p.detach().clone().requires_grad_(true));
+    numel += p.numel();
+  }
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4).betas({0.5, 0.999}));
+  FusedAdam fused(copies, 1e-4, 0.5, 0.999);
+  // Twenty steps with the same random gradients, then compare the parameters.
+  for (int s = 0; s < 20; ++s) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto g = torch::randn_like(params[i]) * 1e-2;
+      params[i].mutable_grad() = g.clone();
+      copies[i].mutable_grad() = g.clone();
+    }
+    adam.step();
+    fused.step();
+  }
+  double adam_diff = 0, moved = 0;
+  for (size_t i = 0; i < params.size(); ++i)
+    adam_diff = std::max(adam_diff, (params[i] - copies[i]).abs().max().item<double>());
+  moved = 20 * 1e-4;  // each step moves a parameter by about lr
+  const double t_adam = seconds_per_call([&] { adam.step(); }, seconds);
+  const double t_fused = seconds_per_call([&] { fused.step(); }, seconds);
+
+  // --- Bernoulli log-likelihood, forward and backward.
+  auto logits0 = torch::randn({batch, 784}) * 3;
+  auto x = torch::bernoulli(torch::full({batch, 784}, 0.13));
+  auto run_ll = [&](int form) {
+    auto l = logits0.detach().requires_grad_(true);
+    torch::Tensor ll;
+    if (form == 0) ll = bernoulli_log_likelihood(l, x);
+    else if (form == 1) ll = (l * x).sum(-1) - at::softplus(l).sum(-1);
+    else ll = BernoulliLogLik::apply(l, x);
+    ll.sum().backward();
+    return std::make_pair(ll.detach(), l.grad());
+  };
+  auto [ll0, g0] = run_ll(0);
+  auto [ll1, g1] = run_ll(1);
+  auto [ll2, g2] = run_ll(2);
+  const double ll_diff = std::max((ll0 - ll1).abs().max().item<double>(), (ll0 - ll2).abs().max().item<double>());
+  const double g_diff = std::max((g0 - g1).abs().max().item<double>(), (g0 - g2).abs().max().item<double>());
+  const double t_bce = seconds_per_call([&] { run_ll(0); }, seconds);
+  const double t_soft = seconds_per_call([&] { run_ll(1); }, seconds);
+  const double t_custom = seconds_per_call([&] { run_ll(2); }, seconds);
+
+  std::printf("threads=%d batch=%lld vae_parameters=%lld\n", threads, (long long)batch, (long long)numel);
+  print_kv("adam_libtorch_seconds", t_adam, "%.6f");
+  print_kv("adam_fused_seconds", t_fused, "%.6f");
+  print_kv("adam_fused_speedup", t_adam / t_fused, "%.2f");
+  print_kv("adam_libtorch_gb_per_second", 7.0 * 4 * numel / t_adam / 1e9, "%.1f");  // 4 reads + 3 writes, ideal
+  print_kv("adam_fused_gb_per_second", 7.0 * 4 * numel / t_fused / 1e9, "%.1f");
+  print_kv("check_adam_fused_max_abs_diff_after_20_steps", adam_diff, "%.3g");
+  print_kv("check_adam_total_movement_scale", moved, "%.3g");
+  print_kv("loglik_bce_fwd_bwd_seconds", t_bce, "%.6f");
+  print_kv("loglik_softplus_fwd_bwd_seconds", t_soft, "%.6f");
+  print_kv("loglik_custom_fwd_bwd_seconds", t_custom, "%.6f");
+  print_kv("check_loglik_max_abs_diff", ll_diff, "%.3g");
+  print_kv("check_loglik_grad_max_abs_diff", g_diff, "%.3g");
+  print_kv("peak_rss_mb", peak_rss_mb(), "%.1f");
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_ops: %s\n", e.what());
+  return 2;
+}

@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+"""C++ (build/bench/bench_train) against the plain PyTorch reference (bench/reference/vae_ebm_ref.py)
+on the same settings: MLP 784-512-512, latent 16, K = 1, batch 256, random Bernoulli(0.13)
+data of MNIST's shape, for every objective; then Langevin steps/s on the energy prior alone
+and the IWAE_1000 evaluation time.
+
+C++ and Python runs alternate (which one goes first alternates too), so both see the same
+contention on a shared machine; each run is its own process. For every objective, thread
+count and repeat the ratio C++/Python of images/s is taken between the two adjacent runs;
+the table gives min/median/max over repeats. Each implementation is also given its best
+thread count (by median) and compared best against best.
+
+  bench/compare.py [--repeats 3] [--seconds 4] [--threads 1,2] [--objectives all]
+                   [--eval-images 500] [--full-eval] [--out bench/results/compare-DATE.md]
+
+Writes the report (Markdown, with the command, date, machine and versions) and the raw runs
+(JSON) to bench/results/, and prints the report.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+CASES = {  # name: flags common to both implementations
+    "exact": ["--objective", "exact"],
+    "snelbo": ["--objective", "snelbo"],
+    "short-run-mcmc": ["--objective", "short-run-mcmc"],
+    "long-run-mcmc": ["--objective", "long-run-mcmc"],
+    "long-run-mcmc-persistent": ["--objective", "long-run-mcmc", "--persistent"],
+    "nce": ["--objective", "nce"],
+}
+
+
+def parse_kv(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*) (-?[0-9.eE+-]+|nan|inf)\b", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def run(cmd, env=None):
+    t0 = time.time()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if p.returncode != 0:
+        sys.stderr.write(f"compare: FAILED ({p.returncode}): {shlex.join(cmd)}\n{p.stderr[-2000:]}\n")
+        return None
+    kv = parse_kv(p.stdout)
+    kv["wall_seconds"] = time.time() - t0
+    return kv
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine_info(python):
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GB\", $2/1048576}' /proc/meminfo")
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "nproc": sh("nproc"),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "libtorch": sh("dpkg-query -W -f='${Version}' libtorch1.13 2>/dev/null || dpkg-query -W -f='${Version}' libtorch-dev"),
+        "python_torch": sh(f"{python} -c 'import torch; print(torch.__version__)'"),
+        "python": sh(f"{python} --version"),
+        "openblas": sh("dpkg-query -W -f='${Version}' libopenblas0-pthread"),
+        "git_commit": sh(f"git -C {shlex.quote(ROOT)} rev-parse --short HEAD") + (
+            " (dirty tree)" if sh(f"git -C {shlex.quote(ROOT)} status --porcelain --untracked-files=no") else ""),
+    }
+
+
+def busy_processes(limit=5):
+    """Other processes using CPU right now (the machine may be shared)."""
+    me = os.getpid()
+    lines = sh("ps -eo pid,pcpu,etime,args --sort=-pcpu --no-headers").splitlines()
+    out = []
+    for line in lines:
+        parts = line.split(None, 3)
+        if len(parts) < 4 or int(parts[0]) == me or float(parts[1]) < 10:
+            continue
+        out.append(f"{parts[1]}% cpu: {parts[3][:110]}")
+        if len(out) >= limit:
+            break
+    return out
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    fmt = (lambda x: f"{x:.0f}") if max(abs(x) for x in xs) >= 100 else (lambda x: f"{x:.3g}")
+    return f"{fmt(min(xs))} / {fmt(statistics.median(xs))} / {fmt(max(xs))}"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run (after warm-up)")
+    p.add_argument("--threads", default="1,2", help="OpenBLAS thread counts to try (LibTorch's pool stays at 1)")
+    p.add_argument("--objectives", default="all", help="comma-separated subset of: " + ", ".join(CASES))
+    p.add_argument("--langevin-repeats", type=int, default=3)
+    p.add_argument("--eval-images", type=int, default=500, help="images of the IWAE_1000 comparison (0: skip)")
+    p.add_argument("--full-eval", action="store_true", help="also time the C++ IWAE_1000 on 10,000 images once")
+    p.add_argument("--build-dir", default=os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")))
+    p.add_argument("--python", default="/usr/bin/python3", help="interpreter with Debian's python3-torch")
+    p.add_argument("--no-prototype", dest="prototype", action="store_false",
+                   help="skip the C++ runs with bench_train --prototype (fused Adam, fused Bernoulli "
+                        "log-likelihood, hand-gradient Langevin)")
+    p.add_argument("--out", default="")
+    a = p.parse_args()
+
+    threads = [int(t) for t in a.threads.split(",")]
+    cases = list(CASES) if a.objectives == "all" else a.objectives.split(",")
+    for c in cases:
+        if c not in CASES:
+            p.error(f"unknown objective case {c} (valid: {', '.join(CASES)})")
+    cpp = os.path.join(a.build_dir, "bench", "bench_train")
+    cpp_langevin = os.path.join(a.build_dir, "bench", "bench_langevin")
+    cpp_eval = os.path.join(a.build_dir, "bench", "bench_eval")
+    ref = [a.python, os.path.join(HERE, "reference", "vae_ebm_ref.py")]
+    for exe in (cpp, cpp_langevin, cpp_eval, os.path.join(a.build_dir, "bench", "bench_ops")):
+        if not os.access(exe, os.X_OK):
+            p.error(f"{exe} not found: build it (ninja -C {a.build_dir} bench/bench_train bench/bench_langevin bench/bench_eval bench/bench_ops)")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = a.out or os.path.join(HERE, "results", f"compare-{stamp}.md")
+    command = shlex.join([sys.argv[0]] + sys.argv[1:])
+    info = machine_info(a.python)
+    info["load_start"] = os.getloadavg()
+    info["busy_start"] = busy_processes()
+    # Neither implementation may pick up other thread settings from the environment.
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(k, None)
+    common = ["--seconds", str(a.seconds), "--warmup", "2", "--steps", "3"]
+
+    runs = []  # dicts: impl, case, threads, repeat, metrics
+    t_start = time.time()
+    n = 0
+    for r in range(a.repeats):
+        for ci, case in enumerate(cases):
+            for t in threads:
+                impls = ["cpp", "py"] + (["proto"] if a.prototype else [])
+                shift = (r + ci + t) % len(impls)
+                order = impls[shift:] + impls[:shift]  # who goes first rotates
+                for impl in order:
+                    flags = CASES[case] + common + ["--threads", str(t)]
+                    cmd = {"cpp": [cpp] + flags, "py": ref + flags, "proto": [cpp] + flags + ["--prototype"]}[impl]
+                    m = run(cmd, env)
+                    n += 1
+                    runs.append({"impl": impl, "case": case, "threads": t, "repeat": r, "metrics": m,
+                                 "command": shlex.join(cmd)})
+                    ips = m.get("train_images_per_second") if m else None
+                    sys.stderr.write(f"[{time.time() - t_start:6.0f}s] r{r} {case:26s} t{t} {impl:3s} "
+                                     f"{ips if ips is not None else 'FAILED'} img/s\n")
+
+    def get(impl, case, t, key="train_images_per_second"):
+        """Per repeat (list indexed by repeat) of one metric."""
+        out = [None] * a.repeats
+        for x in runs:
+            if x["impl"] == impl and x["case"] == case and x["threads"] == t and x["metrics"]:
+                out[x["repeat"]] = x["metrics"].get(key)
+        return out
+
+    def ratios(c_list, p_list):
+        return [c / q if c is not None and q else None for c, q in zip(c_list, p_list)]
+
+    def normalised(impl, case, t):
+        ips, mm = get(impl, case, t), get(impl, case, t, "matmul_gflops")
+        return [i / m if i is not None and m else None for i, m in zip(ips, mm)]
+
+    best = {}
+    for case in cases:
+        for impl in ("cpp", "py") + (("proto",) if a.prototype else ()):
+            best[(impl, case)] = max(threads, key=lambda t: med(get(impl, case, t)))
+
+    # Langevin steps/s: the library (autograd), the hand-gradient prototype, the Python loop.
+    lang = []
+    lt = best.get(("cpp", "short-run-mcmc"), threads[0]) if "short-run-mcmc" in cases else threads[0]
+    lt_py = best.get(("py", "short-run-mcmc"), threads[0]) if "short-run-mcmc" in cases else threads[0]
+    for r in range(a.langevin_repeats):
+        for settings in (["--mcmc-steps", "60", "--mcmc-step-size", "0.4"], ["--mcmc-steps", "200", "--mcmc-step-size", "0.1"]):
+            steps, size = settings[1], settings[3]
+            cc = [cpp_langevin, "--chains", "256", "--steps", steps, "--step-size", size, "--threads", str(lt), "--seconds", "1.5"]
+            pc = ref + ["--langevin", "--chains", "256"] + settings + ["--threads", str(lt_py), "--seconds", "1.5"]
+            for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
+                lang.append({"impl": impl, "steps": int(steps), "repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+        sys.stderr.write(f"[{time.time() - t_start:6.0f}s] langevin repeat {r} done\n")
+
+    # IWAE_1000 on --eval-images images (untrained model, chunks as estimators/bounds.cpp).
+    evals = []
+    if a.eval_images > 0:
+        for r in range(2):
+            cc = [cpp_eval, "--images", str(a.eval_images), "--samples", "1000", "--threads", str(best.get(("cpp", "exact"), 1))]
+            pc = ref + ["--eval", "--images", str(a.eval_images), "--eval-samples", "1000", "--threads",
+                        str(best.get(("py", "exact"), 1))]
+            for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
+                evals.append({"impl": impl, "repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+            sys.stderr.write(f"[{time.time() - t_start:6.0f}s] eval repeat {r} done\n")
+    ops = []
+    for r in range(a.langevin_repeats):
+        cmd = [os.path.join(a.build_dir, "bench", "bench_ops"), "--threads", "1"]
+        ops.append({"repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+    full_eval = None
+    if a.full_eval:
+        cc = [cpp_eval, "--images", "10000", "--samples", "1000", "--threads", str(best.get(("cpp", "exact"), 1))]
+        full_eval = {"metrics": run(cc, env), "command": shlex.join(cc)}
+
+    info["load_end"] = os.getloadavg()
+    info["busy_end"] = busy_processes()
+    info["elapsed_seconds"] = round(time.time() - t_start)
+
+    # ---- Report.
+    L = []
+    L.append(f"# C++ vs plain PyTorch throughput ({info['date']})\n")
+    L.append(f"Command: `{command}` (from `{ROOT}`)\n")
+    L.append("| | |\n|---|---|")
+    for k in ("date", "host", "nproc", "cpu", "memory", "kernel", "libtorch", "python_torch", "python", "openblas", "git_commit"):
+        L.append(f"| {k} | {info[k]} |")
+    L.append(f"| load average (1/5/15 min) at start | {' / '.join(f'{x:.2f}' for x in info['load_start'])} |")
+    L.append(f"| load average at end | {' / '.join(f'{x:.2f}' for x in info['load_end'])} |")
+    L.append(f"| elapsed | {info['elapsed_seconds']} s |")
+    L.append("")
+    if info["busy_start"] or info["busy_end"]:
+        L.append("**The machine was shared**: other processes used CPU during the runs, so absolute figures are "
+                 "contended; C++ and Python runs alternate so that both see the same contention. Busy at start:")
+        L += [f"- {b}" for b in info["busy_start"]]
+        L.append("\nBusy at end:")
+        L += [f"- {b}" for b in info["busy_end"]]
+        L.append("")
+    L.append(f"Settings: MLP 784-512-512, latent 16, K = 1, batch 256, Adam (betas 0.5/0.999), random Bernoulli(0.13) "
+             f"data of shape [10240, 784]; energy 16-200-200-200-1 LeakyReLU 0.2; short-run 60 Langevin steps of 0.4, "
+             f"long-run 200 of 0.1, 256 chains; persistent buffer 10,000, 5% re-drawn. LibTorch's OpenMP pool 1 "
+             f"thread, OpenBLAS N threads, in both. {a.repeats} repeats x {a.seconds:g} s measured per run after 2 "
+             f"warm-up steps. Spread = min / median / max over repeats.\n")
+
+    L.append("## Training images per second, each implementation at its best thread count\n")
+    L.append("| objective | C++ img/s (min/med/max) | threads | Python img/s (min/med/max) | threads | ratio C++/Python (min/med/max) | ratio normalised by each run's matmul rate (median) |")
+    L.append("|---|---|---|---|---|---|---|")
+    for case in cases:
+        tc, tp = best[("cpp", case)], best[("py", case)]
+        c, q = get("cpp", case, tc), get("py", case, tp)
+        rn = ratios(normalised("cpp", case, tc), normalised("py", case, tp))
+        L.append(f"| {case} | {spread(c)} | {tc} | {spread(q)} | {tp} | {spread(ratios(c, q))} | {med(rn):.3g} |")
+    L.append("")
+    if a.prototype:
+        L.append("## The bench prototype (`bench_train --prototype`: fused Adam, fused Bernoulli log-likelihood, "
+                 "hand-gradient Langevin) against the library, each at its best thread count\n")
+        L.append("| objective | library img/s (min/med/max) | prototype img/s (min/med/max) | threads | prototype/library (min/med/max) | prototype/Python (min/med/max) |")
+        L.append("|---|---|---|---|---|---|")
+        for case in cases:
+            tc, tx, tp = best[("cpp", case)], best[("proto", case)], best[("py", case)]
+            c, x, q = get("cpp", case, tc), get("proto", case, tx), get("py", case, tp)
+            L.append(f"| {case} | {spread(c)} | {spread(x)} | {tx} | {spread(ratios(x, c))} | {spread(ratios(x, q))} |")
+        L.append("")
+    for t in threads:
+        L.append(f"## OpenBLAS threads = {t}\n")
+        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ prototype img/s | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | peak RSS MB C++ / Python |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        for case in cases:
+            c, q = get("cpp", case, t), get("py", case, t)
+            x = spread(get("proto", case, t)) if a.prototype else "-"
+            L.append(f"| {case} | {spread(c)} | {spread(q)} | {spread(ratios(c, q))} | {x} | "
+                     f"{med(get('cpp', case, t, 'train_step_gflops')):.1f} | {med(get('cpp', case, t, 'matmul_gflops')):.1f} | "
+                     f"{med(get('py', case, t, 'train_step_gflops')):.1f} | {med(get('py', case, t, 'matmul_gflops')):.1f} | "
+                     f"{med(get('cpp', case, t, 'peak_rss_mb')):.0f} / {med(get('py', case, t, 'peak_rss_mb')):.0f} |")
+        L.append("")
+    L.append("Step GFLOP/s counts only the matrix products of a step (forward, weight and input gradients; "
+             "elementwise work not counted), divided by the mean step time; the matmul rate is "
+             "[256,784]x[784,512] measured in the same process just before.\n")
+
+    L.append(f"## Langevin on the energy prior alone (256 chains; C++ threads {lt}, Python threads {lt_py})\n")
+    L.append("| steps x size | C++ library (autograd) steps/s | C++ hand-gradient prototype steps/s | Python autograd loop steps/s | library/Python (min/med/max) | prototype/library (min/med/max) | C++ matmul-only floor steps/s (med) | prototype, chains split over 2 threads, steps/s |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for steps in (60, 200):
+        def lget(impl, key):
+            out = [None] * a.langevin_repeats
+            for x in lang:
+                if x["impl"] == impl and x["steps"] == steps and x["metrics"]:
+                    out[x["repeat"]] = x["metrics"].get(key)
+            return out
+        lib, hand, py = lget("cpp", "langevin_steps_per_second"), lget("cpp", "langevin_hand_steps_per_second"), lget("py", "langevin_steps_per_second")
+        floor = [1e6 / u if u else None for u in lget("cpp", "matmul_floor_us_per_step")]
+        L.append(f"| {steps} x {0.4 if steps == 60 else 0.1} | {spread(lib)} | {spread(hand)} | {spread(py)} | "
+                 f"{spread(ratios(lib, py))} | {spread(ratios(hand, lib))} | {med(floor):.0f} | "
+                 f"{spread(lget('cpp', 'langevin_hand_split_steps_per_second'))} |")
+    checks = [x["metrics"] for x in lang if x["impl"] == "cpp" and x["metrics"]]
+    if checks:
+        L.append(f"\nPrototype checks (bench_langevin): gradient vs autograd in float64, max relative error "
+                 f"{max(c.get('check_grad_vs_autograd_float64_rel', float('nan')) for c in checks):.2g}; vs central "
+                 f"finite differences {max(c.get('check_grad_vs_finite_diff_float64_rel', float('nan')) for c in checks):.2g}; "
+                 f"chains vs the library's with the same generator, max abs difference "
+                 f"{max(c.get('check_chains_vs_library_float32_max_abs', float('nan')) for c in checks):.2g} (float32).\n")
+
+    if evals:
+        L.append(f"## IWAE_1000 evaluation, {a.eval_images} images (untrained model, 5 images x 1000 samples per chunk)\n")
+        L.append("| | seconds (per repeat) | images/s | extrapolated to 10,000 images | peak RSS MB |")
+        L.append("|---|---|---|---|---|")
+        for impl, label in (("cpp", "C++ evaluate_bounds"), ("py", "Python loop")):
+            ms = [x["metrics"] for x in evals if x["impl"] == impl and x["metrics"]]
+            if ms:
+                secs = [m["eval_seconds"] for m in ms]
+                L.append(f"| {label} | {', '.join(f'{s:.1f}' for s in secs)} | {med([m['eval_images_per_second'] for m in ms]):.1f} | "
+                         f"{med(secs) * 10000 / a.eval_images:.0f} s | {med([m['peak_rss_mb'] for m in ms]):.0f} |")
+        cm = [x["metrics"] for x in evals if x["impl"] == "cpp" and x["metrics"]]
+        if cm:
+            m = cm[-1]
+            L.append(f"\nC++ chunk breakdown (one chunk of 5 images x 1000 samples): decoder {m['chunk_decoder_seconds'] * 1e3:.1f} ms "
+                     f"({m['chunk_decoder_gflops']:.0f} GFLOP/s), Bernoulli log-likelihood {m['chunk_loglik_bce_seconds'] * 1e3:.1f} ms "
+                     f"(fused x.l - softplus form {m['chunk_loglik_fused_seconds'] * 1e3:.1f} ms, einsum form "
+                     f"{m['chunk_loglik_einsum_seconds'] * 1e3:.1f} ms, max difference {m['check_loglik_fused_max_abs_diff']:.2g} nats), "
+                     f"encoder {m['chunk_encoder_seconds'] * 1e3:.2f} ms, sampling {m['chunk_sample_seconds'] * 1e3:.2f} ms, "
+                     f"rest {m['chunk_rest_seconds'] * 1e3:.2f} ms.\n")
+    om = [x["metrics"] for x in ops if x["metrics"]]
+    if om:
+        L.append("## Non-matrix-product parts of a step (bench_ops, 1 thread; min / median / max over runs)\n")
+        L.append("| what | library | prototype | speed-up | check |")
+        L.append("|---|---|---|---|---|")
+        col = lambda k: [m[k] * 1e3 for m in om]
+        L.append(f"| Adam step, 1.35M VAE parameters (ms) | {spread(col('adam_libtorch_seconds'))} | {spread(col('adam_fused_seconds'))} | "
+                 f"{spread([m['adam_fused_speedup'] for m in om])} | max parameter difference after 20 steps "
+                 f"{max(m['check_adam_fused_max_abs_diff_after_20_steps'] for m in om):.2g} (lr 1e-4) |")
+        L.append(f"| Bernoulli log-likelihood forward + backward, [256, 784] (ms) | {spread(col('loglik_bce_fwd_bwd_seconds'))} | "
+                 f"{spread(col('loglik_softplus_fwd_bwd_seconds'))} (x.l - softplus) / {spread(col('loglik_custom_fwd_bwd_seconds'))} (custom backward) | "
+                 f"{spread([m['loglik_bce_fwd_bwd_seconds'] / m['loglik_softplus_fwd_bwd_seconds'] for m in om])} | "
+                 f"values {max(m['check_loglik_max_abs_diff'] for m in om):.2g} nats, gradients {max(m['check_loglik_grad_max_abs_diff'] for m in om):.2g} |")
+        L.append("")
+    if full_eval and full_eval["metrics"]:
+        m = full_eval["metrics"]
+        L.append(f"Full C++ IWAE_1000 on 10,000 images: **{m['eval_seconds']:.1f} s** "
+                 f"({m['eval_images_per_second']:.1f} images/s, peak RSS {m['peak_rss_mb']:.0f} MB); `{full_eval['command']}`\n")
+
+    L.append("## Commands of one repeat\n")
+    seen = set()
+    for x in runs + lang + evals:
+        key = (x["impl"], x.get("case", "langevin" if "steps" in x else "eval"), x.get("threads"), x.get("steps"))
+        if x["repeat"] == 0 and key not in seen:
+            seen.add(key)
+            L.append(f"    {x['command']}")
+    L.append("")
+    report = "\n".join(L)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(report)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump({"command": command, "info": info, "runs": runs, "langevin": lang, "eval": evals,
+                   "ops": ops, "full_eval": full_eval}, f, indent=1)
+    print(report)
+    sys.stderr.write(f"compare: wrote {out} and {os.path.splitext(out)[0]}.json\n")
+
+
+if __name__ == "__main__":
+    main()
