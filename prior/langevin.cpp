@@ -25,13 +25,11 @@ struct Evaluated {
 
 Evaluated evaluate(const Potential& potential, const torch::Tensor& z) {
   // Gradients with respect to z only: the potential's parameters are left untouched.
+  // Gradient mode on even under a caller's NoGradGuard (sampling, evaluation).
+  torch::AutoGradMode enable(true);
   auto zz = z.detach().requires_grad_(true);
-  torch::Tensor u;
-  {
-    torch::AutoGradMode enable(true);
-    u = potential(zz);
-    TORCH_CHECK(u.dim() == 1 && u.size(0) == z.size(0), "Langevin potential must return [B], got ", u.sizes());
-  }
+  auto u = potential(zz);
+  TORCH_CHECK(u.dim() == 1 && u.size(0) == z.size(0), "Langevin potential must return [B], got ", u.sizes());
   auto grad = torch::autograd::grad({u.sum()}, {zz}, /*grad_outputs=*/{}, /*retain_graph=*/false,
                                     /*create_graph=*/false)[0];
   return {u.detach(), grad.detach()};

@@ -186,6 +186,15 @@ TEST_F(PriorTest, NoiselessLangevinDescendsToTheMinimum) {
   EXPECT_LT(result.trace.energy.back(), result.trace.energy.front());
 }
 
+TEST_F(PriorTest, LangevinRunsUnderANoGradGuard) {
+  // The sample command and evaluation run without gradients; Langevin still needs them.
+  torch::NoGradGuard no_grad;
+  GaussianTarget target;
+  auto gen = make_generator(2);
+  auto result = langevin(target, torch::zeros({4, 2}, torch::kDouble), LangevinOptions().steps(3).noise(0), gen);
+  EXPECT_FALSE(torch::equal(result.z, torch::zeros({4, 2}, torch::kDouble)));
+}
+
 TEST_F(PriorTest, LangevinOptionsAreValidated) {
   EXPECT_THROW(LangevinOptions().step_size(0).validate(), std::invalid_argument);
   EXPECT_THROW(LangevinOptions().noise(0).metropolis(true).validate(), std::invalid_argument);
