@@ -357,6 +357,10 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("samples", po::value(&c.samples)->default_value(100), "posterior samples K per image (ELBO_K and IWAE_K)")
       ("log-z-samples", po::value(&c.log_z_samples)->default_value(100000), "base samples for log Z (ebm)")
       ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
+      ("classifier", po::value(&c.classifier)->default_value(""),
+       "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
+      ("quality-samples", po::value(&c.quality_samples)->default_value(10000),
+       "generated images scored against the split (0: no sample-quality scores)")
       ("normaliser", po::value(&c.normaliser)->default_value("auto"),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
       ("seed", po::value(&c.seed)->default_value(1), "seed of the estimators' samples");
@@ -371,6 +375,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
     throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");
   return true;
@@ -402,6 +407,26 @@ bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
+  return true;
+}
+
+bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConfig& c) {
+  po::options_description d("train-classifier flags");
+  d.add_options()
+      ("help,h", "show this help")
+      ("dataset", po::value(&c.dataset)->default_value("binary-mnist"), "28x28 data set with labels")
+      ("out", po::value(&c.out)->default_value(""), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
+      ("epochs", po::value(&c.epochs)->default_value(10), "training epochs")
+      ("seed", po::value(&c.seed)->default_value(0), "seed (training is deterministic for a seed and thread count)");
+  add_common(d, c.common);
+  po::positional_options_description none;
+  po::variables_map vm;
+  if (!parse(args, d, none, vm,
+             "usage: vae-ebm train-classifier [--dataset NAME]\n"
+             "Trains the small convolutional classifier whose penultimate features score sample quality."))
+    return false;
+  notify_all(vm);
+  if (c.epochs < 1) throw UsageError("--epochs must be >= 1, got " + std::to_string(c.epochs));
   return true;
 }
 

@@ -67,7 +67,17 @@ struct EvaluateConfig {
   int64_t log_z_samples = 100000;
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
+  std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
+  int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
   uint64_t seed = 1;
+};
+
+struct ClassifierConfig {
+  CommonConfig common;
+  std::string dataset = "binary-mnist";
+  std::string out;  // default DATA_DIR/classifiers/DATASET.pt
+  int64_t epochs = 10;
+  uint64_t seed = 0;
 };
 
 struct SampleConfig {
@@ -94,6 +104,7 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& config);
 bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& config);
 bool parse_sample(const std::vector<std::string>& args, SampleConfig& config);
 bool parse_export(const std::vector<std::string>& args, ExportConfig& config);
+bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConfig& config);
 
 // Comma-separated positive integers ("512,512"); throws UsageError naming `flag`.
 std::vector<int64_t> parse_widths(const std::string& text, const std::string& flag);
@@ -103,6 +114,9 @@ int run_train(TrainConfig config);
 int run_evaluate(const EvaluateConfig& config);
 int run_sample(const SampleConfig& config);
 int run_export(const ExportConfig& config);
+int run_train_classifier(const ClassifierConfig& config);
+// Where train-classifier writes, and evaluate looks for, a data set's feature network.
+std::string default_classifier_path(const std::string& data_dir, const std::string& dataset);
 
 // The whole program: `vae-ebm SUBCOMMAND [flags]`.
 int main_entry(int argc, char** argv);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "apps/cli.h"
 #include "data/dataset.h"
@@ -17,6 +18,8 @@
 #include "data/run_dir.h"
 #include "data/seed.h"
 #include "estimators/bounds.h"
+#include "estimators/classifier.h"
+#include "estimators/quality.h"
 #include "estimators/log_z.h"
 #include "prior/energy.h"
 #include "vae/model.h"
@@ -247,6 +250,35 @@ int run_evaluate(const EvaluateConfig& c) {
                    (c.normaliser == "auto" && make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
     log_z = set_normaliser(*ebm, learned, c.log_z_samples, mix_seed(c.seed, 0x6c6f677aULL), report);
   }
+  const auto dataset_name = c.dataset.empty() ? run.config.dataset : c.dataset;
+  const auto classifier_path =
+      c.classifier.empty() ? default_classifier_path(c.common.data_dir, dataset_name) : c.classifier;
+  std::optional<QualityReport> quality;
+  if (c.quality_samples > 0 && file_exists(classifier_path)) {
+    // Generated images: binary draws from the decoder at prior samples (the feature network
+    // is trained on binary images), scored against the split's images.
+    torch::NoGradGuard no_grad;
+    auto classifier = load_classifier(classifier_path);
+    auto qgen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
+    std::vector<torch::Tensor> fake, real_features;
+    for (int64_t done = 0; done < c.quality_samples; done += 1000) {
+      const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
+      auto z = run.model->prior->sample(n, qgen);
+      auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), qgen);
+      fake.push_back(classifier->features(x.to(torch::kCPU)));
+    }
+    auto real = classifier->features(split.images.to(torch::kCPU));
+    auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
+    quality = sample_quality(real, torch::cat(fake), QualityOptions(), cpu_gen);
+    quality->feature_network_sha256 = classifier->weights_sha256();
+    Json q = quality->to_json();
+    q.set("feature_network", classifier_path);
+    q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
+    report.set("sample_quality", q);
+  } else if (c.quality_samples > 0) {
+    std::printf("no sample-quality scores: no feature network at %s (make one with vae-ebm train-classifier --dataset %s)\n",
+                classifier_path.c_str(), dataset_name.c_str());
+  }
   auto gen = make_generator(mix_seed(c.seed, 0x626f756eULL), run.device);
   auto bounds = evaluate_bounds(*run.model->encoder, *run.model->decoder, *run.model->prior, images,
                                 BoundOptions().samples(c.samples), gen);
@@ -281,6 +313,15 @@ int run_evaluate(const EvaluateConfig& c) {
     print_row("log Z " + log_z.estimator, log_z);
     std::printf("  %-26s %12s\n", "b (learned)", fmt(ebm->b.item<double>()).c_str());
     std::printf("  %-26s %12s\n", "b (used in the bounds)", fmt(ebm->bound_b().item<double>()).c_str());
+  }
+  if (quality) {
+    std::printf("  sample quality (%lld generated vs %lld %s images; feature network %.12s...)\n",
+                (long long)c.quality_samples, (long long)split.size(), c.split.c_str(),
+                quality->feature_network_sha256.c_str());
+    std::printf("  %-26s %12.3f\n", "Frechet distance", quality->frechet.value);
+    std::printf("  %-26s %12.4f  +- %.4f (sd over subsets)\n", "KID", quality->kid.mean, quality->kid.std);
+    std::printf("  %-26s %12.3f / %.3f\n", "precision / recall", quality->prdc.precision, quality->prdc.recall);
+    std::printf("  %-26s %12.3f / %.3f\n", "density / coverage", quality->prdc.density, quality->prdc.coverage);
   }
   std::printf("wrote %s/evaluation.json and %s (%.1f s)\n", c.run_dir.c_str(), h5_path.c_str(), seconds);
   return 0;
@@ -365,6 +406,37 @@ int run_export(const ExportConfig& c) {
   return 0;
 }
 
+std::string default_classifier_path(const std::string& data_dir, const std::string& dataset) {
+  std::string name = dataset;
+  std::replace(name.begin(), name.end(), '/', '_');
+  std::replace(name.begin(), name.end(), ':', '_');
+  return data_dir + "/classifiers/" + name + ".pt";
+}
+
+int run_train_classifier(const ClassifierConfig& c) {
+  set_threads(c.common.threads);
+  auto data = load_data(c.dataset, c.common, 0);
+  if (!data.train.labels.defined()) throw DataError("data set " + c.dataset + " has no labels to train a classifier on");
+  if (data.dim() != 784) throw DataError("train-classifier needs 28x28 images; " + c.dataset + " has " +
+                                         std::to_string(data.dim()) + " values per example");
+  auto out = c.out.empty() ? default_classifier_path(c.common.data_dir, c.dataset) : c.out;
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
+                                          ? std::filesystem::path(".")
+                                          : std::filesystem::path(out).parent_path());
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = train_classifier(
+      data.train.images, data.train.labels,
+      ClassifierTrainOptions().epochs(c.epochs).seed(c.seed).on_epoch([](const ClassifierEpoch& e) {
+        std::fprintf(stderr, "epoch %lld: training loss %.4f\n", (long long)e.epoch, e.loss);
+      }));
+  auto accuracy = classifier_accuracy(model, data.test.images, data.test.labels);
+  save_classifier(model, out);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("test accuracy %.4f +- %.4f (%lld images); %.0f s\nwrote %s\nweights SHA-256 %s\n", accuracy.value,
+              accuracy.std_error, (long long)accuracy.count, seconds, out.c_str(), model->weights_sha256().c_str());
+  return 0;
+}
+
 namespace {
 const char* kUsage =
     "usage: vae-ebm COMMAND [flags]   (vae-ebm COMMAND --help for its flags)\n"
@@ -374,7 +446,8 @@ const char* kUsage =
     "  fit-prior   fit a mixture or energy prior post hoc to a trained VAE\n"
     "  evaluate    likelihood bounds (ELBO, IWAE, SNELBO, SN-IWAE, log Z) of a run\n"
     "  sample      PNG grids of prior samples and reconstructions\n"
-    "  export      write a run's parameters to HDF5 for other frameworks\n";
+    "  export      write a run's parameters to HDF5 for other frameworks\n"
+    "  train-classifier  train the feature network that scores sample quality\n";
 }
 
 int main_entry(int argc, char** argv) {
@@ -401,6 +474,10 @@ int main_entry(int argc, char** argv) {
     if (command == "sample") {
       SampleConfig c;
       return parse_sample(args, c) ? run_sample(c) : 0;
+    }
+    if (command == "train-classifier") {
+      ClassifierConfig c;
+      return parse_train_classifier(args, c) ? run_train_classifier(c) : 0;
     }
     if (command == "export") {
       ExportConfig c;

@@ -89,6 +89,11 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   EXPECT_THROW(cli::parse_export({"run"}, x), UsageError);  // no --out
   cli::TrainConfig f;
   EXPECT_THROW(cli::parse_fit_prior({"/nonexistent", "--prior", "ebm"}, f), UsageError);
+  EXPECT_THROW(cli::parse_evaluate({"run", "--quality-samples", "-1"}, e), UsageError);
+  cli::ClassifierConfig k;
+  EXPECT_THROW(cli::parse_train_classifier({"--epochs", "0"}, k), UsageError);
+  ASSERT_TRUE(cli::parse_train_classifier({"--dataset", "fashion-mnist", "--data-dir", "/d"}, k));
+  EXPECT_EQ(cli::default_classifier_path(k.common.data_dir, "hdf5:/x/y.h5"), "/d/classifiers/hdf5__x_y.h5.pt");
 }
 
 }  // namespace vae_ebm::test
