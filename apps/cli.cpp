@@ -361,6 +361,8 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
       ("quality-samples", po::value(&c.quality_samples)->default_value(10000),
        "generated images scored against the split (0: no sample-quality scores)")
+      ("langevin-noise", real(&c.langevin_noise, 1.0),
+       "ebm: noise scale eta of the Langevin sampling (200 steps of 0.1) for the scores (0: gradient flow)")
       ("normaliser", po::value(&c.normaliser)->default_value("auto"),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
       ("seed", po::value(&c.seed)->default_value(1), "seed of the estimators' samples");
@@ -375,6 +377,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
     throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");

@@ -69,6 +69,7 @@ struct EvaluateConfig {
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
+  double langevin_noise = 1.0;      // energy prior: eta of the Langevin sampling for the scores
   uint64_t seed = 1;
 };
 

@@ -259,6 +259,7 @@ int run_evaluate(const EvaluateConfig& c) {
     // is trained on binary images), scored against the split's images.
     torch::NoGradGuard no_grad;
     auto classifier = load_classifier(classifier_path);
+    if (ebm) ebm->sampling_options().noise(c.langevin_noise);
     auto qgen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
     std::vector<torch::Tensor> fake, real_features;
     for (int64_t done = 0; done < c.quality_samples; done += 1000) {
@@ -274,6 +275,7 @@ int run_evaluate(const EvaluateConfig& c) {
     Json q = quality->to_json();
     q.set("feature_network", classifier_path);
     q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
+    if (ebm) q.set("langevin_noise", c.langevin_noise);
     report.set("sample_quality", q);
   } else if (c.quality_samples > 0) {
     std::printf("no sample-quality scores: no feature network at %s (make one with vae-ebm train-classifier --dataset %s)\n",
