@@ -359,6 +359,9 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
       ("classifier", po::value(&c.classifier)->default_value(""),
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
+      ("feature-network", po::value(&c.feature_network)->default_value(""),
+       "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
+       "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
       ("quality-samples", po::value(&c.quality_samples)->default_value(10000),
        "generated images scored against the split (0: no sample-quality scores)")
       ("langevin-noise", real(&c.langevin_noise, 1.0),

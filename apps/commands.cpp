@@ -19,6 +19,7 @@
 #include "data/seed.h"
 #include "estimators/bounds.h"
 #include "estimators/classifier.h"
+#include "estimators/feature_network.h"
 #include "estimators/quality.h"
 #include "estimators/log_z.h"
 #include "prior/energy.h"
@@ -254,11 +255,13 @@ int run_evaluate(const EvaluateConfig& c) {
   const auto classifier_path =
       c.classifier.empty() ? default_classifier_path(c.common.data_dir, dataset_name) : c.classifier;
   std::optional<QualityReport> quality;
-  if (c.quality_samples > 0 && file_exists(classifier_path)) {
+  const bool torchscript = !c.feature_network.empty();
+  if (c.quality_samples > 0 && (torchscript || file_exists(classifier_path))) {
     // Generated images: binary draws from the decoder at prior samples (the feature network
     // is trained on binary images), scored against the split's images.
     torch::NoGradGuard no_grad;
-    auto classifier = load_classifier(classifier_path);
+    auto network = torchscript ? load_torchscript_features(c.feature_network, run.data.image_shape)
+                               : load_classifier_features(classifier_path);
     if (ebm) ebm->sampling_options().noise(c.langevin_noise);
     auto qgen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
     std::vector<torch::Tensor> fake, real_features;
@@ -266,14 +269,14 @@ int run_evaluate(const EvaluateConfig& c) {
       const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
       auto z = run.model->prior->sample(n, qgen);
       auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), qgen);
-      fake.push_back(classifier->features(x.to(torch::kCPU)));
+      fake.push_back(network.features(x.to(torch::kCPU)));
     }
-    auto real = classifier->features(split.images.to(torch::kCPU));
+    auto real = network.features(split.images.to(torch::kCPU));
     auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
     quality = sample_quality(real, torch::cat(fake), QualityOptions(), cpu_gen);
-    quality->feature_network_sha256 = classifier->weights_sha256();
+    quality->feature_network_sha256 = network.sha256;
     Json q = quality->to_json();
-    q.set("feature_network", classifier_path);
+    q.set("feature_network", network.path).set("feature_network_kind", network.kind);
     q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
     if (ebm) q.set("langevin_noise", c.langevin_noise);
     report.set("sample_quality", q);

@@ -3,7 +3,13 @@
 #include <cmath>
 
 #include "data/seed.h"
+#include "data/error.h"
+#include "data/files.h"
 #include "estimators/bounds.h"
+#include "estimators/feature_network.h"
+#include "estimators/sha256.h"
+
+#include <torch/script.h>
 #include "estimators/log_z.h"
 #include "prior/gaussian.h"
 #include "tests/support.h"
@@ -66,6 +72,30 @@ TEST_F(EstimatorTest, IwaeIncreasesWithKTowardsTheExactLogLikelihood) {
     EXPECT_TRUE((iwae <= exact + 0.01).all().item<bool>()) << "K = " << k << " " << iwae << exact;
     if (k == 2000) EXPECT_TRUE(torch::allclose(iwae, exact, 0, 0.01)) << iwae << exact;
     if (k == 1) EXPECT_NEAR(report.bound.value, report.iwae.value, 0.1);  // both estimate the ELBO
+  }
+}
+
+TEST_F(EstimatorTest, TorchScriptFeatureNetworkIsLoadedAndHashed) {
+  TempDir tmp;
+  torch::jit::Module module("Features");
+  module.define(R"(
+def forward(self, x):
+    return x.flatten(1)[:, 0:3] * 2.0
+)");
+  module.save(tmp.file("net.pt"));
+  auto net = load_torchscript_features(tmp.file("net.pt"), {1, 2, 2}, /*batch=*/2);
+  EXPECT_EQ(net.kind, "torchscript");
+  EXPECT_EQ(net.sha256, sha256_hex(read_file(tmp.file("net.pt"))));
+  auto x = torch::arange(20, torch::kFloat).reshape({5, 4}) / 20;
+  auto f = net.features(x);
+  ASSERT_EQ(f.sizes(), (std::vector<int64_t>{5, 3}));
+  EXPECT_TRUE(torch::allclose(f, x.narrow(1, 0, 3) * 2));
+  atomic_write(tmp.file("bad.pt"), "not a module");
+  try {
+    load_torchscript_features(tmp.file("bad.pt"), {1, 2, 2});
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.pt"), std::string::npos) << e.what();
   }
 }
 
