@@ -359,6 +359,11 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
       ("classifier", po::value(&c.classifier)->default_value(""),
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
+      ("log-z-method", po::value(&c.log_z_method)->default_value("is"),
+       "ebm: log Z by is (importance sampling from the base) or ais (annealed importance sampling)")
+      ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(1000), "ais: temperatures (sigmoidal schedule)")
+      ("ais-chains", po::value(&c.ais_chains)->default_value(100), "ais: chains")
+      ("ais-step-size", real(&c.ais_step_size, 0.1), "ais: MALA step size")
       ("feature-network", po::value(&c.feature_network)->default_value(""),
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
@@ -381,6 +386,8 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
+  if (c.log_z_method != "is" && c.log_z_method != "ais")
+    throw UsageError("--log-z-method must be is or ais, got '" + c.log_z_method + "'");
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
     throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");

@@ -67,6 +67,10 @@ struct EvaluateConfig {
   int64_t log_z_samples = 100000;
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
+  std::string log_z_method = "is";  // energy prior: is | ais
+  int64_t ais_temperatures = 1000;
+  int64_t ais_chains = 100;
+  double ais_step_size = 0.1;
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -17,6 +18,7 @@
 #include "data/png.h"
 #include "data/run_dir.h"
 #include "data/seed.h"
+#include "estimators/ais.h"
 #include "estimators/bounds.h"
 #include "estimators/classifier.h"
 #include "estimators/feature_network.h"
@@ -85,19 +87,29 @@ void load_encoder_decoder(const std::string& path, VaeModel& model) {
 // Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
 // (snelbo) one importance-sampling estimate serves as Zhat; otherwise b is replaced by a
 // first estimate and Zhat comes from a second, independent one. Records both in `record`.
-Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, int64_t samples, uint64_t seed, Json& record) {
+using LogZEstimator = std::function<Estimate(EnergyPrior&, at::Generator&)>;
+
+LogZEstimator importance_sampling(int64_t samples) {
+  return [samples](EnergyPrior& prior, at::Generator& gen) { return log_z_importance(prior, samples, gen); };
+}
+
+Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, int64_t samples, uint64_t seed, Json& record,
+                        const LogZEstimator& estimator_in = nullptr) {
+  const LogZEstimator estimator = estimator_in ? estimator_in : importance_sampling(samples);
+  const std::string method = estimator_in ? "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"
+                                          : "importance sampling from the base N(0, I)";
   auto gen = make_generator(seed, prior.b.device());
-  auto log_z = log_z_importance(prior, samples, gen);
+  auto log_z = estimator(prior, gen);
   Json lz = log_z.to_json();
   if (use_learned_b) {
     prior.set_log_z_estimate(log_z.value);
-    lz.set("how", "importance sampling from the base N(0, I), held fixed over the split; b is the learned one");
+    lz.set("how", method + ", held fixed over the split; b is the learned one");
   } else {
     auto gen_b = make_generator(mix_seed(seed, 0x62ULL), prior.b.device());
-    auto log_z_b = log_z_importance(prior, samples, gen_b);
+    auto log_z_b = estimator(prior, gen_b);
     prior.set_log_z_estimate(log_z.value, log_z_b.value);
-    lz.set("how", "importance sampling from the base N(0, I), held fixed over the split; b replaced by an "
-                  "independent estimate of log Z from as many base samples (the objective does not learn b)");
+    lz.set("how", method + ", held fixed over the split; b replaced by an independent estimate of log Z by the "
+                  "same method (the objective does not learn b)");
     record.set("b_used", log_z_b.to_json());
   }
   record.set("log_z", lz);
@@ -249,7 +261,17 @@ int run_evaluate(const EvaluateConfig& c) {
   if (ebm) {
     bool learned = c.normaliser == "learned" ||
                    (c.normaliser == "auto" && make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
-    log_z = set_normaliser(*ebm, learned, c.log_z_samples, mix_seed(c.seed, 0x6c6f677aULL), report);
+    LogZEstimator estimator;
+    if (c.log_z_method == "ais") {
+      auto options = AisOptions().temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
+      try {
+        options.validate();
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
+      estimator = [options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; };
+    }
+    log_z = set_normaliser(*ebm, learned, c.log_z_samples, mix_seed(c.seed, 0x6c6f677aULL), report, estimator);
   }
   const auto dataset_name = c.dataset.empty() ? run.config.dataset : c.dataset;
   const auto classifier_path =

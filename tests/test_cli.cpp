@@ -90,6 +90,7 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   cli::TrainConfig f;
   EXPECT_THROW(cli::parse_fit_prior({"/nonexistent", "--prior", "ebm"}, f), UsageError);
   EXPECT_THROW(cli::parse_evaluate({"run", "--quality-samples", "-1"}, e), UsageError);
+  EXPECT_THROW(cli::parse_evaluate({"run", "--log-z-method", "guess"}, e), UsageError);
   cli::ClassifierConfig k;
   EXPECT_THROW(cli::parse_train_classifier({"--epochs", "0"}, k), UsageError);
   ASSERT_TRUE(cli::parse_train_classifier({"--dataset", "fashion-mnist", "--data-dir", "/d"}, k));
