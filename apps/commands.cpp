@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <iostream>
 #include <optional>
 
@@ -277,6 +278,7 @@ int run_evaluate(const EvaluateConfig& c) {
   const auto classifier_path =
       c.classifier.empty() ? default_classifier_path(c.common.data_dir, dataset_name) : c.classifier;
   std::optional<QualityReport> quality;
+  double classifier_score_value = std::numeric_limits<double>::quiet_NaN();
   const bool torchscript = !c.feature_network.empty();
   if (c.quality_samples > 0 && (torchscript || file_exists(classifier_path))) {
     // Generated images: binary draws from the decoder at prior samples (the feature network
@@ -286,12 +288,13 @@ int run_evaluate(const EvaluateConfig& c) {
                                : load_classifier_features(classifier_path);
     if (ebm) ebm->sampling_options().noise(c.langevin_noise);
     auto qgen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
-    std::vector<torch::Tensor> fake, real_features;
+    std::vector<torch::Tensor> fake, generated;
     for (int64_t done = 0; done < c.quality_samples; done += 1000) {
       const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
       auto z = run.model->prior->sample(n, qgen);
-      auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), qgen);
-      fake.push_back(network.features(x.to(torch::kCPU)));
+      auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), qgen).to(torch::kCPU);
+      fake.push_back(network.features(x));
+      generated.push_back(x);
     }
     auto real = network.features(split.images.to(torch::kCPU));
     auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
@@ -299,6 +302,17 @@ int run_evaluate(const EvaluateConfig& c) {
     quality->feature_network_sha256 = network.sha256;
     Json q = quality->to_json();
     q.set("feature_network", network.path).set("feature_network_kind", network.kind);
+    if (!torchscript) {
+      // The classifier's own view of the generated images: its score and predicted labels.
+      auto classifier = load_classifier(classifier_path);
+      auto probabilities = classifier->probabilities(torch::cat(generated));
+      auto score = classifier_score(probabilities);
+      auto histogram = label_histogram(probabilities.argmax(1), probabilities.size(1));
+      Json counts = Json::array();
+      for (int64_t i = 0; i < histogram.size(0); ++i) counts.push(Json::integer(histogram[i].item<int64_t>()));
+      q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
+      classifier_score_value = score.value;
+    }
     q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
     if (ebm) q.set("langevin_noise", c.langevin_noise);
     report.set("sample_quality", q);
@@ -349,6 +363,8 @@ int run_evaluate(const EvaluateConfig& c) {
     std::printf("  %-26s %12.4f  +- %.4f (sd over subsets)\n", "KID", quality->kid.mean, quality->kid.std);
     std::printf("  %-26s %12.3f / %.3f\n", "precision / recall", quality->prdc.precision, quality->prdc.recall);
     std::printf("  %-26s %12.3f / %.3f\n", "density / coverage", quality->prdc.density, quality->prdc.coverage);
+    if (!std::isnan(classifier_score_value))
+      std::printf("  %-26s %12.3f  (of 10 at most)\n", "classifier score", classifier_score_value);
   }
   std::printf("wrote %s/evaluation.json and %s (%.1f s)\n", c.run_dir.c_str(), h5_path.c_str(), seconds);
   return 0;
