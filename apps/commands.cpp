@@ -302,10 +302,9 @@ int run_evaluate(const EvaluateConfig& c) {
     quality->feature_network_sha256 = network.sha256;
     Json q = quality->to_json();
     q.set("feature_network", network.path).set("feature_network_kind", network.kind);
-    if (!torchscript) {
+    if (network.classifier) {
       // The classifier's own view of the generated images: its score and predicted labels.
-      auto classifier = load_classifier(classifier_path);
-      auto probabilities = classifier->probabilities(torch::cat(generated));
+      auto probabilities = network.classifier->probabilities(torch::cat(generated));
       auto score = classifier_score(probabilities);
       auto histogram = label_histogram(probabilities.argmax(1), probabilities.size(1));
       Json counts = Json::array();

@@ -25,6 +25,19 @@ inline double seconds_since(clock_type::time_point t) {
   return std::chrono::duration<double>(clock_type::now() - t).count();
 }
 
+// Calls `body` once to warm up, then repeatedly until `seconds` pass; seconds per call.
+template <class F>
+double seconds_per_call(F&& body, double seconds) {
+  body();
+  int64_t calls = 0;
+  auto t0 = clock_type::now();
+  do {
+    body();
+    ++calls;
+  } while (seconds_since(t0) < seconds);
+  return seconds_since(t0) / calls;
+}
+
 // `--key value` pairs and bare `--switch`es; unknown keys are errors (checked by done()).
 class Flags {
  public:

@@ -27,17 +27,10 @@ using namespace vae_ebm::bench;
 
 namespace {
 
-// Runs `body` (one call = `steps_per_call` Langevin steps) until `seconds` pass; steps/s.
+// Steps per second of `body`, one call of which is `steps_per_call` Langevin steps.
 template <class F>
 double rate(F&& body, int64_t steps_per_call, double seconds) {
-  body();  // warm-up
-  int64_t calls = 0;
-  auto t0 = clock_type::now();
-  do {
-    body();
-    ++calls;
-  } while (seconds_since(t0) < seconds);
-  return calls * steps_per_call / seconds_since(t0);
+  return steps_per_call / seconds_per_call(body, seconds);
 }
 
 torch::Tensor autograd_grad(EnergyPrior& prior, const torch::Tensor& z) {

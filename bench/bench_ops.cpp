@@ -21,17 +21,6 @@ using namespace vae_ebm::bench;
 
 namespace {
 
-template <class F>
-double seconds_per_call(F&& body, double seconds) {
-  body();
-  int64_t calls = 0;
-  auto t0 = clock_type::now();
-  do {
-    body();
-    ++calls;
-  } while (seconds_since(t0) < seconds);
-  return seconds_since(t0) / calls;
-}
 
 // log p(x|l) = sum_p x l - softplus(l), with d/dl = x - sigmoid(l).
 struct BernoulliLogLik : torch::autograd::Function<BernoulliLogLik> {

@@ -31,6 +31,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+
+def relative(text):
+    """Commands and process lines as recorded: paths relative to the repository root."""
+    return text.replace(ROOT + "/", "").replace(ROOT, ".")
+
 CASES = {  # name: flags common to both implementations
     "exact": ["--objective", "exact"],
     "snelbo": ["--objective", "snelbo"],
@@ -101,7 +106,7 @@ def busy_processes(limit=5):
         parts = line.split(None, 3)
         if len(parts) < 4 or int(parts[0]) == me or float(parts[1]) < 10:
             continue
-        out.append(f"{parts[1]}% cpu: {parts[3][:110]}")
+        out.append(f"{parts[1]}% cpu: {relative(parts[3])[:110]}")
         if len(out) >= limit:
             break
     return out
@@ -176,7 +181,7 @@ def main():
                     m = run(cmd, env)
                     n += 1
                     runs.append({"impl": impl, "case": case, "threads": t, "repeat": r, "metrics": m,
-                                 "command": shlex.join(cmd)})
+                                 "command": relative(shlex.join(cmd))})
                     ips = m.get("train_images_per_second") if m else None
                     sys.stderr.write(f"[{time.time() - t_start:6.0f}s] r{r} {case:26s} t{t} {impl:3s} "
                                      f"{ips if ips is not None else 'FAILED'} img/s\n")
@@ -211,7 +216,7 @@ def main():
             cc = [cpp_langevin, "--chains", "256", "--steps", steps, "--step-size", size, "--threads", str(lt), "--seconds", "1.5"]
             pc = ref + ["--langevin", "--chains", "256"] + settings + ["--threads", str(lt_py), "--seconds", "1.5"]
             for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
-                lang.append({"impl": impl, "steps": int(steps), "repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+                lang.append({"impl": impl, "steps": int(steps), "repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
         sys.stderr.write(f"[{time.time() - t_start:6.0f}s] langevin repeat {r} done\n")
 
     # IWAE_1000 on --eval-images images (untrained model, chunks as estimators/bounds.cpp).
@@ -222,12 +227,12 @@ def main():
             pc = ref + ["--eval", "--images", str(a.eval_images), "--eval-samples", "1000", "--threads",
                         str(best.get(("py", "exact"), 1))]
             for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
-                evals.append({"impl": impl, "repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+                evals.append({"impl": impl, "repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
             sys.stderr.write(f"[{time.time() - t_start:6.0f}s] eval repeat {r} done\n")
     ops = []
     for r in range(a.langevin_repeats):
         cmd = [os.path.join(a.build_dir, "bench", "bench_ops"), "--threads", "1"]
-        ops.append({"repeat": r, "metrics": run(cmd, env), "command": shlex.join(cmd)})
+        ops.append({"repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
     full_eval = None
     if a.full_eval:
         cc = [cpp_eval, "--images", "10000", "--samples", "1000", "--threads", str(best.get(("cpp", "exact"), 1))]

@@ -8,7 +8,6 @@
 
 #include "data/error.h"
 #include "data/files.h"
-#include "estimators/classifier.h"
 #include "estimators/sha256.h"
 
 namespace vae_ebm {
@@ -20,6 +19,7 @@ FeatureNetwork load_classifier_features(const std::string& path) {
   net.path = path;
   net.sha256 = classifier->weights_sha256();
   net.features = [classifier](const torch::Tensor& x) mutable { return classifier->features(x); };
+  net.classifier = classifier;
   return net;
 }
 

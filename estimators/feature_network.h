@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "estimators/classifier.h"
+
 namespace vae_ebm {
 
 struct FeatureNetwork {
@@ -14,6 +16,8 @@ struct FeatureNetwork {
   std::string sha256;  // of the classifier's weights, or of the TorchScript file's bytes
   // images [N, P] float in [0, 1] -> features [N, d] float on the CPU.
   std::function<torch::Tensor(const torch::Tensor&)> features;
+  // The classifier itself when kind is "vae-ebm classifier" (for its score and labels); else empty.
+  FeatureClassifier classifier{nullptr};
 };
 
 // Loads a classifier written by train-classifier. Throws DataError naming the file.

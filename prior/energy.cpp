@@ -38,8 +38,12 @@ torch::Tensor EnergyPrior::log_prob_unnormalised(const torch::Tensor& z) {
   return standard_normal_log_prob(z) - energy(z);
 }
 
+torch::Tensor snl_terms(const torch::Tensor& b, const torch::Tensor& log_z_hat) {
+  return -b - torch::exp(log_z_hat - b) + 1.0;
+}
+
 torch::Tensor EnergyPrior::sn_log_prob(const torch::Tensor& z, const torch::Tensor& log_z_hat) {
-  return log_prob_unnormalised(z) - b - torch::exp(log_z_hat - b) + 1.0;
+  return log_prob_unnormalised(z) + snl_terms(b, log_z_hat);
 }
 
 torch::Tensor EnergyPrior::bound_b() const {
@@ -50,14 +54,14 @@ torch::Tensor EnergyPrior::log_prob_bound(const torch::Tensor& z) {
   TORCH_CHECK(log_z_estimate_.has_value(),
               "EnergyPrior::log_prob_bound needs a log Z estimate: call set_log_z_estimate first");
   auto bb = bound_b();
-  return log_prob_unnormalised(z) - bb - torch::exp(*log_z_estimate_ - bb) + 1.0;
+  return log_prob_unnormalised(z) + snl_terms(bb, torch::full({}, *log_z_estimate_, b.options()));
 }
 
 torch::Tensor EnergyPrior::expected_log_prob(const DiagonalGaussian& q, const torch::Tensor& z) {
   TORCH_CHECK(log_z_estimate_.has_value(),
               "EnergyPrior::expected_log_prob needs a log Z estimate: call set_log_z_estimate first");
-  auto bb = bound_b();
-  return GaussianPrior(latent_dim_).expected_log_prob(q, z) - energy(z).mean(0) - bb - torch::exp(*log_z_estimate_ - bb) + 1.0;
+  return q.expected_standard_normal_log_prob() - energy(z).mean(0) +
+         snl_terms(bound_b(), torch::full({}, *log_z_estimate_, b.options()));
 }
 
 torch::Tensor EnergyPrior::sample(int64_t n, at::Generator& generator) {

@@ -7,6 +7,10 @@
 
 namespace vae_ebm {
 
+// -b - exp(log Zhat - b) + 1, the terms that replace -log Z in the SNL bound (MATH.md
+// section 2): a lower bound on -log Z for any b, tight at b = log Z. Scalars.
+torch::Tensor snl_terms(const torch::Tensor& b, const torch::Tensor& log_z_hat);
+
 class EnergyPrior : public Prior {
  public:
   // f: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer.

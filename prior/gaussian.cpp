@@ -20,8 +20,7 @@ torch::Tensor GaussianPrior::log_prob_bound(const torch::Tensor& z) {
 }
 
 torch::Tensor GaussianPrior::expected_log_prob(const DiagonalGaussian& q, const torch::Tensor&) {
-  return -0.5 * (q.mu * q.mu + torch::exp(q.logvar)).sum(-1) -
-         0.5 * std::log(2.0 * M_PI) * static_cast<double>(q.dim());
+  return q.expected_standard_normal_log_prob();
 }
 
 torch::Tensor GaussianPrior::sample(int64_t n, at::Generator& generator) {

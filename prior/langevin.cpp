@@ -68,6 +68,11 @@ LangevinResult langevin(const Potential& potential, const torch::Tensor& z0, con
   for (int64_t step = 0; step < options.steps(); ++step) {
     torch::Tensor proposal = z - half_s2 * current.grad;
     if (eta > 0) proposal = proposal + (eta * s) * torch::randn(z.sizes(), generator, z.options());
+    if (!options.metropolis() && !options.trace() && step + 1 == options.steps()) {
+      z = proposal;  // the last unadjusted step: its potential and gradient would go unused
+      accepted += 1.0;
+      break;
+    }
     auto next = evaluate(potential, proposal);
     next.grad = clip(next.grad, options.grad_clip());
     double step_acceptance = 1.0;

@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include "prior/energy.h"
-#include "prior/gaussian.h"
 #include "prior/objective.h"
 
 #include <stdexcept>
@@ -70,7 +69,7 @@ class McmcObjective : public PriorObjective {
     if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
     auto negative_energy = ebm.energy(chains.z);
     auto positive_energy = ebm.energy(z).mean(0);
-    auto cross_entropy = GaussianPrior(q.dim()).expected_log_prob(q, z);
+    auto cross_entropy = q.expected_standard_normal_log_prob();
     auto surrogate = cross_entropy - positive_energy + negative_energy.mean();
     if (options_.energy_l2() > 0)
       surrogate = surrogate - options_.energy_l2() * (ebm.energy(z).pow(2).mean() + negative_energy.pow(2).mean());

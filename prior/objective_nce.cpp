@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include "prior/energy.h"
-#include "prior/gaussian.h"
 #include "prior/objective.h"
 
 #include <cmath>
@@ -43,10 +42,7 @@ class NceObjective : public PriorObjective {
       log_ratio_pos = torch::zeros({positives.size(0)}, positives.options());
       log_ratio_noise = torch::zeros({m}, noise.options());
     } else {
-      auto mu = q.mu.detach();
-      auto mean = mu.mean(0);
-      auto second = (mu * mu + torch::exp(q.logvar.detach())).mean(0);
-      DiagonalGaussian pn{mean.unsqueeze(0), torch::log(torch::clamp_min(second - mean * mean, 1e-6)).unsqueeze(0)};
+      auto pn = q.aggregate_moment_match();
       noise = pn.rsample(m, generator).squeeze(1);
       log_ratio_pos = standard_normal_log_prob(positives) - pn.log_prob(positives.unsqueeze(1)).squeeze(1);
       log_ratio_noise = standard_normal_log_prob(noise) - pn.log_prob(noise.unsqueeze(1)).squeeze(1);
@@ -62,7 +58,7 @@ class NceObjective : public PriorObjective {
     // the gradient through z.
     auto f_z = ebm.energy(z);
     auto f_through_z = f_z - ebm.energy(z.detach()) + f_z.detach();
-    auto encoder_term = GaussianPrior(q.dim()).expected_log_prob(q, z) - f_through_z.mean(0) - ebm.b.detach();
+    auto encoder_term = q.expected_standard_normal_log_prob() - f_through_z.mean(0) - ebm.b.detach();
     PriorTerm term{encoder_term + nce, {}};
     term.diagnostics["nce"] = nce.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();

@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include "prior/energy.h"
-#include "prior/gaussian.h"
 #include "prior/objective.h"
 
 #include <cmath>
@@ -38,8 +37,8 @@ class SnelboObjective : public PriorObjective {
     auto log_w = proposal_log_weights(ebm, q, s, generator);  // [S]
     auto log_z_hat = log_mean_exp(log_w);
     // E_q[log p0] in closed form; the energy by Monte Carlo over the K samples.
-    auto cross_entropy = GaussianPrior(q.dim()).expected_log_prob(q, z);
-    auto log_prior = cross_entropy - ebm.energy(z).mean(0) - ebm.b - torch::exp(log_z_hat - ebm.b) + 1.0;
+    auto cross_entropy = q.expected_standard_normal_log_prob();
+    auto log_prior = cross_entropy - ebm.energy(z).mean(0) + snl_terms(ebm.b, log_z_hat);
     PriorTerm term{log_prior, {}};
     auto w = torch::softmax(log_w.detach().to(torch::kDouble), 0);
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
@@ -59,18 +58,14 @@ class SnelboObjective : public PriorObjective {
       auto zs = torch::randn({s, d}, generator, opts);
       return -ebm.energy(zs);
     }
-    auto mu = q.mu.detach();
-    auto var = torch::exp(q.logvar.detach());
     if (p == "aggregate-gaussian") {
-      // Moment-matched Gaussian of the batch's aggregate posterior.
-      auto mean = mu.mean(0);
-      auto second = (mu * mu + var).mean(0);
-      auto logvar = torch::log(torch::clamp_min(second - mean * mean, 1e-6));
-      DiagonalGaussian r{mean.unsqueeze(0), logvar.unsqueeze(0)};
+      auto r = q.aggregate_moment_match();
       auto zs = r.rsample(s, generator).squeeze(1);  // [S, D]
       return -ebm.energy(zs) + standard_normal_log_prob(zs) - r.log_prob(zs);
     }
     // batch-posterior: uniform mixture of the batch's q(z|x_i).
+    auto mu = q.mu.detach();
+    auto var = torch::exp(q.logvar.detach());
     auto index = torch::randint(q.batch(), {s}, generator, torch::TensorOptions().dtype(torch::kLong).device(opts.device()));
     auto zs = mu.index_select(0, index) + torch::sqrt(var.index_select(0, index)) * torch::randn({s, d}, generator, opts);
     DiagonalGaussian components{mu, q.logvar.detach()};

@@ -25,6 +25,17 @@ torch::Tensor DiagonalGaussian::entropy() const {
   return 0.5 * (logvar + (1.0 + kLog2Pi)).sum(-1);
 }
 
+torch::Tensor DiagonalGaussian::expected_standard_normal_log_prob() const {
+  return -0.5 * (mu * mu + torch::exp(logvar)).sum(-1) - 0.5 * kLog2Pi * static_cast<double>(dim());
+}
+
+DiagonalGaussian DiagonalGaussian::aggregate_moment_match() const {
+  auto m = mu.detach();
+  auto mean = m.mean(0);
+  auto second = (m * m + torch::exp(logvar.detach())).mean(0);
+  return {mean.unsqueeze(0), torch::log(torch::clamp_min(second - mean * mean, 1e-6)).unsqueeze(0)};
+}
+
 torch::Tensor standard_normal_log_prob(const torch::Tensor& z) {
   return -0.5 * (z * z).sum(-1) - 0.5 * kLog2Pi * static_cast<double>(z.size(-1));
 }

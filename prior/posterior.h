@@ -18,6 +18,11 @@ struct DiagonalGaussian {
   // Analytic entropy H[q] per row: [B].
   torch::Tensor entropy() const;
   DiagonalGaussian detach() const { return {mu.detach(), logvar.detach()}; }
+  // E_q[log N(z; 0, I)] in closed form per row: -1/2 sum(mu^2 + sigma^2) - D/2 log 2 pi, [B].
+  torch::Tensor expected_standard_normal_log_prob() const;
+  // The Gaussian moment-matched to the batch's aggregate posterior (the uniform mixture of
+  // the rows), detached: mu and logvar [1, D].
+  DiagonalGaussian aggregate_moment_match() const;
 };
 
 // log N(z; 0, I) summed over the last dimension: [..., D] -> [...].

@@ -14,7 +14,6 @@
 #include "data/files.h"
 #include "data/json.h"
 #include "data/seed.h"
-#include "prior/gaussian.h"
 
 namespace vae_ebm {
 
@@ -120,7 +119,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
       q = model_->encoder->forward(x);
       z = q.rsample(options_.samples(), generator_);
       auto recon = bernoulli_log_likelihood(model_->decoder->logits(z), x).mean(0);
-      auto kl = -(q.entropy() + GaussianPrior(q.dim()).expected_log_prob(q, z));
+      auto kl = -(q.entropy() + q.expected_standard_normal_log_prob());
       vae_loss = -(recon - kl).mean();
       out["reconstruction"] = recon.mean().item<double>();
       out["kl"] = kl.mean().item<double>();
