@@ -1,10 +1,9 @@
 #include <torch/torch.h>
 
-#include <dlfcn.h>
-
 #include <thread>
 
 #include "apps/cli.h"
+#include "prior/parallel.h"
 
 namespace vae_ebm::cli {
 
@@ -14,12 +13,9 @@ void set_threads(int threads) {
   // LibTorch's OpenMP pool at 1 thread trains at ~19,800 images/s; OpenBLAS 1 + OpenMP 1
   // at ~11,500; any OpenMP pool above 1 thread at under 1,000 (the pools fight for the
   // cores). So the threads go to the BLAS, which does nearly all the work, and LibTorch's
-  // own pool stays at one thread.
-  at::set_num_threads(1);
-  // Debian's LibTorch calls the system BLAS (OpenBLAS when installed), which keeps its own
-  // thread pool. Found at run time so that the build does not depend on which BLAS is there.
-  using SetThreads = void (*)(int);
-  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+  // own pool stays at one thread; Langevin chains are split over the threads instead
+  // (prior/parallel.h).
+  vae_ebm::set_num_threads(threads);
 }
 
 int default_threads() {

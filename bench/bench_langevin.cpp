@@ -1,25 +1,23 @@
 // Langevin steps per second on the energy prior alone (f: D -> 200 -> 200 -> 200 -> 1,
-// LeakyReLU 0.2), for the library's sampler (prior/langevin.cpp: autograd for grad U)
-// and for the hand-derived gradient prototype (bench/mlp_energy_grad.h), beside the
-// floor set by the matrix products alone and the large matrix product's rate.
+// LeakyReLU 0.2): the library's sampler as the MCMC objectives and `sample` run it
+// (EnergyPrior::run_langevin: hand-derived gradient, chains split over --threads groups
+// with one BLAS thread each), the same on one group with --threads BLAS threads, and the
+// generic autograd sampler (prior/langevin.h's Potential overload), beside the floor set by
+// the matrix products alone and the large matrix product's rate.
 //   bench_langevin [--chains 256] [--steps 200] [--step-size 0.1] [--noise 1] [--latent 16]
-//                  [--energy-hidden 200,200,200] [--threads 1] [--seconds 2] [--seed 0] [--split 2]
-// Before timing it checks the prototype: its gradient against autograd in float64 and
-// against central finite differences, and its chains against the library's (same
-// generator, same number of steps) in float32.
-// --split N (N > 1) also times the prototype with the chains split into N groups, each on
-// its own std::thread with one OpenBLAS thread (the cores' work divided by chains rather
-// than inside each small matrix product); 0 skips it.
+//                  [--energy-hidden 200,200,200] [--threads 1] [--seconds 2] [--seed 0]
+// Before timing it checks the hand-derived gradient against autograd in float64 and
+// against central finite differences, and the chains of the three samplers against each
+// other (same generator) in float32.
 #include <torch/torch.h>
 
 #include <cstdio>
-#include <thread>
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
-#include "bench/mlp_energy_grad.h"
 #include "data/seed.h"
 #include "prior/energy.h"
+#include "prior/energy_gradient.h"
 #include "prior/langevin.h"
 
 using namespace vae_ebm;
@@ -50,19 +48,18 @@ int main(int argc, char** argv) try {
   const int threads = static_cast<int>(flags.integer("threads", 1));
   const double seconds = flags.real("seconds", 2.0);
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
-  const int split = static_cast<int>(flags.integer("split", 2));
   flags.done();
   cli::set_threads(threads);
   const double mm_gflops = matmul_gflops();
 
-  // --- Checks of the prototype.
+  // --- Checks.
   torch::manual_seed(seed);
   EnergyPrior prior64(latent, hidden, 0.2);
   prior64.to(torch::kDouble);
-  MlpEnergyGrad hand64(prior64);
+  MlpPotentialGradient hand64(prior64.f, 1.0);
   auto z64 = 1.5 * torch::randn({64, latent}, torch::kDouble);
   auto g_auto = autograd_grad(prior64, z64);
-  auto g_hand = hand64.potential_grad(z64).clone();
+  auto g_hand = hand64(z64, false).grad;
   const double grad_err = (g_hand - g_auto).abs().max().item<double>() / g_auto.abs().max().item<double>();
   // Central finite differences on 8 chains, every coordinate, float64.
   const double h = 1e-6;
@@ -75,28 +72,32 @@ int main(int argc, char** argv) try {
     torch::NoGradGuard ng;
     g_fd = ((prior64.potential(plus) - prior64.potential(minus)) / (2 * h)).reshape({8, latent});
   }
-  const double fd_err = (hand64.potential_grad(z8) - g_fd).abs().max().item<double>() / g_fd.abs().max().item<double>();
+  const double fd_err = (hand64(z8, false).grad - g_fd).abs().max().item<double>() / g_fd.abs().max().item<double>();
 
   torch::manual_seed(seed);
   EnergyPrior prior(latent, hidden, 0.2);
-  MlpEnergyGrad hand(prior);
   auto potential = [&prior](const torch::Tensor& z) { return prior.potential(z); };
   auto options = LangevinOptions().steps(steps).step_size(step_size).noise(noise);
-  auto gen_a = make_generator(seed + 7), gen_b = make_generator(seed + 7);
-  auto z0 = torch::randn({chains, latent}, gen_a);
-  torch::randn({chains, latent}, gen_b);  // keep the two generators in step
-  auto z_lib = langevin(potential, z0, options, gen_a).z;
-  auto z_hand = hand.langevin(z0, steps, step_size, noise, gen_b);
-  const double chain_err = (z_lib - z_hand).abs().max().item<double>();
+  auto one_group = LangevinOptions(options).threads(1);
+  auto split = LangevinOptions(options).threads(threads);
+  auto z0 = torch::randn({chains, latent}, make_generator(seed + 3));
+  auto gen_a = make_generator(seed + 7), gen_b = make_generator(seed + 7), gen_c = make_generator(seed + 7);
+  auto z_autograd = langevin(potential, z0, options, gen_a).z;
+  auto z_one = prior.run_langevin(z0, one_group, gen_b).z;
+  auto z_split = prior.run_langevin(z0, split, gen_c).z;
+  const double chain_err = (z_autograd - z_one).abs().max().item<double>();
+  const double split_err = (z_one - z_split).abs().max().item<double>();
 
   // --- Timing.
   auto gen = make_generator(seed + 11);
   auto start = torch::randn({chains, latent}, gen);
-  const double lib_rate = rate([&] { langevin(potential, start, options, gen); }, steps, seconds);
-  const double hand_rate = rate([&] { hand.langevin(start, steps, step_size, noise, gen); }, steps, seconds);
-  // One autograd gradient evaluation alone, and the forward pass alone without autograd.
+  const double split_rate = rate([&] { prior.run_langevin(start, split, gen); }, steps, seconds);
+  const double one_rate = rate([&] { prior.run_langevin(start, one_group, gen); }, steps, seconds);
+  const double autograd_rate = rate([&] { langevin(potential, start, options, gen); }, steps, seconds);
+  // One gradient evaluation alone (autograd, hand), and the forward pass alone without autograd.
+  MlpPotentialGradient hand(prior.f, 1.0);
   const double grad_rate = rate([&] { autograd_grad(prior, start); }, 1, seconds / 2);
-  const double hand_grad_rate = rate([&] { hand.potential_grad(start); }, 1, seconds / 2);
+  const double hand_grad_rate = rate([&] { hand(start, false); }, 1, seconds / 2);
   const double forward_rate = rate(
       [&] {
         torch::NoGradGuard ng;
@@ -108,9 +109,11 @@ int main(int argc, char** argv) try {
   for (size_t i = 0; i < prior.f->size(); ++i)
     if (auto l = prior.f->ptr(i)->as<torch::nn::Linear>()) w.push_back(l->weight.detach());
   std::vector<torch::Tensor> fwd_out, bwd_out;
+  double macs_per_chain = 0;
   for (size_t i = 0; i + 1 < w.size(); ++i) {
     fwd_out.push_back(torch::empty({chains, w[i].size(0)}));
     bwd_out.push_back(torch::empty({chains, w[i].size(1)}));
+    macs_per_chain += 2.0 * w[i].size(0) * w[i].size(1);  // forward and backward products
   }
   const double matmul_floor_rate = rate(
       [&] {
@@ -123,52 +126,22 @@ int main(int argc, char** argv) try {
         for (size_t i = w.size() - 1; i-- > 0;) at::mm_out(bwd_out[i], fwd_out[i], w[i]);
       },
       1, seconds / 2);
-  const double flop_per_step = 2.0 * hand.macs_per_chain() * chains;
-  // Chains split over `split` threads, one BLAS thread each.
-  double split_rate = 0;
-  if (split > 1) {
-    std::vector<std::unique_ptr<MlpEnergyGrad>> grads;
-    std::vector<at::Generator> gens;
-    std::vector<torch::Tensor> parts;
-    for (int i = 0; i < split; ++i) {
-      grads.push_back(std::make_unique<MlpEnergyGrad>(prior));
-      gens.push_back(make_generator(seed + 100 + i));
-      parts.push_back(start.chunk(split, 0)[i].contiguous());
-    }
-    cli::set_threads(1);
-    split_rate = rate(
-        [&] {
-          std::vector<std::thread> pool;
-          for (int i = 0; i < split; ++i)
-            pool.emplace_back([&, i] {
-              at::set_num_threads(1);  // OpenMP's thread count is per thread: a new thread starts at the default
-              grads[i]->langevin(parts[i], steps, step_size, noise, gens[i]);
-            });
-          for (auto& t : pool) t.join();
-        },
-        steps, seconds);
-    cli::set_threads(threads);
-  }
+  const double flop_per_step = 2.0 * macs_per_chain * chains;
 
   std::printf("chains=%lld steps=%lld step_size=%g noise=%g latent=%lld threads=%d\n", (long long)chains,
               (long long)steps, step_size, noise, (long long)latent, threads);
   print_kv("matmul_gflops", mm_gflops, "%.1f");
   print_kv("check_grad_vs_autograd_float64_rel", grad_err, "%.3g");
   print_kv("check_grad_vs_finite_diff_float64_rel", fd_err, "%.3g");
-  print_kv("check_chains_vs_library_float32_max_abs", chain_err, "%.3g");
+  print_kv("check_chains_hand_vs_autograd_float32_max_abs", chain_err, "%.3g");
+  print_kv("check_chains_split_vs_one_group_float32_max_abs", split_err, "%.3g");
   print_kv("langevin_flop_per_step", flop_per_step, "%.4g");
-  print_kv("langevin_steps_per_second", lib_rate, "%.0f");
-  print_kv("langevin_us_per_step", 1e6 / lib_rate, "%.1f");
-  print_kv("langevin_gflops", flop_per_step * lib_rate / 1e9, "%.1f");
-  print_kv("langevin_hand_steps_per_second", hand_rate, "%.0f");
-  print_kv("langevin_hand_us_per_step", 1e6 / hand_rate, "%.1f");
-  print_kv("langevin_hand_gflops", flop_per_step * hand_rate / 1e9, "%.1f");
-  print_kv("langevin_hand_speedup", hand_rate / lib_rate, "%.2f");
-  if (split > 1) {
-    print_kv("langevin_hand_split_threads", split, "%.0f");
-    print_kv("langevin_hand_split_steps_per_second", split_rate, "%.0f");
-    print_kv("langevin_hand_split_speedup", split_rate / lib_rate, "%.2f");
-  }
+  print_kv("langevin_steps_per_second", split_rate, "%.0f");
+  print_kv("langevin_us_per_step", 1e6 / split_rate, "%.1f");
+  print_kv("langevin_gflops", flop_per_step * split_rate / 1e9, "%.1f");
+  print_kv("langevin_one_group_steps_per_second", one_rate, "%.0f");
+  print_kv("langevin_autograd_steps_per_second", autograd_rate, "%.0f");
+  print_kv("langevin_speedup_over_autograd", split_rate / autograd_rate, "%.2f");
   print_kv("grad_autograd_us", 1e6 / grad_rate, "%.1f");
   print_kv("grad_hand_us", 1e6 / hand_grad_rate, "%.1f");
   print_kv("forward_nograd_us", 1e6 / forward_rate, "%.1f");

@@ -1,11 +1,11 @@
-// Micro-benchmarks of the non-matrix-product parts of a training step, each beside a
-// prototype replacement (checked against the library's result):
+// Micro-benchmarks of the non-matrix-product parts of a training step, the library's
+// choice beside the alternatives (checked against each other):
 //  - Adam over the default MLP VAE's parameters (784-512-512, latent 16; 1.35M floats):
-//    torch::optim::Adam against bench/fused_adam.h;
+//    torch::optim::Adam against the library's vae/fused_adam.h;
 //  - the Bernoulli log-likelihood with its backward pass on a training batch's logits
-//    [256, 784]: vae/networks.cpp's binary_cross_entropy_with_logits form against
-//    sum x*l - sum softplus(l), and against a custom autograd function whose backward is
-//    one expression, grad * (x - sigmoid(l)).
+//    [256, 784]: binary_cross_entropy_with_logits (the library's form until 2026-11-23)
+//    against the library's sum x*l - sum softplus(l), and against a custom autograd
+//    function whose backward is one expression, grad * (x - sigmoid(l)).
 //   bench_ops [--threads 1] [--seconds 1] [--batch 256] [--seed 0]
 #include <torch/torch.h>
 
@@ -13,7 +13,7 @@
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
-#include "bench/fused_adam.h"
+#include "vae/fused_adam.h"
 #include "vae/model.h"
 
 using namespace vae_ebm;
@@ -58,7 +58,7 @@ int main(int argc, char** argv) try {
     numel += p.numel();
   }
   torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4).betas({0.5, 0.999}));
-  FusedAdam fused(copies, 1e-4, 0.5, 0.999);
+  FusedAdam fused(copies, torch::optim::AdamOptions(1e-4).betas({0.5, 0.999}));
   // Twenty steps with the same random gradients, then compare the parameters.
   for (int s = 0; s < 20; ++s) {
     for (size_t i = 0; i < params.size(); ++i) {
@@ -82,8 +82,8 @@ int main(int argc, char** argv) try {
   auto run_ll = [&](int form) {
     auto l = logits0.detach().requires_grad_(true);
     torch::Tensor ll;
-    if (form == 0) ll = bernoulli_log_likelihood(l, x);
-    else if (form == 1) ll = (l * x).sum(-1) - at::softplus(l).sum(-1);
+    if (form == 0) ll = -torch::binary_cross_entropy_with_logits(l, x, {}, {}, at::Reduction::None).sum(-1);
+    else if (form == 1) ll = bernoulli_log_likelihood(l, x);
     else ll = BernoulliLogLik::apply(l, x);
     ll.sum().backward();
     return std::make_pair(ll.detach(), l.grad());

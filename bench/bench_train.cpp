@@ -6,14 +6,13 @@
 //               [--steps N] [--seconds S] [--warmup N] [--batch N] [--samples K]
 //               [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
 //               [--data random|binary-mnist] [--data-images N] [--data-dir DIR] [--seed N]
-//               [--profile] [--skip-matmul] [--prototype]
+//               [--profile] [--skip-matmul]
 // The prior follows the objective when not given (exact: gaussian, the others: ebm).
 // Measurement: --warmup steps, then steps until at least --steps steps and --seconds
 // seconds have passed. --profile adds the time per step of the forward pass (with the
 // objective's Langevin chains), the backward pass and the two optimiser steps, and for
-// the MCMC objectives the time of the objective's Langevin run alone. --prototype runs the
-// step with bench/prototype_step.h (fused Bernoulli log-likelihood, hand-gradient Langevin
-// for the MCMC objectives) and bench/fused_adam.h instead of the library's.
+// the MCMC objectives the time of the objective's Langevin run alone. The step is the
+// trainer's: elbo_terms, one backward pass, FusedAdam for the VAE and for the prior.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,11 +21,10 @@
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
-#include "bench/fused_adam.h"
-#include "bench/prototype_step.h"
 #include "data/seed.h"
 #include "prior/energy.h"
 #include "prior/objective.h"
+#include "vae/fused_adam.h"
 #include "vae/model.h"
 
 using namespace vae_ebm;
@@ -44,7 +42,7 @@ std::vector<int64_t> with_ends(int64_t first, const std::vector<int64_t>& middle
 }  // namespace
 
 int main(int argc, char** argv) try {
-  Flags flags(argc, argv, {"persistent", "profile", "skip-matmul", "prototype"});
+  Flags flags(argc, argv, {"persistent", "profile", "skip-matmul"});
   std::string objective = flags.str("objective", "");
   std::string prior = flags.str("prior", "");
   if (prior.empty()) prior = objective.empty() || objective == "exact" ? "gaussian" : "ebm";
@@ -62,7 +60,7 @@ int main(int argc, char** argv) try {
   const int64_t data_images = flags.integer("data-images", 10240);
   const std::string data_dir = flags.str("data-dir", "");
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
-  const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul"), prototype = flags.on("prototype");
+  const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul");
   auto objective_options = ObjectiveOptions()
                                .persistent(flags.on("persistent"))
                                .mcmc_steps(flags.integer("mcmc-steps", 0))
@@ -82,20 +80,13 @@ int main(int argc, char** argv) try {
   VaeModel model(net, PriorOptions(prior, latent).energy_hidden(energy_widths));
   const bool mcmc = objective == "short-run-mcmc" || objective == "long-run-mcmc";
   auto obj = make_objective(objective, objective_options);  // validates the options
-  if (prototype && mcmc) obj = std::make_unique<PrototypeMcmcObjective>(objective, objective_options);
   obj->check(*model.prior);
   // The SNL reference optimiser settings (README): Adam, betas 0.5/0.999.
   auto adam = [](double lr) { return torch::optim::AdamOptions(lr).betas({0.5, 0.999}); };
   auto prior_params = model.prior_parameters();
-  std::unique_ptr<torch::optim::Adam> vae_opt, prior_opt;
-  std::unique_ptr<FusedAdam> vae_fused, prior_fused;
-  if (prototype) {
-    vae_fused = std::make_unique<FusedAdam>(model.vae_parameters(), 1e-4, 0.5, 0.999);
-    if (!prior_params.empty()) prior_fused = std::make_unique<FusedAdam>(prior_params, 2e-5, 0.5, 0.999);
-  } else {
-    vae_opt = std::make_unique<torch::optim::Adam>(model.vae_parameters(), adam(1e-4));
-    if (!prior_params.empty()) prior_opt = std::make_unique<torch::optim::Adam>(prior_params, adam(2e-5));
-  }
+  auto vae_opt = std::make_unique<FusedAdam>(model.vae_parameters(), adam(1e-4));
+  std::unique_ptr<FusedAdam> prior_opt;
+  if (!prior_params.empty()) prior_opt = std::make_unique<FusedAdam>(prior_params, adam(2e-5));
   auto gen = make_generator(seed);
   const int64_t n_batches = std::max<int64_t>(1, data_images / batch);
   auto data = bench_data(data_source, n_batches * batch, data_dir, "train", seed);
@@ -105,19 +96,15 @@ int main(int argc, char** argv) try {
   auto one_step = [&] {
     auto x = data.narrow(0, (step_index++ % n_batches) * batch, batch);
     auto t0 = clock_type::now();
-    auto terms = prototype ? prototype_elbo_terms(model, *obj, x, samples, gen) : elbo_terms(model, *obj, x, samples, gen);
+    auto terms = elbo_terms(model, *obj, x, samples, gen);
     auto loss = -terms.total.mean();
     auto t1 = clock_type::now();
-    if (vae_opt) vae_opt->zero_grad();
+    vae_opt->zero_grad();
     if (prior_opt) prior_opt->zero_grad();
-    if (vae_fused) vae_fused->zero_grad();
-    if (prior_fused) prior_fused->zero_grad();
     loss.backward();
     auto t2 = clock_type::now();
-    if (vae_opt) vae_opt->step();
+    vae_opt->step();
     if (prior_opt) prior_opt->step();
-    if (vae_fused) vae_fused->step();
-    if (prior_fused) prior_fused->step();
     auto t3 = clock_type::now();
     t_forward += std::chrono::duration<double>(t1 - t0).count();
     t_backward += std::chrono::duration<double>(t2 - t1).count();
@@ -150,9 +137,8 @@ int main(int argc, char** argv) try {
     const int64_t s = objective_options.base_samples() > 0 ? objective_options.base_samples() : batch;
     flops += mlp_flops(ew, s, true, true, false) + mlp_flops(ew, kb, true, true, true);
   } else if (mcmc) {
-    // The library evaluates the gradient steps + 1 times (the last one unused by ULA);
-    // the prototype `steps` times.
-    flops += (mcmc_steps + (prototype ? 0 : 1)) * mlp_flops(ew, negatives, true, false, true) + mlp_flops(ew, negatives, true, true, false) +
+    // Unadjusted Langevin evaluates the gradient `steps` times (the last step's is skipped).
+    flops += mcmc_steps * mlp_flops(ew, negatives, true, false, true) + mlp_flops(ew, negatives, true, true, false) +
              mlp_flops(ew, kb, true, true, true);
   } else if (objective == "nce") {
     flops += 3 * mlp_flops(ew, kb, true, true, false) + mlp_flops(ew, kb, true, true, true);
@@ -162,9 +148,9 @@ int main(int argc, char** argv) try {
   std::sort(step_times.begin(), step_times.end());
 
   std::printf(
-      "threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s prototype=%d\n",
+      "threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s\n",
       threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(), (long long)latent,
-      (int)objective_options.persistent(), data_source.c_str(), (int)prototype);
+      (int)objective_options.persistent(), data_source.c_str());
   if (!skip_matmul) print_kv("matmul_gflops", mm_gflops, "%.1f");
   print_kv("train_images_per_second", images_per_s, "%.0f");
   print_kv("train_steps", steps, "%.0f");
@@ -186,10 +172,9 @@ int main(int argc, char** argv) try {
       auto options = LangevinOptions().steps(mcmc_steps).step_size(
           objective_options.mcmc_step_size() > 0 ? objective_options.mcmc_step_size()
                                                  : (objective == "short-run-mcmc" ? 0.4 : 0.1));
-      auto potential = [&ebm](const torch::Tensor& z) { return ebm.potential(z); };
       const int reps = 3;
       auto tl = clock_type::now();
-      for (int r = 0; r < reps; ++r) langevin(potential, torch::randn({negatives, latent}, gen), options, gen);
+      for (int r = 0; r < reps; ++r) ebm.run_langevin(torch::randn({negatives, latent}, gen), options, gen);
       const double per_call = seconds_since(tl) / reps;
       print_kv("phase_langevin_seconds", per_call, "%.6f");
       print_kv("langevin_steps_per_second", mcmc_steps / per_call, "%.0f");

@@ -136,9 +136,6 @@ def main():
     p.add_argument("--full-eval", action="store_true", help="also time the C++ IWAE_1000 on 10,000 images once")
     p.add_argument("--build-dir", default=os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")))
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter with Debian's python3-torch")
-    p.add_argument("--no-prototype", dest="prototype", action="store_false",
-                   help="skip the C++ runs with bench_train --prototype (fused Adam, fused Bernoulli "
-                        "log-likelihood, hand-gradient Langevin)")
     p.add_argument("--out", default="")
     a = p.parse_args()
 
@@ -172,12 +169,12 @@ def main():
     for r in range(a.repeats):
         for ci, case in enumerate(cases):
             for t in threads:
-                impls = ["cpp", "py"] + (["proto"] if a.prototype else [])
+                impls = ["cpp", "py"]
                 shift = (r + ci + t) % len(impls)
                 order = impls[shift:] + impls[:shift]  # who goes first rotates
                 for impl in order:
                     flags = CASES[case] + common + ["--threads", str(t)]
-                    cmd = {"cpp": [cpp] + flags, "py": ref + flags, "proto": [cpp] + flags + ["--prototype"]}[impl]
+                    cmd = {"cpp": [cpp] + flags, "py": ref + flags}[impl]
                     m = run(cmd, env)
                     n += 1
                     runs.append({"impl": impl, "case": case, "threads": t, "repeat": r, "metrics": m,
@@ -203,10 +200,10 @@ def main():
 
     best = {}
     for case in cases:
-        for impl in ("cpp", "py") + (("proto",) if a.prototype else ()):
+        for impl in ("cpp", "py"):
             best[(impl, case)] = max(threads, key=lambda t: med(get(impl, case, t)))
 
-    # Langevin steps/s: the library (autograd), the hand-gradient prototype, the Python loop.
+    # Langevin steps/s: the library (hand gradient, split chains; one group; autograd), the Python loop.
     lang = []
     lt = best.get(("cpp", "short-run-mcmc"), threads[0]) if "short-run-mcmc" in cases else threads[0]
     lt_py = best.get(("py", "short-run-mcmc"), threads[0]) if "short-run-mcmc" in cases else threads[0]
@@ -275,24 +272,13 @@ def main():
         rn = ratios(normalised("cpp", case, tc), normalised("py", case, tp))
         L.append(f"| {case} | {spread(c)} | {tc} | {spread(q)} | {tp} | {spread(ratios(c, q))} | {med(rn):.3g} |")
     L.append("")
-    if a.prototype:
-        L.append("## The bench prototype (`bench_train --prototype`: fused Adam, fused Bernoulli log-likelihood, "
-                 "hand-gradient Langevin) against the library, each at its best thread count\n")
-        L.append("| objective | library img/s (min/med/max) | prototype img/s (min/med/max) | threads | prototype/library (min/med/max) | prototype/Python (min/med/max) |")
-        L.append("|---|---|---|---|---|---|")
-        for case in cases:
-            tc, tx, tp = best[("cpp", case)], best[("proto", case)], best[("py", case)]
-            c, x, q = get("cpp", case, tc), get("proto", case, tx), get("py", case, tp)
-            L.append(f"| {case} | {spread(c)} | {spread(x)} | {tx} | {spread(ratios(x, c))} | {spread(ratios(x, q))} |")
-        L.append("")
     for t in threads:
         L.append(f"## OpenBLAS threads = {t}\n")
-        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ prototype img/s | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | peak RSS MB C++ / Python |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | peak RSS MB C++ / Python |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for case in cases:
             c, q = get("cpp", case, t), get("py", case, t)
-            x = spread(get("proto", case, t)) if a.prototype else "-"
-            L.append(f"| {case} | {spread(c)} | {spread(q)} | {spread(ratios(c, q))} | {x} | "
+            L.append(f"| {case} | {spread(c)} | {spread(q)} | {spread(ratios(c, q))} | "
                      f"{med(get('cpp', case, t, 'train_step_gflops')):.1f} | {med(get('cpp', case, t, 'matmul_gflops')):.1f} | "
                      f"{med(get('py', case, t, 'train_step_gflops')):.1f} | {med(get('py', case, t, 'matmul_gflops')):.1f} | "
                      f"{med(get('cpp', case, t, 'peak_rss_mb')):.0f} / {med(get('py', case, t, 'peak_rss_mb')):.0f} |")
@@ -302,8 +288,8 @@ def main():
              "[256,784]x[784,512] measured in the same process just before.\n")
 
     L.append(f"## Langevin on the energy prior alone (256 chains; C++ threads {lt}, Python threads {lt_py})\n")
-    L.append("| steps x size | C++ library (autograd) steps/s | C++ hand-gradient prototype steps/s | Python autograd loop steps/s | library/Python (min/med/max) | prototype/library (min/med/max) | C++ matmul-only floor steps/s (med) | prototype, chains split over 2 threads, steps/s |")
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("| steps x size | C++ library steps/s (hand gradient, chains split over the threads) | C++ one group of chains | C++ generic autograd sampler | Python autograd loop steps/s | library/Python (min/med/max) | C++ matmul-only floor steps/s, one group (med) |")
+    L.append("|---|---|---|---|---|---|---|")
     for steps in (60, 200):
         def lget(impl, key):
             out = [None] * a.langevin_repeats
@@ -311,18 +297,20 @@ def main():
                 if x["impl"] == impl and x["steps"] == steps and x["metrics"]:
                     out[x["repeat"]] = x["metrics"].get(key)
             return out
-        lib, hand, py = lget("cpp", "langevin_steps_per_second"), lget("cpp", "langevin_hand_steps_per_second"), lget("py", "langevin_steps_per_second")
+        lib, py = lget("cpp", "langevin_steps_per_second"), lget("py", "langevin_steps_per_second")
         floor = [1e6 / u if u else None for u in lget("cpp", "matmul_floor_us_per_step")]
-        L.append(f"| {steps} x {0.4 if steps == 60 else 0.1} | {spread(lib)} | {spread(hand)} | {spread(py)} | "
-                 f"{spread(ratios(lib, py))} | {spread(ratios(hand, lib))} | {med(floor):.0f} | "
-                 f"{spread(lget('cpp', 'langevin_hand_split_steps_per_second'))} |")
+        L.append(f"| {steps} x {0.4 if steps == 60 else 0.1} | {spread(lib)} | "
+                 f"{spread(lget('cpp', 'langevin_one_group_steps_per_second'))} | "
+                 f"{spread(lget('cpp', 'langevin_autograd_steps_per_second'))} | {spread(py)} | "
+                 f"{spread(ratios(lib, py))} | {med(floor):.0f} |")
     checks = [x["metrics"] for x in lang if x["impl"] == "cpp" and x["metrics"]]
     if checks:
-        L.append(f"\nPrototype checks (bench_langevin): gradient vs autograd in float64, max relative error "
+        L.append(f"\nChecks (bench_langevin): hand-derived gradient vs autograd in float64, max relative error "
                  f"{max(c.get('check_grad_vs_autograd_float64_rel', float('nan')) for c in checks):.2g}; vs central "
                  f"finite differences {max(c.get('check_grad_vs_finite_diff_float64_rel', float('nan')) for c in checks):.2g}; "
-                 f"chains vs the library's with the same generator, max abs difference "
-                 f"{max(c.get('check_chains_vs_library_float32_max_abs', float('nan')) for c in checks):.2g} (float32).\n")
+                 f"chains (same generator, float32, max abs difference): hand gradient vs autograd "
+                 f"{max(c.get('check_chains_hand_vs_autograd_float32_max_abs', float('nan')) for c in checks):.2g}, "
+                 f"split vs one group {max(c.get('check_chains_split_vs_one_group_float32_max_abs', float('nan')) for c in checks):.2g}.\n")
 
     if evals:
         L.append(f"## IWAE_1000 evaluation, {a.eval_images} images (untrained model, 5 images x 1000 samples per chunk)\n")
@@ -338,15 +326,15 @@ def main():
         if cm:
             m = cm[-1]
             L.append(f"\nC++ chunk breakdown (one chunk of 5 images x 1000 samples): decoder {m['chunk_decoder_seconds'] * 1e3:.1f} ms "
-                     f"({m['chunk_decoder_gflops']:.0f} GFLOP/s), Bernoulli log-likelihood {m['chunk_loglik_bce_seconds'] * 1e3:.1f} ms "
-                     f"(fused x.l - softplus form {m['chunk_loglik_fused_seconds'] * 1e3:.1f} ms, einsum form "
-                     f"{m['chunk_loglik_einsum_seconds'] * 1e3:.1f} ms, max difference {m['check_loglik_fused_max_abs_diff']:.2g} nats), "
+                     f"({m['chunk_decoder_gflops']:.0f} GFLOP/s), Bernoulli log-likelihood {m['chunk_loglik_seconds'] * 1e3:.1f} ms "
+                     f"(the former BCE form {m['chunk_loglik_bce_seconds'] * 1e3:.1f} ms, einsum form "
+                     f"{m['chunk_loglik_einsum_seconds'] * 1e3:.1f} ms, max difference {m['check_loglik_forms_max_abs_diff']:.2g} nats), "
                      f"encoder {m['chunk_encoder_seconds'] * 1e3:.2f} ms, sampling {m['chunk_sample_seconds'] * 1e3:.2f} ms, "
                      f"rest {m['chunk_rest_seconds'] * 1e3:.2f} ms.\n")
     om = [x["metrics"] for x in ops if x["metrics"]]
     if om:
         L.append("## Non-matrix-product parts of a step (bench_ops, 1 thread; min / median / max over runs)\n")
-        L.append("| what | library | prototype | speed-up | check |")
+        L.append("| what | LibTorch's | the library's | speed-up | check |")
         L.append("|---|---|---|---|---|")
         col = lambda k: [m[k] * 1e3 for m in om]
         L.append(f"| Adam step, 1.35M VAE parameters (ms) | {spread(col('adam_libtorch_seconds'))} | {spread(col('adam_fused_seconds'))} | "

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The SNL table on static binary MNIST (issue 3): one architecture and one budget for all rows.
-#   bench/snl_table.sh OUT_DIR [EPOCHS]
-# Rows: VAE (Gaussian prior), VAE with a mixture prior, VAE-EBM fitted post hoc to the VAE,
-# VAE-EBM trained jointly by SNELBO, and the detached-posterior variant. Each row is evaluated
-# on the test set with K posterior samples; the table goes to OUT_DIR/table.md.
+#   bench/snl_table.sh OUT_DIR [EPOCHS] [ROW ...]
+# Rows (default: the first five): vae (Gaussian prior), vae-mog (mixture prior),
+# vae-ebm-posthoc (VAE-EBM fitted post hoc to the vae row), vae-ebm-snelbo (trained jointly
+# by SNELBO, Zhat from base samples), vae-ebm-detached (the detached-posterior variant), and
+# the joint SNELBO with the other proposals for Zhat: vae-ebm-snelbo-aggregate (a Gaussian
+# moment-matched to the batch's aggregate posterior) and vae-ebm-snelbo-batch (the batch's
+# aggregate posterior itself). Each row is evaluated on the test set with K posterior
+# samples; the table of the rows given goes to OUT_DIR/table.md.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${BUILD_DIR:-$here/build}/apps/vae-ebm"
-out="${1:?usage: bench/snl_table.sh OUT_DIR [EPOCHS]}"
+out="${1:?usage: bench/snl_table.sh OUT_DIR [EPOCHS] [ROW ...]}"
 epochs="${2:-100}"
+shift $(( $# >= 2 ? 2 : $# ))
+rows=("$@")
+[ ${#rows[@]} -gt 0 ] || rows=(vae vae-mog vae-ebm-posthoc vae-ebm-snelbo vae-ebm-detached)
 k="${EVAL_K:-100}"
 mkdir -p "$out"
 common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
@@ -27,12 +34,22 @@ run() {  # name, flags...
   echo "$name train_seconds=$((t1 - t0))" >> "$out/timings.txt"
 }
 
-run vae          train --run-dir "$out/vae" "${common[@]}" --prior gaussian
-run vae-mog      train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4
-run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" \
-                 --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --log-every 60 --threads "${THREADS:-1}"
-run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}"
-run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior
+for row in "${rows[@]}"; do
+  case "$row" in
+    vae) run vae train --run-dir "$out/vae" "${common[@]}" --prior gaussian ;;
+    vae-mog) run vae-mog train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4 ;;
+    vae-ebm-posthoc)
+      run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" \
+          --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 \
+          --log-every 60 --threads "${THREADS:-1}" ;;
+    vae-ebm-snelbo) run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}" ;;
+    vae-ebm-detached) run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior ;;
+    vae-ebm-snelbo-aggregate)
+      run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal aggregate-gaussian ;;
+    vae-ebm-snelbo-batch) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal batch-posterior ;;
+    *) echo "snl_table.sh: unknown row '$row'" >&2; exit 2 ;;
+  esac
+done
 
-python3 "$here/bench/table.py" "$out" vae vae-mog vae-ebm-posthoc vae-ebm-snelbo vae-ebm-detached > "$out/table.md"
+python3 "$here/bench/table.py" "$out" "${rows[@]}" > "$out/table.md"
 cat "$out/table.md"

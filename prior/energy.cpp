@@ -2,6 +2,7 @@
 
 #include "prior/energy.h"
 
+#include "prior/energy_gradient.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 
@@ -64,9 +65,15 @@ torch::Tensor EnergyPrior::expected_log_prob(const DiagonalGaussian& q, const to
          snl_terms(bound_b(), torch::full({}, *log_z_estimate_, b.options()));
 }
 
+LangevinResult EnergyPrior::run_langevin(const torch::Tensor& z0, const LangevinOptions& options,
+                                         at::Generator& generator, double beta) {
+  auto make = [this, beta]() -> PotentialGradient { return MlpPotentialGradient(f, beta); };
+  return langevin(make, z0, options, generator);
+}
+
 torch::Tensor EnergyPrior::sample(int64_t n, at::Generator& generator) {
   auto z0 = torch::randn({n, latent_dim_}, generator, b.options());
-  return langevin([this](const torch::Tensor& z) { return potential(z); }, z0, sampling_, generator).z;
+  return run_langevin(z0, sampling_, generator).z;
 }
 
 torch::Tensor Prior::expected_log_prob(const DiagonalGaussian&, const torch::Tensor& z) {

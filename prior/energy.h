@@ -45,6 +45,12 @@ class EnergyPrior : public Prior {
   // The b the bounds use: the override if set, else the learned parameter.
   torch::Tensor bound_b() const;
 
+  // Langevin on U_beta(z) = beta f(z) + |z|^2 / 2 from z0 [B, D], with f's gradient derived
+  // by hand (MlpPotentialGradient): no autograd graph, and on the CPU the chains are split
+  // over options.threads() workers. beta = 1 is the prior itself (AIS uses the others).
+  LangevinResult run_langevin(const torch::Tensor& z0, const LangevinOptions& options, at::Generator& generator,
+                              double beta = 1.0);
+
   // Langevin from the base (settings: sampling_options()).
   torch::Tensor sample(int64_t n, at::Generator& generator) override;
   LangevinOptions& sampling_options() { return sampling_; }

@@ -2,8 +2,11 @@
 
 #include "prior/langevin.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+
+#include "prior/parallel.h"
 
 namespace vae_ebm {
 
@@ -14,16 +17,18 @@ void LangevinOptions::validate() const {
   if (metropolis_ && noise_ == 0)
     throw std::invalid_argument("the Metropolis correction needs a noise scale > 0 (noise 0 is deterministic)");
   if (!(grad_clip_ >= 0)) throw std::invalid_argument("Langevin gradient clip must be >= 0, got " + std::to_string(grad_clip_));
+  if (threads_ < 0) throw std::invalid_argument("Langevin threads must be >= 0, got " + std::to_string(threads_));
 }
 
 namespace {
 
-struct Evaluated {
-  torch::Tensor u;     // [B], detached
-  torch::Tensor grad;  // [B, D]
-};
+// The noise is drawn for this many steps at a time (bounded memory for long chains), the
+// chains of one call are split into at most one group per thread, and a group has at
+// least kMinChains chains (fewer are not worth a thread).
+constexpr int64_t kStepChunk = 32;
+constexpr int64_t kMinChains = 64;
 
-Evaluated evaluate(const Potential& potential, const torch::Tensor& z) {
+PotentialAndGradient autograd_evaluate(const Potential& potential, const torch::Tensor& z) {
   // Gradients with respect to z only: the potential's parameters are left untouched.
   // Gradient mode on even under a caller's NoGradGuard (sampling, evaluation).
   torch::AutoGradMode enable(true);
@@ -41,6 +46,128 @@ torch::Tensor clip(const torch::Tensor& grad, double max_norm) {
   return grad * torch::clamp_max(max_norm / (norm + 1e-12), 1.0);
 }
 
+// One group of chains and everything its steps carry from one chunk of steps to the next.
+struct Group {
+  PotentialGradient gradient;
+  torch::Tensor z;                 // [n, D]
+  PotentialAndGradient current;    // at z
+  double accepted = 0;             // accepted chain-steps
+  std::vector<double> energy_sum;  // per step, sums over the group's chains (trace only)
+  std::vector<double> accepted_count;
+  std::vector<double> grad_norm_sum;
+
+  PotentialAndGradient evaluate(const torch::Tensor& at, const LangevinOptions& o) {
+    auto out = gradient(at, o.metropolis() || o.trace());
+    TORCH_CHECK(out.grad.sizes() == at.sizes(), "Langevin gradient must be ", at.sizes(), ", got ", out.grad.sizes());
+    out.grad = clip(out.grad, o.grad_clip());
+    return out;
+  }
+
+  // Steps first .. first + eps/uniform's leading size - 1; eps [c, n, D] (undefined without
+  // noise), uniform [c, n] (undefined without MALA).
+  void run(const LangevinOptions& o, int64_t first, int64_t count, const torch::Tensor& eps,
+           const torch::Tensor& uniform) {
+    torch::NoGradGuard no_grad;  // the states carry no graph; gradients come from `gradient`
+    const double s = o.step_size(), half_s2 = 0.5 * s * s, eta = o.noise();
+    const auto n = static_cast<double>(z.size(0));
+    if (first == 0) current = evaluate(z, o);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t step = first + j;
+      torch::Tensor proposal = z - half_s2 * current.grad;
+      if (eta > 0) proposal.add_(eps[j], eta * s);
+      if (!o.metropolis() && !o.trace() && step + 1 == o.steps()) {
+        z = proposal;  // the last unadjusted step: its potential and gradient would go unused
+        accepted += n;
+        return;
+      }
+      auto next = evaluate(proposal, o);
+      double step_accepted = n;
+      if (o.metropolis()) {
+        auto log_alpha = mala_log_acceptance(z, current.u, current.grad, proposal, next.u, next.grad, s, eta);
+        auto accept = torch::log(uniform[j]) < log_alpha;  // [n]
+        auto accept_col = accept.unsqueeze(1);
+        z = torch::where(accept_col, proposal, z);
+        current.u = torch::where(accept, next.u, current.u);
+        current.grad = torch::where(accept_col, next.grad, current.grad);
+        step_accepted = accept.sum().item<double>();
+      } else {
+        z = proposal;
+        current = std::move(next);
+      }
+      accepted += step_accepted;
+      if (o.trace()) {
+        energy_sum[step] = current.u.sum().item<double>();
+        accepted_count[step] = step_accepted;
+        grad_norm_sum[step] = current.grad.norm(2, {1}).sum().item<double>();
+      }
+    }
+  }
+};
+
+LangevinResult run_chains(const PotentialGradientFactory& make_gradient, const torch::Tensor& z0,
+                          const LangevinOptions& options, at::Generator& generator, bool may_split) {
+  options.validate();
+  TORCH_CHECK(z0.dim() == 2, "Langevin start must be [B, D], got ", z0.sizes());
+  LangevinResult result;
+  const int64_t n = z0.size(0), steps = options.steps();
+  if (steps == 0) {
+    result.z = z0.detach().clone();
+    return result;
+  }
+  int64_t groups = 1;
+  if (may_split && z0.device().is_cpu()) {
+    const int64_t wanted = options.threads() > 0 ? options.threads() : num_threads();
+    groups = std::max<int64_t>(1, std::min<int64_t>(wanted, n / kMinChains));
+  }
+  std::vector<Group> group(groups);
+  std::vector<int64_t> offset(groups + 1, 0);
+  for (int64_t i = 0; i < groups; ++i) {
+    offset[i + 1] = offset[i] + n / groups + (i < n % groups ? 1 : 0);
+    auto& g = group[i];
+    g.gradient = make_gradient();
+    g.z = z0.detach().narrow(0, offset[i], offset[i + 1] - offset[i]).clone();
+    if (options.trace()) {
+      g.energy_sum.assign(steps, 0.0);
+      g.accepted_count.assign(steps, 0.0);
+      g.grad_norm_sum.assign(steps, 0.0);
+    }
+  }
+  for (int64_t first = 0; first < steps; first += kStepChunk) {
+    const int64_t count = std::min(kStepChunk, steps - first);
+    // All random numbers come from the caller's generator, on this thread, in one order.
+    torch::Tensor eps, uniform;
+    if (options.noise() > 0) eps = torch::randn({count, n, z0.size(1)}, generator, z0.options());
+    if (options.metropolis()) uniform = torch::rand({count, n}, generator, z0.options());
+    parallel_run(static_cast<int>(groups), [&](int i) {
+      const int64_t start = offset[i], size = offset[i + 1] - offset[i];
+      group[i].run(options, first, count, eps.defined() ? eps.narrow(1, start, size) : eps,
+                   uniform.defined() ? uniform.narrow(1, start, size) : uniform);
+    });
+  }
+  std::vector<torch::Tensor> parts;
+  double accepted = 0;
+  for (auto& g : group) {
+    parts.push_back(g.z);
+    accepted += g.accepted;
+  }
+  result.z = groups == 1 ? parts[0] : torch::cat(parts, 0);
+  result.acceptance_rate = accepted / (static_cast<double>(steps) * static_cast<double>(n));
+  if (options.trace()) {
+    for (int64_t step = 0; step < steps; ++step) {
+      double energy = 0, acc = 0, norm = 0;
+      for (const auto& g : group) {
+        energy += g.energy_sum[step];
+        acc += g.accepted_count[step];
+        norm += g.grad_norm_sum[step];
+      }
+      result.trace.energy.push_back(energy / n);
+      result.trace.acceptance.push_back(acc / n);
+      result.trace.grad_norm.push_back(norm / n);
+    }
+  }
+  return result;
+}
+
 }  // namespace
 
 torch::Tensor mala_log_acceptance(const torch::Tensor& z, const torch::Tensor& u, const torch::Tensor& grad,
@@ -55,50 +182,16 @@ torch::Tensor mala_log_acceptance(const torch::Tensor& z, const torch::Tensor& u
 
 LangevinResult langevin(const Potential& potential, const torch::Tensor& z0, const LangevinOptions& options,
                         at::Generator& generator) {
-  options.validate();
-  TORCH_CHECK(z0.dim() == 2, "Langevin start must be [B, D], got ", z0.sizes());
-  LangevinResult result;
-  auto z = z0.detach().clone();
-  const double s = options.step_size();
-  const double half_s2 = 0.5 * s * s;
-  const double eta = options.noise();
-  auto current = evaluate(potential, z);
-  current.grad = clip(current.grad, options.grad_clip());
-  double accepted = 0;
-  for (int64_t step = 0; step < options.steps(); ++step) {
-    torch::Tensor proposal = z - half_s2 * current.grad;
-    if (eta > 0) proposal = proposal + (eta * s) * torch::randn(z.sizes(), generator, z.options());
-    if (!options.metropolis() && !options.trace() && step + 1 == options.steps()) {
-      z = proposal;  // the last unadjusted step: its potential and gradient would go unused
-      accepted += 1.0;
-      break;
-    }
-    auto next = evaluate(potential, proposal);
-    next.grad = clip(next.grad, options.grad_clip());
-    double step_acceptance = 1.0;
-    if (options.metropolis()) {
-      auto log_alpha = mala_log_acceptance(z, current.u, current.grad, proposal, next.u, next.grad, s, eta);
-      auto uniform = torch::rand({z.size(0)}, generator, z.options());
-      auto accept = torch::log(uniform) < log_alpha;  // [B]
-      auto accept_col = accept.unsqueeze(1);
-      z = torch::where(accept_col, proposal, z);
-      current.u = torch::where(accept, next.u, current.u);
-      current.grad = torch::where(accept_col, next.grad, current.grad);
-      step_acceptance = accept.to(torch::kDouble).mean().item<double>();
-    } else {
-      z = proposal;
-      current = next;
-    }
-    accepted += step_acceptance;
-    if (options.trace()) {
-      result.trace.energy.push_back(current.u.mean().item<double>());
-      result.trace.acceptance.push_back(step_acceptance);
-      result.trace.grad_norm.push_back(current.grad.norm(2, {1}).mean().item<double>());
-    }
-  }
-  result.z = z.detach();
-  result.acceptance_rate = options.steps() > 0 ? accepted / static_cast<double>(options.steps()) : 1.0;
-  return result;
+  auto make = [&potential]() -> PotentialGradient {
+    return [&potential](const torch::Tensor& z, bool) { return autograd_evaluate(potential, z); };
+  };
+  // One thread: an autograd potential may close over modules and tensors shared with the caller.
+  return run_chains(make, z0, options, generator, /*may_split=*/false);
+}
+
+LangevinResult langevin(const PotentialGradientFactory& make_gradient, const torch::Tensor& z0,
+                        const LangevinOptions& options, at::Generator& generator) {
+  return run_chains(make_gradient, z0, options, generator, /*may_split=*/true);
 }
 
 }  // namespace vae_ebm

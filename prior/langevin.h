@@ -14,6 +14,9 @@ struct LangevinOptions {
   TORCH_ARG(bool, metropolis) = false; // MALA correction per chain (needs noise > 0)
   TORCH_ARG(double, grad_clip) = 0.0;  // clip each chain's gradient norm; 0 = off
   TORCH_ARG(bool, trace) = false;      // record per-step means of U, acceptance, |grad U|
+  // Worker threads for the chains when the potential allows it (a PotentialGradientFactory
+  // on the CPU); 0 = num_threads() from prior/parallel.h. Results do not depend on it.
+  TORCH_ARG(int, threads) = 0;
 
  public:
   // Throws std::invalid_argument naming the bad value.
@@ -35,8 +38,26 @@ struct LangevinResult {
 // U: [B, D] -> [B], differentiable in z. The potential's parameters get no gradient.
 using Potential = std::function<torch::Tensor(const torch::Tensor&)>;
 
-// Runs `options.steps()` steps from z0 [B, D].
-LangevinResult langevin(const Potential& potential, const torch::Tensor& z0,
+// U(z) [B] and grad U(z) [B, D] at z [B, D], without an autograd graph; u may be left
+// undefined when need_value is false (unadjusted steps need only the gradient).
+struct PotentialAndGradient {
+  torch::Tensor u;
+  torch::Tensor grad;
+};
+using PotentialGradient = std::function<PotentialAndGradient(const torch::Tensor& z, bool need_value)>;
+// Makes one PotentialGradient per group of chains (each may own buffers and run on its own
+// thread; it must not write to anything shared).
+using PotentialGradientFactory = std::function<PotentialGradient()>;
+
+// Runs `options.steps()` steps from z0 [B, D], differentiating `potential` by autograd,
+// on the calling thread.
+LangevinResult langevin(const Potential& potential, const torch::Tensor& z0, const LangevinOptions& options,
+                        at::Generator& generator);
+// The same chains from a potential that supplies its own gradient. On the CPU the chains
+// are split into groups over options.threads() workers. The noise is drawn from `generator`
+// on the calling thread in the same order either way, so the result does not depend on the
+// number of threads (up to the BLAS's rounding for different row counts).
+LangevinResult langevin(const PotentialGradientFactory& make_gradient, const torch::Tensor& z0,
                         const LangevinOptions& options, at::Generator& generator);
 
 // The MALA log acceptance ratio per chain (MATH.md section 3), exposed for tests:

@@ -52,7 +52,6 @@ class McmcObjective : public PriorObjective {
                        at::Generator& generator) override {
     auto& ebm = static_cast<EnergyPrior&>(prior);
     const int64_t n = options_.negatives() > 0 ? options_.negatives() : q.batch();
-    auto potential = [&ebm](const torch::Tensor& x) { return ebm.potential(x); };
     torch::Tensor start, index;
     if (options_.persistent()) {
       if (!buffer_.defined() || buffer_.size(1) != q.dim())
@@ -65,7 +64,7 @@ class McmcObjective : public PriorObjective {
     } else {
       start = torch::randn({n, q.dim()}, generator, q.mu.options().requires_grad(false));
     }
-    auto chains = langevin(potential, start, langevin_, generator);
+    auto chains = ebm.run_langevin(start, langevin_, generator);
     if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
     auto negative_energy = ebm.energy(chains.z);
     auto positive_energy = ebm.energy(z).mean(0);

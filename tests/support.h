@@ -25,4 +25,23 @@ class TempDir {
   std::string path_;
 };
 
+// The message of the std::exception that fn throws; "" and a test failure if it throws none.
+template <typename Fn>
+std::string thrown_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception, nothing was thrown";
+  return "";
+}
+
 }  // namespace vae_ebm::test
+
+// Expects `statement` to throw a std::exception whose message contains `needle`.
+#define EXPECT_THROW_WITH(statement, needle)                                               \
+  do {                                                                                     \
+    const std::string message_ = ::vae_ebm::test::thrown_message([&] { statement; });      \
+    EXPECT_NE(message_.find(needle), std::string::npos) << "message: " << message_;       \
+  } while (false)

@@ -3,10 +3,12 @@
 
 #include "data/seed.h"
 #include "prior/energy.h"
+#include "prior/energy_gradient.h"
 #include "prior/gaussian.h"
 #include "prior/langevin.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
+#include "prior/parallel.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {
@@ -209,6 +211,72 @@ TEST_F(PriorTest, EnergyPriorSamplesFollowTheLinearTilt) {
   auto z = prior->sample(4000, gen);
   EXPECT_TRUE(torch::allclose(z.mean(0), torch::tensor({-1.0f, 0.5f}), 0, 0.08)) << z.mean(0);
   EXPECT_NEAR(z.var(0).mean().item<double>(), 1.0, 0.1);
+}
+
+TEST_F(PriorTest, HandDerivedPotentialGradientMatchesAutograd) {
+  for (double slope : {0.2, 0.0}) {
+    EnergyPrior prior(3, {7, 5}, slope);
+    prior.to(torch::kDouble);
+    auto gen = make_generator(8);
+    auto z = 2.0 * torch::randn({9, 3}, gen, torch::kDouble);
+    for (double beta : {1.0, 0.37}) {
+      auto zz = z.clone().requires_grad_(true);
+      auto u = beta * prior.energy(zz) + 0.5 * (zz * zz).sum(-1);
+      auto grad = torch::autograd::grad({u.sum()}, {zz})[0];
+      MlpPotentialGradient hand(prior.f, beta);
+      auto out = hand(z, /*need_value=*/true);
+      EXPECT_TRUE(torch::allclose(out.u, u.detach(), 1e-12, 1e-12)) << "slope " << slope << " beta " << beta;
+      EXPECT_TRUE(torch::allclose(out.grad, grad, 1e-12, 1e-12)) << "slope " << slope << " beta " << beta;
+      EXPECT_FALSE(hand(z, /*need_value=*/false).u.defined());
+    }
+  }
+}
+
+TEST_F(PriorTest, HandDerivedGradientRejectsOtherNetworks) {
+  torch::nn::Sequential f(torch::nn::Linear(2, 4), torch::nn::Tanh(), torch::nn::Linear(4, 1));
+  EXPECT_THROW_WITH(MlpPotentialGradient(f, 1.0), "Linear and LeakyReLU");
+}
+
+// The chains must not depend on how they are computed: by autograd or by the hand-derived
+// gradient, on one thread or split into groups (the noise is drawn on the calling thread).
+TEST_F(PriorTest, LangevinChainsDoNotDependOnThreadsOrGradient) {
+  EnergyPrior prior(4, {16, 16}, 0.2);
+  prior.to(torch::kDouble);
+  auto z0 = torch::randn({300, 4}, torch::kDouble);
+  auto potential = [&prior](const torch::Tensor& z) { return prior.potential(z); };
+  for (bool mala : {true, false}) {
+    auto options = LangevinOptions().steps(40).step_size(0.3).metropolis(mala).trace(mala);
+    auto gen_a = make_generator(3), gen_b = make_generator(3), gen_c = make_generator(3);
+    auto by_autograd = langevin(potential, z0, options, gen_a);
+    auto one_thread = prior.run_langevin(z0, LangevinOptions(options).threads(1), gen_b);
+    auto three_threads = prior.run_langevin(z0, LangevinOptions(options).threads(3), gen_c);
+    EXPECT_TRUE(torch::allclose(by_autograd.z, one_thread.z, 1e-9, 1e-9)) << "MALA " << mala;
+    EXPECT_TRUE(torch::allclose(one_thread.z, three_threads.z, 1e-9, 1e-9)) << "MALA " << mala;
+    EXPECT_FALSE(torch::allclose(z0, three_threads.z, 1e-3, 1e-3));
+    EXPECT_DOUBLE_EQ(one_thread.acceptance_rate, three_threads.acceptance_rate);
+    EXPECT_DOUBLE_EQ(by_autograd.acceptance_rate, one_thread.acceptance_rate);
+    if (mala) {
+      EXPECT_GT(one_thread.acceptance_rate, 0.2);
+      EXPECT_LT(one_thread.acceptance_rate, 1.0);
+      ASSERT_EQ(three_threads.trace.energy.size(), 40u);
+      for (size_t i = 0; i < 40; ++i) {
+        EXPECT_NEAR(one_thread.trace.energy[i], three_threads.trace.energy[i], 1e-9);
+        EXPECT_NEAR(by_autograd.trace.grad_norm[i], three_threads.trace.grad_norm[i], 1e-9);
+        EXPECT_DOUBLE_EQ(one_thread.trace.acceptance[i], three_threads.trace.acceptance[i]);
+      }
+    }
+  }
+}
+
+TEST_F(PriorTest, ParallelRunRunsEveryIndexAndRethrows) {
+  std::vector<int> ran(3, 0);
+  parallel_run(3, [&](int i) { ran[i] = 1; });
+  EXPECT_EQ(ran, std::vector<int>({1, 1, 1}));
+  EXPECT_THROW_WITH(parallel_run(3,
+                                 [](int i) {
+                                   if (i == 2) throw std::runtime_error("worker 2 failed");
+                                 }),
+                    "worker 2 failed");
 }
 
 }  // namespace vae_ebm::test

@@ -143,10 +143,10 @@ std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options) {
 }
 
 torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x) {
-  auto shape = at::infer_size(logits.sizes(), x.sizes());
-  return -torch::binary_cross_entropy_with_logits(logits.expand(shape), x.expand(shape), /*weight=*/{},
-                                                  /*pos_weight=*/{}, at::Reduction::None)
-              .sum(-1);
+  // sum_p x l - softplus(l): the same function as -BCE-with-logits (also for grey x), in
+  // two reductions instead of an elementwise loss tensor the size of the broadcast;
+  // 1.7x faster on IWAE_1000 chunks (bench/results/performance-notes-20261123.md).
+  return (logits * x).sum(-1) - at::softplus(logits).sum(-1);
 }
 
 }  // namespace vae_ebm

@@ -14,6 +14,7 @@
 #include "data/files.h"
 #include "data/json.h"
 #include "data/seed.h"
+#include "vae/fused_adam.h"
 
 namespace vae_ebm {
 
@@ -73,9 +74,9 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
   auto adam = [&](double lr) {
     return torch::optim::AdamOptions(lr).betas(std::make_tuple(options_.beta1(), options_.beta2()));
   };
-  if (options_.mode() != "post-hoc") vae_optimizer_ = std::make_unique<torch::optim::Adam>(model_->vae_parameters(), adam(options_.lr()));
+  if (options_.mode() != "post-hoc") vae_optimizer_ = std::make_unique<FusedAdam>(model_->vae_parameters(), adam(options_.lr()));
   auto prior_params = model_->prior_parameters();
-  if (!prior_params.empty()) prior_optimizer_ = std::make_unique<torch::optim::Adam>(prior_params, adam(options_.prior_lr()));
+  if (!prior_params.empty()) prior_optimizer_ = std::make_unique<FusedAdam>(prior_params, adam(options_.prior_lr()));
   if (options_.mode() == "post-hoc") {
     if (!prior_optimizer_) throw std::invalid_argument("post-hoc fitting needs a prior with parameters (mog or ebm)");
     for (auto& p : model_->vae_parameters()) p.set_requires_grad(false);

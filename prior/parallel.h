@@ -1,0 +1,25 @@
+#pragma once
+// The process's CPU threads, and the one way vae-ebm runs work on several of them.
+//
+// Measured on the 2-core machine (bench_train, bench_langevin): the work is nearly all
+// OpenBLAS sgemm. LibTorch's own OpenMP pool must stay at one thread (two pools fighting
+// for the cores ran 20x slower), so the threads go to OpenBLAS for one large product, or,
+// for independent Langevin chains, to one std::thread per group of chains, each with one
+// BLAS thread (small products of 256 x 200 split badly inside the BLAS).
+#include <functional>
+
+namespace vae_ebm {
+
+// OpenBLAS gets n threads (if it is the BLAS loaded), LibTorch's intra-op pool 1, and
+// parallel_run uses up to n workers. n >= 1.
+void set_num_threads(int n);
+// What set_num_threads set (1 until it is called).
+int num_threads();
+
+// Runs fn(0), ..., fn(n - 1), each on its own thread (fn(0) on the caller's), with
+// OpenBLAS at one thread and LibTorch's pool at one thread in every worker; BLAS threads
+// are restored afterwards. Waits for all and rethrows the first exception. n = 1 simply
+// calls fn(0).
+void parallel_run(int n, const std::function<void(int)>& fn);
+
+}  // namespace vae_ebm

@@ -1,0 +1,22 @@
+#pragma once
+// torch::optim::Adam with its update done in one pass over each parameter. LibTorch 1.13's
+// Adam::step makes six sweeps over memory per parameter (mul_, add_, mul_, addcmul_, then
+// sqrt / div / add_ with two temporaries, then addcdiv_); this one reads p, g, m and v once
+// and writes p, m and v once. Same update, same state objects (AdamParamState under the same
+// keys), so checkpoints are interchangeable with torch::optim::Adam's. Parameters that are
+// not float32, contiguous and on the CPU, or options with weight decay or amsgrad, fall back
+// to Adam::step. Measured by bench_ops; checked against torch::optim::Adam in tests/test_vae.cpp.
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace vae_ebm {
+
+class FusedAdam : public torch::optim::Adam {
+ public:
+  FusedAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options)
+      : torch::optim::Adam(std::move(params), std::move(options)) {}
+  torch::Tensor step(LossClosure closure = nullptr) override;
+};
+
+}  // namespace vae_ebm
