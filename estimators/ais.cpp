@@ -3,6 +3,7 @@
 #include "estimators/ais.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -51,10 +52,28 @@ std::string describe(const char* direction, const AisOptions& o, int64_t chains)
   return out.str();
 }
 
+// MALA on U_beta(z) = beta f(z) + |z|^2 / 2 from z.
+using Transition = std::function<LangevinResult(const torch::Tensor& z, double beta, const LangevinOptions&)>;
+
+// Differentiates f by autograd: any energy.
+Transition autograd_transition(const EnergyFn& energy, at::Generator& generator) {
+  return [&energy, &generator](const torch::Tensor& z, double beta, const LangevinOptions& options) {
+    auto potential = [&energy, beta](const torch::Tensor& x) { return beta * energy(x) + 0.5 * (x * x).sum(-1); };
+    return langevin(potential, z, options, generator);
+  };
+}
+
+// The energy prior's hand-derived gradient, chains split over threads.
+Transition prior_transition(EnergyPrior& prior, at::Generator& generator) {
+  return [&prior, &generator](const torch::Tensor& z, double beta, const LangevinOptions& options) {
+    return prior.run_langevin(z, options, generator, beta);
+  };
+}
+
 // One pass along `betas` (in the order given): for k = 1..K-1, log w += -(b_k - b_{k-1}) f(z),
 // then MALA on U_k = b_k f + |z|^2 / 2 unless k is the last index and !transition_last.
-AisResult run_path(const EnergyFn& energy, torch::Tensor z, const torch::Tensor& betas, const AisOptions& options,
-                   bool transition_last, at::Generator& generator) {
+AisResult run_path(const EnergyFn& energy, const Transition& transition, torch::Tensor z, const torch::Tensor& betas,
+                   const AisOptions& options, bool transition_last) {
   auto beta = betas.accessor<double, 1>();
   const int64_t last = betas.size(0) - 1;
   auto log_w = torch::zeros({z.size(0)}, torch::kDouble);
@@ -71,9 +90,7 @@ AisResult run_path(const EnergyFn& energy, torch::Tensor z, const torch::Tensor&
       log_w -= delta * f.detach().to(torch::kCPU, torch::kDouble);
     }
     if (k == last && !transition_last) break;
-    const double b = beta[k];
-    auto potential = [&energy, b](const torch::Tensor& x) { return b * energy(x) + 0.5 * (x * x).sum(-1); };
-    auto result = langevin(potential, z, mala, generator);
+    auto result = transition(z, beta[k], mala);
     z = result.z;
     accepted += result.acceptance_rate;
     ++transitions;
@@ -85,31 +102,24 @@ AisResult run_path(const EnergyFn& energy, torch::Tensor z, const torch::Tensor&
   return out;
 }
 
-}  // namespace
-
-AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& options, at::Generator& generator,
-                    torch::TensorOptions tensor_options) {
+AisResult forward_ais(const EnergyFn& energy, const Transition& transition, int64_t dim, const AisOptions& options,
+                      at::Generator& generator, torch::TensorOptions tensor_options) {
   options.validate();
   TORCH_CHECK(dim > 0, "AIS needs a dimension > 0, got ", dim);
   auto betas = ais_schedule(options);
   auto z0 = torch::randn({options.chains(), dim}, generator, tensor_options);
-  auto out = run_path(energy, z0, betas, options, /*transition_last=*/true, generator);
+  auto out = run_path(energy, transition, z0, betas, options, /*transition_last=*/true);
   out.log_z = log_z_from_log_weights(out.log_weights, describe("forward", options, options.chains()));
   return out;
 }
 
-AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator) {
-  return ais_log_z([&prior](const torch::Tensor& z) { return prior.energy(z); }, prior.latent_dim(), options,
-                   generator, prior.b.options());
-}
-
-AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,
-                            at::Generator& generator) {
+AisResult reverse_ais(const EnergyFn& energy, const Transition& transition, const torch::Tensor& target_samples,
+                      const AisOptions& options) {
   options.validate();
   TORCH_CHECK(target_samples.dim() == 2 && target_samples.size(0) > 0,
               "reverse AIS needs target samples [N, D] with N > 0, got ", target_samples.sizes());
   auto betas = ais_schedule(options).flip(0);
-  auto out = run_path(energy, target_samples.detach(), betas, options, /*transition_last=*/false, generator);
+  auto out = run_path(energy, transition, target_samples.detach(), betas, options, /*transition_last=*/false);
   // E[w_rev] = Z_0 / Z_T = 1 / Z: negate the log-mean-exp. The delta-method error and the
   // ESS of the reverse weights carry over unchanged.
   out.log_z = log_z_from_log_weights(out.log_weights, describe("reverse", options, target_samples.size(0)));
@@ -117,12 +127,30 @@ AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_
   return out;
 }
 
+}  // namespace
+
+AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& options, at::Generator& generator,
+                    torch::TensorOptions tensor_options) {
+  return forward_ais(energy, autograd_transition(energy, generator), dim, options, generator, tensor_options);
+}
+
+AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator) {
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  return forward_ais(energy, prior_transition(prior, generator), prior.latent_dim(), options, generator,
+                     prior.b.options());
+}
+
+AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,
+                            at::Generator& generator) {
+  return reverse_ais(energy, autograd_transition(energy, generator), target_samples, options);
+}
+
 AisResult reverse_ais_log_z(EnergyPrior& prior, const torch::Tensor& target_samples, const AisOptions& options,
                             at::Generator& generator) {
   TORCH_CHECK(target_samples.dim() == 2 && target_samples.size(1) == prior.latent_dim(),
               "reverse AIS: target samples must be [N, ", prior.latent_dim(), "], got ", target_samples.sizes());
-  return reverse_ais_log_z([&prior](const torch::Tensor& z) { return prior.energy(z); },
-                           target_samples.to(prior.b.options()), options, generator);
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  return reverse_ais(energy, prior_transition(prior, generator), target_samples.to(prior.b.options()), options);
 }
 
 }  // namespace vae_ebm
