@@ -16,6 +16,11 @@ def num(v, digits=2):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def method(log_z):
+    """AIS or IS, from the estimator's name in evaluation.json."""
+    return "AIS" if "AIS" in log_z.get("estimator", "") else "IS"
+
+
 def finished_record(run):
     path = os.path.join(run, "metrics.jsonl")
     last = None
@@ -37,9 +42,9 @@ def config(run):
 
 def main():
     out, rows = sys.argv[1], sys.argv[2:]
-    print("| row | test bound (nats) ± s.e. | importance-weighted ± s.e. | log Z (IS) ± s.e. [ESS / S] | b learned / used | "
-          "train s | train images/s | SNL paper |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| row | test bound (nats) ± s.e. | importance-weighted ± s.e. | log Z ± s.e. [ESS / n] | b learned / used | "
+          "bound with log Z by IS from the base [ESS / S] | train s | train images/s | SNL paper |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in rows:
         run = os.path.join(out, name)
         path = os.path.join(run, "evaluation.json")
@@ -50,7 +55,14 @@ def main():
         bound = est.get("SNELBO") or est.get("ELBO")
         iw = est.get("SN-IWAE") or est.get("IWAE")
         lz = ev.get("log_z")
-        lz_text = f"{num(lz['value'], 3)} ± {num(lz['std_error'], 3)} [{num(lz.get('ess'), 0)} / {lz['count']}]" if lz else "exact prior"
+        lz_text = f"{method(lz)} {num(lz['value'], 3)} ± {num(lz['std_error'], 3)} [{num(lz.get('ess'), 0)} / {lz['count']}]" if lz else "exact prior"
+        is_text = ""
+        is_path = os.path.join(run, "evaluation-is.json")
+        if os.path.exists(is_path):  # the same bound with log Z by importance sampling from the base
+            ev_is = json.load(open(is_path))
+            bound_is = next(e for e in ev_is["estimates"] if e["estimator"].startswith("SNELBO"))
+            lz_is = ev_is["log_z"]
+            is_text = f"{num(bound_is['value'])} (log Z {num(lz_is['value'], 3)} [{num(lz_is.get('ess'), 0)} / {lz_is['count']}])"
         b = ""
         if "b" in ev:
             used = ev["b_used"]["value"] if "b_used" in ev else ev["b"]
@@ -60,7 +72,7 @@ def main():
         train_s = fin.get("train_seconds", fin.get("seconds", float("nan")))  # older runs: wall time with validation
         rate = fin.get("step", 0) * int(cfg.get("batch-size", "0")) / train_s if train_s == train_s and train_s > 0 else float("nan")
         print(f"| {name} | {bound['estimator']} {num(bound['value'])} ± {num(bound['std_error'])} | "
-              f"{iw['estimator']} {num(iw['value'])} ± {num(iw['std_error'])} | {lz_text} | {b} | "
+              f"{iw['estimator']} {num(iw['value'])} ± {num(iw['std_error'])} | {lz_text} | {b} | {is_text} | "
               f"{train_s:.0f} | {rate:.0f} | {PAPER.get(name, '')} |")
 
 

@@ -24,6 +24,25 @@ void set_blas_threads(int n) {
   if (fn) fn(n);
 }
 
+int blas_threads() {
+  using GetThreads = int (*)();
+  static auto fn = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return fn ? fn() : 1;
+}
+
+// OpenBLAS's idle worker threads spin (sched_yield in a loop) for about 2^28 cycles after
+// each threaded call before they sleep. While the chains run on their own threads the
+// spinning worker takes a core from them: measured with bench_train at --threads 2, short-run
+// MCMC trained at 3,141 images/s with the spinning and 4,752 with OPENBLAS_THREAD_TIMEOUT=4
+// (which cannot be set once the library is loaded). So the workers are stopped before a
+// parallel region; OpenBLAS starts them again at its next threaded call (exported since
+// 0.3.x for fork handling; skipped if absent).
+void stop_blas_workers() {
+  using Shutdown = int (*)();
+  static auto fn = reinterpret_cast<Shutdown>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"));
+  if (fn) fn();
+}
+
 }  // namespace
 
 void set_num_threads(int n) {
@@ -40,7 +59,9 @@ void parallel_run(int n, const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
+  const int blas = blas_threads();
   set_blas_threads(1);
+  stop_blas_workers();
   std::vector<std::exception_ptr> errors(n);
   auto body = [&](int i) {
     try {
@@ -58,7 +79,7 @@ void parallel_run(int n, const std::function<void(int)>& fn) {
     });
   body(0);
   for (auto& w : workers) w.join();
-  set_blas_threads(threads_);
+  set_blas_threads(blas);
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
 }

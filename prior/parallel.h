@@ -17,9 +17,9 @@ void set_num_threads(int n);
 int num_threads();
 
 // Runs fn(0), ..., fn(n - 1), each on its own thread (fn(0) on the caller's), with
-// OpenBLAS at one thread and LibTorch's pool at one thread in every worker; BLAS threads
-// are restored afterwards. Waits for all and rethrows the first exception. n = 1 simply
-// calls fn(0).
+// OpenBLAS at one thread (its idle workers stopped, so that they do not spin on the cores)
+// and LibTorch's pool at one thread in every worker; the BLAS thread count is restored
+// afterwards. Waits for all and rethrows the first exception. n = 1 simply calls fn(0).
 void parallel_run(int n, const std::function<void(int)>& fn);
 
 }  // namespace vae_ebm

@@ -4,16 +4,20 @@
 #   scripts/setup.sh            packages + data
 #   scripts/setup.sh --deps     packages only
 #   scripts/setup.sh --data     data only
+#   scripts/setup.sh --bench    also Debian's python3-torch and python3-h5py, for the plain
+#                               PyTorch reference of bench/compare.py and the README's h5py
+#                               example (run them with /usr/bin/python3)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data_dir="${VAE_EBM_DATA:-$here/data-cache}"
-want_deps=1; want_data=1
+want_deps=1; want_data=1; want_bench=0
 case "${1:-}" in
   --deps) want_data=0 ;;
   --data) want_deps=0 ;;
+  --bench) want_bench=1 ;;
   "") ;;
-  *) echo "setup.sh: unknown option '$1' (expected --deps or --data)" >&2; exit 2 ;;
+  *) echo "setup.sh: unknown option '$1' (expected --deps, --data or --bench)" >&2; exit 2 ;;
 esac
 
 packages=(
@@ -22,6 +26,7 @@ packages=(
   libhdf5-dev libboost-program-options-dev libgtest-dev libstb-dev zlib1g-dev
   dataset-fashion-mnist
 )
+[ "$want_bench" = 1 ] && packages+=(python3-torch python3-h5py)
 
 sudo_cmd=""
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
