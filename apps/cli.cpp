@@ -179,7 +179,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("objective", po::value(&c.objective)->default_value(""),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
       ("base-samples", po::value(&c.base_samples)->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
-      ("proposal", po::value(&c.proposal)->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior")
+      ("proposal", po::value(&c.proposal)->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
       ("mcmc-steps", po::value(&o.mcmc_steps())->default_value(0), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
       ("mcmc-step-size", real(&o.mcmc_step_size(), 0.0), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
       ("mcmc-noise", real(&o.mcmc_noise(), 1.0), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")

@@ -6,8 +6,8 @@
 # by SNELBO, Zhat from base samples), vae-ebm-detached (the detached-posterior variant), and
 # the joint SNELBO with the other proposals for Zhat: vae-ebm-snelbo-aggregate (a Gaussian
 # moment-matched to the batch's aggregate posterior) and vae-ebm-snelbo-batch (the batch's
-# aggregate posterior itself), and vae-ebm-snelbo-s1024 (base proposal, 1024 samples for Zhat
-# each step instead of the batch size). Each row is evaluated on the test set with K
+# aggregate posterior itself), vae-ebm-snelbo-defensive (half base, half that Gaussian) and
+# vae-ebm-snelbo-s1024 (base proposal, 1024 samples for Zhat each step, not the batch size). Each row is evaluated on the test set with K
 # posterior samples; the table of the rows given goes to OUT_DIR/table.md.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,6 +61,7 @@ for row in "${rows[@]}"; do
       run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal aggregate-gaussian ;;
     vae-ebm-snelbo-batch) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal batch-posterior ;;
     vae-ebm-snelbo-s1024) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --base-samples 1024 ;;
+    vae-ebm-snelbo-defensive) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal defensive ;;
     *) echo "snl_table.sh: unknown row '$row'" >&2; exit 2 ;;
   esac
 done

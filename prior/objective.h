@@ -18,7 +18,7 @@ namespace vae_ebm {
 struct ObjectiveOptions {
   // snelbo: number S of samples for the estimate of Z each step (0: the batch size).
   TORCH_ARG(int64_t, base_samples) = 0;
-  // snelbo: proposal r for Z: base | aggregate-gaussian | batch-posterior.
+  // snelbo: proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive.
   TORCH_ARG(std::string, proposal) = "base";
   // MCMC objectives: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples.
   // 0 for steps or step size means the objective's reference value

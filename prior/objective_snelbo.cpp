@@ -19,9 +19,9 @@ class SnelboObjective : public PriorObjective {
     if (options.base_samples() < 0)
       throw std::invalid_argument("snelbo: --base-samples must be >= 0, got " + std::to_string(options.base_samples()));
     const auto& p = options.proposal();
-    if (p != "base" && p != "aggregate-gaussian" && p != "batch-posterior")
+    if (p != "base" && p != "aggregate-gaussian" && p != "batch-posterior" && p != "defensive")
       throw std::invalid_argument("snelbo: unknown proposal '" + p +
-                                  "' (valid: base, aggregate-gaussian, batch-posterior)");
+                                  "' (valid: base, aggregate-gaussian, batch-posterior, defensive)");
   }
   std::string name() const override { return "snelbo"; }
   bool learns_log_normaliser() const override { return true; }
@@ -62,6 +62,21 @@ class SnelboObjective : public PriorObjective {
       auto r = q.aggregate_moment_match();
       auto zs = r.rsample(s, generator).squeeze(1);  // [S, D]
       return -ebm.energy(zs) + standard_normal_log_prob(zs) - r.log_prob(zs);
+    }
+    if (p == "defensive") {
+      // Half the samples from the base, half from the moment-matched Gaussian, weighted by
+      // the mixture of the two with those fractions (a deterministic mixture: unbiased).
+      // The base half keeps the weights below 1 / fraction times exp(-f) everywhere, so an
+      // energy cannot hide mass where the Gaussian never looks; the Gaussian half finds the
+      // mass near the posterior that base samples miss.
+      auto r = q.aggregate_moment_match();
+      const int64_t from_base = s / 2, from_r = s - from_base;
+      auto zs = torch::cat({torch::randn({from_base, d}, generator, opts), r.rsample(from_r, generator).squeeze(1)});
+      const double log_fb = std::log(static_cast<double>(from_base) / static_cast<double>(s));
+      const double log_fr = std::log(static_cast<double>(from_r) / static_cast<double>(s));
+      auto log_p0 = standard_normal_log_prob(zs);
+      auto log_mix = torch::logaddexp(log_p0 + log_fb, r.log_prob(zs) + log_fr);
+      return -ebm.energy(zs) + log_p0 - log_mix;
     }
     // batch-posterior: uniform mixture of the batch's q(z|x_i).
     auto mu = q.mu.detach();

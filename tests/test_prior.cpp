@@ -126,7 +126,7 @@ TEST_F(PriorTest, SnelboProposalsEstimateZWithoutBias) {
   auto prior = linear_energy_prior({0.6f, -0.3f});
   const double z_true = std::exp(0.5 * (0.36 + 0.09));
   DiagonalGaussian q{torch::tensor({{-0.5f, 0.2f}, {-0.8f, 0.4f}, {-0.2f, 0.1f}}), torch::full({3, 2}, -0.5f)};
-  for (const std::string proposal : {"base", "aggregate-gaussian", "batch-posterior"}) {
+  for (const std::string proposal : {"base", "aggregate-gaussian", "batch-posterior", "defensive"}) {
     auto objective = make_objective("snelbo", ObjectiveOptions().proposal(proposal).base_samples(2000));
     auto gen = make_generator(11);
     double sum = 0;
@@ -138,6 +138,29 @@ TEST_F(PriorTest, SnelboProposalsEstimateZWithoutBias) {
     }
     EXPECT_NEAR(sum / reps, z_true, 0.02 * z_true) << proposal;
   }
+}
+
+// With f = 0 (Z = 1) and a batch posterior far from the base: the moment-matched Gaussian
+// alone misses the base's mass and Zhat collapses towards 0, the defensive mixture keeps
+// every weight below 2 (one over the base's fraction) and Zhat near 1.
+TEST_F(PriorTest, DefensiveProposalBoundsTheWeights) {
+  auto prior = linear_energy_prior({0.0f, 0.0f});
+  DiagonalGaussian q{torch::tensor({{5.0f, 5.0f}, {5.2f, 4.8f}}), torch::full({2, 2}, -3.0f)};
+  double defensive_sum = 0, aggregate_sum = 0;
+  const int reps = 20;
+  for (int r = 0; r < reps; ++r) {
+    auto gen = make_generator(40 + r);
+    auto z = q.rsample(1, gen);
+    auto defensive = make_objective("snelbo", ObjectiveOptions().proposal("defensive").base_samples(400));
+    auto aggregate = make_objective("snelbo", ObjectiveOptions().proposal("aggregate-gaussian").base_samples(400));
+    const double zd = std::exp(defensive->prior_term(*prior, q, z, gen).diagnostics.at("log_z_hat"));
+    const double za = std::exp(aggregate->prior_term(*prior, q, z, gen).diagnostics.at("log_z_hat"));
+    EXPECT_LE(zd, 2.0 + 1e-6);
+    defensive_sum += zd;
+    aggregate_sum += za;
+  }
+  EXPECT_NEAR(defensive_sum / reps, 1.0, 0.05);
+  EXPECT_LT(aggregate_sum / reps, 0.01);
 }
 
 TEST_F(PriorTest, MalaAcceptanceMatchesHandComputation) {
