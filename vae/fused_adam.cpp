@@ -89,4 +89,9 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
+void FusedAdam::zero_grad_to_none() {
+  for (auto& group : param_groups_)
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+}
+
 }  // namespace vae_ebm

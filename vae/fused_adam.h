@@ -17,6 +17,12 @@ class FusedAdam : public torch::optim::Adam {
   FusedAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options)
       : torch::optim::Adam(std::move(params), std::move(options)) {}
   torch::Tensor step(LossClosure closure = nullptr) override;
+
+  // Leaves every parameter's gradient undefined, so that the next backward pass hands its
+  // gradient tensors over instead of adding them into zeroed ones (LibTorch 1.13's
+  // zero_grad() zeroes: one write and one read-add-write over every parameter per step).
+  // Parameters without a gradient are skipped by step(), as by torch::optim::Adam.
+  void zero_grad_to_none();
 };
 
 }  // namespace vae_ebm

@@ -15,6 +15,7 @@
 #include "data/batcher.h"
 #include "data/run_dir.h"
 #include "prior/objective.h"
+#include "vae/fused_adam.h"
 #include "vae/model.h"
 
 namespace vae_ebm {
@@ -94,8 +95,8 @@ class Trainer {
   RunDir run_dir_;
   Batcher batcher_;
   at::Generator generator_;
-  std::unique_ptr<torch::optim::Adam> vae_optimizer_;
-  std::unique_ptr<torch::optim::Adam> prior_optimizer_;
+  std::unique_ptr<FusedAdam> vae_optimizer_;
+  std::unique_ptr<FusedAdam> prior_optimizer_;
   TrainState state_;
   Validator validator_;
   const std::atomic<bool>* stop_flag_ = nullptr;
