@@ -233,7 +233,7 @@ def main():
     full_eval = None
     if a.full_eval:
         cc = [cpp_eval, "--images", "10000", "--samples", "1000", "--threads", str(best.get(("cpp", "exact"), 1))]
-        full_eval = {"metrics": run(cc, env), "command": shlex.join(cc)}
+        full_eval = {"metrics": run(cc, env), "command": relative(shlex.join(cc))}
 
     info["load_end"] = os.getloadavg()
     info["busy_end"] = busy_processes()
@@ -242,7 +242,7 @@ def main():
     # ---- Report.
     L = []
     L.append(f"# C++ vs plain PyTorch throughput ({info['date']})\n")
-    L.append(f"Command: `{command}` (from `{ROOT}`)\n")
+    L.append(f"Command: `{command}` (from the repository root)\n")
     L.append("| | |\n|---|---|")
     for k in ("date", "host", "nproc", "cpu", "memory", "kernel", "libtorch", "python_torch", "python", "openblas", "git_commit"):
         L.append(f"| {k} | {info[k]} |")
