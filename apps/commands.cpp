@@ -85,31 +85,33 @@ void load_encoder_decoder(const std::string& path, VaeModel& model) {
   }
 }
 
-// Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
-// (snelbo) one importance-sampling estimate serves as Zhat; otherwise b is replaced by a
-// first estimate and Zhat comes from a second, independent one. Records both in `record`.
-using LogZEstimator = std::function<Estimate(EnergyPrior&, at::Generator&)>;
+// An estimator of log Z and the words that say how it estimates.
+struct LogZMethod {
+  std::function<Estimate(EnergyPrior&, at::Generator&)> estimate;
+  std::string how;
+};
 
-LogZEstimator importance_sampling(int64_t samples) {
-  return [samples](EnergyPrior& prior, at::Generator& gen) { return log_z_importance(prior, samples, gen); };
+LogZMethod importance_sampling(int64_t samples) {
+  return {[samples](EnergyPrior& prior, at::Generator& gen) { return log_z_importance(prior, samples, gen); },
+          "importance sampling from the base N(0, I)"};
 }
 
-Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, int64_t samples, uint64_t seed, Json& record,
-                        const LogZEstimator& estimator_in = nullptr) {
-  const LogZEstimator estimator = estimator_in ? estimator_in : importance_sampling(samples);
-  const std::string method = estimator_in ? "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"
-                                          : "importance sampling from the base N(0, I)";
+// Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
+// (snelbo) one estimate serves as Zhat; otherwise b is replaced by a first estimate and Zhat
+// comes from a second, independent one by the same method. Records both in `record`.
+Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, const LogZMethod& method, uint64_t seed,
+                        Json& record) {
   auto gen = make_generator(seed, prior.b.device());
-  auto log_z = estimator(prior, gen);
+  auto log_z = method.estimate(prior, gen);
   Json lz = log_z.to_json();
   if (use_learned_b) {
     prior.set_log_z_estimate(log_z.value);
-    lz.set("how", method + ", held fixed over the split; b is the learned one");
+    lz.set("how", method.how + ", held fixed over the split; b is the learned one");
   } else {
     auto gen_b = make_generator(mix_seed(seed, 0x62ULL), prior.b.device());
-    auto log_z_b = estimator(prior, gen_b);
+    auto log_z_b = method.estimate(prior, gen_b);
     prior.set_log_z_estimate(log_z.value, log_z_b.value);
-    lz.set("how", method + ", held fixed over the split; b replaced by an independent estimate of log Z by the "
+    lz.set("how", method.how + ", held fixed over the split; b replaced by an independent estimate of log Z by the "
                   "same method (the objective does not learn b)");
     record.set("b_used", log_z_b.to_json());
   }
@@ -213,7 +215,7 @@ int run_train(TrainConfig c) {
     torch::NoGradGuard no_grad;
     const auto epoch = trainer.state().epoch;
     if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get()))
-      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), log_z_samples,
+      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), importance_sampling(log_z_samples),
                      mix_seed(seed, 0x6c6f677aULL, epoch), record);
     auto gen = make_generator(mix_seed(seed, 0x76616cULL, epoch), device);
     auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.prior, validation,
@@ -262,7 +264,7 @@ int run_evaluate(const EvaluateConfig& c) {
   if (ebm) {
     bool learned = c.normaliser == "learned" ||
                    (c.normaliser == "auto" && make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
-    LogZEstimator estimator;
+    LogZMethod method = importance_sampling(c.log_z_samples);
     if (c.log_z_method == "ais") {
       auto options = AisOptions().temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
       try {
@@ -270,9 +272,10 @@ int run_evaluate(const EvaluateConfig& c) {
       } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
       }
-      estimator = [options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; };
+      method = {[options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; },
+                "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
     }
-    log_z = set_normaliser(*ebm, learned, c.log_z_samples, mix_seed(c.seed, 0x6c6f677aULL), report, estimator);
+    log_z = set_normaliser(*ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
   }
   const auto dataset_name = c.dataset.empty() ? run.config.dataset : c.dataset;
   const auto classifier_path =

@@ -73,7 +73,7 @@ struct Group {
     if (first == 0) current = evaluate(z, o);
     for (int64_t j = 0; j < count; ++j) {
       const int64_t step = first + j;
-      torch::Tensor proposal = z - half_s2 * current.grad;
+      torch::Tensor proposal = at::add(z, current.grad, -half_s2);
       if (eta > 0) proposal.add_(eps[j], eta * s);
       if (!o.metropolis() && !o.trace() && step + 1 == o.steps()) {
         z = proposal;  // the last unadjusted step: its potential and gradient would go unused

@@ -67,11 +67,12 @@ class McmcObjective : public PriorObjective {
     auto chains = ebm.run_langevin(start, langevin_, generator);
     if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
     auto negative_energy = ebm.energy(chains.z);
-    auto positive_energy = ebm.energy(z).mean(0);
+    auto f_z = ebm.energy(z);  // [K, B]
+    auto positive_energy = f_z.mean(0);
     auto cross_entropy = q.expected_standard_normal_log_prob();
     auto surrogate = cross_entropy - positive_energy + negative_energy.mean();
     if (options_.energy_l2() > 0)
-      surrogate = surrogate - options_.energy_l2() * (ebm.energy(z).pow(2).mean() + negative_energy.pow(2).mean());
+      surrogate = surrogate - options_.energy_l2() * (f_z.pow(2).mean() + negative_energy.pow(2).mean());
     PriorTerm term{surrogate, {}};
     term.diagnostics["energy_positive"] = positive_energy.mean().item<double>();
     term.diagnostics["energy_negative"] = negative_energy.mean().item<double>();

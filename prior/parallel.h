@@ -1,9 +1,10 @@
 #pragma once
 // The process's CPU threads, and the one way vae-ebm runs work on several of them.
 //
-// Measured on the 2-core machine (bench_train, bench_langevin): the work is nearly all
-// OpenBLAS sgemm. LibTorch's own OpenMP pool must stay at one thread (two pools fighting
-// for the cores ran 20x slower), so the threads go to OpenBLAS for one large product, or,
+// Measured on the 2-core machine (bench_train, MLP VAE, batch 256): OpenBLAS at 2 threads
+// with LibTorch's OpenMP pool at 1 trained at ~19,800 images/s, both at 1 at ~11,500, and
+// any OpenMP pool above 1 thread at under 1,000 (the two pools fight for the cores). The
+// work is nearly all OpenBLAS sgemm, so the threads go to OpenBLAS for one large product, or,
 // for independent Langevin chains, to one std::thread per group of chains, each with one
 // BLAS thread (small products of 256 x 200 split badly inside the BLAS).
 #include <functional>
