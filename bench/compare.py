@@ -120,6 +120,14 @@ def spread(xs):
     return f"{fmt(min(xs))} / {fmt(statistics.median(xs))} / {fmt(max(xs))}"
 
 
+def percent(xs):
+    """min / median / max of fractions, as percentages."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    return f"{100 * min(xs):.0f}% / {100 * statistics.median(xs):.0f}% / {100 * max(xs):.0f}%"
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
@@ -228,7 +236,7 @@ def main():
             sys.stderr.write(f"[{time.time() - t_start:6.0f}s] eval repeat {r} done\n")
     ops = []
     for r in range(a.langevin_repeats):
-        cmd = [os.path.join(a.build_dir, "bench", "bench_ops"), "--threads", "1"]
+        cmd = [os.path.join(a.build_dir, "bench", "bench_ops"), "--threads", str(max(threads))]
         ops.append({"repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
     full_eval = None
     if a.full_eval:
@@ -274,18 +282,22 @@ def main():
     L.append("")
     for t in threads:
         L.append(f"## OpenBLAS threads = {t}\n")
-        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | peak RSS MB C++ / Python |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | C++ step / matmul (min/med/max) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | Python step / matmul (min/med/max) | peak RSS MB C++ / Python |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for case in cases:
             c, q = get("cpp", case, t), get("py", case, t)
             L.append(f"| {case} | {spread(c)} | {spread(q)} | {spread(ratios(c, q))} | "
                      f"{med(get('cpp', case, t, 'train_step_gflops')):.1f} | {med(get('cpp', case, t, 'matmul_gflops')):.1f} | "
+                     f"{percent(get('cpp', case, t, 'train_step_fraction_of_matmul'))} | "
                      f"{med(get('py', case, t, 'train_step_gflops')):.1f} | {med(get('py', case, t, 'matmul_gflops')):.1f} | "
+                     f"{percent(get('py', case, t, 'train_step_fraction_of_matmul'))} | "
                      f"{med(get('cpp', case, t, 'peak_rss_mb')):.0f} / {med(get('py', case, t, 'peak_rss_mb')):.0f} |")
         L.append("")
     L.append("Step GFLOP/s counts only the matrix products of a step (forward, weight and input gradients; "
-             "elementwise work not counted), divided by the mean step time; the matmul rate is "
-             "[256,784]x[784,512] measured in the same process just before.\n")
+             "elementwise work not counted), divided by the mean step time. The matmul rate is that of "
+             "[256,784]x[784,512], measured in the same process in blocks of 6 products after every 4 steps; "
+             "step / matmul is the median over those blocks of the block's step rate over its product rate "
+             "(each repeat gives one median; the column spreads them).\n")
 
     L.append(f"## Langevin on the energy prior alone (256 chains; C++ threads {lt}, Python threads {lt_py})\n")
     L.append("| steps x size | C++ library steps/s (hand gradient, chains split over the threads) | C++ one group of chains | C++ generic autograd sampler | Python autograd loop steps/s | library/Python (min/med/max) | C++ matmul-only floor steps/s, one group (med) |")
@@ -333,7 +345,7 @@ def main():
                      f"rest {m['chunk_rest_seconds'] * 1e3:.2f} ms.\n")
     om = [x["metrics"] for x in ops if x["metrics"]]
     if om:
-        L.append("## Non-matrix-product parts of a step (bench_ops, 1 thread; min / median / max over runs)\n")
+        L.append(f"## Non-matrix-product parts of a step (bench_ops, {max(threads)} threads; min / median / max over runs)\n")
         L.append("| what | LibTorch's | the library's | speed-up | check |")
         L.append("|---|---|---|---|---|")
         col = lambda k: [m[k] * 1e3 for m in om]
@@ -341,8 +353,8 @@ def main():
                  f"{spread([m['adam_fused_speedup'] for m in om])} | max parameter difference after 20 steps "
                  f"{max(m['check_adam_fused_max_abs_diff_after_20_steps'] for m in om):.2g} (lr 1e-4) |")
         L.append(f"| Bernoulli log-likelihood forward + backward, [256, 784] (ms) | {spread(col('loglik_bce_fwd_bwd_seconds'))} | "
-                 f"{spread(col('loglik_softplus_fwd_bwd_seconds'))} (x.l - softplus) / {spread(col('loglik_custom_fwd_bwd_seconds'))} (custom backward) | "
-                 f"{spread([m['loglik_bce_fwd_bwd_seconds'] / m['loglik_softplus_fwd_bwd_seconds'] for m in om])} | "
+                 f"{spread(col('loglik_softplus_autograd_fwd_bwd_seconds'))} (x.l - softplus by autograd) / {spread(col('loglik_library_fwd_bwd_seconds'))} (the library's: one-expression backward, rows split over the threads) | "
+                 f"{spread([m['loglik_bce_fwd_bwd_seconds'] / m['loglik_library_fwd_bwd_seconds'] for m in om])} | "
                  f"values {max(m['check_loglik_max_abs_diff'] for m in om):.2g} nats, gradients {max(m['check_loglik_grad_max_abs_diff'] for m in om):.2g} |")
         L.append("")
     if full_eval and full_eval["metrics"]:

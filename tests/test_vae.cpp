@@ -7,6 +7,7 @@
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
+#include "prior/parallel.h"
 #include "tests/support.h"
 #include "vae/fused_adam.h"
 #include "vae/model.h"
@@ -36,6 +37,55 @@ TEST_F(VaeTest, BernoulliLogLikelihoodIsStableAndHasTheClosedFormGradient) {
   EXPECT_NEAR(ll.item<double>(), expected, 1e-12);
   ll.sum().backward();
   EXPECT_TRUE(torch::allclose(logits.grad(), x - torch::sigmoid(logits.detach()), 1e-12, 1e-12)) << logits.grad();
+}
+
+// Sets the process's thread count for one test.
+struct ThreadCount {
+  explicit ThreadCount(int n) : before(num_threads()) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(before); }
+  int before;
+};
+
+TEST_F(VaeTest, BernoulliLogLikelihoodSplitOverThreadsMatchesTheExpression) {
+  // Float32 takes the fused autograd function, split over the threads along the longest
+  // leading dimension; each broadcast of x must give the plain expression's value and gradient.
+  ThreadCount threads(2);
+  torch::manual_seed(5);
+  auto logits0 = torch::randn({3, 200, 784}) * 4;
+  for (auto x : {torch::bernoulli(torch::full({200, 784}, 0.3)), torch::bernoulli(torch::full({3, 200, 784}, 0.3)),
+                 torch::bernoulli(torch::full({1, 784}, 0.3)), torch::rand({3, 1, 784})}) {
+    auto a = logits0.clone().requires_grad_(true), b = logits0.clone().requires_grad_(true);
+    auto weights = torch::randn({3, 200});
+    auto fused = bernoulli_log_likelihood(a, x);
+    auto plain = (b * x).sum(-1) - at::softplus(b).sum(-1);
+    ASSERT_EQ(fused.sizes(), plain.sizes());
+    EXPECT_TRUE(torch::allclose(fused, plain, 1e-5, 1e-3)) << (fused - plain).abs().max();
+    (fused * weights).sum().backward();
+    (plain * weights).sum().backward();
+    EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-5, 1e-6)) << (a.grad() - b.grad()).abs().max();
+  }
+  // A longest dimension shorter than the threads, and data that needs a gradient, also work.
+  auto l = torch::randn({1, 1, 784}, torch::requires_grad());
+  auto x = torch::rand({1, 1, 784}, torch::requires_grad());
+  auto ll = bernoulli_log_likelihood(l, x);
+  ll.sum().backward();
+  EXPECT_TRUE(torch::allclose(x.grad(), l.detach(), 1e-6, 1e-6));
+}
+
+TEST_F(VaeTest, FusedAdamGivesTheSameParametersOnOneAndTwoThreads) {
+  auto run = [](int n) {
+    ThreadCount threads(n);
+    torch::manual_seed(9);
+    std::vector<torch::Tensor> params{torch::randn({300, 500}).requires_grad_(true), torch::randn({500}).requires_grad_(true)};
+    FusedAdam adam(params, torch::optim::AdamOptions(1e-3));
+    for (int step = 0; step < 5; ++step) {
+      for (auto& p : params) p.mutable_grad() = torch::randn_like(p);
+      adam.step();
+    }
+    return params;
+  };
+  auto one = run(1), two = run(2);  // 150k elements: split at 2 threads
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(torch::equal(one[i], two[i]));
 }
 
 TEST_F(VaeTest, FusedAdamMatchesTorchAdamAndSharesItsCheckpoints) {

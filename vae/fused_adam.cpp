@@ -2,11 +2,15 @@
 
 #include "vae/fused_adam.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
+
+#include "prior/parallel.h"
 
 namespace vae_ebm {
 
@@ -60,6 +64,16 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     torch::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  // One update per parameter; the elements of each are split over the threads (the update
+  // is memory-bound: 28 bytes per element).
+  struct Job {
+    float *p, *m, *v;
+    const float* g;
+    int64_t n;
+    float b1, b2, step, inv_sqrt_bc2, eps;
+  };
+  std::vector<Job> jobs;
+  int64_t total = 0;
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
     const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
@@ -80,12 +94,22 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
       state.step(state.step() + 1);
       const double bc1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
       const double bc2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
-      update(p.data_ptr<float>(), p.grad().data_ptr<float>(), state.exp_avg().data_ptr<float>(),
-             state.exp_avg_sq().data_ptr<float>(), p.numel(), static_cast<float>(beta1), static_cast<float>(beta2),
-             static_cast<float>(options.lr() / bc1), static_cast<float>(1 / std::sqrt(bc2)),
-             static_cast<float>(options.eps()));
+      jobs.push_back({p.data_ptr<float>(), state.exp_avg().data_ptr<float>(), state.exp_avg_sq().data_ptr<float>(),
+                      p.grad().data_ptr<float>(), p.numel(), static_cast<float>(beta1), static_cast<float>(beta2),
+                      static_cast<float>(options.lr() / bc1), static_cast<float>(1 / std::sqrt(bc2)),
+                      static_cast<float>(options.eps())});
+      total += p.numel();
     }
   }
+  // Below about 64k elements a thread costs more than it saves.
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), total / 65536)));
+  parallel_run(parts, [&](int i) {
+    for (const auto& j : jobs) {
+      const int64_t begin = j.n * i / parts, end = j.n * (i + 1) / parts;
+      update(j.p + begin, j.g + begin, j.m + begin, j.v + begin, end - begin, j.b1, j.b2, j.step, j.inv_sqrt_bc2,
+             j.eps);
+    }
+  });
   return loss;
 }
 

@@ -233,17 +233,32 @@ def run_train(a):
 
     for _ in range(a.warmup):
         one()
-    times = []
+    # As bench_train: after every 4 steps a block of 6 products [256,784]x[784,512], so that
+    # the step's rate and the product's are measured under the same conditions.
+    flops = step_flops(a)
+    mm_a, mm_b, mm_c = torch.randn(256, 784), torch.randn(784, 512), torch.empty(256, 512)
+    times, block_mm, block_fraction = [], [], []
+    secs = block_secs = 0.0
     t0 = time.perf_counter()
     steps = 0
     while steps < a.steps or time.perf_counter() - t0 < a.seconds:
         ts = time.perf_counter()
         one()
-        times.append(time.perf_counter() - ts)
+        dt = time.perf_counter() - ts
+        times.append(dt)
+        secs += dt
+        block_secs += dt
         steps += 1
-    secs = time.perf_counter() - t0
+        if steps % 4 == 0 and not a.skip_matmul:
+            torch.mm(mm_a, mm_b, out=mm_c)
+            tm = time.perf_counter()
+            for _ in range(6):
+                torch.mm(mm_a, mm_b, out=mm_c)
+            mm = 2.0 * 256 * 784 * 512 * 6 / (time.perf_counter() - tm) / 1e9
+            block_mm.append(mm)
+            block_fraction.append(flops * 4 / block_secs / 1e9 / mm)
+            block_secs = 0.0
     times.sort()
-    flops = step_flops(a)
     print(f"threads={a.threads} prior={'gaussian' if a.objective == 'exact' else 'ebm'} objective={a.objective} "
           f"batch={a.batch} K={a.samples} hidden=512,512 latent={a.latent} persistent={int(a.persistent)} data=random")
     print(f"train_images_per_second {steps * a.batch / secs:.0f}")
@@ -253,6 +268,10 @@ def run_train(a):
     print(f"step_seconds_median {times[len(times) // 2]:.6f}")
     print(f"step_gflop {flops / 1e9:.3f}")
     print(f"train_step_gflops {flops / (secs / steps) / 1e9:.1f}")
+    if block_fraction:
+        print(f"matmul_gflops {sorted(block_mm)[len(block_mm) // 2]:.1f}")
+        print(f"train_step_fraction_of_matmul {sorted(block_fraction)[len(block_fraction) // 2]:.3f}")
+        print(f"interleaved_blocks {len(block_fraction)}")
     if a.profile:
         profile_table(one, 5)
 
@@ -335,7 +354,8 @@ def main():
     if a.persistent and a.objective != "long-run-mcmc":
         p.error("--persistent goes with long-run-mcmc")
     set_threads(a.threads)
-    mm = None if a.skip_matmul else matmul_gflops()
+    # Training measures the product's rate between its steps (run_train).
+    mm = None if a.skip_matmul or not (a.langevin or a.eval) else matmul_gflops()
     if mm is not None:
         print(f"matmul_gflops {mm:.1f}")
     if a.langevin:
