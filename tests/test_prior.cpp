@@ -302,23 +302,4 @@ TEST_F(PriorTest, ParallelRunRunsEveryIndexAndRethrows) {
                     "worker 2 failed");
 }
 
-TEST_F(PriorTest, ParallelRunReusesItsWorkersAndRunsNestedCallsInline) {
-  // The workers persist between calls: many calls with changing widths each run every index
-  // exactly once.
-  for (int call = 0; call < 200; ++call) {
-    const int n = 2 + call % 3;
-    std::vector<int> ran(n, 0);
-    parallel_run(n, [&](int i) { ran[i] += 1; });
-    ASSERT_EQ(ran, std::vector<int>(n, 1)) << "call " << call;
-  }
-  // A worker that calls parallel_run runs the inner parts itself, all of them.
-  std::vector<std::vector<int>> inner(2, std::vector<int>(3, 0));
-  parallel_run(2, [&](int i) { parallel_run(3, [&](int j) { inner[i][j] += 1; }); });
-  EXPECT_EQ(inner, std::vector<std::vector<int>>(2, std::vector<int>(3, 1)));
-  EXPECT_THROW_WITH(parallel_run(2, [](int i) { parallel_run(2, [&](int j) {
-                      if (i == 1 && j == 1) throw std::runtime_error("inner part 1 of worker 1 failed");
-                    }); }),
-                    "inner part 1 of worker 1 failed");
-}
-
 }  // namespace vae_ebm::test
