@@ -7,8 +7,17 @@
 # the joint SNELBO with the other proposals for Zhat: vae-ebm-snelbo-aggregate (a Gaussian
 # moment-matched to the batch's aggregate posterior) and vae-ebm-snelbo-batch (the batch's
 # aggregate posterior itself), vae-ebm-snelbo-defensive (half base, half that Gaussian) and
-# vae-ebm-snelbo-s1024 (base proposal, 1024 samples for Zhat each step, not the batch size). Each row is evaluated on the test set with K
-# posterior samples; the table of the rows given goes to OUT_DIR/table.md.
+# vae-ebm-snelbo-s1024 (base proposal, 1024 samples for Zhat each step, not the batch size).
+# Warm starts, each EPOCHS/2 more epochs from the vae row's best encoder and decoder (fresh
+# optimisers): vae-continued (the Gaussian prior, the control), vae-ebm-snelbo-warm and
+# vae-ebm-snelbo-warm-defensive (joint SNELBO with the base or defensive proposal).
+# The "aim higher" recipes (issue 3), the SNL paper's conv networks with latent 16, trained
+# for TIME_BUDGET seconds of steps (default 3600) at Adam 5e-4, batch 128, one posterior
+# sample, validated every 2 epochs with K = 1: conv-vae (Gaussian prior) and
+# conv-ebm-snelbo-defensive (joint SNELBO, defensive proposal); evaluated with K = CONV_EVAL_K
+# (default 10: a conv decoder pass costs about 45M multiply-adds).
+# Each row is evaluated on the test set with K posterior samples; the table of the rows
+# given goes to OUT_DIR/table.md.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${BUILD_DIR:-$here/build}/apps/vae-ebm"
@@ -19,9 +28,14 @@ rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(vae vae-mog vae-ebm-posthoc vae-ebm-snelbo vae-ebm-detached)
 k="${EVAL_K:-100}"
 mkdir -p "$out"
-common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
-        --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs "$epochs" --eval-every 5 --seed 0
+budget=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
+        --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --eval-every 5 --seed 0
         --log-every 60 --threads "${THREADS:-1}")
+common=("${budget[@]}" --epochs "$epochs")
+warm=("${budget[@]}" --epochs "$((epochs / 2))" --init-from "$out/vae/checkpoints/best.pt")
+conv=(--dataset binary-mnist --architecture conv --latent 16 --batch-size 128 --lr 5e-4 --beta1 0.9
+      --lr-decay 1.0 --samples 1 --epochs 100000 --time-budget "${TIME_BUDGET:-3600}" --eval-every 2
+      --eval-samples 1 --seed 0 --log-every 60 --threads "${THREADS:-1}")
 ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
 # Trains a row unless it finished already, then evaluates it unless evaluated already: the
@@ -39,10 +53,12 @@ run() {  # name, flags...
     echo "$name train_seconds=$((t1 - t0))" >> "$out/timings.txt"
   fi
   [ -f "$dir/evaluation.json" ] && { echo "table: $name done already" >&2; return; }
-  "$bin" evaluate "$dir" --samples "$k" --threads "$threads" > "$out/$name.eval.txt"
+  local kk="$k"
+  grep -q '^architecture=conv' "$dir/config.ini" && kk="${CONV_EVAL_K:-10}"
+  "$bin" evaluate "$dir" --samples "$kk" --threads "$threads" > "$out/$name.eval.txt"
   if grep -q '^prior=ebm' "$dir/config.ini"; then
     mv "$dir/evaluation.json" "$dir/evaluation-is.json"
-    "$bin" evaluate "$dir" --samples "$k" --threads "$threads" --log-z-method ais --quality-samples 0 \
+    "$bin" evaluate "$dir" --samples "$kk" --threads "$threads" --log-z-method ais --quality-samples 0 \
         --ais-chains "${AIS_CHAINS:-2000}" --ais-temperatures "${AIS_TEMPERATURES:-5000}" > "$out/$name.eval-ais.txt"
   fi
 }
@@ -62,6 +78,11 @@ for row in "${rows[@]}"; do
     vae-ebm-snelbo-batch) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal batch-posterior ;;
     vae-ebm-snelbo-s1024) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --base-samples 1024 ;;
     vae-ebm-snelbo-defensive) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal defensive ;;
+    vae-continued) run "$row" train --run-dir "$out/$row" "${warm[@]}" --prior gaussian ;;
+    vae-ebm-snelbo-warm) run "$row" train --run-dir "$out/$row" "${warm[@]}" "${ebm[@]}" ;;
+    vae-ebm-snelbo-warm-defensive) run "$row" train --run-dir "$out/$row" "${warm[@]}" "${ebm[@]}" --proposal defensive ;;
+    conv-vae) run "$row" train --run-dir "$out/$row" "${conv[@]}" --prior gaussian ;;
+    conv-ebm-snelbo-defensive) run "$row" train --run-dir "$out/$row" "${conv[@]}" "${ebm[@]}" --proposal defensive ;;
     *) echo "snl_table.sh: unknown row '$row'" >&2; exit 2 ;;
   esac
 done
