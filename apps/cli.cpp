@@ -208,6 +208,12 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
       ("eval-samples", po::value(&c.eval_samples)->default_value(10), "posterior samples K of the validation bound")
       ("log-z-samples", po::value(&c.log_z_samples)->default_value(10000), "base samples for log Z at validation (ebm)")
+      ("validation-log-z", po::value(&c.validation_log_z)->default_value("is"),
+       "log Z of an energy prior at validation: is (importance sampling from the base, --log-z-samples) or ais "
+       "(forward AIS, which finds mass that base samples miss)")
+      ("validation-ais-chains", po::value(&c.validation_ais_chains)->default_value(500), "validation ais: chains")
+      ("validation-ais-temperatures", po::value(&c.validation_ais_temperatures)->default_value(1000),
+       "validation ais: temperatures")
       ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
       ("log-every", real(&t.log_every_seconds(), 10.0), "seconds between progress lines off a terminal");
   if (!fit_prior) {
@@ -272,6 +278,22 @@ ObjectiveOptions TrainConfig::objective_options() const {
 
 std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }
 
+namespace {
+
+// The validation flags of train and fit-prior.
+void check_validation_flags(const TrainConfig& c) {
+  if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
+  if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
+  if (c.validation_log_z != "is" && c.validation_log_z != "ais")
+    throw UsageError("--validation-log-z must be is or ais, got '" + c.validation_log_z + "'");
+  if (c.validation_ais_chains < 1)
+    throw UsageError("--validation-ais-chains must be >= 1, got " + std::to_string(c.validation_ais_chains));
+  if (c.validation_ais_temperatures < 1)
+    throw UsageError("--validation-ais-temperatures must be >= 1, got " + std::to_string(c.validation_ais_temperatures));
+}
+
+}  // namespace
+
 bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   auto desc = train_description(c, false);
   po::positional_options_description none;
@@ -293,6 +315,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
       throw UsageError("--detach-posterior contradicts --mode " + c.train.mode());
     c.train.mode("detach-posterior");
   }
+  check_validation_flags(c);
   if (!c.resume.empty()) c.run_dir = c.resume;
   if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
   auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});
@@ -323,6 +346,7 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
                     {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "latent", "data-dir"});
   notify_all(vm);
   if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
+  check_validation_flags(c);
   c.parent = parent;
   c.init_from = parent + "/checkpoints/best.pt";
   c.train.mode("post-hoc");

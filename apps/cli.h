@@ -49,6 +49,9 @@ struct TrainConfig {
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;
+  std::string validation_log_z = "is";  // is | ais: how validation estimates log Z (ebm)
+  int64_t validation_ais_chains = 500;
+  int64_t validation_ais_temperatures = 1000;
   std::string config_text;  // the resolved configuration, in config-file syntax
 
   NetworkOptions network_options(const std::vector<int64_t>& image_shape) const;

@@ -96,6 +96,17 @@ LogZMethod importance_sampling(int64_t samples) {
           "importance sampling from the base N(0, I)"};
 }
 
+// Throws UsageError for bad options.
+LogZMethod annealed_importance_sampling(const AisOptions& options) {
+  try {
+    options.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return {[options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; },
+          "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
+}
+
 // Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
 // (snelbo) one estimate serves as Zhat; otherwise b is replaced by a first estimate and Zhat
 // comes from a second, independent one by the same method. Records both in `record`.
@@ -209,13 +220,17 @@ int run_train(TrainConfig c) {
   }
   auto validation = data.validation.images.to(device);
   const auto eval_samples = c.eval_samples;
-  const auto log_z_samples = c.log_z_samples;
+  const auto log_z_method =
+      c.validation_log_z == "ais"
+          ? annealed_importance_sampling(
+                AisOptions().chains(c.validation_ais_chains).temperatures(c.validation_ais_temperatures))
+          : importance_sampling(c.log_z_samples);
   const auto seed = c.train.seed();
   trainer.set_validator([&, validation](VaeModel& m, Json& record) {
     torch::NoGradGuard no_grad;
     const auto epoch = trainer.state().epoch;
     if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get()))
-      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), importance_sampling(log_z_samples),
+      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), log_z_method,
                      mix_seed(seed, 0x6c6f677aULL, epoch), record);
     auto gen = make_generator(mix_seed(seed, 0x76616cULL, epoch), device);
     auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.prior, validation,
@@ -265,16 +280,9 @@ int run_evaluate(const EvaluateConfig& c) {
     bool learned = c.normaliser == "learned" ||
                    (c.normaliser == "auto" && make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
     LogZMethod method = importance_sampling(c.log_z_samples);
-    if (c.log_z_method == "ais") {
-      auto options = AisOptions().temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
-      try {
-        options.validate();
-      } catch (const std::invalid_argument& e) {
-        throw UsageError(e.what());
-      }
-      method = {[options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; },
-                "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
-    }
+    if (c.log_z_method == "ais")
+      method = annealed_importance_sampling(
+          AisOptions().temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size));
     log_z = set_normaliser(*ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
   }
   const auto dataset_name = c.dataset.empty() ? run.config.dataset : c.dataset;

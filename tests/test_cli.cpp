@@ -42,6 +42,9 @@ TEST_F(CliTest, BadFlagsNameTheFlag) {
   EXPECT_NE(error_of({"--lr"}).find("lr"), std::string::npos);
   EXPECT_NE(error_of({"--resume", "/nonexistent/run"}).find("/nonexistent/run"), std::string::npos);
   EXPECT_NE(error_of({"--config", "/nonexistent.ini"}).find("/nonexistent.ini"), std::string::npos);
+  EXPECT_NE(error_of({"--validation-log-z", "guess"}).find("--validation-log-z"), std::string::npos);
+  EXPECT_NE(error_of({"--validation-ais-chains", "0"}).find("--validation-ais-chains"), std::string::npos);
+  EXPECT_NE(error_of({"--eval-samples", "0"}).find("--eval-samples"), std::string::npos);
   EXPECT_THROW(cli::parse_widths("512,x", "hidden"), UsageError);
   EXPECT_THROW(cli::parse_widths("512,-3", "hidden"), UsageError);
   EXPECT_EQ(cli::parse_widths("512,256", "hidden"), (std::vector<int64_t>{512, 256}));
@@ -51,7 +54,8 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   TempDir tmp;
   cli::TrainConfig a;
   ASSERT_TRUE(cli::parse_train({"--run-dir", "r1", "--prior", "ebm", "--lr", "0.00031", "--hidden", "300,200",
-                                "--detach-posterior", "--epochs", "7", "--seed", "12345678901"},
+                                "--detach-posterior", "--epochs", "7", "--seed", "12345678901",
+                                "--validation-log-z", "ais", "--validation-ais-chains", "64"},
                                a));
   std::ofstream(tmp.file("config.ini")) << a.config_text;
   cli::TrainConfig b;
@@ -62,6 +66,8 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(b.train.mode(), "detach-posterior");
   EXPECT_EQ(b.train.epochs(), 7);
   EXPECT_EQ(b.train.seed(), 12345678901ULL);
+  EXPECT_EQ(b.validation_log_z, "ais");
+  EXPECT_EQ(b.validation_ais_chains, 64);
   EXPECT_EQ(b.config_text, a.config_text);
   // The command line wins over the file.
   cli::TrainConfig c;

@@ -6,7 +6,8 @@
 // threads (prior/parallel.h) when there are enough of them. Same update, same state objects
 // (AdamParamState under the same keys), so checkpoints are interchangeable with
 // torch::optim::Adam's. Parameters that are not float32, contiguous and on the CPU, or
-// options with weight decay or amsgrad, fall back to Adam::step. Measured by bench_ops; checked against torch::optim::Adam in tests/test_vae.cpp.
+// options with weight decay or amsgrad, fall back to Adam::step. Measured by bench_ops;
+// checked against torch::optim::Adam in tests/test_vae.cpp.
 #include <torch/torch.h>
 
 #include <vector>

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -177,6 +178,7 @@ bool Trainer::run() {
         rate = images_since / std::max(window, 1e-9);
         double steps_per_s = (state_.step - started_step) / std::chrono::duration<double>(now - started).count();
         double eta = (total_steps - state_.step) / std::max(steps_per_s, 1e-9);
+        if (options_.time_budget() > 0) eta = std::min(eta, options_.time_budget() - state_.train_seconds);
         char line[256];
         std::snprintf(line, sizeof line, "epoch %lld/%lld  batch %lld/%lld  %.0f img/s  ETA %s  loss %.3f",
                       (long long)state_.epoch + 1, (long long)options_.epochs(), (long long)state_.batch_index,
