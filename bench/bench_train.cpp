@@ -1,5 +1,6 @@
 // Training throughput of one objective, beside the rate of a large matrix product
-// measured in the same process, in blocks between the steps. Prints one `key value` line per figure.
+// measured in the same process, in blocks between the steps. Prints one `key value` line
+// per figure.
 //   bench_train [--objective exact|snelbo|short-run-mcmc|long-run-mcmc|nce] [--prior gaussian|mog|ebm]
 //               [--persistent] [--mcmc-steps N] [--mcmc-step-size S] [--negatives N]
 //               [--base-samples S] [--buffer-size N] [--threads N] [--torch-threads N]

@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,10 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return threads_; }
+
+int threads_for(int64_t elements) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_, elements / 65536)));
+}
 
 void parallel_run(int n, const std::function<void(int)>& fn) {
   if (n <= 1) {

@@ -6,7 +6,10 @@
 // any OpenMP pool above 1 thread at under 1,000 (the two pools fight for the cores). The
 // work is nearly all OpenBLAS sgemm, so the threads go to OpenBLAS for one large product, or,
 // for independent Langevin chains, to one std::thread per group of chains, each with one
-// BLAS thread (small products of 256 x 200 split badly inside the BLAS).
+// BLAS thread (small products of 256 x 200 split badly inside the BLAS). Elementwise passes
+// that would otherwise stay on one core (Adam's update, the Bernoulli log-likelihood) are
+// split the same way.
+#include <cstdint>
 #include <functional>
 
 namespace vae_ebm {
@@ -22,5 +25,9 @@ int num_threads();
 // and LibTorch's pool at one thread in every worker; the BLAS thread count is restored
 // afterwards. Waits for all and rethrows the first exception. n = 1 simply calls fn(0).
 void parallel_run(int n, const std::function<void(int)>& fn);
+
+// How many of the num_threads() threads an elementwise pass over `elements` values should
+// use: one per 64k values at most (below that a thread costs more than it saves), at least 1.
+int threads_for(int64_t elements);
 
 }  // namespace vae_ebm

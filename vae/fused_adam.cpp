@@ -2,7 +2,6 @@
 
 #include "vae/fused_adam.h"
 
-#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -101,8 +100,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
       total += p.numel();
     }
   }
-  // Below about 64k elements a thread costs more than it saves.
-  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), total / 65536)));
+  const int parts = threads_for(total);
   parallel_run(parts, [&](int i) {
     for (const auto& j : jobs) {
       const int64_t begin = j.n * i / parts, end = j.n * (i + 1) / parts;

@@ -213,8 +213,7 @@ torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch:
   // sum_p x l - softplus(l): the same function as -BCE-with-logits (also for grey x), in
   // two reductions instead of an elementwise loss tensor the size of the broadcast;
   // 1.7x faster on IWAE_1000 chunks (bench/results/performance-notes-20261123.md). Float32
-  // on the CPU takes the fused form above, split over the threads when there are at least
-  // 64k values per thread.
+  // on the CPU takes the fused form above, split over the threads (threads_for).
   const bool fused = logits.device().is_cpu() && logits.scalar_type() == torch::kFloat &&
                      x.scalar_type() == torch::kFloat && !x.requires_grad() && logits.dim() >= 2 &&
                      x.dim() >= 1 && at::infer_size(logits.sizes(), x.sizes()) == logits.sizes().vec();
@@ -222,8 +221,7 @@ torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch:
   int64_t dim = 0;
   for (int64_t d = 1; d + 1 < logits.dim(); ++d)
     if (logits.size(d) > logits.size(dim)) dim = d;
-  const int64_t parts =
-      std::max<int64_t>(1, std::min<int64_t>({num_threads(), logits.size(dim), logits.numel() / 65536}));
+  const int64_t parts = std::min<int64_t>(threads_for(logits.numel()), logits.size(dim));
   return BernoulliLogLikelihood::apply(logits, x, dim, parts);
 }
 
