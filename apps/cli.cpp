@@ -280,6 +280,23 @@ std::string TrainConfig::objective_name() const { return objective.empty() ? def
 
 namespace {
 
+// The flags a resumed run may be given: how long it goes on and where it runs. Every other
+// flag is the run's config.ini, so that a checkpoint never meets a model, objective or
+// schedule it was not made with.
+const std::vector<std::string> kResumable = {"epochs", "max-steps", "time-budget", "log-every", "keep-checkpoints",
+                                             "threads", "device", "data-dir"};
+
+void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
+  for (const auto& [name, value] : vm) {
+    if (value.defaulted() || name == "resume") continue;
+    if (name == "config")
+      throw UsageError("--resume takes the run's flags from " + dir + "/config.ini; it cannot be combined with --config");
+    if (std::find(kResumable.begin(), kResumable.end(), name) == kResumable.end())
+      throw UsageError("--" + name + " cannot change when resuming: the run continues as " + dir +
+                       "/config.ini says (with --resume only --" + join(kResumable, ", --") + " may be given)");
+  }
+}
+
 // The validation flags of train and fit-prior.
 void check_validation_flags(const TrainConfig& c) {
   if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
@@ -302,12 +319,22 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
              "usage: vae-ebm train [flags]\n"
              "Trains an encoder, a decoder and a prior jointly; writes a run directory."))
     return false;
-  if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), desc, vm);
   if (vm.count("resume")) {
     auto dir = vm["resume"].as<std::string>();
     if (!std::filesystem::exists(dir + "/config.ini"))
       throw UsageError("--resume " + dir + ": not a run directory (no config.ini)");
+    check_resume_flags(vm, dir);
+    po::variables_map saved;
+    store_config_file(dir + "/config.ini", desc, saved);
+    for (const auto& name : kResumable)
+      if (vm.count(name) && !vm[name].defaulted()) {
+        auto was = saved.count(name) ? value_text(saved[name].value()) : std::string("(unset)");
+        auto now = value_text(vm[name].value());
+        if (was != now) c.resume_changes.push_back({name, {was, now}});
+      }
     store_config_file(dir + "/config.ini", desc, vm);
+  } else if (vm.count("config")) {
+    store_config_file(vm["config"].as<std::string>(), desc, vm);
   }
   notify_all(vm);
   if (vm["detach-posterior"].as<bool>()) {

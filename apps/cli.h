@@ -53,6 +53,8 @@ struct TrainConfig {
   int64_t validation_ais_chains = 500;
   int64_t validation_ais_temperatures = 1000;
   std::string config_text;  // the resolved configuration, in config-file syntax
+  // With --resume: the flags given that change the run's config.ini, as flag -> {was, now}.
+  std::vector<std::pair<std::string, std::pair<std::string, std::string>>> resume_changes;
 
   NetworkOptions network_options(const std::vector<int64_t>& image_shape) const;
   PriorOptions prior_options() const;

@@ -214,9 +214,19 @@ int run_train(TrainConfig c) {
   auto train_images = data.train.images;
   Trainer trainer(model, std::move(objective), train_images, c.train, run);
   if (resuming) {
+    // The flags a resumed run may change (how long it goes on, where it runs) are written
+    // back, so that config.ini keeps saying what the run is.
+    Json changed = Json::object();
+    for (const auto& [flag, values] : c.resume_changes) {
+      changed.set(flag, Json::object().set("was", values.first).set("now", values.second));
+      std::fprintf(stderr, "resuming with --%s %s (config.ini had %s)\n", flag.c_str(), values.second.c_str(),
+                   values.first.c_str());
+    }
     if (!trainer.resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
     else std::fprintf(stderr, "resuming %s at step %lld (epoch %lld)\n", c.run_dir.c_str(),
                       (long long)trainer.state().step, (long long)trainer.state().epoch);
+    if (!c.resume_changes.empty()) atomic_write(run.config_path(), c.config_text);
+    run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed));
   }
   auto validation = data.validation.images.to(device);
   const auto eval_samples = c.eval_samples;

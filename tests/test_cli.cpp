@@ -75,6 +75,36 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(c.train.epochs(), 9);
 }
 
+TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
+  TempDir tmp;
+  cli::TrainConfig a;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", tmp.path(), "--prior", "ebm", "--lr", "0.00031", "--time-budget", "3600"}, a));
+  std::ofstream(tmp.file("config.ini")) << a.config_text;
+  // A flag that would change the model, the objective or the schedule is refused, by name.
+  auto what = error_of({"--resume", tmp.path(), "--lr", "0.1"});
+  EXPECT_NE(what.find("--lr cannot change when resuming"), std::string::npos) << what;
+  EXPECT_NE(what.find(tmp.file("config.ini")), std::string::npos) << what;
+  EXPECT_NE(error_of({"--resume", tmp.path(), "--latent", "32"}).find("--latent"), std::string::npos);
+  EXPECT_NE(error_of({"--resume", tmp.path(), "--detach-posterior"}).find("--detach-posterior"), std::string::npos);
+  EXPECT_NE(error_of({"--resume", tmp.path(), "--config", tmp.file("config.ini")}).find("--config"), std::string::npos);
+  // A longer budget is taken, recorded as a change and rendered into the new config text.
+  cli::TrainConfig b;
+  ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--time-budget", "7200", "--threads", "1"}, b));
+  EXPECT_DOUBLE_EQ(b.train.time_budget(), 7200);
+  EXPECT_DOUBLE_EQ(b.train.lr(), 0.00031);
+  EXPECT_EQ(b.prior, "ebm");
+  ASSERT_GE(b.resume_changes.size(), 1u);
+  EXPECT_EQ(b.resume_changes[0].first, "time-budget");
+  EXPECT_EQ(b.resume_changes[0].second.first, "3600");
+  EXPECT_EQ(b.resume_changes[0].second.second, "7200");
+  EXPECT_NE(b.config_text.find("time-budget=7200\n"), std::string::npos);
+  EXPECT_NE(b.config_text.find("lr=0.00031\n"), std::string::npos);
+  // Resuming as configured changes nothing.
+  cli::TrainConfig d;
+  ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--time-budget", "3600"}, d));
+  EXPECT_TRUE(d.resume_changes.empty());
+}
+
 TEST_F(CliTest, UnknownConfigKeysAreErrors) {
   TempDir tmp;
   std::ofstream(tmp.file("bad.ini")) << "epochs=3\nlearning-rate=0.1\n";
