@@ -5,6 +5,7 @@
 
 #include "data/error.h"
 #include "data/files.h"
+#include "data/json.h"
 #include "data/run_dir.h"
 #include "data/seed.h"
 #include "tests/support.h"
@@ -125,6 +126,27 @@ TEST_F(TrainingTest, StopFlagSavesACheckpointAndReturns) {
   EXPECT_FALSE(t.run());
   EXPECT_EQ(t.state().step, 1);
   EXPECT_EQ(dir.checkpoints().size(), 1u);
+}
+
+TEST_F(TrainingTest, AStopMidEpochIsValidatedOnce) {
+  TempDir tmp;
+  auto dir = RunDir::create(tmp.file("run"));
+  std::vector<int64_t> validated_at;
+  auto run = [&](int64_t max_steps) {
+    Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(), options(max_steps).eval_every(100),
+              dir);
+    t.resume_latest();
+    t.set_validator([&](VaeModel&, Json&) {
+      validated_at.push_back(t.state().step);
+      return -1.0;
+    });
+    EXPECT_TRUE(t.run());
+  };
+  run(7);  // 5 steps an epoch: stops 2 steps into the second epoch
+  EXPECT_EQ(validated_at, (std::vector<int64_t>{7}));
+  EXPECT_TRUE(std::filesystem::exists(dir.best_checkpoint_path()));
+  run(7);  // resumed with nothing left to do: no second validation
+  EXPECT_EQ(validated_at, (std::vector<int64_t>{7}));
 }
 
 TEST_F(TrainingTest, BadOptionsNameTheValue) {

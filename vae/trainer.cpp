@@ -210,8 +210,8 @@ bool Trainer::run() {
     if (state_.batch_index >= per_epoch) end_epoch();
   }
   if (tty) std::fprintf(stderr, "\n");
-  // A time budget that ran out mid-epoch: validate the model as it stands.
-  if (options_.time_budget() > 0 && state_.train_seconds >= options_.time_budget() && state_.batch_index > 0) validate();
+  // A time budget or --max-steps that ended the run mid-epoch: validate the model as it stands.
+  if (state_.batch_index > 0 && state_.step > started_step) validate();
   save_checkpoint(run_dir_.checkpoint_path(state_.step));
   run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
   return true;
