@@ -6,7 +6,10 @@
 //    [256, 784]: binary_cross_entropy_with_logits (the library's form until 2026-11-23)
 //    against sum x*l - sum softplus(l) by autograd (until the 2026-11-23 evening), and
 //    against the library's (vae/networks.cpp: an autograd function whose backward is one
-//    expression, g (x - sigmoid(l)), with the rows split over the threads).
+//    expression, g (x - sigmoid(l)), with the rows split over the threads);
+//  - the decoder MLP (16-512-512-784, ReLU) forward and backward on a batch: LibTorch's
+//    modules against prior/fused_mlp.h (one node per Linear and activation, the gradients
+//    added into the ones FusedAdam zeroed).
 //   bench_ops [--threads 1] [--seconds 1] [--batch 256] [--seed 0]
 #include <torch/torch.h>
 
@@ -14,11 +17,65 @@
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
+#include "prior/fused_mlp.h"
 #include "vae/fused_adam.h"
 #include "vae/model.h"
 
 using namespace vae_ebm;
 using namespace vae_ebm::bench;
+
+namespace {
+
+// The decoder MLP (16-512-512-784, ReLU), forward and backward on a batch: LibTorch's modules
+// with the gradients handed over (set to none first), against prior/fused_mlp.h adding into
+// gradients that were zeroed (the zeroing is timed apart: FusedAdam does it in its own pass)
+// and with them set to none.
+struct MlpTimes {
+  double plain, fused, fused_none, zero, gflop, max_diff, max_grad_diff;
+};
+
+MlpTimes time_decoder_mlp(int64_t batch, double seconds) {
+  namespace nn = torch::nn;
+  auto make = [] {
+    return nn::Sequential(nn::Linear(16, 512), nn::ReLU(), nn::Linear(512, 512), nn::ReLU(), nn::Linear(512, 784));
+  };
+  auto plain = make(), fused = make();
+  {
+    torch::NoGradGuard no_grad;
+    auto a = plain->parameters(), b = fused->parameters();
+    for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+  }
+  auto z0 = torch::randn({batch, 16});
+  auto out_weights = torch::randn({batch, 784});
+  auto run = [&](nn::Sequential& net, bool fused_forward, bool keep_zeroed) {
+    for (auto& p : net->parameters()) {
+      if (keep_zeroed && p.grad().defined()) p.mutable_grad().zero_();
+      else p.mutable_grad() = torch::Tensor();
+    }
+    auto z = z0.detach().requires_grad_(true);
+    auto y = fused_forward ? fused_mlp_forward(net, z) : net->forward(z);
+    (y * out_weights).sum().backward();
+    return std::make_pair(y.detach(), z.grad());
+  };
+  MlpTimes t{};
+  auto [y_plain, gz_plain] = run(plain, false, false);
+  auto [y_fused, gz_fused] = run(fused, true, true);
+  t.max_diff = (y_plain - y_fused).abs().max().item<double>();
+  t.max_grad_diff = (gz_plain - gz_fused).abs().max().item<double>();
+  // Alternating, so that the machine's drift falls on all three alike.
+  for (int round = 0; round < 3; ++round) {
+    t.plain += seconds_per_call([&] { run(plain, false, false); }, seconds / 3);
+    t.fused_none += seconds_per_call([&] { run(fused, true, false); }, seconds / 3);
+    t.fused += seconds_per_call([&] { run(fused, true, true); }, seconds / 3);
+    t.zero += seconds_per_call([&] { for (auto& p : fused->parameters()) p.mutable_grad().zero_(); }, seconds / 3);
+  }
+  t.plain /= 3, t.fused_none /= 3, t.fused /= 3, t.zero /= 3;
+  t.fused -= t.zero;
+  t.gflop = (3 * 2.0 * batch * (16 * 512 + 512 * 512 + 512 * 784) - 2.0 * batch * 16 * 512) / 1e9;
+  return t;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) try {
   Flags flags(argc, argv, {});
@@ -79,6 +136,8 @@ int main(int argc, char** argv) try {
   const double t_autograd = seconds_per_call([&] { run_ll(1); }, seconds);
   const double t_library = seconds_per_call([&] { run_ll(2); }, seconds);
 
+  const auto mlp = time_decoder_mlp(batch, seconds);
+
   std::printf("threads=%d batch=%lld vae_parameters=%lld\n", threads, (long long)batch, (long long)numel);
   print_kv("adam_libtorch_seconds", t_adam, "%.6f");
   print_kv("adam_fused_seconds", t_fused, "%.6f");
@@ -92,6 +151,14 @@ int main(int argc, char** argv) try {
   print_kv("loglik_library_fwd_bwd_seconds", t_library, "%.6f");
   print_kv("check_loglik_max_abs_diff", ll_diff, "%.3g");
   print_kv("check_loglik_grad_max_abs_diff", g_diff, "%.3g");
+  print_kv("decoder_mlp_libtorch_fwd_bwd_seconds", mlp.plain, "%.6f");
+  print_kv("decoder_mlp_fused_fwd_bwd_seconds", mlp.fused, "%.6f");
+  print_kv("decoder_mlp_fused_fwd_bwd_grads_none_seconds", mlp.fused_none, "%.6f");
+  print_kv("decoder_mlp_grad_zeroing_seconds", mlp.zero, "%.6f");
+  print_kv("decoder_mlp_libtorch_gflops", mlp.gflop / mlp.plain, "%.1f");
+  print_kv("decoder_mlp_fused_gflops", mlp.gflop / mlp.fused, "%.1f");
+  print_kv("check_decoder_mlp_max_abs_diff", mlp.max_diff, "%.3g");
+  print_kv("check_decoder_mlp_input_grad_max_abs_diff", mlp.max_grad_diff, "%.3g");
   print_kv("peak_rss_mb", peak_rss_mb(), "%.1f");
   return 0;
 } catch (const std::exception& e) {

@@ -99,8 +99,8 @@ int main(int argc, char** argv) try {
     auto terms = elbo_terms(model, *obj, x, samples, gen);
     auto loss = -terms.total.mean();
     auto t1 = clock_type::now();
-    vae_opt->zero_grad_to_none();
-    if (prior_opt) prior_opt->zero_grad_to_none();
+    vae_opt->clear_grads();
+    if (prior_opt) prior_opt->clear_grads();
     loss.backward();
     auto t2 = clock_type::now();
     vae_opt->step();

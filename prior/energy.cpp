@@ -3,6 +3,7 @@
 #include "prior/energy.h"
 
 #include "prior/energy_gradient.h"
+#include "prior/fused_mlp.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 
@@ -27,7 +28,7 @@ EnergyPrior::EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double
 
 torch::Tensor EnergyPrior::energy(const torch::Tensor& z) {
   auto flat = z.reshape({-1, latent_dim_});
-  auto out = f->forward(flat).squeeze(-1);
+  auto out = fused_mlp_forward(f, flat).squeeze(-1);
   auto shape = z.sizes().vec();
   shape.pop_back();
   return out.reshape(shape);

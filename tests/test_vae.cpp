@@ -4,6 +4,7 @@
 
 #include "data/seed.h"
 #include "prior/energy.h"
+#include "prior/fused_mlp.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
@@ -106,6 +107,8 @@ TEST_F(VaeTest, FusedAdamMatchesTorchAdamAndSharesItsCheckpoints) {
     }
     reference.step();
     fused.step();
+    // The fused step zeroes the gradients it read, in its own pass, and keeps them.
+    for (auto& p : b) EXPECT_TRUE(p.grad().defined() && p.grad().eq(0).all().item<bool>());
   }
   for (size_t i = 0; i < a.size(); ++i)
     EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-6)) << (a[i] - b[i]).abs().max();
@@ -130,6 +133,73 @@ TEST_F(VaeTest, FusedAdamMatchesTorchAdamAndSharesItsCheckpoints) {
   fused.step();
   resumed.step();
   for (size_t i = 0; i < b.size(); ++i) EXPECT_TRUE(torch::allclose(b[i], c[i], 1e-5, 1e-6));
+}
+
+// An MLP with every kind of layer the fused forward knows, and one it does not.
+static torch::nn::Sequential fused_test_mlp(int64_t in, int64_t hidden) {
+  namespace nn = torch::nn;
+  return nn::Sequential(nn::Linear(in, hidden), nn::ReLU(), nn::Linear(hidden, hidden),
+                        nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)), nn::Linear(hidden, hidden),
+                        nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(-0.5)), nn::Linear(hidden, hidden), nn::Tanh(),
+                        nn::Linear(nn::LinearOptions(hidden, 3).bias(false)));
+}
+
+static std::vector<torch::Tensor> copy_parameters(torch::nn::Sequential& from, torch::nn::Sequential& to) {
+  torch::NoGradGuard no_grad;
+  auto a = from->parameters(), b = to->parameters();
+  for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+  return b;
+}
+
+TEST_F(VaeTest, FusedMlpMatchesAutogradOnOneAndTwoThreads) {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    // 8,192 rows of 300: enough values for the backward pass to split at 2 threads.
+    for (int64_t rows : {5, 8192}) {
+      auto plain = fused_test_mlp(7, 300), fused = fused_test_mlp(7, 300);
+      copy_parameters(plain, fused);
+      auto x = torch::randn({rows, 7});
+      auto weights = torch::randn({rows, 3});
+      auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+      auto ya = plain->forward(xa), yb = fused_mlp_forward(fused, xb);
+      EXPECT_TRUE(torch::allclose(ya, yb, 1e-5, 1e-5)) << (ya - yb).abs().max();
+      (ya * weights).sum().backward();
+      // Pre-set gradients: the fused backward adds into them in place, as autograd does.
+      auto pa = plain->parameters(), pb = fused->parameters();
+      std::vector<void*> where;
+      for (size_t i = 0; i < pb.size(); ++i) {
+        pb[i].mutable_grad() = torch::ones_like(pb[i]);
+        where.push_back(pb[i].grad().data_ptr());
+      }
+      (yb * weights).sum().backward();
+      EXPECT_TRUE(torch::allclose(xa.grad(), xb.grad(), 1e-4, 1e-5)) << (xa.grad() - xb.grad()).abs().max();
+      for (size_t i = 0; i < pa.size(); ++i) {
+        auto expected = pa[i].grad() + 1;
+        EXPECT_TRUE(torch::allclose(pb[i].grad(), expected, 1e-4, 1e-3))
+            << "parameter " << i << " at " << threads << " threads, " << rows << " rows: "
+            << (pb[i].grad() - expected).abs().max();
+        EXPECT_EQ(pb[i].grad().data_ptr(), where[i]) << "parameter " << i << " got a new gradient tensor";
+      }
+      // Without gradients the forward is the same.
+      torch::NoGradGuard no_grad;
+      EXPECT_TRUE(torch::allclose(plain->forward(x), fused_mlp_forward(fused, x), 1e-5, 1e-5));
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_F(VaeTest, FusedMlpUnderAutogradGradLeavesParameterGradientsAlone) {
+  auto plain = fused_test_mlp(4, 16), fused = fused_test_mlp(4, 16);
+  auto pb = copy_parameters(plain, fused);
+  auto x = torch::randn({6, 4});
+  auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+  auto pa = plain->parameters();
+  // With respect to the input (as Langevin asks), and with respect to a weight.
+  auto ga = torch::autograd::grad({plain->forward(xa).sum()}, {xa, pa[2]});
+  auto gb = torch::autograd::grad({fused_mlp_forward(fused, xb).sum()}, {xb, pb[2]});
+  EXPECT_TRUE(torch::allclose(ga[0], gb[0], 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(ga[1], gb[1], 1e-5, 1e-5));
+  for (const auto& p : pb) EXPECT_FALSE(p.grad().defined());
 }
 
 TEST_F(VaeTest, EntropyAndLogProbByHand) {

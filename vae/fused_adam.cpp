@@ -21,8 +21,8 @@ bool fusable(const torch::Tensor& p) {
          (!g.defined() || (g.scalar_type() == torch::kFloat && g.is_contiguous() && !g.is_sparse()));
 }
 
-// m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - step m / (sqrt(v) / sqrt(bc2) + eps)
-void update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+// m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - step m / (sqrt(v) / sqrt(bc2) + eps);  g <- 0
+void update(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
             float b1, float b2, float step, float inv_sqrt_bc2, float eps) {
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
   int64_t i = 0;
@@ -37,6 +37,7 @@ void update(float* __restrict p, const float* __restrict g, float* __restrict m,
     _mm_storeu_ps(p + i, _mm_sub_ps(_mm_loadu_ps(p + i), _mm_div_ps(_mm_mul_ps(mi, vstep), denom)));
     _mm_storeu_ps(m + i, mi);
     _mm_storeu_ps(v + i, vi);
+    _mm_storeu_ps(g + i, _mm_setzero_ps());
   }
 #endif
   for (; i < n; ++i) {
@@ -45,6 +46,7 @@ void update(float* __restrict p, const float* __restrict g, float* __restrict m,
     p[i] -= mi * step / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
     m[i] = mi;
     v[i] = vi;
+    g[i] = 0.0f;
   }
 }
 
@@ -53,10 +55,11 @@ void update(float* __restrict p, const float* __restrict g, float* __restrict m,
 torch::Tensor FusedAdam::step(LossClosure closure) {
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
-    if (options.weight_decay() != 0 || options.amsgrad()) return torch::optim::Adam::step(std::move(closure));
+    if (options.weight_decay() != 0 || options.amsgrad()) return unfused_step(std::move(closure));
     for (const auto& p : group.params())
-      if (!fusable(p)) return torch::optim::Adam::step(std::move(closure));
+      if (!fusable(p)) return unfused_step(std::move(closure));
   }
+  zeroed_grads_ = true;
   torch::NoGradGuard no_grad;
   torch::Tensor loss;
   if (closure != nullptr) {
@@ -66,8 +69,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   // One update per parameter; the elements of each are split over the threads (the update
   // is memory-bound: 28 bytes per element).
   struct Job {
-    float *p, *m, *v;
-    const float* g;
+    float *p, *m, *v, *g;
     int64_t n;
     float b1, b2, step, inv_sqrt_bc2, eps;
   };
@@ -111,7 +113,13 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
-void FusedAdam::zero_grad_to_none() {
+torch::Tensor FusedAdam::unfused_step(LossClosure closure) {
+  zeroed_grads_ = false;
+  return torch::optim::Adam::step(std::move(closure));
+}
+
+void FusedAdam::clear_grads() {
+  if (zeroed_grads_) return;
   for (auto& group : param_groups_)
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
 }

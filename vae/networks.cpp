@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "prior/fused_mlp.h"
 #include "prior/parallel.h"
 
 namespace vae_ebm {
@@ -48,7 +49,7 @@ class MlpEncoder : public Encoder {
     net_ = register_module("net", mlp(o.pixels(), o.hidden(), 2 * o.latent_dim(), o.activation()));
   }
   DiagonalGaussian forward(const torch::Tensor& x) override {
-    auto h = net_->forward(x);
+    auto h = fused_mlp_forward(net_, x);
     return {h.narrow(1, 0, latent_), h.narrow(1, latent_, latent_)};
   }
 
@@ -64,11 +65,11 @@ class MlpDecoder : public Decoder {
     net_ = register_module("net", mlp(o.latent_dim(), reversed, o.pixels(), o.activation()));
   }
   torch::Tensor logits(const torch::Tensor& z) override {
-    if (z.dim() == 2) return net_->forward(z);
+    if (z.dim() == 2) return fused_mlp_forward(net_, z);
     // [K, B, D] as [K B, D]: a Linear on 2-d input is one addmm with the bias inside the
     // product, on more dimensions a matmul and a separate bias pass (forward and backward).
     auto lead = z.sizes().vec();
-    auto out = net_->forward(z.reshape({-1, z.size(-1)}));
+    auto out = fused_mlp_forward(net_, z.reshape({-1, z.size(-1)}));
     lead.back() = out.size(-1);
     return out.reshape(lead);
   }

@@ -135,8 +135,8 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   }
   TORCH_CHECK(std::isfinite(loss.item<double>()), "training loss is not finite at step ", state_.step,
               " (try a lower --lr or --prior-lr)");
-  if (vae_optimizer_) vae_optimizer_->zero_grad_to_none();
-  if (prior_optimizer_) prior_optimizer_->zero_grad_to_none();
+  if (vae_optimizer_) vae_optimizer_->clear_grads();
+  if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
   if (vae_optimizer_) vae_optimizer_->step();
   if (prior_optimizer_) prior_optimizer_->step();
