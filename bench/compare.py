@@ -97,19 +97,43 @@ def machine_info(python):
     }
 
 
-def busy_processes(limit=5):
-    """Other processes using CPU right now (the machine may be shared)."""
+def cpu_ticks(pid):
+    """utime + stime of a process in clock ticks, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def busy_processes(limit=5, window=1.0):
+    """Other processes using CPU now (the machine may be shared), measured over `window`
+    seconds from /proc (ps's %cpu is an average over each process's life), and processes
+    that are stopped (SIGSTOP, e.g. paused for the benchmark), listed as such."""
     me = os.getpid()
-    lines = sh("ps -eo pid,pcpu,etime,args --sort=-pcpu --no-headers").splitlines()
-    out = []
-    for line in lines:
-        parts = line.split(None, 3)
-        if len(parts) < 4 or int(parts[0]) == me or float(parts[1]) < 10:
+    rows = []
+    for line in sh("ps -eo pid,stat,args --no-headers").splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and int(parts[0]) != me:
+            rows.append((int(parts[0]), parts[1], parts[2]))
+    before = {pid: cpu_ticks(pid) for pid, _, _ in rows}
+    time.sleep(window)
+    hz = os.sysconf("SC_CLK_TCK")
+    busy, stopped = [], []
+    for pid, stat, args in rows:
+        if stat.startswith("T"):
+            if before[pid] is not None and before[pid] > 0:
+                stopped.append(f"stopped: {relative(args)[:110]}")
             continue
-        out.append(f"{parts[1]}% cpu: {relative(parts[3])[:110]}")
-        if len(out) >= limit:
-            break
-    return out
+        after = cpu_ticks(pid)
+        if before[pid] is None or after is None:
+            continue
+        pct = 100.0 * (after - before[pid]) / hz / window
+        if pct >= 10:
+            busy.append((pct, f"{pct:.0f}% cpu: {relative(args)[:110]}"))
+    busy.sort(reverse=True)
+    return [b for _, b in busy[:limit]] + stopped[:limit]
 
 
 def spread(xs):
@@ -258,11 +282,17 @@ def main():
     L.append(f"| load average at end | {' / '.join(f'{x:.2f}' for x in info['load_end'])} |")
     L.append(f"| elapsed | {info['elapsed_seconds']} s |")
     L.append("")
-    if info["busy_start"] or info["busy_end"]:
+    if any(not b.startswith("stopped") for b in info["busy_start"] + info["busy_end"]):
         L.append("**The machine was shared**: other processes used CPU during the runs, so absolute figures are "
                  "contended; C++ and Python runs alternate so that both see the same contention. Busy at start:")
         L += [f"- {b}" for b in info["busy_start"]]
         L.append("\nBusy at end:")
+        L += [f"- {b}" for b in info["busy_end"]]
+        L.append("")
+    elif info["busy_start"] or info["busy_end"]:
+        L.append("Other jobs were stopped (SIGSTOP) for the run; none used CPU. At start:")
+        L += [f"- {b}" for b in info["busy_start"]]
+        L.append("\nAt end:")
         L += [f"- {b}" for b in info["busy_end"]]
         L.append("")
     L.append(f"Settings: MLP 784-512-512, latent 16, K = 1, batch 256, Adam (betas 0.5/0.999), random Bernoulli(0.13) "
