@@ -28,8 +28,7 @@ using torch::autograd::variable_list;
 constexpr int64_t kValuesPerThread = 1 << 20;
 
 int parts_for(int64_t rows, int64_t cols) {
-  const int64_t parts = std::min<int64_t>(num_threads(), rows * cols / kValuesPerThread);
-  return static_cast<int>(std::max<int64_t>(1, std::min(parts, rows)));
+  return static_cast<int>(std::min<int64_t>(threads_for(rows * cols, kValuesPerThread), std::max<int64_t>(rows, 1)));
 }
 
 // y <- y if y > 0 else slope y, over n values. The loops take their operands as arguments

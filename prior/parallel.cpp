@@ -55,8 +55,8 @@ void set_num_threads(int n) {
 
 int num_threads() { return threads_; }
 
-int threads_for(int64_t elements) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_, elements / 65536)));
+int threads_for(int64_t elements, int64_t per_thread) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_, elements / per_thread)));
 }
 
 void parallel_run(int n, const std::function<void(int)>& fn) {

@@ -7,8 +7,8 @@
 // work is nearly all OpenBLAS sgemm, so the threads go to OpenBLAS for one large product, or,
 // for independent Langevin chains, to one std::thread per group of chains, each with one
 // BLAS thread (small products of 256 x 200 split badly inside the BLAS). Elementwise passes
-// that would otherwise stay on one core (Adam's update, the Bernoulli log-likelihood) are
-// split the same way.
+// that would otherwise stay on one core (Adam's update, the Bernoulli log-likelihood, the
+// MLPs' activations when large) are split the same way.
 #include <cstdint>
 #include <functional>
 
@@ -27,7 +27,9 @@ int num_threads();
 void parallel_run(int n, const std::function<void(int)>& fn);
 
 // How many of the num_threads() threads an elementwise pass over `elements` values should
-// use: one per 64k values at most (below that a thread costs more than it saves), at least 1.
-int threads_for(int64_t elements);
+// use: one per `per_thread` values at most, at least 1. The default, 64k, is where a thread
+// starts to repay its start-up for Adam's update and the log-likelihood; passes that sit
+// between the BLAS's own products pay more (prior/fused_mlp.cpp).
+int threads_for(int64_t elements, int64_t per_thread = 65536);
 
 }  // namespace vae_ebm
