@@ -222,6 +222,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
          "train the VAE on the Gaussian ELBO and fit the prior to detached posterior samples")
         ("mode", po::value(&t.mode())->default_value("joint"), "joint, detach-posterior or post-hoc (set by fit-prior)")
         ("init-from", po::value(&c.init_from)->default_value(""), "checkpoint whose encoder and decoder start the model")
+        ("init-prior", po::value<bool>(&c.init_prior)->default_value(false)->implicit_value(true),
+         "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
         ("parent", po::value(&c.parent)->default_value(""), "the run a post-hoc prior was fitted to (set by fit-prior)");
   }
   add_common(d, c.common);
@@ -343,6 +345,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
     c.train.mode("detach-posterior");
   }
   check_validation_flags(c);
+  if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
   if (!c.resume.empty()) c.run_dir = c.resume;
   if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
   auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});

@@ -31,6 +31,7 @@ struct TrainConfig {
   std::string run_dir;        // where the run is written
   std::string resume;         // an existing run directory to continue
   std::string init_from;      // a checkpoint whose encoder and decoder start the model
+  bool init_prior = false;    // with init_from: the checkpoint's prior starts the prior too
   std::string parent;         // the run this one was fitted to (post hoc)
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;

@@ -66,23 +66,35 @@ std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data)
   }
 }
 
-// Loads the encoder and decoder (not the prior) of a checkpoint into `model`.
-void load_encoder_decoder(const std::string& path, VaeModel& model) {
+// Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
+// returns the parts taken. Each must have the same networks and shapes.
+std::vector<std::string> init_model_from(const std::string& path, VaeModel& model, bool with_prior) {
   auto bytes = read_file(path);
+  std::vector<std::pair<std::string, torch::nn::Module*>> parts = {{"encoder", model.encoder.get()},
+                                                                   {"decoder", model.decoder.get()}};
+  if (with_prior) parts.push_back({"prior", model.prior.get()});
+  std::vector<std::string> taken;
   try {
     std::istringstream in(bytes);
-    torch::serialize::InputArchive archive, model_archive, part;
+    torch::serialize::InputArchive archive, model_archive;
     archive.load_from(in);
     archive.read("model", model_archive);
-    model_archive.read("encoder", part);
-    model.encoder->load(part);
-    torch::serialize::InputArchive dec;
-    model_archive.read("decoder", dec);
-    model.decoder->load(dec);
+    for (const auto& [name, module] : parts) {
+      torch::serialize::InputArchive part;
+      model_archive.read(name, part);
+      try {
+        load_module_checked(*module, part);
+      } catch (const std::exception& e) {
+        std::string what = e.what();
+        throw std::runtime_error("its " + name + " does not fit this run's: " + what.substr(0, what.find('\n')));
+      }
+      taken.push_back(name);
+    }
   } catch (const std::exception& e) {
     std::string what = e.what();
-    throw DataError("cannot take the encoder and decoder from " + path + ": " + what.substr(0, what.find('\n')));
+    throw DataError("cannot start the model from " + path + ": " + what.substr(0, what.find('\n')));
   }
+  return taken;
 }
 
 // An estimator of log Z and the words that say how it estimates.
@@ -206,10 +218,18 @@ int run_train(TrainConfig c) {
     throw UsageError(e.what());
   }
   const bool resuming = !c.resume.empty();
+  // A checkpoint that does not fit fails here, before the run directory exists.
+  std::vector<std::string> initialised;
+  if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
   if (!resuming) {
     atomic_write(run.config_path(), c.config_text);
-    if (!c.init_from.empty()) load_encoder_decoder(c.init_from, *model);
+    if (!initialised.empty()) {
+      std::string parts;
+      for (const auto& p : initialised) parts += (parts.empty() ? "" : ", ") + p;
+      std::fprintf(stderr, "started %s from %s\n", parts.c_str(), c.init_from.c_str());
+      run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", parts));
+    }
   }
   auto train_images = data.train.images;
   Trainer trainer(model, std::move(objective), train_images, c.train, run);

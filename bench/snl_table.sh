@@ -16,7 +16,11 @@
 # sample, validated every 2 epochs with K = 1: conv-vae (Gaussian prior) and
 # conv-ebm-snelbo-defensive (joint SNELBO, defensive proposal); conv-ebm-posthoc fits the
 # energy prior to the conv-vae row for POSTHOC_EPOCHS epochs (default 25, validated every 5
-# with K = 1). All evaluated with K = CONV_EVAL_K (default 10: a conv decoder pass costs about
+# with K = 1); conv-ebm-snelbo-warm-defensive trains joint SNELBO (defensive proposal, log Z
+# of validation by AIS) for TIME_BUDGET more seconds from the conv-vae row's best encoder and
+# decoder, so that with a one-hour conv-vae row two hours go to the whole model;
+# conv-ebm-snelbo-from-posthoc does the same from the conv-ebm-posthoc row, energy included.
+# All evaluated with K = CONV_EVAL_K (default 10: a conv decoder pass costs about
 # 45M multiply-adds). A conv row's time budget can be extended afterwards with
 # `vae-ebm train --resume OUT_DIR/ROW --time-budget SECONDS`.
 # Each row is evaluated on the test set with K posterior samples; the table of the rows
@@ -86,6 +90,12 @@ for row in "${rows[@]}"; do
     vae-ebm-snelbo-warm-defensive) run "$row" train --run-dir "$out/$row" "${warm[@]}" "${ebm[@]}" --proposal defensive ;;
     conv-vae) run "$row" train --run-dir "$out/$row" "${conv[@]}" --prior gaussian ;;
     conv-ebm-snelbo-defensive) run "$row" train --run-dir "$out/$row" "${conv[@]}" "${ebm[@]}" --proposal defensive ;;
+    conv-ebm-snelbo-warm-defensive)
+      run "$row" train --run-dir "$out/$row" "${conv[@]}" "${ebm[@]}" --proposal defensive --validation-log-z ais \
+          --init-from "$out/conv-vae/checkpoints/best.pt" ;;
+    conv-ebm-snelbo-from-posthoc)
+      run "$row" train --run-dir "$out/$row" "${conv[@]}" "${ebm[@]}" --proposal defensive --validation-log-z ais \
+          --init-from "$out/conv-ebm-posthoc/checkpoints/best.pt" --init-prior ;;
     conv-ebm-posthoc)
       run "$row" fit-prior "$out/conv-vae" --run-dir "$out/$row" "${ebm[@]}" --lr-decay 1.0 --beta1 0.9 --batch-size 128 \
           --epochs "${POSTHOC_EPOCHS:-25}" --eval-every 5 --eval-samples 1 --seed 0 --log-every 60 --threads "${THREADS:-1}" ;;

@@ -1,8 +1,14 @@
 // Command-line parsing: flags, config files, errors that name the flag.
+#include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "apps/cli.h"
+#include "data/error.h"
+#include "data/files.h"
+#include "data/hdf5_io.h"
 #include "tests/support.h"
+#include "vae/trainer.h"
 
 namespace vae_ebm::test {
 
@@ -103,6 +109,82 @@ TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
   cli::TrainConfig d;
   ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--time-budget", "3600"}, d));
   EXPECT_TRUE(d.resume_changes.empty());
+}
+
+// Trains a tiny energy-prior model on a user data set of 3x4 binary images.
+class InitFromTest : public CliTest {
+ protected:
+  TempDir tmp;
+  std::string dataset;
+  void SetUp() override {
+    CliTest::SetUp();
+    dataset = tmp.file("data.h5");
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    H5Writer writer(dataset);
+    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 32}, {"validation", 8}, {"test", 8}})
+      writer.write(name, torch::bernoulli(torch::full({n, 3, 4}, 0.4), gen));
+    writer.close();
+  }
+  // Flags: the defaults below, with `flags` overriding or adding; an empty value is a switch.
+  int train(const std::string& dir, std::map<std::string, std::string> flags) {
+    std::map<std::string, std::string> all = {
+        {"dataset", "hdf5:" + dataset}, {"hidden", "16"}, {"latent", "3"}, {"prior", "ebm"}, {"energy-hidden", "8,8"},
+        {"batch-size", "8"}, {"max-steps", "2"}, {"eval-samples", "1"}, {"log-z-samples", "64"}, {"threads", "1"},
+        {"run-dir", tmp.file(dir)}};
+    for (const auto& [flag, value] : flags) all[flag] = value;
+    std::vector<std::string> args;
+    for (const auto& [flag, value] : all) {
+      args.push_back("--" + flag);
+      if (!value.empty()) args.push_back(value);
+    }
+    cli::TrainConfig c;
+    if (!cli::parse_train(args, c)) return -1;
+    return cli::run_train(c);
+  }
+  std::shared_ptr<VaeModel> load(const std::string& dir, std::vector<int64_t> energy_hidden = {8, 8}) {
+    auto m = std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({1, 3, 4}),
+                                        PriorOptions("ebm", 3).energy_hidden(energy_hidden));
+    load_model_from_checkpoint(tmp.file(dir) + "/checkpoints/best.pt", *m);
+    return m;
+  }
+  static double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+    return d;
+  }
+};
+
+TEST_F(InitFromTest, TakesThePriorOnlyWhenAsked) {
+  ASSERT_EQ(train("a", {{"seed", "1"}}), 0);
+  // Learning rates so small that one Adam step moves nothing visibly: what b holds is what it started from.
+  const std::map<std::string, std::string> still = {
+      {"max-steps", "1"}, {"lr", "1e-12"}, {"prior-lr", "1e-12"}, {"init-from", tmp.file("a") + "/checkpoints/best.pt"}};
+  ASSERT_EQ(train("b", still), 0);
+  auto with_prior = still;
+  with_prior["init-prior"] = "";
+  ASSERT_EQ(train("c", with_prior), 0);
+  auto a = load("a"), b = load("b"), c = load("c");
+  EXPECT_LT(max_difference(a->vae_parameters(), b->vae_parameters()), 1e-9);
+  EXPECT_LT(max_difference(a->vae_parameters(), c->vae_parameters()), 1e-9);
+  EXPECT_GT(max_difference(a->prior_parameters(), b->prior_parameters()), 1e-3);  // a fresh prior
+  EXPECT_LT(max_difference(a->prior_parameters(), c->prior_parameters()), 1e-9);
+  EXPECT_NE(read_file(tmp.file("c") + "/metrics.jsonl").find(R"("parts":"encoder, decoder, prior")"), std::string::npos);
+}
+
+TEST_F(InitFromTest, APriorOfAnotherShapeIsRefusedBeforeTheRunDirectoryExists) {
+  ASSERT_EQ(train("a", {}), 0);
+  const auto from = tmp.file("a") + "/checkpoints/best.pt";
+  EXPECT_THROW_WITH(train("b", {{"energy-hidden", "8,4"}, {"init-from", from}, {"init-prior", ""}}),
+                    "its prior does not fit this run's: tensor f.");
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("b")));
+  // The networks must fit too, with or without the prior.
+  EXPECT_THROW_WITH(train("d", {{"hidden", "12"}, {"init-from", from}}), "has shape [16, 12] in the checkpoint where the model has [12, 12]");
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("d")));
+  // Without --init-prior the energy's shape is free.
+  EXPECT_EQ(train("e", {{"energy-hidden", "8,4"}, {"init-from", from}}), 0);
+  EXPECT_THROW_WITH(train("f", {{"init-prior", ""}}), "--init-prior needs --init-from");
+  // A checkpoint of another model kind is refused by the same path, naming the file.
+  EXPECT_THROW_WITH(load("a", {8, 4}), "best.pt");
 }
 
 TEST_F(CliTest, UnknownConfigKeysAreErrors) {

@@ -292,7 +292,7 @@ void Trainer::load_checkpoint(const std::string& path) {
                       std::to_string(kCheckpointFormat));
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
-    model_->load(model_archive);
+    load_module_checked(*model_, model_archive);
     if (vae_optimizer_) {
       torch::serialize::InputArchive a;
       archive.read("vae_optimizer", a);
@@ -330,6 +330,22 @@ bool Trainer::resume_latest() {
   return true;
 }
 
+void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive) {
+  auto shapes = [&module] {
+    std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+    for (const auto& p : module.named_parameters()) out.emplace_back(p.key(), p.value().sizes().vec());
+    for (const auto& b : module.named_buffers()) out.emplace_back(b.key(), b.value().sizes().vec());
+    return out;
+  };
+  const auto expected = shapes();
+  module.load(archive);
+  const auto stored = shapes();
+  for (size_t i = 0; i < expected.size(); ++i)
+    if (stored[i].second != expected[i].second)
+      throw std::runtime_error("tensor " + expected[i].first + " has shape " + c10::str(c10::IntArrayRef(stored[i].second)) +
+                      " in the checkpoint where the model has " + c10::str(c10::IntArrayRef(expected[i].second)));
+}
+
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
   auto bytes = read_file(path);
   try {
@@ -338,7 +354,7 @@ void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch:
     archive.load_from(in, device);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
-    model.load(model_archive);
+    load_module_checked(model, model_archive);
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));

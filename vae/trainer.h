@@ -104,6 +104,10 @@ class Trainer {
 
 // Loads only the model's parameters from a checkpoint written by Trainer (for
 // evaluate, sample, export and post-hoc fitting). Throws DataError naming the file.
+// Module::load re-targets each tensor to the stored one whatever its shape; this throws,
+// naming the tensor, when a stored shape differs from the module's.
+void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive);
+
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device = torch::kCPU);
 
 }  // namespace vae_ebm
