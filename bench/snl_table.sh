@@ -20,6 +20,7 @@
 # of validation by AIS) for TIME_BUDGET more seconds from the conv-vae row's best encoder and
 # decoder, so that with a one-hour conv-vae row two hours go to the whole model;
 # conv-ebm-snelbo-from-posthoc does the same from the conv-ebm-posthoc row, energy included.
+# SEED (default 0) seeds the conv training rows' shuffling and sampling (and initialisation).
 # All evaluated with K = CONV_EVAL_K (default 10: a conv decoder pass costs about
 # 45M multiply-adds). A conv row's time budget can be extended afterwards with
 # `vae-ebm train --resume OUT_DIR/ROW --time-budget SECONDS`.
@@ -42,7 +43,7 @@ common=("${budget[@]}" --epochs "$epochs")
 warm=("${budget[@]}" --epochs "$((epochs / 2))" --init-from "$out/vae/checkpoints/best.pt")
 conv=(--dataset binary-mnist --architecture conv --latent 16 --batch-size 128 --lr 5e-4 --beta1 0.9
       --lr-decay 1.0 --samples 1 --epochs 100000 --time-budget "${TIME_BUDGET:-3600}" --eval-every 2
-      --eval-samples 1 --seed 0 --log-every 60 --threads "${THREADS:-1}")
+      --eval-samples 1 --seed "${SEED:-0}" --log-every 60 --threads "${THREADS:-1}")
 ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
 # Trains a row unless it finished already, then evaluates it unless evaluated already: the
