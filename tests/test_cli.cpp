@@ -1,4 +1,4 @@
-// Command-line parsing: flags, config files, errors that name the flag.
+// Command-line parsing: flags, config files, errors that name the flag; train --init-from.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -178,12 +178,13 @@ TEST_F(InitFromTest, APriorOfAnotherShapeIsRefusedBeforeTheRunDirectoryExists) {
                     "its prior does not fit this run's: tensor f.");
   EXPECT_FALSE(std::filesystem::exists(tmp.file("b")));
   // The networks must fit too, with or without the prior.
-  EXPECT_THROW_WITH(train("d", {{"hidden", "12"}, {"init-from", from}}), "has shape [16, 12] in the checkpoint where the model has [12, 12]");
+  EXPECT_THROW_WITH(train("d", {{"hidden", "12"}, {"init-from", from}}),
+                    "has shape [16, 12] in the checkpoint where the model has [12, 12]");
   EXPECT_FALSE(std::filesystem::exists(tmp.file("d")));
   // Without --init-prior the energy's shape is free.
   EXPECT_EQ(train("e", {{"energy-hidden", "8,4"}, {"init-from", from}}), 0);
   EXPECT_THROW_WITH(train("f", {{"init-prior", ""}}), "--init-prior needs --init-from");
-  // A checkpoint of another model kind is refused by the same path, naming the file.
+  // Loading a whole model (evaluate, sample) refuses another shape too, naming the file.
   EXPECT_THROW_WITH(load("a", {8, 4}), "best.pt");
 }
 
