@@ -67,13 +67,13 @@ std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data)
 }
 
 // Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
-// returns the parts taken. Each must have the same networks and shapes.
-std::vector<std::string> init_model_from(const std::string& path, VaeModel& model, bool with_prior) {
+// returns the parts taken, as "encoder, decoder[, prior]". Each must have the same networks and shapes.
+std::string init_model_from(const std::string& path, VaeModel& model, bool with_prior) {
   auto bytes = read_file(path);
   std::vector<std::pair<std::string, torch::nn::Module*>> parts = {{"encoder", model.encoder.get()},
                                                                    {"decoder", model.decoder.get()}};
   if (with_prior) parts.push_back({"prior", model.prior.get()});
-  std::vector<std::string> taken;
+  std::string taken;
   try {
     std::istringstream in(bytes);
     torch::serialize::InputArchive archive, model_archive;
@@ -88,7 +88,7 @@ std::vector<std::string> init_model_from(const std::string& path, VaeModel& mode
         std::string what = e.what();
         throw std::runtime_error("its " + name + " does not fit this run's: " + what.substr(0, what.find('\n')));
       }
-      taken.push_back(name);
+      taken += (taken.empty() ? "" : ", ") + name;
     }
   } catch (const std::exception& e) {
     std::string what = e.what();
@@ -219,16 +219,14 @@ int run_train(TrainConfig c) {
   }
   const bool resuming = !c.resume.empty();
   // A checkpoint that does not fit fails here, before the run directory exists.
-  std::vector<std::string> initialised;
+  std::string initialised;
   if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
   if (!resuming) {
     atomic_write(run.config_path(), c.config_text);
     if (!initialised.empty()) {
-      std::string parts;
-      for (const auto& p : initialised) parts += (parts.empty() ? "" : ", ") + p;
-      std::fprintf(stderr, "started %s from %s\n", parts.c_str(), c.init_from.c_str());
-      run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", parts));
+      std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
+      run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", initialised));
     }
   }
   auto train_images = data.train.images;
