@@ -35,7 +35,10 @@ void add_common(po::options_description& d, CommonConfig& c) {
        "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
       ("device", po::value(&c.device)->default_value("cpu"), "cpu, cuda or cuda:N")
       ("threads", po::value(&c.threads)->default_value(default_threads()),
-       "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)");
+       "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
+      ("blas-kernel", po::value(&c.blas_kernel)->default_value("auto"),
+       "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "
+       "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
 }
 
 // The shortest text that reads back as the same double.
@@ -285,8 +288,8 @@ namespace {
 // The flags a resumed run may be given: how long it goes on and where it runs. Every other
 // flag is the run's config.ini, so that a checkpoint never meets a model, objective or
 // schedule it was not made with.
-const std::vector<std::string> kResumable = {"epochs", "max-steps", "time-budget", "log-every", "keep-checkpoints",
-                                             "threads", "device", "data-dir"};
+const std::vector<std::string> kResumable = {"epochs",  "max-steps", "time-budget", "log-every", "keep-checkpoints",
+                                             "threads", "device",    "data-dir",    "blas-kernel"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {

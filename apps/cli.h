@@ -24,6 +24,7 @@ struct CommonConfig {
   std::string data_dir;   // default: $VAE_EBM_DATA or data-cache
   std::string device = "cpu";
   int threads = 1;  // set from default_threads() by the parsers
+  std::string blas_kernel = "auto";  // auto | keep | an OpenBLAS core name (common/blas_kernel.h)
 };
 
 struct TrainConfig {
@@ -137,5 +138,12 @@ int main_entry(int argc, char** argv);
 // says what was measured). default_threads() is the number of hardware threads.
 void set_threads(int threads);
 int default_threads();
+// Chooses the BLAS kernel (--blas-kernel, once per process) and prints it to stderr, then
+// sets the threads. Every command calls it before it reads data or computes anything.
+void use_machine(const CommonConfig& common);
+// The BLAS kernel line that config.ini, --version and the log carry.
+std::string blas_kernel_line();
+// A config file's text with the BLAS kernel as a comment after its header comments.
+std::string with_blas_comment(const std::string& config_text);
 
 }  // namespace vae_ebm::cli

@@ -10,7 +10,11 @@
 #include <iostream>
 #include <optional>
 
+#include <boost/version.hpp>
+#include <torch/version.h>
+
 #include "apps/cli.h"
+#include "common/blas_kernel.h"
 #include "data/dataset.h"
 #include "data/error.h"
 #include "data/files.h"
@@ -170,7 +174,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   parse_train({"--config", run.config_path()}, out.config);
   out.config.common = common;
   out.device = parse_device(common.device);
-  set_threads(common.threads);
+  use_machine(common);
   auto run_data = load_data(out.config.dataset, common, out.config.binarisation_seed);
   out.model = build_model(out.config, run_data);
   if (!dataset_override.empty() && dataset_override != out.config.dataset) {
@@ -204,7 +208,7 @@ void print_row(const std::string& name, const Estimate& e) {
 int run_train(TrainConfig c) {
   auto device = parse_device(c.common.device);
   c.train.device(device);
-  set_threads(c.common.threads);
+  use_machine(c.common);
   auto data = load_data(c.dataset, c.common, c.binarisation_seed);
   c.train.dynamic_binarisation(data.dynamic);
   torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
@@ -223,7 +227,7 @@ int run_train(TrainConfig c) {
   if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
   if (!resuming) {
-    atomic_write(run.config_path(), c.config_text);
+    atomic_write(run.config_path(), with_blas_comment(c.config_text));
     if (!initialised.empty()) {
       std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
       run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", initialised));
@@ -243,8 +247,9 @@ int run_train(TrainConfig c) {
     if (!trainer.resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
     else std::fprintf(stderr, "resuming %s at step %lld (epoch %lld)\n", c.run_dir.c_str(),
                       (long long)trainer.state().step, (long long)trainer.state().epoch);
-    if (!c.resume_changes.empty()) atomic_write(run.config_path(), c.config_text);
-    run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed));
+    if (!c.resume_changes.empty()) atomic_write(run.config_path(), with_blas_comment(c.config_text));
+    run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed)
+                           .set("blas_kernel", blas::kernel_state().summary()));
   }
   auto validation = data.validation.images.to(device);
   const auto eval_samples = c.eval_samples;
@@ -301,7 +306,7 @@ int run_evaluate(const EvaluateConfig& c) {
   report.set("run", c.run_dir).set("checkpoint", run.checkpoint)
       .set("dataset", c.dataset.empty() ? run.config.dataset : c.dataset).set("split", c.split)
       .set("images", images.size(0)).set("samples_K", c.samples).set("prior", run.config.prior)
-      .set("objective", run.config.objective_name());
+      .set("objective", run.config.objective_name()).set("blas_kernel", blas::kernel_state().kernel);
   Estimate log_z;
   auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get());
   if (ebm) {
@@ -495,7 +500,7 @@ std::string default_classifier_path(const std::string& data_dir, const std::stri
 }
 
 int run_train_classifier(const ClassifierConfig& c) {
-  set_threads(c.common.threads);
+  use_machine(c.common);
   auto data = load_data(c.dataset, c.common, 0);
   if (!data.train.labels.defined()) throw DataError("data set " + c.dataset + " has no labels to train a classifier on");
   if (data.dim() != 784) throw DataError("train-classifier needs 28x28 images; " + c.dataset + " has " +
@@ -521,6 +526,7 @@ int run_train_classifier(const ClassifierConfig& c) {
 namespace {
 const char* kUsage =
     "usage: vae-ebm COMMAND [flags]   (vae-ebm COMMAND --help for its flags)\n"
+    "       vae-ebm --version [--blas-kernel K]   versions and the BLAS kernel in use\n"
     "\n"
     "commands:\n"
     "  train       train an encoder, decoder and prior (gaussian, mog or ebm) jointly\n"
@@ -531,11 +537,36 @@ const char* kUsage =
     "  train-classifier  train the feature network that scores sample quality\n";
 }
 
+// `vae-ebm --version [--blas-kernel K]`: the versions, and the BLAS kernel the commands
+// would compute with.
+int print_version(const std::vector<std::string>& args) {
+  CommonConfig common;
+  if (args.size() == 3 && args[1] == "--blas-kernel") common.blas_kernel = args[2];
+  else if (args.size() != 1) throw UsageError("--version takes only --blas-kernel K");
+  try {
+    blas::choose_kernel(common.blas_kernel);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--blas-kernel: ") + e.what());
+  }
+  std::printf("vae-ebm %s\nLibTorch %d.%d.%d, Boost %s\n%s\nCPU: %s\n", VAE_EBM_VERSION, TORCH_VERSION_MAJOR,
+              TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, BOOST_LIB_VERSION, blas_kernel_line().c_str(),
+              blas::detect_cpu().describe().c_str());
+  return 0;
+}
+
 int main_entry(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::printf("%s", kUsage);
     return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    try {
+      return print_version(args);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "vae-ebm --version: error: %s\n", e.what());
+      return 2;
+    }
   }
   const std::string command = args[0];
   args.erase(args.begin());

@@ -1,8 +1,11 @@
 #include <torch/torch.h>
 
+#include <cstdio>
+#include <stdexcept>
 #include <thread>
 
 #include "apps/cli.h"
+#include "common/blas_kernel.h"
 #include "prior/parallel.h"
 
 namespace vae_ebm::cli {
@@ -15,6 +18,28 @@ void set_threads(int threads) {
 int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::string blas_kernel_line() { return "BLAS kernel: " + blas::kernel_state().summary(); }
+
+void use_machine(const CommonConfig& common) {
+  try {
+    blas::choose_kernel(common.blas_kernel);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--blas-kernel: ") + e.what());
+  }
+  std::fprintf(stderr, "%s\n", blas_kernel_line().c_str());
+  set_threads(common.threads);
+}
+
+std::string with_blas_comment(const std::string& config_text) {
+  size_t at = 0;  // after the leading comment lines
+  while (at < config_text.size() && config_text[at] == '#') {
+    const size_t eol = config_text.find('\n', at);
+    if (eol == std::string::npos) return config_text + "\n# " + blas_kernel_line() + "\n";
+    at = eol + 1;
+  }
+  return config_text.substr(0, at) + "# " + blas_kernel_line() + "\n" + config_text.substr(at);
 }
 
 }  // namespace vae_ebm::cli

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/cli.h"
+#include "common/blas_kernel.h"
 #include "data/dataset.h"
 #include "data/seed.h"
 
@@ -73,6 +75,16 @@ class Flags {
   std::map<std::string, std::string> values_;
   std::set<std::string> used_;
 };
+
+// Chooses the BLAS kernel as the CLI does (--blas-kernel, default auto), prints it as a
+// `blas_kernel=NAME openblas_own=NAME` line, so that every result records it, and sets the threads.
+inline void use_machine(int threads, const std::string& blas_request) {
+  const auto& state = blas::choose_kernel(blas_request);
+  std::printf("blas_kernel=%s openblas_own=%s\n", state.kernel.empty() ? "none" : state.kernel.c_str(),
+              state.openblas_own.empty() ? "none" : state.openblas_own.c_str());
+  std::fprintf(stderr, "%s\n", cli::blas_kernel_line().c_str());
+  cli::set_threads(threads);
+}
 
 // Peak resident set size of this process so far, in MB (getrusage ru_maxrss, KB on Linux).
 inline double peak_rss_mb() {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "apps/cli.h"
+#include "bench/bench_common.h"
 #include "data/dataset.h"
 #include "data/seed.h"
 #include "estimators/classifier.h"
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
     else { std::fprintf(stderr, "bench_corruption: unknown flag %s\n", k.c_str()); return 2; }
   }
   if (classifier_path.empty()) classifier_path = cli::default_classifier_path(data_dir, "binary-mnist");
-  cli::set_threads(2);
+  bench::use_machine(2, "auto");
   DatasetOptions options;
   options.data_dir = data_dir;
   auto data = load_dataset("binary-mnist", options);

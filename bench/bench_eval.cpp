@@ -48,8 +48,9 @@ int main(int argc, char** argv) try {
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
   const int64_t log_z_samples = flags.integer("log-z-samples", 10000);
   const bool skip_full = flags.on("skip-full");
+  const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
-  cli::set_threads(threads);
+  use_machine(threads, blas_request);
   const double mm_gflops = matmul_gflops();
 
   torch::manual_seed(seed);

@@ -48,8 +48,9 @@ int main(int argc, char** argv) try {
   const int threads = static_cast<int>(flags.integer("threads", 1));
   const double seconds = flags.real("seconds", 2.0);
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
+  const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
-  cli::set_threads(threads);
+  use_machine(threads, blas_request);
   const double mm_gflops = matmul_gflops();
 
   // --- Checks.

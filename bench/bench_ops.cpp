@@ -83,8 +83,9 @@ int main(int argc, char** argv) try {
   const double seconds = flags.real("seconds", 1.0);
   const int64_t batch = flags.integer("batch", 256);
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
+  const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
-  cli::set_threads(threads);
+  use_machine(threads, blas_request);
   torch::manual_seed(seed);
 
   // --- Adam.

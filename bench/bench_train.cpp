@@ -69,9 +69,10 @@ int main(int argc, char** argv) try {
                                .negatives(flags.integer("negatives", 0))
                                .base_samples(flags.integer("base-samples", 0))
                                .buffer_size(flags.integer("buffer-size", 10000));
+  const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
 
-  cli::set_threads(threads);
+  use_machine(threads, blas_request);
   if (torch_threads > 0) at::set_num_threads(torch_threads);  // experiment: OpenMP threads apart from BLAS
 
   auto widths = cli::parse_widths(hidden, "hidden");
