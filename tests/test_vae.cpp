@@ -1,4 +1,5 @@
 // The ELBO's terms against hand computations and closed forms.
+#include <limits>
 #include <cmath>
 #include <sstream>
 
@@ -133,6 +134,36 @@ TEST_F(VaeTest, FusedAdamMatchesTorchAdamAndSharesItsCheckpoints) {
   fused.step();
   resumed.step();
   for (size_t i = 0; i < b.size(); ++i) EXPECT_TRUE(torch::allclose(b[i], c[i], 1e-5, 1e-6));
+}
+
+TEST_F(VaeTest, FusedAdamFlushesDenormalMomentsOnlyInsideItsUpdate) {
+  // A parameter whose gradient stays zero (a dead unit): m halves every step and would reach
+  // the denormal range after about 130 steps. The fused update flushes it to zero; the
+  // parameters still match LibTorch's Adam, and the caller's arithmetic keeps its denormals.
+  auto a = std::vector<torch::Tensor>{torch::randn({64, 9}).requires_grad_(true)};
+  auto b = std::vector<torch::Tensor>{a[0].detach().clone().requires_grad_(true)};
+  auto options = torch::optim::AdamOptions(1e-3).betas(std::make_tuple(0.5, 0.999));
+  torch::optim::Adam reference(a, options);
+  FusedAdam fused(b, options);
+  for (int step = 0; step < 140; ++step) {  // 0.5^137: denormal unless flushed
+    auto g = step < 3 ? torch::randn({64, 9}) : torch::zeros({64, 9});
+    a[0].mutable_grad() = g.clone();
+    b[0].mutable_grad() = g.clone();
+    reference.step();
+    fused.step();
+  }
+  EXPECT_TRUE(torch::allclose(a[0], b[0], 1e-6, 1e-7)) << (a[0] - b[0]).abs().max();
+  auto denormals = [](const torch::Tensor& t) {
+    auto m = t.abs();
+    return (m.gt(0) & m.lt(std::numeric_limits<float>::min())).sum().item<int64_t>();
+  };
+  auto& ref_state = static_cast<torch::optim::AdamParamState&>(*reference.state().begin()->second);
+  ASSERT_GT(denormals(ref_state.exp_avg()), 0) << "LibTorch's m should be denormal here";
+  auto& state = static_cast<torch::optim::AdamParamState&>(*fused.state().begin()->second);
+  EXPECT_EQ(denormals(state.exp_avg()), 0) << "m should have been flushed to zero";
+  EXPECT_GT(state.exp_avg_sq().abs().min().item<float>(), 0.0f) << "v (beta2 0.999) is still normal";
+  volatile float tiny = 1e-38f;
+  EXPECT_GT(tiny / 16.0f, 0.0f) << "flush-to-zero leaked out of the update";
 }
 
 // An MLP with every kind of layer the fused forward knows, and one it does not.

@@ -21,10 +21,28 @@ bool fusable(const torch::Tensor& p) {
          (!g.defined() || (g.scalar_type() == torch::kFloat && g.is_contiguous() && !g.is_sparse()));
 }
 
+// Sets the SSE unit to flush denormal results and inputs to zero while it lives. A parameter
+// whose gradient stays zero (a dead ReLU unit's weights) sees m halve every step (beta1 0.5)
+// and reach the denormal range within 130 steps; on Intel cores every operation on a denormal
+// takes a microcode assist of about a hundred cycles, which made this update 2x slower than
+// LibTorch's Adam there (bench_ops, whose timed steps had zero gradients: issue 19). Flushed, such
+// an m is 0 instead of below 1.2e-38, which moves its parameter by less than 1e-30 either way.
+class FlushDenormals {
+ public:
+#if defined(__SSE2__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }  // FTZ (bit 15) | DAZ (bit 6)
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
+
 // m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - step m / (sqrt(v) / sqrt(bc2) + eps);  g <- 0
 void update(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
             float b1, float b2, float step, float inv_sqrt_bc2, float eps) {
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  FlushDenormals flush;
   int64_t i = 0;
 #if defined(__SSE2__)
   const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vc1 = _mm_set1_ps(c1), vc2 = _mm_set1_ps(c2);
