@@ -120,6 +120,27 @@ inline double mlp_flops(const std::vector<int64_t>& widths, double n, bool forwa
   return total;
 }
 
+// Multiply-adds per image of the SNL reference conv networks (vae/networks.cpp), forward,
+// layer by layer: the encoder's three 5x5 stride-2 convolutions (28 -> 14 -> 7 -> 4) and its
+// Linear(2048, 2D); the decoder's transposed convolutions 1 -> 4 -> 7 -> 14 -> 28.
+inline std::vector<double> conv_encoder_macs(int64_t latent) {
+  return {14.0 * 14 * 32 * 25 * 1, 7.0 * 7 * 64 * 25 * 32, 4.0 * 4 * 128 * 25 * 64, 2048.0 * 2 * latent};
+}
+inline std::vector<double> conv_decoder_macs(int64_t latent) {
+  // A transposed convolution costs in_H * in_W * C_in * C_out * k^2.
+  return {1.0 * latent * 512 * 16, 4.0 * 4 * 512 * 256 * 9, 7.0 * 7 * 256 * 128 * 16, 14.0 * 14 * 128 * 1 * 16};
+}
+// Floating-point operations (2 per multiply-add) of one conv training step on `batch` images
+// with K posterior samples: forward, weight gradients and input gradients of every layer,
+// except the encoder's gradient with respect to the images.
+inline double conv_step_flops(int64_t latent, double batch, double k) {
+  double enc = 0, dec = 0;
+  const auto e = conv_encoder_macs(latent);
+  for (size_t i = 0; i < e.size(); ++i) enc += (i == 0 ? 2 : 3) * e[i];
+  for (double m : conv_decoder_macs(latent)) dec += 3 * m;
+  return 2 * (enc * batch + dec * batch * k);
+}
+
 // Training data: `random` draws Bernoulli(0.13) pixels (MNIST's mean ink), a fixed tensor
 // [n, 784]; `binary-mnist` takes the first n images of the static binarisation's `split`.
 // Throughput does not depend on the pixel values; both are float32 in {0, 1}.

@@ -5,7 +5,7 @@
 //               [--persistent] [--mcmc-steps N] [--mcmc-step-size S] [--negatives N]
 //               [--base-samples S] [--buffer-size N] [--threads N] [--torch-threads N]
 //               [--steps N] [--seconds S] [--warmup N] [--batch N] [--samples K]
-//               [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
+//               [--architecture mlp|conv] [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
 //               [--data random|binary-mnist] [--data-images N] [--data-dir DIR] [--seed N]
 //               [--profile] [--skip-matmul]
 // The prior follows the objective when not given (exact: gaussian, the others: ebm).
@@ -55,6 +55,8 @@ int main(int argc, char** argv) try {
   const int64_t warmup = flags.integer("warmup", 5);
   const int64_t batch = flags.integer("batch", 256), samples = flags.integer("samples", 1);
   const int64_t latent = flags.integer("latent", 16);
+  const std::string architecture = flags.str("architecture", "mlp");
+  const bool conv = architecture == "conv";
   const std::string hidden = flags.str("hidden", "512,512");
   const std::string energy_hidden = flags.str("energy-hidden", "200,200,200");
   const std::string data_source = flags.str("data", "random");
@@ -77,7 +79,7 @@ int main(int argc, char** argv) try {
 
   auto widths = cli::parse_widths(hidden, "hidden");
   auto energy_widths = cli::parse_widths(energy_hidden, "energy-hidden");
-  auto net = NetworkOptions().hidden(widths).latent_dim(latent);
+  auto net = NetworkOptions().architecture(architecture).hidden(widths).latent_dim(latent);
   VaeModel model(net, PriorOptions(prior, latent).energy_hidden(energy_widths));
   const bool mcmc = objective == "short-run-mcmc" || objective == "long-run-mcmc";
   auto obj = make_objective(objective, objective_options);  // validates the options
@@ -113,9 +115,10 @@ int main(int argc, char** argv) try {
   };
   // Matrix-product floating-point operations of one step (elementwise work not counted).
   const double kb = static_cast<double>(samples * batch);
-  double flops = mlp_flops(with_ends(784, widths, 2 * latent), batch, true, true, false) +
-                 mlp_flops(with_ends(latent, std::vector<int64_t>(widths.rbegin(), widths.rend()), 784), kb, true,
-                           true, true);
+  double flops = conv ? conv_step_flops(latent, batch, samples)
+                      : mlp_flops(with_ends(784, widths, 2 * latent), batch, true, true, false) +
+                            mlp_flops(with_ends(latent, std::vector<int64_t>(widths.rbegin(), widths.rend()), 784), kb,
+                                      true, true, true);
   auto ew = with_ends(latent, energy_widths, 1);
   const int64_t negatives = objective_options.negatives() > 0 ? objective_options.negatives() : batch;
   int64_t mcmc_steps = objective_options.mcmc_steps();
@@ -166,8 +169,9 @@ int main(int argc, char** argv) try {
   std::sort(step_times.begin(), step_times.end());
 
   std::printf(
-      "threads=%d prior=%s objective=%s batch=%lld K=%lld hidden=%s latent=%lld persistent=%d data=%s\n",
-      threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, hidden.c_str(), (long long)latent,
+      "threads=%d prior=%s objective=%s batch=%lld K=%lld architecture=%s hidden=%s latent=%lld persistent=%d data=%s\n",
+      threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, architecture.c_str(),
+      conv ? "-" : hidden.c_str(), (long long)latent,
       (int)objective_options.persistent(), data_source.c_str());
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());

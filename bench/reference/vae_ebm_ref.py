@@ -39,8 +39,10 @@ LOG2PI = math.log(2 * math.pi)
 
 
 def set_threads(n):
+    """Also prints the OpenBLAS kernel as bench_train does (`blas_kernel=NAME`): this script
+    runs on whatever OpenBLAS chose, or OPENBLAS_CORETYPE says."""
     torch.set_num_threads(1)
-    done = False
+    done, core = False, "none"
     with open("/proc/self/maps") as maps:
         paths = {line.split()[-1] for line in maps if "blas" in line}
     for path in sorted(paths):
@@ -48,8 +50,12 @@ def set_threads(n):
         if hasattr(lib, "openblas_set_num_threads"):
             lib.openblas_set_num_threads(int(n))
             done = True
+        if hasattr(lib, "openblas_get_corename"):
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            core = lib.openblas_get_corename().decode()
     if not done:
         print("warning: openblas_set_num_threads not found; OpenBLAS threads left as they are", file=sys.stderr)
+    print(f"blas_kernel={core} openblas_own={core}")
 
 
 def mlp(sizes, act):
@@ -71,6 +77,29 @@ class VAE(nn.Module):
     def encode(self, x):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return mu, logvar
+
+
+class ConvVAE(nn.Module):
+    """The SNL reference networks for 28x28 images, as vae/networks.cpp builds them."""
+
+    def __init__(self, latent=16):
+        super().__init__()
+        self.latent = latent
+        enc_act, dec_act = (lambda: nn.LeakyReLU(0.3)), (lambda: nn.LeakyReLU(0.01))
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 5, 2, 2), enc_act(), nn.Conv2d(32, 64, 5, 2, 2), enc_act(),
+            nn.Conv2d(64, 128, 5, 2, 2), enc_act(), nn.Flatten(), nn.Linear(2048, 2 * latent))
+        self.decoder_net = nn.Sequential(
+            nn.ConvTranspose2d(latent, 512, 4, 1, 0), dec_act(), nn.ConvTranspose2d(512, 256, 3, 2, 1), dec_act(),
+            nn.ConvTranspose2d(256, 128, 4, 2, 1), dec_act(), nn.ConvTranspose2d(128, 1, 4, 2, 1))
+
+    def encode(self, x):
+        mu, logvar = self.encoder(x.reshape(-1, 1, 28, 28)).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decoder(self, z):
+        out = self.decoder_net(z.reshape(-1, self.latent, 1, 1))
+        return out.reshape(*z.shape[:-1], 784)
 
 
 class EnergyPrior(nn.Module):
@@ -106,7 +135,7 @@ def bernoulli_log_likelihood(logits, x):
 class Trainer:
     def __init__(self, args):
         self.args = args
-        self.vae = VAE(args.latent)
+        self.vae = ConvVAE(args.latent) if args.architecture == "conv" else VAE(args.latent)
         self.prior = EnergyPrior(args.latent) if args.objective != "exact" else None
         self.opt = torch.optim.Adam(self.vae.parameters(), lr=1e-4, betas=(0.5, 0.999))
         self.prior_opt = (torch.optim.Adam(self.prior.parameters(), lr=2e-5, betas=(0.5, 0.999))
@@ -191,9 +220,20 @@ def mlp_flops(widths, n, forward, weight_grad, input_grad):
     return total
 
 
+def conv_step_flops(latent, batch, k):
+    """As bench/bench_common.h: the reference conv networks' multiply-adds per image, forward,
+    times 3 for a training step (less the encoder's gradient with respect to the images)."""
+    enc = [14 * 14 * 32 * 25, 7 * 7 * 64 * 25 * 32, 4 * 4 * 128 * 25 * 64, 2048 * 2 * latent]
+    dec = [latent * 512 * 16, 4 * 4 * 512 * 256 * 9, 7 * 7 * 256 * 128 * 16, 14 * 14 * 128 * 16]
+    return 2.0 * ((2 * enc[0] + 3 * sum(enc[1:])) * batch + 3 * sum(dec) * batch * k)
+
+
 def step_flops(a):
     b, kb, d = a.batch, a.samples * a.batch, a.latent
-    flops = mlp_flops([784, 512, 512, 2 * d], b, 1, 1, 0) + mlp_flops([d, 512, 512, 784], kb, 1, 1, 1)
+    if a.architecture == "conv":
+        flops = conv_step_flops(d, b, a.samples)
+    else:
+        flops = mlp_flops([784, 512, 512, 2 * d], b, 1, 1, 0) + mlp_flops([d, 512, 512, 784], kb, 1, 1, 1)
     ew = [d, 200, 200, 200, 1]
     n = a.negatives or b
     steps = a.mcmc_steps or (60 if a.objective == "short-run-mcmc" else 200)
@@ -260,7 +300,8 @@ def run_train(a):
             block_secs = 0.0
     times.sort()
     print(f"threads={a.threads} prior={'gaussian' if a.objective == 'exact' else 'ebm'} objective={a.objective} "
-          f"batch={a.batch} K={a.samples} hidden=512,512 latent={a.latent} persistent={int(a.persistent)} data=random")
+          f"batch={a.batch} K={a.samples} architecture={a.architecture} "
+          f"hidden={'-' if a.architecture == 'conv' else '512,512'} latent={a.latent} persistent={int(a.persistent)} data=random")
     print(f"train_images_per_second {steps * a.batch / secs:.0f}")
     print(f"train_steps {steps}")
     print(f"step_seconds_mean {secs / steps:.6f}")
@@ -336,6 +377,7 @@ def main():
     p.add_argument("--reinit-fraction", type=float, default=0.05)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--samples", type=int, default=1)
+    p.add_argument("--architecture", choices=["mlp", "conv"], default="mlp")
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=3, help="at least this many measured steps")
