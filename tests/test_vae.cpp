@@ -10,6 +10,7 @@
 #include "prior/mixture.h"
 #include "prior/objective.h"
 #include "prior/parallel.h"
+#include "vae/conv_transpose.h"
 #include "tests/support.h"
 #include "vae/fused_adam.h"
 #include "vae/model.h"
@@ -164,6 +165,54 @@ TEST_F(VaeTest, FusedAdamFlushesDenormalMomentsOnlyInsideItsUpdate) {
   EXPECT_GT(state.exp_avg_sq().abs().min().item<float>(), 0.0f) << "v (beta2 0.999) is still normal";
   volatile float tiny = 1e-38f;
   EXPECT_GT(tiny / 16.0f, 0.0f) << "flush-to-zero leaked out of the update";
+}
+
+TEST_F(VaeTest, ChannelsLastTransposedConvolutionMatchesLibTorch) {
+  struct Case {
+    int64_t n, h, cin, cout, k, stride, padding;
+    bool bias;
+  };
+  // The reference decoder's four layers, then a batch of several chunks, no bias, and padding
+  // that cuts taps on both sides.
+  for (const auto& c : std::vector<Case>{{3, 1, 16, 512, 4, 1, 0, true},
+                                         {3, 4, 512, 256, 3, 2, 1, true},
+                                         {2, 7, 256, 128, 4, 2, 1, true},
+                                         {5, 14, 128, 1, 4, 2, 1, true},
+                                         {150, 4, 64, 200, 3, 2, 1, true},
+                                         {4, 5, 6, 7, 5, 3, 2, false}}) {
+    SCOPED_TRACE("n=" + std::to_string(c.n) + " h=" + std::to_string(c.h) + " cin=" + std::to_string(c.cin) +
+                 " cout=" + std::to_string(c.cout) + " k=" + std::to_string(c.k));
+    auto x = torch::randn({c.n, c.cin, c.h, c.h}, torch::requires_grad());
+    auto w = (torch::randn({c.cin, c.cout, c.k, c.k}) / std::sqrt(double(c.cin))).requires_grad_(true);
+    auto b = c.bias ? torch::randn({c.cout}, torch::requires_grad()) : torch::Tensor();
+    auto expected = torch::conv_transpose2d(x, w, b, c.stride, c.padding);
+    auto x2 = x.detach().permute({0, 2, 3, 1}).contiguous().requires_grad_(true);
+    auto w2 = w.detach().clone().requires_grad_(true);
+    auto b2 = c.bias ? b.detach().clone().requires_grad_(true) : torch::Tensor();
+    auto got = conv_transpose2d_nhwc(x2, w2, b2, c.stride, c.padding);
+    ASSERT_EQ(got.permute({0, 3, 1, 2}).sizes(), expected.sizes());
+    EXPECT_TRUE(torch::allclose(got.permute({0, 3, 1, 2}), expected, 1e-4, 1e-4))
+        << (got.permute({0, 3, 1, 2}) - expected).abs().max();
+    auto weights = torch::randn_like(expected);
+    (expected * weights).sum().backward();
+    (got * weights.permute({0, 2, 3, 1})).sum().backward();
+    EXPECT_TRUE(torch::allclose(x2.grad().permute({0, 3, 1, 2}), x.grad(), 1e-4, 1e-3))
+        << (x2.grad().permute({0, 3, 1, 2}) - x.grad()).abs().max();
+    EXPECT_TRUE(torch::allclose(w2.grad(), w.grad(), 1e-4, 1e-2)) << (w2.grad() - w.grad()).abs().max();
+    if (c.bias) EXPECT_TRUE(torch::allclose(b2.grad(), b.grad(), 1e-4, 1e-2)) << (b2.grad() - b.grad()).abs().max();
+  }
+}
+
+TEST_F(VaeTest, ConvDecoderGivesLibTorchsLogits) {
+  auto decoder = make_decoder(NetworkOptions().architecture("conv").latent_dim(5));
+  auto z = torch::randn({2, 3, 5});
+  auto logits = decoder->logits(z);
+  ASSERT_EQ(logits.sizes(), torch::IntArrayRef({2, 3, 784}));
+  // The same modules run as LibTorch runs them, NCHW.
+  auto net = decoder->children().at(0)->as<torch::nn::Sequential>();
+  ASSERT_NE(net, nullptr);
+  auto expected = net->forward(z.reshape({-1, 5, 1, 1})).reshape({2, 3, 784});
+  EXPECT_TRUE(torch::allclose(logits, expected, 1e-4, 1e-4)) << (logits - expected).abs().max();
 }
 
 // An MLP with every kind of layer the fused forward knows, and one it does not.

@@ -7,6 +7,7 @@
 
 #include "prior/fused_mlp.h"
 #include "prior/parallel.h"
+#include "vae/conv_transpose.h"
 
 namespace vae_ebm {
 
@@ -107,12 +108,25 @@ class ConvDecoder : public Decoder {
     net_ = register_module("net", nn::Sequential(convt(o.latent_dim(), 512, 4, 1, 0), act(), convt(512, 256, 3, 2, 1),
                                                  act(), convt(256, 128, 4, 2, 1), act(), convt(128, 1, 4, 2, 1)));
   }
+  // The layers run channels-last, each transposed convolution as one product over many
+  // images (vae/conv_transpose.h); the modules stay as they were, and so do checkpoints.
   torch::Tensor logits(const torch::Tensor& z) override {
     auto lead = z.sizes().vec();
     lead.pop_back();
-    auto out = net_->forward(z.reshape({-1, latent_, 1, 1}));
+    auto h = z.reshape({-1, 1, 1, latent_});  // [N, H, W, C]
+    for (const auto& layer : net_->children()) {
+      if (auto* convt = layer->as<nn::ConvTranspose2d>()) {
+        const auto& o = convt->options;
+        h = conv_transpose2d_nhwc(h, convt->weight, convt->bias, o.stride()->at(0),
+                                  c10::get<torch::ExpandingArray<2>>(o.padding())->at(0));
+      } else if (auto* act = layer->as<nn::LeakyReLU>()) {
+        h = torch::leaky_relu(h, act->options.negative_slope());
+      } else {
+        throw std::logic_error("ConvDecoder: unexpected layer " + layer->name());
+      }
+    }
     lead.push_back(784);
-    return out.reshape(lead);
+    return h.reshape(lead);  // [N, 28, 28, 1]: the same order as the NCHW image
   }
 
  private:
