@@ -1,8 +1,16 @@
 #!/usr/bin/python3
 """C++ (build/bench/bench_train) against the plain PyTorch reference (bench/reference/vae_ebm_ref.py)
 on the same settings: MLP 784-512-512, latent 16, K = 1, batch 256, random Bernoulli(0.13)
-data of MNIST's shape, for every objective; then Langevin steps/s on the energy prior alone
-and the IWAE_1000 evaluation time.
+data of MNIST's shape, for every objective, and the SNL conv networks (batch 128, K = 1 and
+the paper's K = 10); then Langevin steps/s on the energy prior alone and the IWAE_1000
+evaluation time.
+
+Two kernel settings (issue 19). "same": Python is started with OPENBLAS_CORETYPE set to the
+kernel the C++ program chose, so both run the same BLAS kernel: the implementations' speed.
+"defaults": each as a user starts it, the C++ program choosing its kernel at start-up and
+Python on whatever OpenBLAS picks by itself. Where the two coincide (OpenBLAS's own detection
+already picks the best kernel), the defaults are not run again and the report says so. Every
+run records the OpenBLAS core name it ran on.
 
 C++ and Python runs alternate (which one goes first alternates too), so both see the same
 contention on a shared machine; each run is its own process. For every objective, thread
@@ -43,6 +51,8 @@ CASES = {  # name: flags common to both implementations
     "long-run-mcmc": ["--objective", "long-run-mcmc"],
     "long-run-mcmc-persistent": ["--objective", "long-run-mcmc", "--persistent"],
     "nce": ["--objective", "nce"],
+    "conv": ["--objective", "exact", "--architecture", "conv", "--batch", "128"],
+    "conv-k10": ["--objective", "exact", "--architecture", "conv", "--batch", "128", "--samples", "10"],
 }
 
 
@@ -63,6 +73,8 @@ def run(cmd, env=None):
         return None
     kv = parse_kv(p.stdout)
     kv["wall_seconds"] = time.time() - t0
+    m = re.search(r"^blas_kernel=(\S+)", p.stdout, re.M)
+    kv["blas_kernel"] = m.group(1) if m else "unknown"
     return kv
 
 
@@ -195,33 +207,58 @@ def main():
         env.pop(k, None)
     common = ["--seconds", str(a.seconds), "--warmup", "2", "--steps", "3"]
 
-    runs = []  # dicts: impl, case, threads, repeat, metrics
+    # The kernels: the C++ program's choice, and Python's own.
+    def kernel_of(cmd, environment):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+        m = re.search(r"^blas_kernel=(\S+)", p.stdout, re.M)
+        return m.group(1) if m else "unknown"
+    cpp_kernel = kernel_of([cpp, "--steps", "1", "--warmup", "0", "--skip-matmul", "--data-images", "256"], env)
+    py_kernel = kernel_of(ref + ["--kernel-only"], env)
+    env_same = dict(env)
+    if cpp_kernel not in ("unknown", "none"):
+        env_same["OPENBLAS_CORETYPE"] = cpp_kernel
+    modes = {"same": env_same}
+    if py_kernel != cpp_kernel:
+        modes["defaults"] = env
+    info["cpp_kernel"], info["python_kernel_by_default"] = cpp_kernel, py_kernel
+    info["openblas_coretype_in_environment"] = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+
+    runs = []  # dicts: impl, mode, case, threads, repeat, metrics
     t_start = time.time()
-    n = 0
     for r in range(a.repeats):
         for ci, case in enumerate(cases):
             for t in threads:
-                impls = ["cpp", "py"]
-                shift = (r + ci + t) % len(impls)
-                order = impls[shift:] + impls[:shift]  # who goes first rotates
-                for impl in order:
+                # The C++ program runs alike in both modes; only Python's kernel differs.
+                jobs = [("cpp", "same")] + [("py", mode) for mode in modes]
+                shift = (r + ci + t) % len(jobs)
+                for impl, mode in jobs[shift:] + jobs[:shift]:  # who goes first rotates
                     flags = CASES[case] + common + ["--threads", str(t)]
                     cmd = {"cpp": [cpp] + flags, "py": ref + flags}[impl]
-                    m = run(cmd, env)
-                    n += 1
-                    runs.append({"impl": impl, "case": case, "threads": t, "repeat": r, "metrics": m,
-                                 "command": relative(shlex.join(cmd))})
+                    m = run(cmd, modes[mode])
+                    prefix = "OPENBLAS_CORETYPE=" + modes[mode]["OPENBLAS_CORETYPE"] + " " if (
+                        impl == "py" and "OPENBLAS_CORETYPE" in modes[mode]) else ""
+                    runs.append({"impl": impl, "mode": mode, "case": case, "threads": t, "repeat": r, "metrics": m,
+                                 "command": prefix + relative(shlex.join(cmd))})
                     ips = m.get("train_images_per_second") if m else None
-                    sys.stderr.write(f"[{time.time() - t_start:6.0f}s] r{r} {case:26s} t{t} {impl:3s} "
-                                     f"{ips if ips is not None else 'FAILED'} img/s\n")
+                    sys.stderr.write(f"[{time.time() - t_start:6.0f}s] r{r} {case:26s} t{t} {impl:3s} {mode:8s} "
+                                     f"{m.get('blas_kernel') if m else ''} {ips if ips is not None else 'FAILED'} img/s\n")
 
-    def get(impl, case, t, key="train_images_per_second"):
+    def get(impl, case, t, key="train_images_per_second", mode="same"):
         """Per repeat (list indexed by repeat) of one metric."""
+        if impl == "cpp":
+            mode = "same"
+        if mode not in modes:
+            mode = "same"
         out = [None] * a.repeats
         for x in runs:
-            if x["impl"] == impl and x["case"] == case and x["threads"] == t and x["metrics"]:
+            if (x["impl"], x["mode"], x["case"], x["threads"], x["repeat"]) == (impl, mode, case, t, x["repeat"]) \
+                    and x["metrics"]:
                 out[x["repeat"]] = x["metrics"].get(key)
         return out
+
+    def kernels(impl, mode="same"):
+        return ", ".join(sorted({x["metrics"]["blas_kernel"] for x in runs
+                                 if x["impl"] == impl and x["mode"] == mode and x["metrics"]})) or "n/a"
 
     def ratios(c_list, p_list):
         return [c / q if c is not None and q else None for c, q in zip(c_list, p_list)]
@@ -234,6 +271,7 @@ def main():
     for case in cases:
         for impl in ("cpp", "py"):
             best[(impl, case)] = max(threads, key=lambda t: med(get(impl, case, t)))
+        best[("py-defaults", case)] = max(threads, key=lambda t: med(get("py", case, t, mode="defaults")))
 
     # Langevin steps/s: the library (hand gradient, split chains; one group; autograd), the Python loop.
     lang = []
@@ -245,7 +283,7 @@ def main():
             cc = [cpp_langevin, "--chains", "256", "--steps", steps, "--step-size", size, "--threads", str(lt), "--seconds", "1.5"]
             pc = ref + ["--langevin", "--chains", "256"] + settings + ["--threads", str(lt_py), "--seconds", "1.5"]
             for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
-                lang.append({"impl": impl, "steps": int(steps), "repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
+                lang.append({"impl": impl, "steps": int(steps), "repeat": r, "metrics": run(cmd, modes["same"]), "command": relative(shlex.join(cmd))})
         sys.stderr.write(f"[{time.time() - t_start:6.0f}s] langevin repeat {r} done\n")
 
     # IWAE_1000 on --eval-images images (untrained model, chunks as estimators/bounds.cpp).
@@ -256,7 +294,7 @@ def main():
             pc = ref + ["--eval", "--images", str(a.eval_images), "--eval-samples", "1000", "--threads",
                         str(best.get(("py", "exact"), 1))]
             for impl, cmd in (("cpp", cc), ("py", pc)) if r % 2 == 0 else (("py", pc), ("cpp", cc)):
-                evals.append({"impl": impl, "repeat": r, "metrics": run(cmd, env), "command": relative(shlex.join(cmd))})
+                evals.append({"impl": impl, "repeat": r, "metrics": run(cmd, modes["same"]), "command": relative(shlex.join(cmd))})
             sys.stderr.write(f"[{time.time() - t_start:6.0f}s] eval repeat {r} done\n")
     ops = []
     for r in range(a.langevin_repeats):
@@ -276,7 +314,8 @@ def main():
     L.append(f"# C++ vs plain PyTorch throughput ({info['date']})\n")
     L.append(f"Command: `{command}` (from the repository root)\n")
     L.append("| | |\n|---|---|")
-    for k in ("date", "host", "nproc", "cpu", "memory", "kernel", "libtorch", "python_torch", "python", "openblas", "git_commit"):
+    for k in ("date", "host", "nproc", "cpu", "memory", "kernel", "libtorch", "python_torch", "python", "openblas", "git_commit",
+              "cpp_kernel", "python_kernel_by_default", "openblas_coretype_in_environment"):
         L.append(f"| {k} | {info[k]} |")
     L.append(f"| load average (1/5/15 min) at start | {' / '.join(f'{x:.2f}' for x in info['load_start'])} |")
     L.append(f"| load average at end | {' / '.join(f'{x:.2f}' for x in info['load_end'])} |")
@@ -301,18 +340,25 @@ def main():
              f"thread, OpenBLAS N threads, in both. {a.repeats} repeats x {a.seconds:g} s measured per run after 2 "
              f"warm-up steps. Spread = min / median / max over repeats.\n")
 
+    L.append("Conv cases: the SNL reference networks (vae/networks.cpp), batch 128, Gaussian prior, K = 1 "
+             "(`conv`) and K = 10 (`conv-k10`).\n")
     L.append("## Training images per second, each implementation at its best thread count\n")
-    L.append("| objective | C++ img/s (min/med/max) | threads | Python img/s (min/med/max) | threads | ratio C++/Python (min/med/max) | ratio normalised by each run's matmul rate (median) |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append(f"Kernels: C++ {kernels('cpp')}; Python on the same kernel {kernels('py')}" +
+             (f"; Python on its defaults {kernels('py', 'defaults')}." if "defaults" in modes else
+              f". Python's own OpenBLAS choice is {py_kernel}, the same kernel, so the defaults column repeats "
+              "the same-kernel one (not run twice).") + "\n")
+    L.append("| case | C++ img/s (min/med/max) | threads | Python img/s, same kernel (min/med/max) | threads | **ratio, same kernel** (min/med/max) | ratio normalised by each run's matmul rate (median) | Python img/s, defaults | threads | **ratio, defaults** (min/med/max) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
-        tc, tp = best[("cpp", case)], best[("py", case)]
-        c, q = get("cpp", case, tc), get("py", case, tp)
+        tc, tp, td = best[("cpp", case)], best[("py", case)], best[("py-defaults", case)]
+        c, q, d = get("cpp", case, tc), get("py", case, tp), get("py", case, td, mode="defaults")
         rn = ratios(normalised("cpp", case, tc), normalised("py", case, tp))
-        L.append(f"| {case} | {spread(c)} | {tc} | {spread(q)} | {tp} | {spread(ratios(c, q))} | {med(rn):.3g} |")
+        L.append(f"| {case} | {spread(c)} | {tc} | {spread(q)} | {tp} | {spread(ratios(c, q))} | {med(rn):.3g} | "
+                 f"{spread(d)} | {td} | {spread(ratios(c, d))} |")
     L.append("")
     for t in threads:
         L.append(f"## OpenBLAS threads = {t}\n")
-        L.append("| objective | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | C++ step / matmul (min/med/max) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | Python step / matmul (min/med/max) | peak RSS MB C++ / Python |")
+        L.append("| case (same kernel) | C++ img/s | Python img/s | ratio C++/Python (min/med/max) | C++ step GFLOP/s (med) | C++ matmul GFLOP/s (med) | C++ step / matmul (min/med/max) | Python step GFLOP/s (med) | Python matmul GFLOP/s (med) | Python step / matmul (min/med/max) | peak RSS MB C++ / Python |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for case in cases:
             c, q = get("cpp", case, t), get("py", case, t)
@@ -379,9 +425,12 @@ def main():
         L.append("| what | LibTorch's | the library's | speed-up | check |")
         L.append("|---|---|---|---|---|")
         col = lambda k: [m[k] * 1e3 for m in om]
-        L.append(f"| Adam step, 1.35M VAE parameters (ms) | {spread(col('adam_libtorch_seconds'))} | {spread(col('adam_fused_seconds'))} | "
+        L.append(f"| Adam step, 1.35M VAE parameters, fresh gradients (ms) | {spread(col('adam_libtorch_seconds'))} | {spread(col('adam_fused_seconds'))} | "
                  f"{spread([m['adam_fused_speedup'] for m in om])} | max parameter difference after 20 steps "
                  f"{max(m['check_adam_fused_max_abs_diff_after_20_steps'] for m in om):.2g} (lr 1e-4) |")
+        L.append(f"| Adam step after 300 zero-gradient steps (denormal moments) (ms) | {spread(col('adam_libtorch_zero_grads_seconds'))} | "
+                 f"{spread(col('adam_fused_zero_grads_seconds'))} | "
+                 f"{spread([m['adam_libtorch_zero_grads_seconds'] / m['adam_fused_zero_grads_seconds'] for m in om])} | |")
         L.append(f"| Bernoulli log-likelihood forward + backward, [256, 784] (ms) | {spread(col('loglik_bce_fwd_bwd_seconds'))} | "
                  f"{spread(col('loglik_softplus_autograd_fwd_bwd_seconds'))} (x.l - softplus by autograd) / {spread(col('loglik_library_fwd_bwd_seconds'))} (the library's: one-expression backward, rows split over the threads) | "
                  f"{spread([m['loglik_bce_fwd_bwd_seconds'] / m['loglik_library_fwd_bwd_seconds'] for m in om])} | "
@@ -395,7 +444,8 @@ def main():
     L.append("## Commands of one repeat\n")
     seen = set()
     for x in runs + lang + evals:
-        key = (x["impl"], x.get("case", "langevin" if "steps" in x else "eval"), x.get("threads"), x.get("steps"))
+        key = (x["impl"], x.get("mode"), x.get("case", "langevin" if "steps" in x else "eval"), x.get("threads"),
+               x.get("steps"))
         if x["repeat"] == 0 and key not in seen:
             seen.add(key)
             L.append(f"    {x['command']}")

@@ -386,6 +386,7 @@ def main():
     p.add_argument("--data-images", type=int, default=10240)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--kernel-only", action="store_true", help="print the OpenBLAS kernel and stop")
     p.add_argument("--skip-matmul", action="store_true")
     p.add_argument("--langevin", action="store_true", help="Langevin steps/s on the energy prior alone")
     p.add_argument("--chains", type=int, default=256)
@@ -396,6 +397,8 @@ def main():
     if a.persistent and a.objective != "long-run-mcmc":
         p.error("--persistent goes with long-run-mcmc")
     set_threads(a.threads)
+    if a.kernel_only:
+        return
     # Training measures the product's rate between its steps (run_train).
     mm = None if a.skip_matmul or not (a.langevin or a.eval) else matmul_gflops()
     if mm is not None:
