@@ -7,12 +7,16 @@
 #include <boost/any.hpp>
 #include <boost/program_options.hpp>
 #include <boost/version.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
 
+#include "apps/flags.h"
+#include "apps/run_support.h"
+#include "common/registry.h"
 #include "data/dataset.h"
 
 namespace vae_ebm::cli {
@@ -21,41 +25,7 @@ namespace po = boost::program_options;
 
 namespace {
 
-std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
-std::string resolve_default_data_dir() { return default_data_dir(); }
-
-void add_common(po::options_description& d, CommonConfig& c) {
-  d.add_options()
-      ("data-dir", po::value(&c.data_dir)->default_value(resolve_default_data_dir()),
-       "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
-      ("device", po::value(&c.device)->default_value("cpu"), "cpu, cuda or cuda:N")
-      ("threads", po::value(&c.threads)->default_value(default_threads()),
-       "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
-      ("blas-kernel", po::value(&c.blas_kernel)->default_value("auto"),
-       "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "
-       "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
-}
-
-// The shortest text that reads back as the same double.
-std::string shortest(double v) {
-  for (int precision = 6; precision <= 17; ++precision) {
-    std::ostringstream s;
-    s.precision(precision);
-    s << v;
-    if (std::stod(s.str()) == v) return s.str();
-  }
-  return std::to_string(v);
-}
-
-// A double flag's default, shown as written.
-po::typed_value<double>* real(double* target, double value) {
-  return po::value(target)->default_value(value, shortest(value));
-}
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") { return join_names(items, sep); }
 
 // Renders a parsed value in config-file syntax.
 std::string value_text(const boost::any& v) {
@@ -100,33 +70,7 @@ std::string render(const Resolved& r, const std::string& command) {
   return out.str();
 }
 
-std::vector<const char*> argv_of(const std::vector<std::string>& args) {
-  std::vector<const char*> argv{"vae-ebm"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return argv;
-}
 
-// Parses a command line (and, if named, config files: earlier sources win).
-// Returns false when --help was given (help printed).
-bool parse(const std::vector<std::string>& args, const po::options_description& desc,
-           const po::positional_options_description& positional, po::variables_map& vm,
-           const std::string& usage) {
-  try {
-    auto argv = argv_of(args);
-    po::store(po::command_line_parser(static_cast<int>(argv.size()), argv.data())
-                  .options(desc)
-                  .positional(positional)
-                  .run(),
-              vm);
-    if (vm.count("help")) {
-      std::cout << usage << "\n\n" << desc << "\n";
-      return false;
-    }
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
-  return true;
-}
 
 void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
                        const std::vector<std::string>& keep_only = {}) {
@@ -148,13 +92,6 @@ void store_config_file(const std::string& path, const po::options_description& d
   }
 }
 
-void notify_all(po::variables_map& vm) {
-  try {
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
-}
 
 po::options_description train_description(TrainConfig& c, bool fit_prior) {
   po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
@@ -171,11 +108,11 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("dataset", po::value(&c.dataset)->default_value("binary-mnist"),
        ("data set: " + join(dataset_names())).c_str())
       ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(0), "key of the static binarisation")
-      ("architecture", po::value(&c.architecture)->default_value("mlp"), "encoder/decoder: mlp or conv")
+      ("architecture", po::value(&c.architecture)->default_value("mlp"), ("encoder/decoder: " + join(architectures())).c_str())
       ("hidden", po::value(&c.hidden)->default_value("512,512"), "MLP hidden widths, comma-separated")
-      ("activation", po::value(&c.activation)->default_value("relu"), "MLP activation: relu, leaky-relu, tanh, elu, softplus")
+      ("activation", po::value(&c.activation)->default_value("relu"), ("MLP activation: " + join(activations())).c_str())
       ("latent", po::value(&c.latent)->default_value(16), "latent dimension D")
-      ("prior", po::value(&c.prior)->default_value("gaussian"), "prior: gaussian, mog or ebm")
+      ("prior", po::value(&c.prior)->default_value("gaussian"), ("prior: " + join(prior_kinds())).c_str())
       ("mog-components", po::value(&c.mog_components)->default_value(10), "mixture prior: components")
       ("energy-hidden", po::value(&c.energy_hidden)->default_value("200,200,200"), "energy MLP hidden widths")
       ("energy-slope", real(&c.energy_slope, 0.2), "energy MLP LeakyReLU slope")
@@ -306,8 +243,7 @@ void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
 void check_validation_flags(const TrainConfig& c) {
   if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
-  if (c.validation_log_z != "is" && c.validation_log_z != "ais")
-    throw UsageError("--validation-log-z must be is or ais, got '" + c.validation_log_z + "'");
+  check_choice("--validation-log-z", c.validation_log_z, log_z_method_names());
   if (c.validation_ais_chains < 1)
     throw UsageError("--validation-ais-chains must be >= 1, got " + std::to_string(c.validation_ais_chains));
   if (c.validation_ais_temperatures < 1)
@@ -443,8 +379,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
-  if (c.log_z_method != "is" && c.log_z_method != "ais")
-    throw UsageError("--log-z-method must be is or ais, got '" + c.log_z_method + "'");
+  check_choice("--log-z-method", c.log_z_method, log_z_method_names());
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
     throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");

@@ -1,4 +1,4 @@
-// vae-ebm: parse, then run the subcommand (apps/commands.cpp).
+// vae-ebm: dispatch to the subcommand (the table in apps/commands.cpp).
 #include "apps/cli.h"
 
 int main(int argc, char** argv) { return vae_ebm::cli::main_entry(argc, argv); }

@@ -6,13 +6,13 @@
 
 #include "apps/cli.h"
 #include "common/blas_kernel.h"
-#include "prior/parallel.h"
+#include "common/parallel.h"
 
 namespace vae_ebm::cli {
 
 void set_threads(int threads) {
   if (threads < 1) throw UsageError("--threads must be >= 1, got " + std::to_string(threads));
-  vae_ebm::set_num_threads(threads);  // where the threads go, and why: prior/parallel.h
+  vae_ebm::set_num_threads(threads);  // where the threads go, and why: common/parallel.h
 }
 
 int default_threads() {

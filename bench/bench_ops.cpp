@@ -8,7 +8,7 @@
 //    against the library's (vae/networks.cpp: an autograd function whose backward is one
 //    expression, g (x - sigmoid(l)), with the rows split over the threads);
 //  - the decoder MLP (16-512-512-784, ReLU) forward and backward on a batch: LibTorch's
-//    modules against prior/fused_mlp.h (one node per Linear and activation, the gradients
+//    modules against common/fused_mlp.h (one node per Linear and activation, the gradients
 //    added into the ones FusedAdam zeroed).
 //   bench_ops [--threads 1] [--seconds 1] [--batch 256] [--seed 0]
 #include <torch/torch.h>
@@ -17,7 +17,7 @@
 
 #include "apps/cli.h"
 #include "bench/bench_common.h"
-#include "prior/fused_mlp.h"
+#include "common/fused_mlp.h"
 #include "vae/fused_adam.h"
 #include "vae/model.h"
 
@@ -27,7 +27,7 @@ using namespace vae_ebm::bench;
 namespace {
 
 // The decoder MLP (16-512-512-784, ReLU), forward and backward on a batch: LibTorch's modules
-// with the gradients handed over (set to none first), against prior/fused_mlp.h adding into
+// with the gradients handed over (set to none first), against common/fused_mlp.h adding into
 // gradients that were zeroed (the zeroing is timed apart: FusedAdam does it in its own pass)
 // and with them set to none.
 struct MlpTimes {

@@ -1,6 +1,6 @@
 #include <torch/torch.h>
 
-#include "prior/fused_mlp.h"
+#include "common/fused_mlp.h"
 
 #include <torch/csrc/autograd/graph_task.h>
 
@@ -11,7 +11,7 @@
 #include <immintrin.h>
 #endif
 
-#include "prior/parallel.h"
+#include "common/parallel.h"
 
 namespace vae_ebm {
 

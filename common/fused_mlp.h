@@ -3,7 +3,7 @@
 // with each Linear and the ReLU or LeakyReLU after it run as one autograd node:
 //  - forward: the product with the bias inside it (addmm), then the activation in place;
 //  - backward: the activation's mask and the bias gradient in one pass split over the
-//    threads (prior/parallel.h), then the two products. Under a plain backward() the weight
+//    threads (common/parallel.h), then the two products. Under a plain backward() the weight
 //    and bias gradients are added straight into .grad (the product with beta = 1), so a
 //    gradient tensor that the optimiser zeroed in its own pass (FusedAdam) is reused with no
 //    allocation and no zeroing pass of its own.

@@ -1,6 +1,6 @@
 #include <torch/torch.h>
 
-#include "prior/parallel.h"
+#include "common/parallel.h"
 
 #include <dlfcn.h>
 

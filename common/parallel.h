@@ -29,7 +29,7 @@ void parallel_run(int n, const std::function<void(int)>& fn);
 // How many of the num_threads() threads an elementwise pass over `elements` values should
 // use: one per `per_thread` values at most, at least 1. The default, 64k, is where a thread
 // starts to repay its start-up for Adam's update and the log-likelihood; passes that sit
-// between the BLAS's own products pay more (prior/fused_mlp.cpp).
+// between the BLAS's own products pay more (common/fused_mlp.cpp).
 int threads_for(int64_t elements, int64_t per_thread = 65536);
 
 }  // namespace vae_ebm

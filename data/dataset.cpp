@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <system_error>
 
+#include "common/registry.h"
 #include "data/binarize.h"
 #include "data/error.h"
 #include "data/hdf5_io.h"
@@ -26,12 +28,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
   return s + "]";
-}
-
-std::string join_names() {
-  std::string s;
-  for (const auto& name : dataset_names()) s += (s.empty() ? "" : ", ") + name;
-  return s;
 }
 
 // ---- MNIST-like IDX sets ----
@@ -214,10 +210,31 @@ const Split& Dataset::split(const std::string& name) const {
   throw DataError("unknown split \"" + name + "\" (valid: train, validation, test)");
 }
 
-std::vector<std::string> dataset_names() {
-  return {"binary-mnist", "binary-mnist-dynamic", "mnist", "fashion-mnist", "binary-fashion-mnist",
-          "hdf5:PATH"};
+namespace {
+// name, data directory, binarisation seed -> the data set. "hdf5:PATH" stands for every
+// name with that prefix.
+using DatasetLoader = std::function<Dataset(const std::string&, const std::string&, uint64_t)>;
+const Registry<DatasetLoader>& dataset_registry() {
+  static const auto registry =
+      Registry<DatasetLoader>("data set")
+          .add("binary-mnist", [](const std::string& n, const std::string& dir,
+                                  uint64_t seed) { return load_mnist_like(n, dir + "/mnist", true, false, seed); })
+          .add("binary-mnist-dynamic", [](const std::string& n, const std::string& dir,
+                                          uint64_t seed) { return load_mnist_like(n, dir + "/mnist", true, true, seed); })
+          .add("mnist", [](const std::string& n, const std::string& dir,
+                           uint64_t seed) { return load_mnist_like(n, dir + "/mnist", false, false, seed); })
+          .add("fashion-mnist", [](const std::string& n, const std::string& dir,
+                                   uint64_t seed) { return load_mnist_like(n, fashion_dir(dir), false, false, seed); })
+          .add("binary-fashion-mnist",
+               [](const std::string& n, const std::string& dir, uint64_t seed) {
+                 return load_mnist_like(n, fashion_dir(dir), true, false, seed);
+               })
+          .add("hdf5:PATH", [](const std::string& n, const std::string&, uint64_t) { return load_hdf5(n, n.substr(5)); });
+  return registry;
 }
+}  // namespace
+
+std::vector<std::string> dataset_names() { return dataset_registry().names(); }
 
 std::string default_data_dir() {
   const char* env = std::getenv("VAE_EBM_DATA");
@@ -226,14 +243,14 @@ std::string default_data_dir() {
 
 Dataset load_dataset(const std::string& name, const DatasetOptions& options) {
   const std::string dir = options.data_dir.empty() ? default_data_dir() : options.data_dir;
-  const uint64_t seed = options.binarisation_seed;
-  if (name == "binary-mnist") return load_mnist_like(name, dir + "/mnist", true, false, seed);
-  if (name == "binary-mnist-dynamic") return load_mnist_like(name, dir + "/mnist", true, true, seed);
-  if (name == "mnist") return load_mnist_like(name, dir + "/mnist", false, false, seed);
-  if (name == "fashion-mnist") return load_mnist_like(name, fashion_dir(dir), false, false, seed);
-  if (name == "binary-fashion-mnist") return load_mnist_like(name, fashion_dir(dir), true, false, seed);
-  if (name.rfind("hdf5:", 0) == 0) return load_hdf5(name, name.substr(5));
-  throw DataError("unknown data set \"" + name + "\" (valid: " + join_names() + ")");
+  const std::string key = name.rfind("hdf5:", 0) == 0 ? "hdf5:PATH" : name;
+  const DatasetLoader* loader = nullptr;
+  try {
+    loader = &dataset_registry().at(key);
+  } catch (const std::invalid_argument& e) {
+    throw DataError(e.what());
+  }
+  return (*loader)(name, dir, options.binarisation_seed);
 }
 
 }  // namespace vae_ebm

@@ -2,8 +2,11 @@
 
 #include "prior/energy.h"
 
+#include <functional>
+
+#include "common/registry.h"
 #include "prior/energy_gradient.h"
-#include "prior/fused_mlp.h"
+#include "common/fused_mlp.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 
@@ -81,16 +84,23 @@ torch::Tensor Prior::expected_log_prob(const DiagonalGaussian&, const torch::Ten
   return log_prob_bound(z).mean(0);
 }
 
-std::vector<std::string> prior_kinds() { return {"gaussian", "mog", "ebm"}; }
-
-std::shared_ptr<Prior> make_prior(const PriorOptions& options) {
-  if (options.kind() == "gaussian") return std::make_shared<GaussianPrior>(options.latent_dim());
-  if (options.kind() == "mog") return std::make_shared<MixturePrior>(options.latent_dim(), options.mog_components());
-  if (options.kind() == "ebm")
-    return std::make_shared<EnergyPrior>(options.latent_dim(), options.energy_hidden(), options.energy_slope());
-  std::string valid;
-  for (const auto& k : prior_kinds()) valid += (valid.empty() ? "" : ", ") + k;
-  throw std::invalid_argument("unknown prior '" + options.kind() + "' (valid: " + valid + ")");
+namespace {
+using PriorFactory = std::function<std::shared_ptr<Prior>(const PriorOptions&)>;
+const Registry<PriorFactory>& prior_registry() {
+  static const auto registry =
+      Registry<PriorFactory>("prior")
+          .add("gaussian", [](const PriorOptions& o) { return std::make_shared<GaussianPrior>(o.latent_dim()); })
+          .add("mog",
+               [](const PriorOptions& o) { return std::make_shared<MixturePrior>(o.latent_dim(), o.mog_components()); })
+          .add("ebm", [](const PriorOptions& o) {
+            return std::make_shared<EnergyPrior>(o.latent_dim(), o.energy_hidden(), o.energy_slope());
+          });
+  return registry;
 }
+}  // namespace
+
+std::vector<std::string> prior_kinds() { return prior_registry().names(); }
+
+std::shared_ptr<Prior> make_prior(const PriorOptions& options) { return prior_registry().at(options.kind())(options); }
 
 }  // namespace vae_ebm

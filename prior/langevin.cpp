@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "prior/parallel.h"
+#include "common/parallel.h"
 
 namespace vae_ebm {
 

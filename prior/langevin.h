@@ -15,7 +15,7 @@ struct LangevinOptions {
   TORCH_ARG(double, grad_clip) = 0.0;  // clip each chain's gradient norm; 0 = off
   TORCH_ARG(bool, trace) = false;      // record per-step means of U, acceptance, |grad U|
   // Worker threads for the chains when the potential allows it (a PotentialGradientFactory
-  // on the CPU); 0 = num_threads() from prior/parallel.h. Results do not depend on it.
+  // on the CPU); 0 = num_threads() from common/parallel.h. Results do not depend on it.
   TORCH_ARG(int, threads) = 0;
 
  public:

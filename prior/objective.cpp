@@ -5,6 +5,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/registry.h"
+
 namespace vae_ebm {
 
 // Factories live in each objective's own file.
@@ -15,30 +17,21 @@ std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOpti
 std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions&);
 
 namespace {
-const std::vector<std::pair<std::string, ObjectiveFactory>>& registry() {
-  static const std::vector<std::pair<std::string, ObjectiveFactory>> entries = {
-      {"exact", make_exact_objective},
-      {"snelbo", make_snelbo_objective},
-      {"short-run-mcmc", make_short_run_mcmc_objective},
-      {"long-run-mcmc", make_long_run_mcmc_objective},
-      {"nce", make_nce_objective},
-  };
+const Registry<ObjectiveFactory>& registry() {
+  static const auto entries = Registry<ObjectiveFactory>("objective")
+                                  .add("exact", make_exact_objective)
+                                  .add("snelbo", make_snelbo_objective)
+                                  .add("short-run-mcmc", make_short_run_mcmc_objective)
+                                  .add("long-run-mcmc", make_long_run_mcmc_objective)
+                                  .add("nce", make_nce_objective);
   return entries;
 }
 }  // namespace
 
-std::vector<std::string> objective_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : registry()) names.push_back(entry.first);
-  return names;
-}
+std::vector<std::string> objective_names() { return registry().names(); }
 
 std::unique_ptr<PriorObjective> make_objective(const std::string& name, const ObjectiveOptions& options) {
-  for (const auto& entry : registry())
-    if (entry.first == name) return entry.second(options);
-  std::string valid;
-  for (const auto& n : objective_names()) valid += (valid.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown objective '" + name + "' (valid: " + valid + ")");
+  return registry().at(name)(options);
 }
 
 std::string default_objective(const std::string& prior_kind) { return prior_kind == "ebm" ? "snelbo" : "exact"; }

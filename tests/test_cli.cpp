@@ -188,6 +188,14 @@ TEST_F(InitFromTest, APriorOfAnotherShapeIsRefusedBeforeTheRunDirectoryExists) {
   EXPECT_THROW_WITH(load("a", {8, 4}), "best.pt");
 }
 
+TEST_F(CliTest, AbbreviatedFlagsAreErrors) {
+  EXPECT_NE(error_of({"--epoch", "1"}).find("epoch"), std::string::npos);
+  EXPECT_NE(error_of({"--lat", "4"}).find("lat"), std::string::npos);
+  cli::TrainConfig c;
+  ASSERT_TRUE(cli::parse_train({"--epochs", "1", "--latent", "4"}, c));
+  EXPECT_EQ(c.latent, 4);
+}
+
 TEST_F(CliTest, UnknownConfigKeysAreErrors) {
   TempDir tmp;
   std::ofstream(tmp.file("bad.ini")) << "epochs=3\nlearning-rate=0.1\n";

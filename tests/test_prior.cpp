@@ -8,7 +8,7 @@
 #include "prior/langevin.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
-#include "prior/parallel.h"
+#include "common/parallel.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {

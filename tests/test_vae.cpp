@@ -5,11 +5,11 @@
 
 #include "data/seed.h"
 #include "prior/energy.h"
-#include "prior/fused_mlp.h"
+#include "common/fused_mlp.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
-#include "prior/parallel.h"
+#include "common/parallel.h"
 #include "vae/conv_transpose.h"
 #include "tests/support.h"
 #include "vae/fused_adam.h"

@@ -9,7 +9,7 @@
 #include <immintrin.h>
 #endif
 
-#include "prior/parallel.h"
+#include "common/parallel.h"
 
 namespace vae_ebm {
 

@@ -3,26 +3,21 @@
 #include "vae/networks.h"
 
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 
-#include "prior/fused_mlp.h"
-#include "prior/parallel.h"
+#include "common/registry.h"
+#include "common/fused_mlp.h"
+#include "common/parallel.h"
 #include "vae/conv_transpose.h"
 
 namespace vae_ebm {
 
 namespace nn = torch::nn;
 
-std::vector<std::string> architectures() { return {"mlp", "conv"}; }
 std::vector<std::string> activations() { return {"relu", "leaky-relu", "tanh", "elu", "softplus"}; }
 
 namespace {
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
 
 nn::AnyModule make_activation(const std::string& name) {
   if (name == "relu") return nn::AnyModule(nn::ReLU());
@@ -30,7 +25,7 @@ nn::AnyModule make_activation(const std::string& name) {
   if (name == "tanh") return nn::AnyModule(nn::Tanh());
   if (name == "elu") return nn::AnyModule(nn::ELU());
   if (name == "softplus") return nn::AnyModule(nn::Softplus());
-  throw std::invalid_argument("unknown activation '" + name + "' (valid: " + join(activations()) + ")");
+  throw std::invalid_argument("unknown activation '" + name + "' (valid: " + join_names(activations()) + ")");
 }
 
 nn::Sequential mlp(int64_t in, const std::vector<int64_t>& hidden, int64_t out, const std::string& act) {
@@ -142,12 +137,27 @@ int64_t NetworkOptions::pixels() const {
   return p;
 }
 
+namespace {
+struct Architecture {
+  std::function<std::shared_ptr<Encoder>(const NetworkOptions&)> encoder;
+  std::function<std::shared_ptr<Decoder>(const NetworkOptions&)> decoder;
+};
+const Registry<Architecture>& architecture_registry() {
+  static const auto registry =
+      Registry<Architecture>("architecture")
+          .add("mlp", {[](const NetworkOptions& o) { return std::make_shared<MlpEncoder>(o); },
+                       [](const NetworkOptions& o) { return std::make_shared<MlpDecoder>(o); }})
+          .add("conv", {[](const NetworkOptions& o) { return std::make_shared<ConvEncoder>(o); },
+                        [](const NetworkOptions& o) { return std::make_shared<ConvDecoder>(o); }});
+  return registry;
+}
+}  // namespace
+
+std::vector<std::string> architectures() { return architecture_registry().names(); }
+
 void NetworkOptions::validate() const {
-  bool known = false;
-  for (const auto& a : architectures()) known |= a == architecture_;
-  if (!known)
-    throw std::invalid_argument("unknown architecture '" + architecture_ + "' (valid: " + join(architectures()) + ")");
-  make_activation(activation_);  // throws on an unknown name
+  architecture_registry().at(architecture_);  // throws on an unknown name, listing the valid ones
+  make_activation(activation_);               // likewise
   if (latent_dim_ < 1) throw std::invalid_argument("--latent must be >= 1, got " + std::to_string(latent_dim_));
   for (auto w : hidden_)
     if (w < 1) throw std::invalid_argument("--hidden widths must be >= 1, got " + std::to_string(w));
@@ -158,21 +168,19 @@ void NetworkOptions::validate() const {
 
 std::shared_ptr<Encoder> make_encoder(const NetworkOptions& options) {
   options.validate();
-  if (options.architecture() == "conv") return std::make_shared<ConvEncoder>(options);
-  return std::make_shared<MlpEncoder>(options);
+  return architecture_registry().at(options.architecture()).encoder(options);
 }
 
 std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options) {
   options.validate();
-  if (options.architecture() == "conv") return std::make_shared<ConvDecoder>(options);
-  return std::make_shared<MlpDecoder>(options);
+  return architecture_registry().at(options.architecture()).decoder(options);
 }
 
 namespace {
 
 // log p(x|l) = sum_p x l - softplus(l), its gradient x - sigmoid(l) in one expression, with
 // the slices of one leading dimension (the longest) split over the process's threads
-// (prior/parallel.h). For float32 CPU logits whose shape is the broadcast shape; x is data
+// (common/parallel.h). For float32 CPU logits whose shape is the broadcast shape; x is data
 // (no gradient).
 struct BernoulliLogLikelihood : torch::autograd::Function<BernoulliLogLikelihood> {
   // Slice [b, b + n) of logits' dimension `dim`, and the part of x broadcast against it.

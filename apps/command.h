@@ -1,0 +1,24 @@
+#pragma once
+// The subcommands as a table: each entry has its name, the line `vae-ebm --help` shows for
+// it, and its entry point (parse the flags, then run). Each command is one file in apps/
+// (train.cpp, evaluate.cpp, ...) that returns its entry; the table that lists them, the usage
+// text and the dispatch are apps/commands.cpp. Adding a command: a new file, a line in that
+// table, a line in apps/CMakeLists.txt.
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace vae_ebm::cli {
+
+struct Command {
+  std::string name;
+  std::string summary;
+  std::function<int(const std::vector<std::string>& args)> run;  // args exclude the command's name
+};
+
+// Every command, in the order `vae-ebm --help` lists them.
+const std::vector<Command>& command_table();
+// The text of `vae-ebm --help`, made from the table.
+std::string usage_text();
+
+}  // namespace vae_ebm::cli

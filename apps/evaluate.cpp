@@ -1,0 +1,186 @@
+// vae-ebm evaluate: the likelihood bounds of a run, with log Z for an energy prior and
+// sample-quality scores when a feature network exists; written to evaluation.json and .h5.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <optional>
+
+#include "apps/command.h"
+#include "apps/run_support.h"
+#include "common/blas_kernel.h"
+#include "data/files.h"
+#include "data/hdf5_io.h"
+#include "data/json.h"
+#include "data/seed.h"
+#include "estimators/bounds.h"
+#include "estimators/classifier.h"
+#include "estimators/feature_network.h"
+#include "estimators/quality.h"
+
+namespace vae_ebm::cli {
+
+namespace {
+
+struct Quality {
+  QualityReport report;
+  double classifier_score = std::numeric_limits<double>::quiet_NaN();
+};
+
+std::string dataset_of(const EvaluateConfig& c, const LoadedRun& run) {
+  return c.dataset.empty() ? run.config.dataset : c.dataset;
+}
+
+torch::Tensor images_to_evaluate(const EvaluateConfig& c, const LoadedRun& run) {
+  auto images = run.data.split(c.split).images;
+  if (c.limit > 0 && c.limit < images.size(0)) images = images.narrow(0, 0, c.limit);
+  return images.to(run.device);
+}
+
+Json describe(const EvaluateConfig& c, const LoadedRun& run, const torch::Tensor& images) {
+  Json report = Json::object();
+  report.set("run", c.run_dir).set("checkpoint", run.checkpoint).set("dataset", dataset_of(c, run))
+      .set("split", c.split).set("images", images.size(0)).set("samples_K", c.samples)
+      .set("prior", run.config.prior).set("objective", run.config.objective_name())
+      .set("blas_kernel", blas::kernel_state().kernel);
+  return report;
+}
+
+// An energy prior's log Z, by the method asked for, held fixed in the bounds (set_normaliser).
+Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, EnergyPrior& ebm, Json& report) {
+  const bool learned = c.normaliser == "learned" ||
+                       (c.normaliser == "auto" &&
+                        make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
+  LogZSettings settings;
+  settings.samples = c.log_z_samples;
+  settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
+  const auto method = log_z_method(c.log_z_method, settings);
+  return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
+}
+
+// Generated images (binary draws from the decoder at prior samples: the feature network is
+// trained on binary images) scored against the split's, when a feature network exists.
+std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& run, Json& report) {
+  if (c.quality_samples == 0) return std::nullopt;
+  const auto dataset = dataset_of(c, run);
+  const auto classifier_path = c.classifier.empty() ? default_classifier_path(c.common.data_dir, dataset) : c.classifier;
+  const bool torchscript = !c.feature_network.empty();
+  if (!torchscript && !file_exists(classifier_path)) {
+    std::printf("no sample-quality scores: no feature network at %s (make one with vae-ebm train-classifier --dataset %s)\n",
+                classifier_path.c_str(), dataset.c_str());
+    return std::nullopt;
+  }
+  torch::NoGradGuard no_grad;
+  auto network = torchscript ? load_torchscript_features(c.feature_network, run.data.image_shape)
+                             : load_classifier_features(classifier_path);
+  auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get());
+  if (ebm) ebm->sampling_options().noise(c.langevin_noise);
+  auto gen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
+  std::vector<torch::Tensor> fake, generated;
+  for (int64_t done = 0; done < c.quality_samples; done += 1000) {
+    const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
+    auto z = run.model->prior->sample(n, gen);
+    auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), gen).to(torch::kCPU);
+    fake.push_back(network.features(x));
+    generated.push_back(x);
+  }
+  auto real = network.features(run.data.split(c.split).images.to(torch::kCPU));
+  auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
+  Quality quality;
+  quality.report = sample_quality(real, torch::cat(fake), QualityOptions(), cpu_gen);
+  quality.report.feature_network_sha256 = network.sha256;
+  Json q = quality.report.to_json();
+  q.set("feature_network", network.path).set("feature_network_kind", network.kind);
+  if (network.classifier) {
+    // The classifier's own view of the generated images: its score and predicted labels.
+    auto probabilities = network.classifier->probabilities(torch::cat(generated));
+    auto score = classifier_score(probabilities);
+    auto histogram = label_histogram(probabilities.argmax(1), probabilities.size(1));
+    Json counts = Json::array();
+    for (int64_t i = 0; i < histogram.size(0); ++i) counts.push(Json::integer(histogram[i].item<int64_t>()));
+    q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
+    quality.classifier_score = score.value;
+  }
+  q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
+  if (ebm) q.set("langevin_noise", c.langevin_noise);
+  report.set("sample_quality", q);
+  return quality;
+}
+
+// evaluation.json (the report) and evaluation-SPLIT.h5 (the per-image bounds).
+void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundReport& bounds,
+                  const std::optional<Estimate>& log_z, Json& report, double seconds) {
+  Json estimates = Json::array();
+  for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) estimates.push(e->to_json());
+  report.set("estimates", estimates).set("seconds", seconds);
+  const auto h5_path = c.run_dir + "/evaluation-" + c.split + ".h5";
+  H5Writer h5(h5_path);
+  h5.write(bounds.bound.estimator, bounds.per_image_bound);
+  h5.write(bounds.iwae.estimator, bounds.per_image_iwae);
+  h5.attribute("/", "checkpoint", run.checkpoint);
+  h5.attribute("/", "split", c.split);
+  if (log_z) h5.attribute("/", "log_z", log_z->value);
+  h5.close();
+  report.set("per_image", h5_path);
+  atomic_write(c.run_dir + "/evaluation.json", report.dump(2) + "\n");
+}
+
+void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, const BoundReport& bounds,
+                 const std::optional<Estimate>& log_z, const std::optional<Quality>& quality) {
+  std::printf("%s  (%s, %s split, %lld images, K=%lld, checkpoint %s)\n", c.run_dir.c_str(), dataset_of(c, run).c_str(),
+              c.split.c_str(), (long long)images, (long long)c.samples,
+              std::filesystem::path(run.checkpoint).filename().c_str());
+  std::printf("  %-26s %12s  %-11s\n", "estimator (nats)", "value", "std.error");
+  for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) print_row(e->estimator, *e);
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get()); ebm && log_z) {
+    print_row("log Z " + log_z->estimator, *log_z);
+    std::printf("  %-26s %12s\n", "b (learned)", fmt(ebm->b.item<double>()).c_str());
+    std::printf("  %-26s %12s\n", "b (used in the bounds)", fmt(ebm->bound_b().item<double>()).c_str());
+  }
+  if (quality) {
+    const auto& q = quality->report;
+    std::printf("  sample quality (%lld generated vs %lld %s images; feature network %.12s...)\n",
+                (long long)c.quality_samples, (long long)run.data.split(c.split).size(), c.split.c_str(),
+                q.feature_network_sha256.c_str());
+    std::printf("  %-26s %12.3f\n", "Frechet distance", q.frechet.value);
+    std::printf("  %-26s %12.4f  +- %.4f (sd over subsets)\n", "KID", q.kid.mean, q.kid.std);
+    std::printf("  %-26s %12.3f / %.3f\n", "precision / recall", q.prdc.precision, q.prdc.recall);
+    std::printf("  %-26s %12.3f / %.3f\n", "density / coverage", q.prdc.density, q.prdc.coverage);
+    if (!std::isnan(quality->classifier_score))
+      std::printf("  %-26s %12.3f  (of 10 at most)\n", "classifier score", quality->classifier_score);
+  }
+}
+
+}  // namespace
+
+int run_evaluate(const EvaluateConfig& c) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto run = load_run(c.run_dir, c.checkpoint, c.common, c.dataset);
+  const auto images = images_to_evaluate(c, run);
+  Json report = describe(c, run, images);
+  std::optional<Estimate> log_z;
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get())) log_z = estimate_normaliser(c, run, *ebm, report);
+  const auto quality = score_samples(c, run, report);
+  auto gen = make_generator(mix_seed(c.seed, 0x626f756eULL), run.device);
+  const auto bounds = evaluate_bounds(*run.model->encoder, *run.model->decoder, *run.model->prior, images,
+                                      BoundOptions().samples(c.samples), gen);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_record(c, run, bounds, log_z, report, seconds);
+  print_table(c, run, images.size(0), bounds, log_z, quality);
+  std::printf("wrote %s/evaluation.json and %s/evaluation-%s.h5 (%.1f s)\n", c.run_dir.c_str(), c.run_dir.c_str(),
+              c.split.c_str(), seconds);
+  return 0;
+}
+
+Command evaluate_command() {
+  return {"evaluate", "likelihood bounds (ELBO, IWAE, SNELBO, SN-IWAE, log Z) of a run",
+          [](const std::vector<std::string>& args) {
+            EvaluateConfig c;
+            return parse_evaluate(args, c) ? run_evaluate(c) : 0;
+          }};
+}
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,60 @@
+// vae-ebm export: a run's parameters in HDF5, with attributes that describe the networks.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "apps/command.h"
+#include "apps/run_support.h"
+#include "data/hdf5_io.h"
+
+namespace vae_ebm::cli {
+
+int run_export(const ExportConfig& c) {
+  auto run = load_run(c.run_dir, c.checkpoint, c.common);
+  const auto& cfg = run.config;
+  H5Writer h5(c.out);
+  for (const auto& p : run.model->named_parameters()) {
+    auto name = p.key();
+    std::replace(name.begin(), name.end(), '.', '/');
+    h5.write(name, p.value().detach().to(torch::kCPU));
+  }
+  std::string shape;
+  for (auto s : run.data.image_shape) shape += (shape.empty() ? "" : ",") + std::to_string(s);
+  h5.attribute("/", "format", "vae-ebm model export 1");
+  h5.attribute("/", "checkpoint", run.checkpoint);
+  h5.attribute("/", "architecture", cfg.architecture);
+  h5.attribute("/", "hidden", cfg.hidden);
+  h5.attribute("/", "activation", cfg.activation);
+  h5.attribute("/", "latent", cfg.latent);
+  h5.attribute("/", "image_shape", shape);
+  h5.attribute("/", "likelihood", "bernoulli-logits");
+  h5.attribute("/", "prior", cfg.prior);
+  h5.attribute("/", "dataset", cfg.dataset);
+  if (cfg.prior == "mog") h5.attribute("/", "mog_components", cfg.mog_components);
+  if (cfg.prior == "ebm") {
+    h5.attribute("/", "energy_hidden", cfg.energy_hidden);
+    h5.attribute("/", "energy_activation", "leaky-relu");
+    h5.attribute("/", "energy_slope", cfg.energy_slope);
+    h5.attribute("/", "energy_last_layer_bias", int64_t{0});
+  }
+  std::ostringstream layout;
+  layout << "encoder: x -> net -> [mu | logvar] (first " << cfg.latent << " outputs are mu); "
+         << "decoder: z -> net -> logits; net/N are the layers of a Sequential: "
+         << (cfg.architecture == "mlp" ? "Linear layers at even indices with the activation between"
+                                       : "the SNL conv networks (README, Models)");
+  h5.attribute("/", "layout", layout.str());
+  h5.close();
+  std::printf("wrote %s (%zu parameter tensors)\n", c.out.c_str(), run.model->named_parameters().size());
+  return 0;
+}
+
+Command export_command() {
+  return {"export", "write a run's parameters to HDF5 for other frameworks", [](const std::vector<std::string>& args) {
+            ExportConfig c;
+            return parse_export(args, c) ? run_export(c) : 0;
+          }};
+}
+
+}  // namespace vae_ebm::cli

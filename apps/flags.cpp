@@ -1,0 +1,93 @@
+#include <torch/torch.h>
+
+#include "apps/flags.h"
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
+#include "common/registry.h"
+#include "data/dataset.h"
+
+namespace vae_ebm::cli {
+
+// A value that must be one of `valid` (a registry's names); UsageError naming flag and value.
+void check_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& valid) {
+  if (std::find(valid.begin(), valid.end(), value) == valid.end())
+    throw UsageError(flag + " must be one of " + join_names(valid) + ", got '" + value + "'");
+}
+
+void add_common(po::options_description& d, CommonConfig& c) {
+  d.add_options()
+      ("data-dir", po::value(&c.data_dir)->default_value(default_data_dir()),
+       "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
+      ("device", po::value(&c.device)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("threads", po::value(&c.threads)->default_value(default_threads()),
+       "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
+      ("blas-kernel", po::value(&c.blas_kernel)->default_value("auto"),
+       "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "
+       "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
+}
+
+
+// The shortest text that reads back as the same double.
+std::string shortest(double v) {
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::ostringstream s;
+    s.precision(precision);
+    s << v;
+    if (std::stod(s.str()) == v) return s.str();
+  }
+  return std::to_string(v);
+}
+
+
+// A double flag's default, shown as written.
+po::typed_value<double>* real(double* target, double value) {
+  return po::value(target)->default_value(value, shortest(value));
+}
+
+
+static std::vector<const char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"vae-ebm"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return argv;
+}
+
+
+// Parses a command line (and, if named, config files: earlier sources win).
+// Returns false when --help was given (help printed).
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const po::positional_options_description& positional, po::variables_map& vm,
+           const std::string& usage) {
+  try {
+    auto argv = argv_of(args);
+    // Boost guesses an abbreviated flag (--epoch for --epochs) unless told not to: an unknown
+    // flag must be an error, not the nearest known one.
+    po::store(po::command_line_parser(static_cast<int>(argv.size()), argv.data())
+                  .options(desc)
+                  .positional(positional)
+                  .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                  .run(),
+              vm);
+    if (vm.count("help")) {
+      std::cout << usage << "\n\n" << desc << "\n";
+      return false;
+    }
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+
+void notify_all(po::variables_map& vm) {
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+}
+
+
+}  // namespace vae_ebm::cli

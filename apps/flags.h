@@ -1,0 +1,31 @@
+#pragma once
+// The pieces every command's flags are made of (Boost.Program_options, used in apps/ only):
+// the flags all commands share, a double flag shown as written, parsing into UsageError.
+// A new command declares its flags with these in its own file.
+#include <boost/program_options.hpp>
+
+#include <string>
+#include <vector>
+
+#include "apps/cli.h"
+
+namespace vae_ebm::cli {
+
+namespace po = boost::program_options;
+
+// --data-dir, --device, --threads, --blas-kernel.
+void add_common(po::options_description& d, CommonConfig& c);
+// The shortest text that reads back as the same double.
+std::string shortest(double v);
+// A double flag's default, shown as written.
+po::typed_value<double>* real(double* target, double value);
+// Parses a command line into vm; false when --help was given (help printed). Bad flags throw
+// UsageError.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const po::positional_options_description& positional, po::variables_map& vm, const std::string& usage);
+// po::notify, with Boost's errors as UsageError.
+void notify_all(po::variables_map& vm);
+// A value that must be one of `valid` (a registry's names); UsageError naming flag and value.
+void check_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& valid);
+
+}  // namespace vae_ebm::cli

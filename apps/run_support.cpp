@@ -1,0 +1,148 @@
+#include <torch/torch.h>
+
+#include "apps/run_support.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "common/registry.h"
+#include "data/error.h"
+#include "data/files.h"
+#include "data/seed.h"
+#include "estimators/log_z.h"
+#include "vae/trainer.h"
+
+namespace vae_ebm::cli {
+
+torch::Device parse_device(const std::string& text) {
+  try {
+    torch::Device device(text);
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw UsageError("--device " + text + ": this LibTorch build has no CUDA device available");
+    return device;
+  } catch (const c10::Error&) {
+    throw UsageError("--device: unknown device '" + text + "' (expected cpu, cuda or cuda:N)");
+  }
+}
+
+Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t binarisation_seed) {
+  DatasetOptions options;
+  options.data_dir = common.data_dir;
+  options.binarisation_seed = binarisation_seed;
+  return load_dataset(name, options);
+}
+
+std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data) {
+  try {
+    return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options());
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+}
+
+// Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
+
+std::string checkpoint_path(const RunDir& run, const std::string& which) {
+  if (which == "best" || which == "latest") {
+    auto best = run.best_checkpoint_path();
+    if (which == "best" && file_exists(best)) return best;
+    auto all = run.checkpoints();
+    if (all.empty()) throw DataError("run directory " + run.path() + " has no checkpoint yet");
+    return all.back();
+  }
+  if (!file_exists(which)) throw DataError("checkpoint " + which + " does not exist");
+  return which;
+}
+
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const CommonConfig& common,
+                   const std::string& dataset_override) {
+  auto run = RunDir::open(run_dir);
+  LoadedRun out;
+  parse_train({"--config", run.config_path()}, out.config);
+  out.config.common = common;
+  out.device = parse_device(common.device);
+  use_machine(common);
+  auto run_data = load_data(out.config.dataset, common, out.config.binarisation_seed);
+  out.model = build_model(out.config, run_data);
+  if (!dataset_override.empty() && dataset_override != out.config.dataset) {
+    out.data = load_data(dataset_override, common, out.config.binarisation_seed);
+    if (out.data.dim() != run_data.dim())
+      throw DataError("data set " + dataset_override + " has " + std::to_string(out.data.dim()) +
+                      " values per example; the run's model expects " + std::to_string(run_data.dim()));
+  } else {
+    out.data = std::move(run_data);
+  }
+  out.checkpoint = checkpoint_path(run, checkpoint);
+  load_model_from_checkpoint(out.checkpoint, *out.model, out.device);
+  out.model->to(out.device);
+  out.model->eval();
+  return out;
+}
+
+namespace {
+using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
+const Registry<LogZFactory>& log_z_registry() {
+  static const auto registry =
+      Registry<LogZFactory>("log-Z method")
+          .add("is",
+               [](const LogZSettings& s) {
+                 const int64_t samples = s.samples;
+                 return LogZMethod{[samples](EnergyPrior& prior, at::Generator& gen) {
+                                     return log_z_importance(prior, samples, gen);
+                                   },
+                                   "importance sampling from the base N(0, I)"};
+               })
+          .add("ais", [](const LogZSettings& s) {
+            s.ais.validate();
+            const AisOptions options = s.ais;
+            return LogZMethod{
+                [options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; },
+                "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
+          });
+  return registry;
+}
+}  // namespace
+
+LogZMethod log_z_method(const std::string& name, const LogZSettings& settings) {
+  try {
+    return log_z_registry().at(name)(settings);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+}
+
+std::vector<std::string> log_z_method_names() { return log_z_registry().names(); }
+
+Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, const LogZMethod& method, uint64_t seed,
+                        Json& record) {
+  auto gen = make_generator(seed, prior.b.device());
+  auto log_z = method.estimate(prior, gen);
+  Json lz = log_z.to_json();
+  if (use_learned_b) {
+    prior.set_log_z_estimate(log_z.value);
+    lz.set("how", method.how + ", held fixed over the split; b is the learned one");
+  } else {
+    auto gen_b = make_generator(mix_seed(seed, 0x62ULL), prior.b.device());
+    auto log_z_b = method.estimate(prior, gen_b);
+    prior.set_log_z_estimate(log_z.value, log_z_b.value);
+    lz.set("how", method.how + ", held fixed over the split; b replaced by an independent estimate of log Z by the "
+                  "same method (the objective does not learn b)");
+    record.set("b_used", log_z_b.to_json());
+  }
+  record.set("log_z", lz);
+  record.set("b", prior.b.item<double>());
+  return log_z;
+}
+
+std::string fmt(double v, int precision) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
+  return buf;
+}
+
+void print_row(const std::string& name, const Estimate& e) {
+  std::printf("  %-26s %12s  +- %-8s  n=%lld%s\n", name.c_str(), fmt(e.value).c_str(), fmt(e.std_error).c_str(),
+              (long long)e.count, std::isnan(e.ess) ? "" : ("  ESS=" + fmt(e.ess, 1)).c_str());
+}
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,68 @@
+#pragma once
+// What the commands share: the device, the data and the model of a run, its checkpoint, the
+// log-Z strategies of an energy prior, and the printed table's rows. Each command is one file
+// beside this (apps/train.cpp, evaluate.cpp, ...); the table of commands is apps/commands.cpp.
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "apps/cli.h"
+#include "data/dataset.h"
+#include "data/json.h"
+#include "data/run_dir.h"
+#include "estimators/ais.h"
+#include "estimators/estimate.h"
+#include "prior/energy.h"
+#include "vae/model.h"
+
+namespace vae_ebm::cli {
+
+// --device TEXT; throws UsageError naming it.
+torch::Device parse_device(const std::string& text);
+Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t binarisation_seed);
+// The run's model for this data (UsageError for bad network or prior options).
+std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data);
+
+// A trained run, loaded: its config, data, model at a checkpoint, and device.
+struct LoadedRun {
+  TrainConfig config;
+  Dataset data;
+  std::shared_ptr<VaeModel> model;
+  std::string checkpoint;
+  torch::Device device = torch::kCPU;
+};
+
+// Loads RUN_DIR's config.ini, data (or dataset_override's, of the same shape) and the
+// checkpoint (best, latest or a path); chooses the machine (use_machine) first.
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const CommonConfig& common,
+                   const std::string& dataset_override = "");
+// best | latest | a path -> the checkpoint file (DataError if there is none).
+std::string checkpoint_path(const RunDir& run, const std::string& which);
+
+// An estimator of log Z and the words that say how it estimates.
+struct LogZMethod {
+  std::function<Estimate(EnergyPrior&, at::Generator&)> estimate;
+  std::string how;
+};
+
+// What the log-Z methods read: the base samples of importance sampling, AIS's options.
+struct LogZSettings {
+  int64_t samples = 10000;
+  AisOptions ais;
+};
+// The method named (is | ais; the registry of log-Z estimators), or UsageError naming the
+// value, the valid names and bad options.
+LogZMethod log_z_method(const std::string& name, const LogZSettings& settings);
+std::vector<std::string> log_z_method_names();
+// Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
+// (snelbo) one estimate serves as Zhat; otherwise b is replaced by a first estimate and Zhat
+// comes from a second, independent one by the same method. Records both in `record`.
+Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, const LogZMethod& method, uint64_t seed, Json& record);
+
+std::string fmt(double v, int precision = 3);
+// One row of a printed table of estimates: value, standard error, count and ESS.
+void print_row(const std::string& name, const Estimate& e);
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,177 @@
+// vae-ebm train and vae-ebm fit-prior: a run directory, trained (or fitted post hoc) and
+// validated, resumable where it stopped.
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "apps/command.h"
+#include "apps/run_support.h"
+#include "common/blas_kernel.h"
+#include "data/error.h"
+#include "data/files.h"
+#include "data/json.h"
+#include "data/run_dir.h"
+#include "data/seed.h"
+#include "estimators/bounds.h"
+#include "prior/energy.h"
+#include "vae/trainer.h"
+
+namespace vae_ebm::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_interrupt(int) {
+  g_stop.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+// Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
+// returns the parts taken, as "encoder, decoder[, prior]". Each must have the same networks and shapes.
+std::string init_model_from(const std::string& path, VaeModel& model, bool with_prior) {
+  auto bytes = read_file(path);
+  std::vector<std::pair<std::string, torch::nn::Module*>> parts = {{"encoder", model.encoder.get()},
+                                                                   {"decoder", model.decoder.get()}};
+  if (with_prior) parts.push_back({"prior", model.prior.get()});
+  std::string taken;
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive, model_archive;
+    archive.load_from(in);
+    archive.read("model", model_archive);
+    for (const auto& [name, module] : parts) {
+      torch::serialize::InputArchive part;
+      model_archive.read(name, part);
+      try {
+        load_module_checked(*module, part);
+      } catch (const std::exception& e) {
+        std::string what = e.what();
+        throw std::runtime_error("its " + name + " does not fit this run's: " + what.substr(0, what.find('\n')));
+      }
+      taken += (taken.empty() ? "" : ", ") + name;
+    }
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    throw DataError("cannot start the model from " + path + ": " + what.substr(0, what.find('\n')));
+  }
+  return taken;
+}
+
+}  // namespace
+
+int run_train(TrainConfig c) {
+  auto device = parse_device(c.common.device);
+  c.train.device(device);
+  use_machine(c.common);
+  // The objective, its options and the schedule are checked before any data is read.
+  std::unique_ptr<PriorObjective> objective;
+  try {
+    objective = make_objective(c.objective_name(), c.objective_options());
+    c.train.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  auto data = load_data(c.dataset, c.common, c.binarisation_seed);
+  c.train.dynamic_binarisation(data.dynamic);
+  torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
+  auto model = build_model(c, data);
+  try {
+    objective->check(*model->prior);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const bool resuming = !c.resume.empty();
+  // A checkpoint that does not fit fails here, before the run directory exists.
+  std::string initialised;
+  if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
+  RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
+  if (!resuming) {
+    atomic_write(run.config_path(), with_blas_comment(c.config_text));
+    if (!initialised.empty()) {
+      std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
+      run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", initialised));
+    }
+  }
+  auto train_images = data.train.images;
+  Trainer trainer(model, std::move(objective), train_images, c.train, run);
+  if (resuming) {
+    // The flags a resumed run may change (how long it goes on, where it runs) are written
+    // back, so that config.ini keeps saying what the run is.
+    Json changed = Json::object();
+    for (const auto& [flag, values] : c.resume_changes) {
+      changed.set(flag, Json::object().set("was", values.first).set("now", values.second));
+      std::fprintf(stderr, "resuming with --%s %s (config.ini had %s)\n", flag.c_str(), values.second.c_str(),
+                   values.first.c_str());
+    }
+    if (!trainer.resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
+    else std::fprintf(stderr, "resuming %s at step %lld (epoch %lld)\n", c.run_dir.c_str(),
+                      (long long)trainer.state().step, (long long)trainer.state().epoch);
+    if (!c.resume_changes.empty()) atomic_write(run.config_path(), with_blas_comment(c.config_text));
+    run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed)
+                           .set("blas_kernel", blas::kernel_state().summary()));
+  }
+  auto validation = data.validation.images.to(device);
+  const auto eval_samples = c.eval_samples;
+  LogZSettings log_z_settings;
+  log_z_settings.samples = c.log_z_samples;
+  log_z_settings.ais.chains(c.validation_ais_chains).temperatures(c.validation_ais_temperatures);
+  const auto validation_log_z = log_z_method(c.validation_log_z, log_z_settings);
+  const auto seed = c.train.seed();
+  trainer.set_validator([&, validation](VaeModel& m, Json& record) {
+    torch::NoGradGuard no_grad;
+    const auto epoch = trainer.state().epoch;
+    if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get()))
+      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), validation_log_z,
+                     mix_seed(seed, 0x6c6f677aULL, epoch), record);
+    auto gen = make_generator(mix_seed(seed, 0x76616cULL, epoch), device);
+    auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.prior, validation,
+                                  BoundOptions().samples(eval_samples).importance_weighted(false), gen);
+    record.set("validation", report.bound.to_json());
+    record.set("reconstruction", report.reconstruction.value).set("kl", report.kl.value);
+    return report.bound.value;
+  });
+  g_stop = false;
+  auto previous = std::signal(SIGINT, on_interrupt);
+  std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s\n", c.prior.c_str(),
+               c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str());
+  trainer.set_stop_flag(&g_stop);
+  auto t0 = std::chrono::steady_clock::now();
+  bool finished = trainer.run();
+  std::signal(SIGINT, previous);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Json record = Json::object();
+  record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
+      .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
+      .set("best_validation_bound", trainer.state().best_validation);
+  run.append_metrics(record);
+  std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",
+               finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,
+               std::isfinite(trainer.state().best_validation) ? (fmt(trainer.state().best_validation) + " nats").c_str()
+                                                              : "(none yet)",
+               c.run_dir.c_str());
+  if (!finished) std::fprintf(stderr, "continue with: vae-ebm train --resume %s\n", c.run_dir.c_str());
+  return finished ? 0 : 130;
+}
+
+Command train_command() {
+  return {"train", "train an encoder, decoder and prior (gaussian, mog or ebm) jointly",
+          [](const std::vector<std::string>& args) {
+            TrainConfig c;
+            return parse_train(args, c) ? run_train(c) : 0;
+          }};
+}
+
+Command fit_prior_command() {
+  return {"fit-prior", "fit a mixture or energy prior post hoc to a trained VAE", [](const std::vector<std::string>& args) {
+            TrainConfig c;
+            return parse_fit_prior(args, c) ? run_train(c) : 0;
+          }};
+}
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,55 @@
+// vae-ebm train-classifier: the feature network that scores sample quality.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/command.h"
+#include "apps/run_support.h"
+#include "data/error.h"
+#include "estimators/classifier.h"
+
+namespace vae_ebm::cli {
+
+std::string default_classifier_path(const std::string& data_dir, const std::string& dataset) {
+  std::string name = dataset;
+  std::replace(name.begin(), name.end(), '/', '_');
+  std::replace(name.begin(), name.end(), ':', '_');
+  return data_dir + "/classifiers/" + name + ".pt";
+}
+
+int run_train_classifier(const ClassifierConfig& c) {
+  use_machine(c.common);
+  auto data = load_data(c.dataset, c.common, 0);
+  if (!data.train.labels.defined()) throw DataError("data set " + c.dataset + " has no labels to train a classifier on");
+  if (data.dim() != 784) throw DataError("train-classifier needs 28x28 images; " + c.dataset + " has " +
+                                         std::to_string(data.dim()) + " values per example");
+  auto out = c.out.empty() ? default_classifier_path(c.common.data_dir, c.dataset) : c.out;
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
+                                          ? std::filesystem::path(".")
+                                          : std::filesystem::path(out).parent_path());
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = train_classifier(
+      data.train.images, data.train.labels,
+      ClassifierTrainOptions().epochs(c.epochs).seed(c.seed).on_epoch([](const ClassifierEpoch& e) {
+        std::fprintf(stderr, "epoch %lld: training loss %.4f\n", (long long)e.epoch, e.loss);
+      }));
+  auto accuracy = classifier_accuracy(model, data.test.images, data.test.labels);
+  save_classifier(model, out);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("test accuracy %.4f +- %.4f (%lld images); %.0f s\nwrote %s\nweights SHA-256 %s\n", accuracy.value,
+              accuracy.std_error, (long long)accuracy.count, seconds, out.c_str(), model->weights_sha256().c_str());
+  return 0;
+}
+
+Command train_classifier_command() {
+  return {"train-classifier", "train the feature network that scores sample quality",
+          [](const std::vector<std::string>& args) {
+            ClassifierConfig c;
+            return parse_train_classifier(args, c) ? run_train_classifier(c) : 0;
+          }};
+}
+
+}  // namespace vae_ebm::cli

@@ -1,0 +1,171 @@
+// Each command's entry point, run end to end from the table (apps/command.h) on a tiny user
+// data set, as `vae-ebm COMMAND ARGS` runs it, and what it wrote.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "apps/cli.h"
+#include "apps/command.h"
+#include "data/files.h"
+#include "data/hdf5_io.h"
+#include "tests/support.h"
+
+namespace vae_ebm::test {
+
+namespace {
+
+const cli::Command& command(const std::string& name) {
+  for (const auto& c : cli::command_table())
+    if (c.name == name) return c;
+  throw std::logic_error("no command " + name);
+}
+
+// The number after "key": in a JSON text (the first occurrence).
+double json_number(const std::string& text, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(text, m, std::regex("\"" + key + "\": (-?[0-9.eE+-]+)")))
+    throw std::runtime_error("no number for " + key);
+  return std::stod(m[1]);
+}
+
+}  // namespace
+
+// Trains tiny models on a user data set of 3x4 binary images, once for the whole suite.
+class CommandsTest : public ::testing::Test {
+ protected:
+  static inline TempDir* tmp = nullptr;
+  static std::string file(const std::string& name) { return tmp->file(name); }
+  static std::vector<std::string> args(const std::map<std::string, std::string>& flags,
+                                       const std::vector<std::string>& positional = {}) {
+    std::vector<std::string> out = positional;
+    for (const auto& [flag, value] : flags) {
+      out.push_back("--" + flag);
+      if (!value.empty()) out.push_back(value);
+    }
+    return out;
+  }
+  static int train(const std::string& dir, const std::string& prior) {
+    return command("train").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"hidden", "16"}, {"latent", "3"},
+                                      {"prior", prior}, {"energy-hidden", "8,8"}, {"batch-size", "8"},
+                                      {"epochs", "2"}, {"eval-samples", "2"}, {"log-z-samples", "64"},
+                                      {"threads", "1"}, {"log-every", "1000"}, {"run-dir", file(dir)}}));
+  }
+  static void SetUpTestSuite() {
+    torch::manual_seed(0);
+    tmp = new TempDir();
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    H5Writer writer(file("data.h5"));
+    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 32}, {"validation", 8}, {"test", 8}})
+      writer.write(name, torch::bernoulli(torch::full({n, 3, 4}, 0.4), gen));
+    writer.close();
+    ASSERT_EQ(train("vae", "gaussian"), 0);
+    ASSERT_EQ(train("ebm", "ebm"), 0);
+  }
+  static void TearDownTestSuite() {
+    delete tmp;
+    tmp = nullptr;
+  }
+};
+
+TEST_F(CommandsTest, TrainWritesARunDirectory) {
+  for (const auto* dir : {"vae", "ebm"}) {
+    const auto config = read_file(file(dir) + "/config.ini");
+    EXPECT_NE(config.find("# BLAS kernel: "), std::string::npos) << config;
+    EXPECT_NE(config.find("epochs=2\n"), std::string::npos) << config;
+    EXPECT_TRUE(std::filesystem::exists(file(dir) + "/checkpoints/best.pt"));
+    const auto metrics = read_file(file(dir) + "/metrics.jsonl");
+    EXPECT_NE(metrics.find(R"("event":"finished")"), std::string::npos);
+    EXPECT_NE(metrics.find(R"("validation")"), std::string::npos);
+  }
+}
+
+TEST_F(CommandsTest, FitPriorFitsAnEnergyToTheTrainedVae) {
+  ASSERT_EQ(command("fit-prior").run(args({{"prior", "ebm"}, {"energy-hidden", "8"}, {"epochs", "1"},
+                                           {"batch-size", "8"}, {"log-z-samples", "64"}, {"threads", "1"},
+                                           {"run-dir", file("posthoc")}},
+                                          {file("vae")})),
+            0);
+  const auto config = read_file(file("posthoc") + "/config.ini");
+  EXPECT_NE(config.find("mode=post-hoc\n"), std::string::npos) << config;
+  EXPECT_NE(config.find("parent=" + file("vae") + "\n"), std::string::npos) << config;
+  EXPECT_NE(config.find("hidden=16\n"), std::string::npos) << "the networks come from the parent: " << config;
+  EXPECT_TRUE(std::filesystem::exists(file("posthoc") + "/checkpoints/best.pt"));
+}
+
+TEST_F(CommandsTest, EvaluateWritesBoundsThatKeepTheirOrder) {
+  for (const auto& [dir, bound, iwae] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"vae", "ELBO_5", "IWAE_5"}, {"ebm", "SNELBO_5", "SN-IWAE_5"}}) {
+    ASSERT_EQ(command("evaluate").run(args({{"samples", "5"}, {"log-z-samples", "512"}, {"threads", "1"},
+                                            {"quality-samples", "0"}},
+                                           {file(dir)})),
+              0);
+    const auto json = read_file(file(dir) + "/evaluation.json");
+    EXPECT_NE(json.find("\"estimator\": \"" + bound + "\""), std::string::npos) << json;
+    EXPECT_EQ(json_number(json, "images"), 8);
+    // The importance-weighted bound is at least the bound in expectation (the bound's KL is in
+    // closed form, so not image by image): paired over the images, within 3 standard errors.
+    const auto h5 = file(dir) + "/evaluation-test.h5";
+    auto per_bound = h5_read(h5, bound), per_iwae = h5_read(h5, iwae);
+    ASSERT_EQ(per_bound.numel(), 8);
+    EXPECT_TRUE(torch::isfinite(per_bound).all().item<bool>());
+    auto gain = (per_iwae - per_bound).to(torch::kDouble);
+    EXPECT_GT(gain.mean().item<double>(), -3 * gain.std().item<double>() / std::sqrt(8.0)) << gain;
+    const auto after_bound = json.substr(json.find("\"estimator\": \"" + bound + "\""));
+    EXPECT_NEAR(json_number(after_bound, "value"), per_bound.mean().item<double>(), 1e-3)
+        << "the record's mean is the file's";
+    if (dir == "ebm") {
+      EXPECT_NE(json.find("\"log_z\""), std::string::npos) << json;
+      EXPECT_GT(json_number(json, "ess"), 0) << "log Z carries its effective sample size";
+    }
+  }
+}
+
+TEST_F(CommandsTest, SampleWritesThreePngGrids) {
+  ASSERT_EQ(command("sample").run(args({{"count", "9"}, {"langevin-steps", "5"}, {"threads", "1"},
+                                        {"out", file("grids")}},
+                                       {file("ebm")})),
+            0);
+  for (const auto* name : {"prior_means.png", "prior_draws.png", "reconstructions.png"}) {
+    const auto bytes = read_file(file("grids") + "/" + name);
+    ASSERT_GT(bytes.size(), 8u) << name;
+    EXPECT_EQ(bytes.substr(1, 3), "PNG") << name;
+  }
+}
+
+TEST_F(CommandsTest, ExportWritesEveryParameter) {
+  ASSERT_EQ(command("export").run(args({{"out", file("model.h5")}, {"threads", "1"}}, {file("ebm")})), 0);
+  // The encoder's first layer: 12 pixels in, 16 hidden units out.
+  auto w = h5_read(file("model.h5"), "encoder/net/0/weight");
+  EXPECT_EQ(w.sizes(), torch::IntArrayRef({16, 12}));
+  auto b = h5_read(file("model.h5"), "prior/b");
+  EXPECT_EQ(b.numel(), 1);
+}
+
+TEST_F(CommandsTest, TrainClassifierRefusesImagesItCannotUse) {
+  EXPECT_THROW_WITH(command("train-classifier").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"threads", "1"}})),
+                    "has no labels");
+}
+
+TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
+  // No data here: the bad objective is what the error names, and no run directory is made.
+  EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"prior", "ebm"}, {"objective", "nope"},
+                                               {"threads", "1"}, {"run-dir", file("never")}})),
+                    "unknown objective 'nope'");
+  EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"lr", "-1"}, {"threads", "1"},
+                                               {"run-dir", file("never")}})),
+                    "-1");
+  EXPECT_FALSE(std::filesystem::exists(file("never")));
+}
+
+TEST_F(CommandsTest, TheUsageListsEveryCommandOfTheTable) {
+  const auto usage = cli::usage_text();
+  for (const auto& c : cli::command_table()) {
+    EXPECT_NE(usage.find("  " + c.name + " "), std::string::npos) << c.name;
+    EXPECT_NE(usage.find(c.summary), std::string::npos) << c.name;
+  }
+  const char* argv[] = {"vae-ebm", "no-such-command"};
+  EXPECT_EQ(cli::main_entry(2, const_cast<char**>(argv)), 2);
+}
+
+}  // namespace vae_ebm::test
