@@ -160,7 +160,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
          "train the VAE on the Gaussian ELBO and fit the prior to detached posterior samples")
-        ("mode", po::value(&t.mode())->default_value("joint"), "joint, detach-posterior or post-hoc (set by fit-prior)")
+        ("mode", po::value(&c.mode)->default_value("joint"), "joint, detach-posterior or post-hoc (set by fit-prior)")
         ("init-from", po::value(&c.init_from)->default_value(""), "checkpoint whose encoder and decoder start the model")
         ("init-prior", po::value<bool>(&c.init_prior)->default_value(false)->implicit_value(true),
          "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
@@ -279,9 +279,14 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   }
   notify_all(vm);
   if (vm["detach-posterior"].as<bool>()) {
-    if (!vm["mode"].defaulted() && c.train.mode() != "detach-posterior")
-      throw UsageError("--detach-posterior contradicts --mode " + c.train.mode());
-    c.train.mode("detach-posterior");
+    if (!vm["mode"].defaulted() && c.mode != "detach-posterior")
+      throw UsageError("--detach-posterior contradicts --mode " + c.mode);
+    c.mode = "detach-posterior";
+  }
+  try {
+    c.train.mode(train_mode_from(c.mode));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--mode: ") + e.what());
   }
   check_validation_flags(c);
   if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
@@ -289,7 +294,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
   auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});
   set_resolved(resolved, "run-dir", c.run_dir);
-  set_resolved(resolved, "mode", c.train.mode());
+  set_resolved(resolved, "mode", c.mode);
   c.config_text = render(resolved, "train");
   return true;
 }
@@ -318,7 +323,8 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
   check_validation_flags(c);
   c.parent = parent;
   c.init_from = parent + "/checkpoints/best.pt";
-  c.train.mode("post-hoc");
+  c.mode = "post-hoc";
+  c.train.mode(TrainMode::post_hoc);
   if (c.run_dir.empty()) c.run_dir = parent + "-posthoc-" + c.prior;
   auto resolved = resolve(desc, vm, {"help", "parent-run"});
   set_resolved(resolved, "run-dir", c.run_dir);

@@ -34,6 +34,7 @@ struct TrainConfig {
   std::string init_from;      // a checkpoint whose encoder and decoder start the model
   bool init_prior = false;    // with init_from: the checkpoint's prior starts the prior too
   std::string parent;         // the run this one was fitted to (post hoc)
+  std::string mode = "joint";  // as config.ini writes it; parse_train sets train.mode() from it
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;
   std::string architecture = "mlp";

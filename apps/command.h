@@ -5,6 +5,7 @@
 // text and the dispatch are apps/commands.cpp. Adding a command: a new file, a line in that
 // table, a line in apps/CMakeLists.txt.
 #include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,17 @@ struct Command {
   std::string summary;
   std::function<int(const std::vector<std::string>& args)> run;  // args exclude the command's name
 };
+
+// The entry of a command whose flags `parse` reads into a Config (false: --help was shown)
+// and whose `run` takes that Config and returns the exit code.
+template <class Config, class Run>
+Command command_of(std::string name, std::string summary, bool (*parse)(const std::vector<std::string>&, Config&),
+                   Run run) {
+  return {std::move(name), std::move(summary), [parse, run](const std::vector<std::string>& args) {
+            Config config;
+            return parse(args, config) ? run(config) : 0;
+          }};
+}
 
 // Every command, in the order `vae-ebm --help` lists them.
 const std::vector<Command>& command_table();

@@ -176,11 +176,8 @@ int run_evaluate(const EvaluateConfig& c) {
 }
 
 Command evaluate_command() {
-  return {"evaluate", "likelihood bounds (ELBO, IWAE, SNELBO, SN-IWAE, log Z) of a run",
-          [](const std::vector<std::string>& args) {
-            EvaluateConfig c;
-            return parse_evaluate(args, c) ? run_evaluate(c) : 0;
-          }};
+  return command_of("evaluate", "likelihood bounds (ELBO, IWAE, SNELBO, SN-IWAE, log Z) of a run",
+                    parse_evaluate, run_evaluate);
 }
 
 }  // namespace vae_ebm::cli

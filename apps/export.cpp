@@ -51,10 +51,7 @@ int run_export(const ExportConfig& c) {
 }
 
 Command export_command() {
-  return {"export", "write a run's parameters to HDF5 for other frameworks", [](const std::vector<std::string>& args) {
-            ExportConfig c;
-            return parse_export(args, c) ? run_export(c) : 0;
-          }};
+  return command_of("export", "write a run's parameters to HDF5 for other frameworks", parse_export, run_export);
 }
 
 }  // namespace vae_ebm::cli

@@ -54,10 +54,7 @@ int run_sample(const SampleConfig& c) {
 }
 
 Command sample_command() {
-  return {"sample", "PNG grids of prior samples and reconstructions", [](const std::vector<std::string>& args) {
-            SampleConfig c;
-            return parse_sample(args, c) ? run_sample(c) : 0;
-          }};
+  return command_of("sample", "PNG grids of prior samples and reconstructions", parse_sample, run_sample);
 }
 
 }  // namespace vae_ebm::cli

@@ -160,18 +160,12 @@ int run_train(TrainConfig c) {
 }
 
 Command train_command() {
-  return {"train", "train an encoder, decoder and prior (gaussian, mog or ebm) jointly",
-          [](const std::vector<std::string>& args) {
-            TrainConfig c;
-            return parse_train(args, c) ? run_train(c) : 0;
-          }};
+  return command_of("train", "train an encoder, decoder and prior (gaussian, mog or ebm) jointly",
+                    parse_train, run_train);
 }
 
 Command fit_prior_command() {
-  return {"fit-prior", "fit a mixture or energy prior post hoc to a trained VAE", [](const std::vector<std::string>& args) {
-            TrainConfig c;
-            return parse_fit_prior(args, c) ? run_train(c) : 0;
-          }};
+  return command_of("fit-prior", "fit a mixture or energy prior post hoc to a trained VAE", parse_fit_prior, run_train);
 }
 
 }  // namespace vae_ebm::cli

@@ -45,11 +45,8 @@ int run_train_classifier(const ClassifierConfig& c) {
 }
 
 Command train_classifier_command() {
-  return {"train-classifier", "train the feature network that scores sample quality",
-          [](const std::vector<std::string>& args) {
-            ClassifierConfig c;
-            return parse_train_classifier(args, c) ? run_train_classifier(c) : 0;
-          }};
+  return command_of("train-classifier", "train the feature network that scores sample quality",
+                    parse_train_classifier, run_train_classifier);
 }
 
 }  // namespace vae_ebm::cli

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common/registry.h"
+#include "prior/energy.h"
 
 namespace vae_ebm {
 
@@ -32,6 +33,19 @@ std::vector<std::string> objective_names() { return registry().names(); }
 
 std::unique_ptr<PriorObjective> make_objective(const std::string& name, const ObjectiveOptions& options) {
   return registry().at(name)(options);
+}
+
+void PriorObjective::check(const Prior& prior) const {
+  if (!supports(prior))
+    throw std::invalid_argument("objective '" + name() + "' needs " + requirement() + ", not the '" + prior.kind() +
+                                "' prior");
+}
+
+bool is_energy_prior(const Prior& prior) { return dynamic_cast<const EnergyPrior*>(&prior) != nullptr; }
+
+EnergyPrior& as_energy_prior(Prior& prior) {
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(&prior)) return *ebm;
+  throw std::invalid_argument("expected an energy prior, got the '" + prior.kind() + "' prior");
 }
 
 std::string default_objective(const std::string& prior_kind) { return prior_kind == "ebm" ? "snelbo" : "exact"; }

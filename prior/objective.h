@@ -55,13 +55,16 @@ struct PriorTerm {
 //   of q reparameterised (gradients reach the encoder through them), and returns a
 //   PriorTerm whose log_prior is finite and has shape [B];
 // - it touches no parameter other than the prior's and (through z) the encoder's;
-// - check() throws std::invalid_argument if the prior kind is not supported;
+// - supports() says which priors it can train, requirement() says so in words, and check()
+//   throws std::invalid_argument naming both when a prior is not supported;
 // - any state that a resumed run needs (chains, buffers) goes through save()/load().
 class PriorObjective {
  public:
   virtual ~PriorObjective() = default;
   virtual std::string name() const = 0;
-  virtual void check(const Prior& prior) const = 0;
+  virtual bool supports(const Prior& prior) const = 0;
+  virtual std::string requirement() const = 0;  // e.g. "an energy prior (ebm)"
+  void check(const Prior& prior) const;
   // True when the objective trains b as an estimate of log Z (snelbo); otherwise
   // evaluation estimates log Z from base samples instead of trusting b.
   virtual bool learns_log_normaliser() const { return false; }
@@ -78,6 +81,13 @@ std::unique_ptr<PriorObjective> make_objective(const std::string& name, const Ob
 std::vector<std::string> objective_names();
 // The objective a prior trains with when none is named: exact for gaussian/mog, snelbo for ebm.
 std::string default_objective(const std::string& prior_kind);
+
+class EnergyPrior;
+// Helpers for objective files: whether a prior is an energy prior, and the prior as one (the
+// objective's check() has made sure of it; std::invalid_argument otherwise).
+bool is_energy_prior(const Prior& prior);
+EnergyPrior& as_energy_prior(Prior& prior);
+constexpr const char* kEnergyPriorRequirement = "an energy prior (ebm)";
 
 // Helper for objective files: log of the importance-sampling estimate of Z for an
 // energy prior, log Zhat = logsumexp_s(-f(z_s) + log p0(z_s) - log r(z_s)) - log S,

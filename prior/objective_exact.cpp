@@ -12,10 +12,9 @@ namespace {
 class ExactObjective : public PriorObjective {
  public:
   std::string name() const override { return "exact"; }
-  void check(const Prior& prior) const override {
-    if (!prior.exact())
-      throw std::invalid_argument("objective 'exact' needs a prior with a known density, not '" + prior.kind() +
-                                  "' (use snelbo for an energy prior)");
+  bool supports(const Prior& prior) const override { return prior.exact(); }
+  std::string requirement() const override {
+    return "a prior with a known density (gaussian, mog; an energy prior trains with snelbo)";
   }
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z, at::Generator&) override {
     return {prior.expected_log_prob(q, z), {}};

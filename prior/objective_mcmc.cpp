@@ -43,14 +43,12 @@ class McmcObjective : public PriorObjective {
   }
 
   std::string name() const override { return name_; }
-  void check(const Prior& prior) const override {
-    if (prior.kind() != "ebm")
-      throw std::invalid_argument("objective '" + name_ + "' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");
-  }
+  bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
+  std::string requirement() const override { return kEnergyPriorRequirement; }
 
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
-    auto& ebm = static_cast<EnergyPrior&>(prior);
+    auto& ebm = as_energy_prior(prior);
     const int64_t n = options_.negatives() > 0 ? options_.negatives() : q.batch();
     torch::Tensor start, index;
     if (options_.persistent()) {

@@ -24,14 +24,12 @@ class NceObjective : public PriorObjective {
       throw std::invalid_argument("nce: --nce-ratio must be > 0, got " + std::to_string(options.nce_ratio()));
   }
   std::string name() const override { return "nce"; }
-  void check(const Prior& prior) const override {
-    if (prior.kind() != "ebm")
-      throw std::invalid_argument("objective 'nce' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");
-  }
+  bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
+  std::string requirement() const override { return kEnergyPriorRequirement; }
 
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
-    auto& ebm = static_cast<EnergyPrior&>(prior);
+    auto& ebm = as_energy_prior(prior);
     const double nu = options_.nce_ratio();
     auto positives = z.detach().reshape({-1, q.dim()});
     const int64_t m = std::max<int64_t>(1, static_cast<int64_t>(std::llround(nu * positives.size(0))));

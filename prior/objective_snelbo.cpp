@@ -25,14 +25,12 @@ class SnelboObjective : public PriorObjective {
   }
   std::string name() const override { return "snelbo"; }
   bool learns_log_normaliser() const override { return true; }
-  void check(const Prior& prior) const override {
-    if (prior.kind() != "ebm")
-      throw std::invalid_argument("objective 'snelbo' needs the energy prior (--prior ebm), not '" + prior.kind() + "'");
-  }
+  bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
+  std::string requirement() const override { return kEnergyPriorRequirement; }
 
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
-    auto& ebm = static_cast<EnergyPrior&>(prior);
+    auto& ebm = as_energy_prior(prior);
     const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : q.batch();
     auto proposal = proposal_samples(q, s, generator);
     // f at the K x B posterior samples and the S proposal samples in one pass: twice the rows

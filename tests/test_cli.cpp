@@ -69,7 +69,8 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(b.prior, "ebm");
   EXPECT_DOUBLE_EQ(b.train.lr(), 0.00031);
   EXPECT_EQ(b.hidden, "300,200");
-  EXPECT_EQ(b.train.mode(), "detach-posterior");
+  EXPECT_EQ(b.train.mode(), TrainMode::detach_posterior);
+  EXPECT_EQ(b.mode, "detach-posterior");
   EXPECT_EQ(b.train.epochs(), 7);
   EXPECT_EQ(b.train.seed(), 12345678901ULL);
   EXPECT_EQ(b.validation_log_z, "ais");

@@ -43,6 +43,22 @@ TEST(RegistryTest, EveryChoiceByNameListsItselfInItsError) {
   }
   EXPECT_THROW_WITH(cli::log_z_method("guess", cli::LogZSettings()), "unknown log-Z method 'guess' (valid: is, ais)");
   EXPECT_EQ(prior_kinds(), (std::vector<std::string>{"gaussian", "mog", "ebm"}));
+}
+
+TEST(RegistryTest, EveryObjectiveSaysWhichPriorsItSupports) {
+  auto gaussian = make_prior(PriorOptions("gaussian", 2));
+  auto mog = make_prior(PriorOptions("mog", 2));
+  auto ebm = make_prior(PriorOptions("ebm", 2).energy_hidden({4}));
+  for (const auto& name : objective_names()) {
+    auto objective = make_objective(name, ObjectiveOptions());
+    const bool energy = name != "exact";
+    EXPECT_EQ(objective->supports(*ebm), energy) << name;
+    EXPECT_EQ(objective->supports(*gaussian), !energy) << name;
+    EXPECT_EQ(objective->supports(*mog), !energy) << name;
+    const auto& wrong = energy ? *gaussian : *ebm;
+    EXPECT_THROW_WITH(objective->check(wrong), "objective '" + name + "' needs " + objective->requirement() +
+                                                   ", not the '" + wrong.kind() + "' prior");
+  }
   EXPECT_EQ(architectures(), (std::vector<std::string>{"mlp", "conv"}));
 }
 

@@ -27,7 +27,7 @@ class TrainingTest : public SeedingFixture {
   TrainOptions options(int64_t max_steps, const std::string& mode = "joint") {
     // 40 images in batches of 8: 5 steps an epoch, so 7 steps cross an epoch boundary.
     return TrainOptions().epochs(4).batch_size(8).lr(1e-2).prior_lr(1e-2).samples(2).seed(3).max_steps(max_steps)
-        .mode(mode).log_every_seconds(1e9);
+        .mode(train_mode_from(mode)).log_every_seconds(1e9);
   }
   static void expect_identical(VaeModel& a, VaeModel& b) {
     auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -156,7 +156,9 @@ TEST_F(TrainingTest, BadOptionsNameTheValue) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("--lr"), std::string::npos);
   }
-  EXPECT_THROW(TrainOptions().mode("sideways").validate(), std::invalid_argument);
+  EXPECT_THROW_WITH(train_mode_from("sideways"), "unknown training mode 'sideways' (valid: joint, detach-posterior, post-hoc)");
+  for (auto mode : {TrainMode::joint, TrainMode::detach_posterior, TrainMode::post_hoc})
+    EXPECT_EQ(train_mode_from(train_mode_name(mode)), mode);
 }
 
 }  // namespace vae_ebm::test

@@ -36,6 +36,23 @@ std::string format_duration(double seconds) {
 }
 }  // namespace
 
+namespace {
+const std::pair<TrainMode, const char*> kModes[] = {
+    {TrainMode::joint, "joint"}, {TrainMode::detach_posterior, "detach-posterior"}, {TrainMode::post_hoc, "post-hoc"}};
+}  // namespace
+
+std::string train_mode_name(TrainMode mode) {
+  for (const auto& [m, name] : kModes)
+    if (m == mode) return name;
+  throw std::logic_error("train_mode_name: unknown mode");
+}
+
+TrainMode train_mode_from(const std::string& name) {
+  for (const auto& [m, text] : kModes)
+    if (name == text) return m;
+  throw std::invalid_argument("unknown training mode '" + name + "' (valid: joint, detach-posterior, post-hoc)");
+}
+
 void TrainOptions::validate() const {
   auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
   if (epochs_ < 1) fail("--epochs must be >= 1, got " + std::to_string(epochs_));
@@ -49,12 +66,10 @@ void TrainOptions::validate() const {
   if (samples_ < 1) fail("--samples must be >= 1, got " + std::to_string(samples_));
   if (refine_steps_ < 0) fail("--refine-steps must be >= 0, got " + std::to_string(refine_steps_));
   if (!(refine_step_size_ > 0)) fail("--refine-step-size must be > 0, got " + std::to_string(refine_step_size_));
-  if (refine_steps_ > 0 && mode_ != "joint") fail("--refine-steps applies to joint training only");
+  if (refine_steps_ > 0 && mode_ != TrainMode::joint) fail("--refine-steps applies to joint training only");
   if (!(time_budget_ >= 0)) fail("--time-budget must be >= 0, got " + std::to_string(time_budget_));
   if (eval_every_ < 1) fail("--eval-every must be >= 1, got " + std::to_string(eval_every_));
   if (keep_checkpoints_ < 1) fail("--keep-checkpoints must be >= 1, got " + std::to_string(keep_checkpoints_));
-  if (mode_ != "joint" && mode_ != "detach-posterior" && mode_ != "post-hoc")
-    fail("unknown training mode '" + mode_ + "' (valid: joint, detach-posterior, post-hoc)");
 }
 
 Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
@@ -68,16 +83,16 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
       generator_(make_generator(mix_seed(options_.seed(), 0x747261696eULL), options_.device())) {
   options_.validate();
   objective_->check(*model_->prior);
-  if (options_.refine_steps() > 0 && model_->prior->kind() != "ebm")
+  if (options_.refine_steps() > 0 && !is_energy_prior(*model_->prior))
     throw std::invalid_argument("--refine-steps needs the energy prior (--prior ebm)");
   model_->to(options_.device());
   auto adam = [&](double lr) {
     return torch::optim::AdamOptions(lr).betas(std::make_tuple(options_.beta1(), options_.beta2()));
   };
-  if (options_.mode() != "post-hoc") vae_optimizer_ = std::make_unique<FusedAdam>(model_->vae_parameters(), adam(options_.lr()));
+  if (options_.mode() != TrainMode::post_hoc) vae_optimizer_ = std::make_unique<FusedAdam>(model_->vae_parameters(), adam(options_.lr()));
   auto prior_params = model_->prior_parameters();
   if (!prior_params.empty()) prior_optimizer_ = std::make_unique<FusedAdam>(prior_params, adam(options_.prior_lr()));
-  if (options_.mode() == "post-hoc") {
+  if (options_.mode() == TrainMode::post_hoc) {
     if (!prior_optimizer_) throw std::invalid_argument("post-hoc fitting needs a prior with parameters (mog or ebm)");
     for (auto& p : model_->vae_parameters()) p.set_requires_grad(false);
   }
@@ -96,10 +111,10 @@ void Trainer::set_learning_rates(int64_t epoch) {
 
 std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   model_->train();
-  const auto& mode = options_.mode();
+  const auto mode = options_.mode();
   torch::Tensor loss;
   std::map<std::string, double> out;
-  if (mode == "joint") {
+  if (mode == TrainMode::joint) {
     const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
                             options_.refine_steps() > 0 ? &refine : nullptr);
@@ -111,7 +126,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     DiagonalGaussian q;
     torch::Tensor z;
     torch::Tensor vae_loss;
-    if (mode == "post-hoc") {
+    if (mode == TrainMode::post_hoc) {
       torch::NoGradGuard no_grad;
       q = model_->encoder->forward(x);
       z = q.rsample(options_.samples(), generator_);

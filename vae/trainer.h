@@ -20,6 +20,15 @@
 
 namespace vae_ebm {
 
+// What trains: encoder, decoder and prior together on the objective's bound (joint); the VAE on
+// the Gaussian ELBO with the prior fitted to detached posterior samples (detach-posterior); or
+// only the prior, fitted to a frozen VAE's posterior samples (post-hoc).
+enum class TrainMode { joint, detach_posterior, post_hoc };
+// "joint", "detach-posterior", "post-hoc" (the names config.ini and the flags use).
+std::string train_mode_name(TrainMode mode);
+// Throws std::invalid_argument naming the text and the valid names.
+TrainMode train_mode_from(const std::string& name);
+
 struct TrainOptions {
   TORCH_ARG(int64_t, epochs) = 50;
   TORCH_ARG(int64_t, max_steps) = 0;  // stop after this many steps in all (0: no limit)
@@ -32,7 +41,7 @@ struct TrainOptions {
   TORCH_ARG(double, lr_decay) = 0.998;  // both learning rates times this each epoch
   TORCH_ARG(int64_t, samples) = 1;      // K posterior samples per image
   TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(std::string, mode) = "joint";  // joint | detach-posterior | post-hoc
+  TORCH_ARG(TrainMode, mode) = TrainMode::joint;
   TORCH_ARG(int64_t, eval_every) = 1;      // epochs between validations
   TORCH_ARG(int64_t, keep_checkpoints) = 3;
   TORCH_ARG(double, log_every_seconds) = 10.0;  // progress lines when stderr is not a terminal
