@@ -96,7 +96,9 @@ void store_config_file(const std::string& path, const po::options_description& d
 po::options_description train_description(TrainConfig& c, bool fit_prior) {
   po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
   auto& t = c.train;
-  auto& o = c.objective_flags;
+  auto& snelbo = c.objective_flags.snelbo();
+  auto& mcmc = c.objective_flags.mcmc();
+  auto& nce = c.objective_flags.nce();
   d.add_options()("help,h", "show this help");
   if (!fit_prior) {
     d.add_options()
@@ -118,22 +120,22 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("energy-slope", real(&c.energy_slope, 0.2), "energy MLP LeakyReLU slope")
       ("objective", po::value(&c.objective)->default_value(""),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
-      ("base-samples", po::value(&c.base_samples)->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
-      ("proposal", po::value(&c.proposal)->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
-      ("mcmc-steps", po::value(&o.mcmc_steps())->default_value(0), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
-      ("mcmc-step-size", real(&o.mcmc_step_size(), 0.0), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
-      ("mcmc-noise", real(&o.mcmc_noise(), 1.0), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
-      ("mcmc-metropolis", po::value<bool>(&o.mcmc_metropolis())->default_value(false)->implicit_value(true), "mcmc: MALA correction")
-      ("mcmc-grad-clip", real(&o.mcmc_grad_clip(), 0.0), "mcmc: clip each chain's gradient norm (0: off)")
-      ("negatives", po::value(&o.negatives())->default_value(0), "mcmc: negative samples per step (0: batch size)")
-      ("energy-l2", real(&o.energy_l2(), 0.0), "mcmc: penalty alpha (mean f(z_pos)^2 + mean f(z_neg)^2) against runaway energies (0: off)")
-      ("persistent", po::value<bool>(&o.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
-      ("buffer-size", po::value(&o.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
-      ("reinit-fraction", real(&o.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")
+      ("base-samples", po::value(&snelbo.base_samples())->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
+      ("proposal", po::value(&snelbo.proposal())->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
+      ("mcmc-steps", po::value(&mcmc.steps())->default_value(0), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
+      ("mcmc-step-size", real(&mcmc.step_size(), 0.0), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
+      ("mcmc-noise", real(&mcmc.noise(), 1.0), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
+      ("mcmc-metropolis", po::value<bool>(&mcmc.metropolis())->default_value(false)->implicit_value(true), "mcmc: MALA correction")
+      ("mcmc-grad-clip", real(&mcmc.grad_clip(), 0.0), "mcmc: clip each chain's gradient norm (0: off)")
+      ("negatives", po::value(&mcmc.negatives())->default_value(0), "mcmc: negative samples per step (0: batch size)")
+      ("energy-l2", real(&mcmc.energy_l2(), 0.0), "mcmc: penalty alpha (mean f(z_pos)^2 + mean f(z_neg)^2) against runaway energies (0: off)")
+      ("persistent", po::value<bool>(&mcmc.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
+      ("buffer-size", po::value(&mcmc.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
+      ("reinit-fraction", real(&mcmc.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")
       ("refine-steps", po::value(&t.refine_steps())->default_value(0), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
       ("refine-step-size", real(&t.refine_step_size(), 0.1), "ebm: posterior refinement step size")
-      ("nce-noise", po::value(&o.nce_noise())->default_value("base"), "nce: noise distribution: base or aggregate-gaussian")
-      ("nce-ratio", real(&o.nce_ratio(), 1.0), "nce: noise samples per posterior sample")
+      ("nce-noise", po::value(&nce.noise())->default_value("base"), "nce: noise distribution: base or aggregate-gaussian")
+      ("nce-ratio", real(&nce.ratio(), 1.0), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
       ("time-budget", real(&t.time_budget(), 0.0), "stop after this many seconds of training steps, validation excluded (0: none)")
@@ -214,9 +216,7 @@ PriorOptions TrainConfig::prior_options() const {
       .energy_slope(energy_slope);
 }
 
-ObjectiveOptions TrainConfig::objective_options() const {
-  return ObjectiveOptions(objective_flags).base_samples(base_samples).proposal(proposal);
-}
+ObjectiveOptions TrainConfig::objective_options() const { return objective_flags; }
 
 std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }
 
@@ -283,11 +283,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
       throw UsageError("--detach-posterior contradicts --mode " + c.mode);
     c.mode = "detach-posterior";
   }
-  try {
-    c.train.mode(train_mode_from(c.mode));
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--mode: ") + e.what());
-  }
+  c.train.mode(as_usage([&] { return train_mode_from(c.mode); }));
   check_validation_flags(c);
   if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
   if (!c.resume.empty()) c.run_dir = c.resume;
@@ -413,11 +409,7 @@ bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
   notify_all(vm);
   require_run_dir(vm, "sample");
   if (c.count < 1) throw UsageError("--count must be >= 1, got " + std::to_string(c.count));
-  try {
-    l.validate();
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  as_usage([&] { l.validate(); }, "langevin-");
   return true;
 }
 

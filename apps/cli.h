@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+#include "data/error.h"
 #include "prior/langevin.h"
 #include "prior/objective.h"
 #include "vae/networks.h"
@@ -14,10 +16,30 @@
 
 namespace vae_ebm::cli {
 
-// Thrown for a bad command line or config file; the message names the flag.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// Thrown for a bad command line or config file; the message names the flag. One of the user
+// errors (common/error.h), like DataError and the library's OptionError.
+struct UsageError : UserError {
+  using UserError::UserError;
 };
+
+// Runs fn. A library OptionError becomes a UsageError naming the flag, `prefix` + the option
+// ("langevin-" for sample's Langevin options); any other user error but bad data (an unknown
+// name, a prior an objective does not support) becomes a UsageError with its message. Only
+// apps/ knows how options are spelt as flags.
+template <class F>
+auto as_usage(F&& fn, const std::string& prefix = "") -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const OptionError& e) {
+    throw UsageError("--" + prefix + e.option + ": " + e.detail);
+  } catch (const DataError&) {
+    throw;
+  } catch (const UsageError&) {
+    throw;
+  } catch (const UserError& e) {
+    throw UsageError(e.what());
+  }
+}
 
 // Flags shared by every subcommand.
 struct CommonConfig {
@@ -46,9 +68,7 @@ struct TrainConfig {
   std::string energy_hidden = "200,200,200";
   double energy_slope = 0.2;
   std::string objective;  // empty: the prior's default
-  int64_t base_samples = 0;
-  std::string proposal = "base";
-  ObjectiveOptions objective_flags;  // the MCMC and NCE options
+  ObjectiveOptions objective_flags;  // each objective family's options
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;

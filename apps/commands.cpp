@@ -10,6 +10,7 @@
 #include "apps/cli.h"
 #include "apps/command.h"
 #include "common/blas_kernel.h"
+#include "common/error.h"
 
 namespace vae_ebm::cli {
 
@@ -89,6 +90,10 @@ int main_entry(int argc, char** argv) {
     return command->run(args);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "vae-ebm %s: error: %s\n(see vae-ebm %s --help)\n", name.c_str(), e.what(), name.c_str());
+    return 2;
+  } catch (const OptionError& e) {  // found once the run had started (an option that does not fit the data)
+    std::fprintf(stderr, "vae-ebm %s: error: --%s: %s\n(see vae-ebm %s --help)\n", name.c_str(), e.option.c_str(),
+                 e.detail.c_str(), name.c_str());
     return 2;
   } catch (const std::exception& e) {
     std::string what = e.what();

@@ -33,11 +33,7 @@ Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t 
 }
 
 std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data) {
-  try {
-    return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options());
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  return as_usage([&] { return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options()); });
 }
 
 // Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
@@ -104,11 +100,7 @@ const Registry<LogZFactory>& log_z_registry() {
 }  // namespace
 
 LogZMethod log_z_method(const std::string& name, const LogZSettings& settings) {
-  try {
-    return log_z_registry().at(name)(settings);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  return as_usage([&] { return log_z_registry().at(name)(settings); }, settings.ais_flag_prefix);
 }
 
 std::vector<std::string> log_z_method_names() { return log_z_registry().names(); }

@@ -51,6 +51,7 @@ struct LogZMethod {
 struct LogZSettings {
   int64_t samples = 10000;
   AisOptions ais;
+  std::string ais_flag_prefix = "ais-";  // how the command spells AIS's options as flags
 };
 // The method named (is | ais; the registry of log-Z estimators), or UsageError naming the
 // value, the valid names and bad options.

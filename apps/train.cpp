@@ -70,22 +70,13 @@ int run_train(TrainConfig c) {
   c.train.device(device);
   use_machine(c.common);
   // The objective, its options and the schedule are checked before any data is read.
-  std::unique_ptr<PriorObjective> objective;
-  try {
-    objective = make_objective(c.objective_name(), c.objective_options());
-    c.train.validate();
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
+  as_usage([&] { c.train.validate(); });
   auto data = load_data(c.dataset, c.common, c.binarisation_seed);
   c.train.dynamic_binarisation(data.dynamic);
   torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
   auto model = build_model(c, data);
-  try {
-    objective->check(*model->prior);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  as_usage([&] { objective->check(*model->prior); });
   const bool resuming = !c.resume.empty();
   // A checkpoint that does not fit fails here, before the run directory exists.
   std::string initialised;
@@ -121,6 +112,7 @@ int run_train(TrainConfig c) {
   LogZSettings log_z_settings;
   log_z_settings.samples = c.log_z_samples;
   log_z_settings.ais.chains(c.validation_ais_chains).temperatures(c.validation_ais_temperatures);
+  log_z_settings.ais_flag_prefix = "validation-ais-";
   const auto validation_log_z = log_z_method(c.validation_log_z, log_z_settings);
   const auto seed = c.train.seed();
   trainer.set_validator([&, validation](VaeModel& m, Json& record) {

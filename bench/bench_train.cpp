@@ -65,12 +65,14 @@ int main(int argc, char** argv) try {
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
   const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul");
   auto objective_options = ObjectiveOptions()
-                               .persistent(flags.on("persistent"))
-                               .mcmc_steps(flags.integer("mcmc-steps", 0))
-                               .mcmc_step_size(flags.real("mcmc-step-size", 0))
-                               .negatives(flags.integer("negatives", 0))
-                               .base_samples(flags.integer("base-samples", 0))
-                               .buffer_size(flags.integer("buffer-size", 10000));
+                               .mcmc(McmcOptions()
+                                         .persistent(flags.on("persistent"))
+                                         .steps(flags.integer("mcmc-steps", 0))
+                                         .step_size(flags.real("mcmc-step-size", 0))
+                                         .negatives(flags.integer("negatives", 0))
+                                         .buffer_size(flags.integer("buffer-size", 10000)))
+                               .snelbo(SnelboOptions().base_samples(flags.integer("base-samples", 0)));
+  const auto& mcmc_options = objective_options.mcmc();
   const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
 
@@ -120,11 +122,11 @@ int main(int argc, char** argv) try {
                             mlp_flops(with_ends(latent, std::vector<int64_t>(widths.rbegin(), widths.rend()), 784), kb,
                                       true, true, true);
   auto ew = with_ends(latent, energy_widths, 1);
-  const int64_t negatives = objective_options.negatives() > 0 ? objective_options.negatives() : batch;
-  int64_t mcmc_steps = objective_options.mcmc_steps();
+  const int64_t negatives = mcmc_options.negatives() > 0 ? mcmc_options.negatives() : batch;
+  int64_t mcmc_steps = mcmc_options.steps();
   if (mcmc_steps == 0) mcmc_steps = objective == "short-run-mcmc" ? 60 : 200;
   if (objective == "snelbo") {
-    const int64_t s = objective_options.base_samples() > 0 ? objective_options.base_samples() : batch;
+    const int64_t s = objective_options.snelbo().base_samples() > 0 ? objective_options.snelbo().base_samples() : batch;
     flops += mlp_flops(ew, s, true, true, false) + mlp_flops(ew, kb, true, true, true);
   } else if (mcmc) {
     // Unadjusted Langevin evaluates the gradient `steps` times (the last step's is skipped).
@@ -172,7 +174,7 @@ int main(int argc, char** argv) try {
       "threads=%d prior=%s objective=%s batch=%lld K=%lld architecture=%s hidden=%s latent=%lld persistent=%d data=%s\n",
       threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, architecture.c_str(),
       conv ? "-" : hidden.c_str(), (long long)latent,
-      (int)objective_options.persistent(), data_source.c_str());
+      (int)mcmc_options.persistent(), data_source.c_str());
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0.0 : v[v.size() / 2];
@@ -197,7 +199,7 @@ int main(int argc, char** argv) try {
       // The objective's Langevin run alone, on the trained-so-far prior.
       auto& ebm = static_cast<EnergyPrior&>(*model.prior);
       auto options = LangevinOptions().steps(mcmc_steps).step_size(
-          objective_options.mcmc_step_size() > 0 ? objective_options.mcmc_step_size()
+          mcmc_options.step_size() > 0 ? mcmc_options.step_size()
                                                  : (objective == "short-run-mcmc" ? 0.4 : 0.1));
       const int reps = 3;
       auto tl = clock_type::now();

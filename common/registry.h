@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
+
 namespace vae_ebm {
 
 // Joins names with ", " (the lists in messages and help texts).
@@ -32,10 +34,10 @@ class Registry {
     return *this;
   }
   bool contains(const std::string& name) const { return find(name) != nullptr; }
-  // Throws std::invalid_argument naming the value and the valid names.
+  // Throws UserError (a std::invalid_argument) naming the value and the valid names.
   const Entry& at(const std::string& name) const {
     if (const Entry* e = find(name)) return *e;
-    throw std::invalid_argument("unknown " + what_ + " '" + name + "' (valid: " + join_names(names()) + ")");
+    throw UserError("unknown " + what_ + " '" + name + "' (valid: " + join_names(names()) + ")");
   }
   std::vector<std::string> names() const {
     std::vector<std::string> out;

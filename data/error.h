@@ -3,12 +3,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/error.h"
+
 namespace vae_ebm {
 
 // Thrown for every problem with user input that touches disk: the message names the
 // file (or data set), what was expected and what was found.
-struct DataError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+struct DataError : UserError {
+  using UserError::UserError;
 };
 
 }  // namespace vae_ebm

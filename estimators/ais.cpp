@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.h"
 #include "prior/langevin.h"
 
 namespace vae_ebm {
@@ -15,15 +16,15 @@ namespace vae_ebm {
 std::vector<std::string> ais_schedules() { return {"linear", "sigmoid"}; }
 
 void AisOptions::validate() const {
-  if (temperatures_ < 1) throw std::invalid_argument("AIS temperatures must be >= 1, got " + std::to_string(temperatures_));
+  auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
+  if (temperatures_ < 1) fail("temperatures", "AIS temperatures must be >= 1, got " + std::to_string(temperatures_));
   const auto names = ais_schedules();
   if (std::find(names.begin(), names.end(), schedule_) == names.end())
-    throw std::invalid_argument("unknown AIS schedule '" + schedule_ + "' (valid: linear, sigmoid)");
-  if (!(sigmoid_width_ > 0))
-    throw std::invalid_argument("AIS sigmoid width must be > 0, got " + std::to_string(sigmoid_width_));
-  if (chains_ < 1) throw std::invalid_argument("AIS chains must be >= 1, got " + std::to_string(chains_));
-  if (steps_ < 1) throw std::invalid_argument("AIS steps per temperature must be >= 1, got " + std::to_string(steps_));
-  if (!(step_size_ > 0)) throw std::invalid_argument("AIS step size must be > 0, got " + std::to_string(step_size_));
+    fail("schedule", "unknown AIS schedule '" + schedule_ + "' (valid: linear, sigmoid)");
+  if (!(sigmoid_width_ > 0)) fail("sigmoid-width", "AIS sigmoid width must be > 0, got " + std::to_string(sigmoid_width_));
+  if (chains_ < 1) fail("chains", "AIS chains must be >= 1, got " + std::to_string(chains_));
+  if (steps_ < 1) fail("steps", "AIS steps per temperature must be >= 1, got " + std::to_string(steps_));
+  if (!(step_size_ > 0)) fail("step-size", "AIS step size must be > 0, got " + std::to_string(step_size_));
 }
 
 torch::Tensor ais_schedule(const AisOptions& options) {

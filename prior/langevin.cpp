@@ -6,18 +6,20 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/error.h"
 #include "common/parallel.h"
 
 namespace vae_ebm {
 
 void LangevinOptions::validate() const {
-  if (steps_ < 0) throw std::invalid_argument("Langevin steps must be >= 0, got " + std::to_string(steps_));
-  if (!(step_size_ > 0)) throw std::invalid_argument("Langevin step size must be > 0, got " + std::to_string(step_size_));
-  if (!(noise_ >= 0)) throw std::invalid_argument("Langevin noise scale must be >= 0, got " + std::to_string(noise_));
+  auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
+  if (steps_ < 0) fail("steps", "Langevin steps must be >= 0, got " + std::to_string(steps_));
+  if (!(step_size_ > 0)) fail("step-size", "Langevin step size must be > 0, got " + std::to_string(step_size_));
+  if (!(noise_ >= 0)) fail("noise", "Langevin noise scale must be >= 0, got " + std::to_string(noise_));
   if (metropolis_ && noise_ == 0)
-    throw std::invalid_argument("the Metropolis correction needs a noise scale > 0 (noise 0 is deterministic)");
-  if (!(grad_clip_ >= 0)) throw std::invalid_argument("Langevin gradient clip must be >= 0, got " + std::to_string(grad_clip_));
-  if (threads_ < 0) throw std::invalid_argument("Langevin threads must be >= 0, got " + std::to_string(threads_));
+    fail("metropolis", "the Metropolis correction needs a noise scale > 0 (noise 0 is deterministic)");
+  if (!(grad_clip_ >= 0)) fail("grad-clip", "Langevin gradient clip must be >= 0, got " + std::to_string(grad_clip_));
+  if (threads_ < 0) fail("threads", "Langevin threads must be >= 0, got " + std::to_string(threads_));
 }
 
 namespace {

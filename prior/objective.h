@@ -14,32 +14,54 @@
 
 namespace vae_ebm {
 
-// Every objective's options in one place; each objective validates the ones it reads.
-struct ObjectiveOptions {
-  // snelbo: number S of samples for the estimate of Z each step (0: the batch size).
+// Each family of objectives has its options, validated once where the objective is built;
+// an error names the option ("base-samples", the name the flags use too) and the value.
+struct SnelboOptions {
+  // Samples S for the estimate of Z each step (0: the batch size).
   TORCH_ARG(int64_t, base_samples) = 0;
-  // snelbo: proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive.
+  // Proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive.
   TORCH_ARG(std::string, proposal) = "base";
-  // MCMC objectives: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples.
-  // 0 for steps or step size means the objective's reference value
-  // (short-run-mcmc: 60 steps of 0.4; long-run-mcmc: 200 steps of 0.1).
-  TORCH_ARG(int64_t, mcmc_steps) = 0;
-  TORCH_ARG(double, mcmc_step_size) = 0.0;
-  TORCH_ARG(double, mcmc_noise) = 1.0;       // eta; 0 is the noiseless gradient flow
-  TORCH_ARG(bool, mcmc_metropolis) = false;  // MALA correction
-  TORCH_ARG(double, mcmc_grad_clip) = 0.0;   // 0: off
-  TORCH_ARG(int64_t, negatives) = 0;         // negative samples per step (0: the batch size)
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+// The MCMC objectives: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples. 0 for
+// steps or step size means the objective's reference value (short-run-mcmc: 60 steps of 0.4;
+// long-run-mcmc: 200 steps of 0.1).
+struct McmcOptions {
+  TORCH_ARG(int64_t, steps) = 0;
+  TORCH_ARG(double, step_size) = 0.0;
+  TORCH_ARG(double, noise) = 1.0;       // eta; 0 is the noiseless gradient flow
+  TORCH_ARG(bool, metropolis) = false;  // MALA correction
+  TORCH_ARG(double, grad_clip) = 0.0;   // 0: off
+  TORCH_ARG(int64_t, negatives) = 0;    // negative samples per step (0: the batch size)
   // Energy magnitude penalty alpha * (mean f(z_pos)^2 + mean f(z_neg)^2) (Du & Mordatch 2019):
   // keeps f from running away where the chains do not reach (0: off).
   TORCH_ARG(double, energy_l2) = 0.0;
-  // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives`
-  // of them, with a fraction re-drawn from the base first.
+  // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives` of
+  // them, with a fraction re-drawn from the base first.
   TORCH_ARG(bool, persistent) = false;
   TORCH_ARG(int64_t, buffer_size) = 10000;
   TORCH_ARG(double, reinit_fraction) = 0.05;
-  // nce: noise distribution (base | aggregate-gaussian) and noise samples per data sample.
-  TORCH_ARG(std::string, nce_noise) = "base";
-  TORCH_ARG(double, nce_ratio) = 1.0;
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+struct NceOptions {
+  TORCH_ARG(std::string, noise) = "base";  // noise distribution: base | aggregate-gaussian
+  TORCH_ARG(double, ratio) = 1.0;          // noise samples per data sample
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+// The options of every objective; a factory reads its own family's.
+struct ObjectiveOptions {
+  TORCH_ARG(SnelboOptions, snelbo);
+  TORCH_ARG(McmcOptions, mcmc);
+  TORCH_ARG(NceOptions, nce);
 };
 
 struct PriorTerm {

@@ -10,35 +10,27 @@
 
 #include <stdexcept>
 
+#include "common/error.h"
+
 namespace vae_ebm {
 
 namespace {
 
 class McmcObjective : public PriorObjective {
  public:
-  McmcObjective(std::string name, const ObjectiveOptions& options, int64_t default_steps, double default_step)
+  McmcObjective(std::string name, const McmcOptions& options, int64_t default_steps, double default_step)
       : name_(std::move(name)), options_(options) {
+    options.validate();
     langevin_ = LangevinOptions()
-                    .steps(options.mcmc_steps() > 0 ? options.mcmc_steps() : default_steps)
-                    .step_size(options.mcmc_step_size() > 0 ? options.mcmc_step_size() : default_step)
-                    .noise(options.mcmc_noise())
-                    .metropolis(options.mcmc_metropolis())
-                    .grad_clip(options.mcmc_grad_clip());
+                    .steps(options.steps() > 0 ? options.steps() : default_steps)
+                    .step_size(options.step_size() > 0 ? options.step_size() : default_step)
+                    .noise(options.noise())
+                    .metropolis(options.metropolis())
+                    .grad_clip(options.grad_clip());
     try {
       langevin_.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(name_ + ": " + e.what());
-    }
-    if (options.mcmc_steps() < 0) throw std::invalid_argument(name_ + ": --mcmc-steps must be >= 0");
-    if (options.negatives() < 0) throw std::invalid_argument(name_ + ": --negatives must be >= 0");
-    if (!(options.energy_l2() >= 0))
-      throw std::invalid_argument(name_ + ": --energy-l2 must be >= 0, got " + std::to_string(options.energy_l2()));
-    if (options.persistent()) {
-      if (options.buffer_size() < 1)
-        throw std::invalid_argument(name_ + ": --buffer-size must be >= 1, got " + std::to_string(options.buffer_size()));
-      if (!(options.reinit_fraction() >= 0 && options.reinit_fraction() <= 1))
-        throw std::invalid_argument(name_ + ": --reinit-fraction must be in [0, 1], got " +
-                                    std::to_string(options.reinit_fraction()));
+    } catch (const OptionError& e) {
+      throw OptionError("mcmc-" + e.option, e.detail);  // the objective's chains: --mcmc-*
     }
   }
 
@@ -89,21 +81,32 @@ class McmcObjective : public PriorObjective {
 
  private:
   std::string name_;
-  ObjectiveOptions options_;
+  McmcOptions options_;
   LangevinOptions langevin_;
   torch::Tensor buffer_;  // persistent chains [buffer_size, D]
 };
 
 }  // namespace
 
+void McmcOptions::validate() const {
+  auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
+  if (steps_ < 0) fail("mcmc-steps", "must be >= 0 (0: the objective's default), got " + std::to_string(steps_));
+  if (!(step_size_ >= 0)) fail("mcmc-step-size", "must be >= 0 (0: the objective's default), got " + std::to_string(step_size_));
+  if (negatives_ < 0) fail("negatives", "must be >= 0 (0: the batch size), got " + std::to_string(negatives_));
+  if (!(energy_l2_ >= 0)) fail("energy-l2", "must be >= 0, got " + std::to_string(energy_l2_));
+  if (buffer_size_ < 1) fail("buffer-size", "must be >= 1, got " + std::to_string(buffer_size_));
+  if (!(reinit_fraction_ >= 0 && reinit_fraction_ <= 1))
+    fail("reinit-fraction", "must be in [0, 1], got " + std::to_string(reinit_fraction_));
+}
+
 std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions& options) {
-  if (options.persistent())
-    throw std::invalid_argument("short-run-mcmc uses fresh chains; --persistent goes with long-run-mcmc");
-  return std::make_unique<McmcObjective>("short-run-mcmc", options, 60, 0.4);
+  if (options.mcmc().persistent())
+    throw OptionError("persistent", "short-run-mcmc uses fresh chains; persistent chains go with long-run-mcmc");
+  return std::make_unique<McmcObjective>("short-run-mcmc", options.mcmc(), 60, 0.4);
 }
 
 std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions& options) {
-  return std::make_unique<McmcObjective>("long-run-mcmc", options, 200, 0.1);
+  return std::make_unique<McmcObjective>("long-run-mcmc", options.mcmc(), 200, 0.1);
 }
 
 }  // namespace vae_ebm

@@ -11,18 +11,15 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/error.h"
+
 namespace vae_ebm {
 
 namespace {
 
 class NceObjective : public PriorObjective {
  public:
-  explicit NceObjective(const ObjectiveOptions& options) : options_(options) {
-    if (options.nce_noise() != "base" && options.nce_noise() != "aggregate-gaussian")
-      throw std::invalid_argument("nce: unknown noise '" + options.nce_noise() + "' (valid: base, aggregate-gaussian)");
-    if (!(options.nce_ratio() > 0))
-      throw std::invalid_argument("nce: --nce-ratio must be > 0, got " + std::to_string(options.nce_ratio()));
-  }
+  explicit NceObjective(const NceOptions& options) : options_(options) { options.validate(); }
   std::string name() const override { return "nce"; }
   bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
   std::string requirement() const override { return kEnergyPriorRequirement; }
@@ -30,12 +27,12 @@ class NceObjective : public PriorObjective {
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
     auto& ebm = as_energy_prior(prior);
-    const double nu = options_.nce_ratio();
+    const double nu = options_.ratio();
     auto positives = z.detach().reshape({-1, q.dim()});
     const int64_t m = std::max<int64_t>(1, static_cast<int64_t>(std::llround(nu * positives.size(0))));
     // Noise density p_n: the base, or a Gaussian moment-matched to the batch's aggregate posterior.
     torch::Tensor noise, log_ratio_pos, log_ratio_noise;  // log p0 - log p_n
-    if (options_.nce_noise() == "base") {
+    if (options_.noise() == "base") {
       noise = torch::randn({m, q.dim()}, generator, q.mu.options().requires_grad(false));
       log_ratio_pos = torch::zeros({positives.size(0)}, positives.options());
       log_ratio_noise = torch::zeros({m}, noise.options());
@@ -66,13 +63,19 @@ class NceObjective : public PriorObjective {
   }
 
  private:
-  ObjectiveOptions options_;
+  NceOptions options_;
 };
 
 }  // namespace
 
+void NceOptions::validate() const {
+  if (noise_ != "base" && noise_ != "aggregate-gaussian")
+    throw OptionError("nce-noise", "unknown noise '" + noise_ + "' (valid: base, aggregate-gaussian)");
+  if (!(ratio_ > 0)) throw OptionError("nce-ratio", "must be > 0, got " + std::to_string(ratio_));
+}
+
 std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions& options) {
-  return std::make_unique<NceObjective>(options);
+  return std::make_unique<NceObjective>(options.nce());
 }
 
 }  // namespace vae_ebm

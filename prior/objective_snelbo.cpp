@@ -9,20 +9,15 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/error.h"
+
 namespace vae_ebm {
 
 namespace {
 
 class SnelboObjective : public PriorObjective {
  public:
-  explicit SnelboObjective(const ObjectiveOptions& options) : options_(options) {
-    if (options.base_samples() < 0)
-      throw std::invalid_argument("snelbo: --base-samples must be >= 0, got " + std::to_string(options.base_samples()));
-    const auto& p = options.proposal();
-    if (p != "base" && p != "aggregate-gaussian" && p != "batch-posterior" && p != "defensive")
-      throw std::invalid_argument("snelbo: unknown proposal '" + p +
-                                  "' (valid: base, aggregate-gaussian, batch-posterior, defensive)");
-  }
+  explicit SnelboObjective(const SnelboOptions& options) : options_(options) { options.validate(); }
   std::string name() const override { return "snelbo"; }
   bool learns_log_normaliser() const override { return true; }
   bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
@@ -94,13 +89,22 @@ class SnelboObjective : public PriorObjective {
     return {zs, standard_normal_log_prob(zs) - log_r};
   }
 
-  ObjectiveOptions options_;
+  SnelboOptions options_;
 };
 
 }  // namespace
 
+void SnelboOptions::validate() const {
+  if (base_samples_ < 0)
+    throw OptionError("base-samples", "must be >= 0 (0: the batch size), got " + std::to_string(base_samples_));
+  if (proposal_ != "base" && proposal_ != "aggregate-gaussian" && proposal_ != "batch-posterior" &&
+      proposal_ != "defensive")
+    throw OptionError("proposal", "unknown proposal '" + proposal_ +
+                                      "' (valid: base, aggregate-gaussian, batch-posterior, defensive)");
+}
+
 std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions& options) {
-  return std::make_unique<SnelboObjective>(options);
+  return std::make_unique<SnelboObjective>(options.snelbo());
 }
 
 }  // namespace vae_ebm

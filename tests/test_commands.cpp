@@ -154,7 +154,13 @@ TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
                     "unknown objective 'nope'");
   EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"lr", "-1"}, {"threads", "1"},
                                                {"run-dir", file("never")}})),
-                    "-1");
+                    "--lr: must be > 0, got -1");
+  EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"prior", "ebm"}, {"mcmc-step-size", "-1"},
+                                               {"objective", "short-run-mcmc"}, {"threads", "1"},
+                                               {"run-dir", file("never")}})),
+                    "--mcmc-step-size: must be >= 0");
+  EXPECT_THROW_WITH(command("sample").run(args({{"langevin-step-size", "0"}}, {file("ebm")})),
+                    "--langevin-step-size: Langevin step size must be > 0, got 0");
   EXPECT_FALSE(std::filesystem::exists(file("never")));
 }
 

@@ -16,11 +16,11 @@ namespace {
 
 // Options that keep the MCMC objectives quick; each objective reads only its own.
 ObjectiveOptions quick_options(const std::string& name) {
-  auto o = ObjectiveOptions().base_samples(256).mcmc_steps(30).negatives(128);
-  if (name == "long-run-mcmc") o.persistent(true).buffer_size(512).mcmc_step_size(0.2);
+  auto o = ObjectiveOptions().snelbo(SnelboOptions().base_samples(256)).mcmc(McmcOptions().steps(30).negatives(128));
+  if (name == "long-run-mcmc") o.mcmc().persistent(true).buffer_size(512).step_size(0.2);
   // The reference step 0.4 made short-run learning diverge on this toy target (clusters
   // of width 0.3; the chains ran away to squared distance ~27 from the data): 0.2 here.
-  if (name == "short-run-mcmc") o.mcmc_step_size(0.2);
+  if (name == "short-run-mcmc") o.mcmc().step_size(0.2);
   return o;
 }
 
@@ -159,11 +159,11 @@ INSTANTIATE_TEST_SUITE_P(AllRegistered, ObjectiveContract, ::testing::ValuesIn(o
                          });
 
 TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
-  EXPECT_THROW(make_objective("short-run-mcmc", ObjectiveOptions().persistent(true)), std::invalid_argument);
-  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().persistent(true).buffer_size(0)), std::invalid_argument);
-  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc_noise(0).mcmc_metropolis(true)), std::invalid_argument);
-  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce_noise("uniform")), std::invalid_argument);
-  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce_ratio(0)), std::invalid_argument);
+  EXPECT_THROW(make_objective("short-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().persistent(true))), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().persistent(true).buffer_size(0))), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().noise(0).metropolis(true))), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().noise("uniform"))), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().ratio(0))), std::invalid_argument);
 }
 
 }  // namespace vae_ebm::test

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/error.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -39,8 +40,10 @@ class TrainingTest : public SeedingFixture {
     TempDir tmp;
     if (objective.empty()) objective = default_objective(prior);
     // Small MCMC settings; persistent chains for long-run-mcmc so that their buffer must resume too.
-    auto objective_options = ObjectiveOptions().base_samples(16).mcmc_steps(5).negatives(8)
-                                 .persistent(objective == "long-run-mcmc").buffer_size(32);
+    auto objective_options =
+        ObjectiveOptions()
+            .snelbo(SnelboOptions().base_samples(16))
+            .mcmc(McmcOptions().steps(5).negatives(8).persistent(objective == "long-run-mcmc").buffer_size(32));
     auto straight = model(prior);
     Trainer a(straight, make_objective(objective, objective_options), data(), options(14, mode).refine_steps(refine_steps),
               RunDir::create(tmp.file("straight")));
@@ -149,12 +152,20 @@ TEST_F(TrainingTest, AStopMidEpochIsValidatedOnce) {
   EXPECT_EQ(validated_at, (std::vector<int64_t>{7}));
 }
 
-TEST_F(TrainingTest, BadOptionsNameTheValue) {
+TEST_F(TrainingTest, BadOptionsNameTheOptionAndTheValueButNoFlag) {
   try {
     TrainOptions().lr(-1).validate();
     FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("--lr"), std::string::npos);
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option, "lr");
+    EXPECT_EQ(e.detail, "must be > 0, got -1");
+  }
+  try {
+    TrainOptions().log_every_seconds(std::nan("")).validate();
+    FAIL() << "a NaN interval was accepted";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option, "log-every");
+    EXPECT_NE(e.detail.find("nan"), std::string::npos) << e.detail;
   }
   EXPECT_THROW_WITH(train_mode_from("sideways"), "unknown training mode 'sideways' (valid: joint, detach-posterior, post-hoc)");
   for (auto mode : {TrainMode::joint, TrainMode::detach_posterior, TrainMode::post_hoc})

@@ -25,7 +25,7 @@ nn::AnyModule make_activation(const std::string& name) {
   if (name == "tanh") return nn::AnyModule(nn::Tanh());
   if (name == "elu") return nn::AnyModule(nn::ELU());
   if (name == "softplus") return nn::AnyModule(nn::Softplus());
-  throw std::invalid_argument("unknown activation '" + name + "' (valid: " + join_names(activations()) + ")");
+  throw OptionError("activation", "unknown activation '" + name + "' (valid: " + join_names(activations()) + ")");
 }
 
 nn::Sequential mlp(int64_t in, const std::vector<int64_t>& hidden, int64_t out, const std::string& act) {
@@ -158,12 +158,12 @@ std::vector<std::string> architectures() { return architecture_registry().names(
 void NetworkOptions::validate() const {
   architecture_registry().at(architecture_);  // throws on an unknown name, listing the valid ones
   make_activation(activation_);               // likewise
-  if (latent_dim_ < 1) throw std::invalid_argument("--latent must be >= 1, got " + std::to_string(latent_dim_));
+  if (latent_dim_ < 1) throw OptionError("latent", "must be >= 1, got " + std::to_string(latent_dim_));
   for (auto w : hidden_)
-    if (w < 1) throw std::invalid_argument("--hidden widths must be >= 1, got " + std::to_string(w));
+    if (w < 1) throw OptionError("hidden", "widths must be >= 1, got " + std::to_string(w));
   if (architecture_ == "conv" && pixels() != 784)
-    throw std::invalid_argument("the conv architecture needs 28x28 single-channel images, this data has " +
-                                std::to_string(pixels()) + " values per example");
+    throw OptionError("architecture", "conv needs 28x28 single-channel images, this data has " +
+                                          std::to_string(pixels()) + " values per example");
 }
 
 std::shared_ptr<Encoder> make_encoder(const NetworkOptions& options) {

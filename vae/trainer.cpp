@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -50,26 +51,34 @@ std::string train_mode_name(TrainMode mode) {
 TrainMode train_mode_from(const std::string& name) {
   for (const auto& [m, text] : kModes)
     if (name == text) return m;
-  throw std::invalid_argument("unknown training mode '" + name + "' (valid: joint, detach-posterior, post-hoc)");
+  throw OptionError("mode", "unknown training mode '" + name + "' (valid: joint, detach-posterior, post-hoc)");
 }
 
 void TrainOptions::validate() const {
-  auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
-  if (epochs_ < 1) fail("--epochs must be >= 1, got " + std::to_string(epochs_));
-  if (max_steps_ < 0) fail("--max-steps must be >= 0, got " + std::to_string(max_steps_));
-  if (batch_size_ < 1) fail("--batch-size must be >= 1, got " + std::to_string(batch_size_));
-  if (!(lr_ > 0)) fail("--lr must be > 0, got " + std::to_string(lr_));
-  if (!(prior_lr_ > 0)) fail("--prior-lr must be > 0, got " + std::to_string(prior_lr_));
-  if (!(beta1_ >= 0 && beta1_ < 1)) fail("--beta1 must be in [0, 1), got " + std::to_string(beta1_));
-  if (!(beta2_ >= 0 && beta2_ < 1)) fail("--beta2 must be in [0, 1), got " + std::to_string(beta2_));
-  if (!(lr_decay_ > 0 && lr_decay_ <= 1)) fail("--lr-decay must be in (0, 1], got " + std::to_string(lr_decay_));
-  if (samples_ < 1) fail("--samples must be >= 1, got " + std::to_string(samples_));
-  if (refine_steps_ < 0) fail("--refine-steps must be >= 0, got " + std::to_string(refine_steps_));
-  if (!(refine_step_size_ > 0)) fail("--refine-step-size must be > 0, got " + std::to_string(refine_step_size_));
-  if (refine_steps_ > 0 && mode_ != TrainMode::joint) fail("--refine-steps applies to joint training only");
-  if (!(time_budget_ >= 0)) fail("--time-budget must be >= 0, got " + std::to_string(time_budget_));
-  if (eval_every_ < 1) fail("--eval-every must be >= 1, got " + std::to_string(eval_every_));
-  if (keep_checkpoints_ < 1) fail("--keep-checkpoints must be >= 1, got " + std::to_string(keep_checkpoints_));
+  auto check = [](bool ok, const char* option, const std::string& expected, double got) {
+    if (!ok) {
+      std::ostringstream text;
+      text << "must be " << expected << ", got " << got;
+      throw OptionError(option, text.str());
+    }
+  };
+  check(epochs_ >= 1, "epochs", ">= 1", epochs_);
+  check(max_steps_ >= 0, "max-steps", ">= 0", max_steps_);
+  check(batch_size_ >= 1, "batch-size", ">= 1", batch_size_);
+  check(lr_ > 0, "lr", "> 0", lr_);
+  check(prior_lr_ > 0, "prior-lr", "> 0", prior_lr_);
+  check(beta1_ >= 0 && beta1_ < 1, "beta1", "in [0, 1)", beta1_);
+  check(beta2_ >= 0 && beta2_ < 1, "beta2", "in [0, 1)", beta2_);
+  check(lr_decay_ > 0 && lr_decay_ <= 1, "lr-decay", "in (0, 1]", lr_decay_);
+  check(samples_ >= 1, "samples", ">= 1", samples_);
+  check(refine_steps_ >= 0, "refine-steps", ">= 0", refine_steps_);
+  check(refine_step_size_ > 0, "refine-step-size", "> 0", refine_step_size_);
+  if (refine_steps_ > 0 && mode_ != TrainMode::joint)
+    throw OptionError("refine-steps", "applies to joint training only, not " + train_mode_name(mode_));
+  check(time_budget_ >= 0, "time-budget", ">= 0", time_budget_);
+  check(eval_every_ >= 1, "eval-every", ">= 1", eval_every_);
+  check(keep_checkpoints_ >= 1, "keep-checkpoints", ">= 1", keep_checkpoints_);
+  check(log_every_seconds_ > 0, "log-every", "> 0", log_every_seconds_);
 }
 
 Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
@@ -84,7 +93,7 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
   options_.validate();
   objective_->check(*model_->prior);
   if (options_.refine_steps() > 0 && !is_energy_prior(*model_->prior))
-    throw std::invalid_argument("--refine-steps needs the energy prior (--prior ebm)");
+    throw OptionError("refine-steps", "needs an energy prior (ebm), not the '" + model_->prior->kind() + "' prior");
   model_->to(options_.device());
   auto adam = [&](double lr) {
     return torch::optim::AdamOptions(lr).betas(std::make_tuple(options_.beta1(), options_.beta2()));
