@@ -106,39 +106,39 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
         ("resume", po::value(&c.resume), "continue the run in this directory exactly where it stopped");
   }
   d.add_options()
-      ("run-dir", po::value(&c.run_dir)->default_value(""), "run directory to create (default runs/DATASET-PRIOR-TIME)")
-      ("dataset", po::value(&c.dataset)->default_value("binary-mnist"),
+      ("run-dir", po::value(&c.run_dir)->default_value(c.run_dir), "run directory to create (default runs/DATASET-PRIOR-TIME)")
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset),
        ("data set: " + join(dataset_names())).c_str())
-      ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(0), "key of the static binarisation")
-      ("architecture", po::value(&c.architecture)->default_value("mlp"), ("encoder/decoder: " + join(architectures())).c_str())
-      ("hidden", po::value(&c.hidden)->default_value("512,512"), "MLP hidden widths, comma-separated")
-      ("activation", po::value(&c.activation)->default_value("relu"), ("MLP activation: " + join(activations())).c_str())
-      ("latent", po::value(&c.latent)->default_value(16), "latent dimension D")
-      ("prior", po::value(&c.prior)->default_value("gaussian"), ("prior: " + join(prior_kinds())).c_str())
-      ("mog-components", po::value(&c.mog_components)->default_value(10), "mixture prior: components")
-      ("energy-hidden", po::value(&c.energy_hidden)->default_value("200,200,200"), "energy MLP hidden widths")
-      ("energy-slope", real(&c.energy_slope, 0.2), "energy MLP LeakyReLU slope")
-      ("objective", po::value(&c.objective)->default_value(""),
+      ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(c.binarisation_seed), "key of the static binarisation")
+      ("architecture", po::value(&c.architecture)->default_value(c.architecture), ("encoder/decoder: " + join(architectures())).c_str())
+      ("hidden", po::value(&c.hidden)->default_value(c.hidden), "MLP hidden widths, comma-separated")
+      ("activation", po::value(&c.activation)->default_value(c.activation), ("MLP activation: " + join(activations())).c_str())
+      ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
+      ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
+      ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
+      ("energy-hidden", po::value(&c.energy_hidden)->default_value(c.energy_hidden), "energy MLP hidden widths")
+      ("energy-slope", real(&c.energy_slope, c.energy_slope), "energy MLP LeakyReLU slope")
+      ("objective", po::value(&c.objective)->default_value(c.objective),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
-      ("base-samples", po::value(&snelbo.base_samples())->default_value(0), "snelbo: samples S for Zhat each step (0: batch size)")
-      ("proposal", po::value(&snelbo.proposal())->default_value("base"), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
-      ("mcmc-steps", po::value(&mcmc.steps())->default_value(0), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
-      ("mcmc-step-size", real(&mcmc.step_size(), 0.0), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
-      ("mcmc-noise", real(&mcmc.noise(), 1.0), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
-      ("mcmc-metropolis", po::value<bool>(&mcmc.metropolis())->default_value(false)->implicit_value(true), "mcmc: MALA correction")
-      ("mcmc-grad-clip", real(&mcmc.grad_clip(), 0.0), "mcmc: clip each chain's gradient norm (0: off)")
-      ("negatives", po::value(&mcmc.negatives())->default_value(0), "mcmc: negative samples per step (0: batch size)")
+      ("base-samples", po::value(&snelbo.base_samples())->default_value(snelbo.base_samples()), "snelbo: samples S for Zhat each step (0: batch size)")
+      ("proposal", po::value(&snelbo.proposal())->default_value(snelbo.proposal()), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
+      ("mcmc-steps", po::value(&mcmc.steps())->default_value(mcmc.steps()), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
+      ("mcmc-step-size", real(&mcmc.step_size(), mcmc.step_size()), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
+      ("mcmc-noise", real(&mcmc.noise(), mcmc.noise()), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
+      ("mcmc-metropolis", po::value<bool>(&mcmc.metropolis())->default_value(mcmc.metropolis())->implicit_value(true), "mcmc: MALA correction")
+      ("mcmc-grad-clip", real(&mcmc.grad_clip(), mcmc.grad_clip()), "mcmc: clip each chain's gradient norm (0: off)")
+      ("negatives", po::value(&mcmc.negatives())->default_value(mcmc.negatives()), "mcmc: negative samples per step (0: batch size)")
       ("energy-l2", real(&mcmc.energy_l2(), 0.0), "mcmc: penalty alpha (mean f(z_pos)^2 + mean f(z_neg)^2) against runaway energies (0: off)")
-      ("persistent", po::value<bool>(&mcmc.persistent())->default_value(false)->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
-      ("buffer-size", po::value(&mcmc.buffer_size())->default_value(10000), "long-run-mcmc: persistent chains kept")
-      ("reinit-fraction", real(&mcmc.reinit_fraction(), 0.05), "long-run-mcmc: fraction of chains re-drawn from the base each step")
-      ("refine-steps", po::value(&t.refine_steps())->default_value(0), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
-      ("refine-step-size", real(&t.refine_step_size(), 0.1), "ebm: posterior refinement step size")
-      ("nce-noise", po::value(&nce.noise())->default_value("base"), "nce: noise distribution: base or aggregate-gaussian")
-      ("nce-ratio", real(&nce.ratio(), 1.0), "nce: noise samples per posterior sample")
+      ("persistent", po::value<bool>(&mcmc.persistent())->default_value(mcmc.persistent())->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
+      ("buffer-size", po::value(&mcmc.buffer_size())->default_value(mcmc.buffer_size()), "long-run-mcmc: persistent chains kept")
+      ("reinit-fraction", real(&mcmc.reinit_fraction(), mcmc.reinit_fraction()), "long-run-mcmc: fraction of chains re-drawn from the base each step")
+      ("refine-steps", po::value(&t.refine_steps())->default_value(t.refine_steps()), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
+      ("refine-step-size", real(&t.refine_step_size(), t.refine_step_size()), "ebm: posterior refinement step size")
+      ("nce-noise", po::value(&nce.noise())->default_value(nce.noise()), "nce: noise distribution: base or aggregate-gaussian")
+      ("nce-ratio", real(&nce.ratio(), nce.ratio()), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
-      ("max-steps", po::value(&t.max_steps())->default_value(0), "stop after this many steps (0: no limit)")
-      ("time-budget", real(&t.time_budget(), 0.0), "stop after this many seconds of training steps, validation excluded (0: none)")
+      ("max-steps", po::value(&t.max_steps())->default_value(t.max_steps()), "stop after this many steps (0: no limit)")
+      ("time-budget", real(&t.time_budget(), t.time_budget()), "stop after this many seconds of training steps, validation excluded (0: none)")
       ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
       ("lr", real(&t.lr(), t.lr()), "Adam learning rate of encoder and decoder")
       ("prior-lr", real(&t.prior_lr(), t.prior_lr()), "Adam learning rate of the prior")
@@ -146,27 +146,27 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("beta2", real(&t.beta2(), t.beta2()), "Adam beta2")
       ("lr-decay", real(&t.lr_decay(), t.lr_decay()), "learning rates times this each epoch")
       ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
-      ("seed", po::value(&t.seed())->default_value(0), "seed of initialisation, shuffling and sampling")
+      ("seed", po::value(&t.seed())->default_value(t.seed()), "seed of initialisation, shuffling and sampling")
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
-      ("eval-samples", po::value(&c.eval_samples)->default_value(10), "posterior samples K of the validation bound")
-      ("log-z-samples", po::value(&c.log_z_samples)->default_value(10000), "base samples for log Z at validation (ebm)")
-      ("validation-log-z", po::value(&c.validation_log_z)->default_value("is"),
+      ("eval-samples", po::value(&c.eval_samples)->default_value(c.eval_samples), "posterior samples K of the validation bound")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(c.log_z_samples), "base samples for log Z at validation (ebm)")
+      ("validation-log-z", po::value(&c.validation_log_z)->default_value(c.validation_log_z),
        "log Z of an energy prior at validation: is (importance sampling from the base, --log-z-samples) or ais "
        "(forward AIS, which finds mass that base samples miss)")
-      ("validation-ais-chains", po::value(&c.validation_ais_chains)->default_value(500), "validation ais: chains")
-      ("validation-ais-temperatures", po::value(&c.validation_ais_temperatures)->default_value(1000),
+      ("validation-ais-chains", po::value(&c.validation_ais_chains)->default_value(c.validation_ais_chains), "validation ais: chains")
+      ("validation-ais-temperatures", po::value(&c.validation_ais_temperatures)->default_value(c.validation_ais_temperatures),
        "validation ais: temperatures")
       ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
-      ("log-every", real(&t.log_every_seconds(), 10.0), "seconds between progress lines off a terminal");
+      ("log-every", real(&t.log_every_seconds(), t.log_every_seconds()), "seconds between progress lines off a terminal");
   if (!fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
          "train the VAE on the Gaussian ELBO and fit the prior to detached posterior samples")
-        ("mode", po::value(&c.mode)->default_value("joint"), "joint, detach-posterior or post-hoc (set by fit-prior)")
-        ("init-from", po::value(&c.init_from)->default_value(""), "checkpoint whose encoder and decoder start the model")
-        ("init-prior", po::value<bool>(&c.init_prior)->default_value(false)->implicit_value(true),
+        ("mode", po::value(&c.mode)->default_value(c.mode), "joint, detach-posterior or post-hoc (set by fit-prior)")
+        ("init-from", po::value(&c.init_from)->default_value(c.init_from), "checkpoint whose encoder and decoder start the model")
+        ("init-prior", po::value<bool>(&c.init_prior)->default_value(c.init_prior)->implicit_value(true),
          "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
-        ("parent", po::value(&c.parent)->default_value(""), "the run a post-hoc prior was fitted to (set by fit-prior)");
+        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)");
   }
   add_common(d, c.common);
   return d;
@@ -181,6 +181,12 @@ std::string default_run_dir(const TrainConfig& c) {
 }
 
 }  // namespace
+
+std::string widths_text(const std::vector<int64_t>& widths) {
+  std::string out;
+  for (auto w : widths) out += (out.empty() ? "" : ",") + std::to_string(w);
+  return out;
+}
 
 std::vector<int64_t> parse_widths(const std::string& text, const std::string& flag) {
   std::vector<int64_t> out;
@@ -336,7 +342,7 @@ void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, st
   d.add_options()
       ("help,h", "show this help")
       ("run-dir", po::value(&run_dir), "the run directory (positional)")
-      ("checkpoint", po::value(&checkpoint)->default_value("best"), "best, latest, or a checkpoint path");
+      ("checkpoint", po::value(&checkpoint)->default_value(checkpoint), "best, latest, or a checkpoint path");
 }
 void require_run_dir(const po::variables_map& vm, const std::string& command) {
   if (!vm.count("run-dir")) throw UsageError(command + " needs a run directory: vae-ebm " + command + " RUN_DIR");
@@ -347,28 +353,29 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   po::options_description d("evaluate flags");
   add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
   d.add_options()
-      ("dataset", po::value(&c.dataset)->default_value(""), "data set to evaluate on (default: the run's); same shape")
-      ("split", po::value(&c.split)->default_value("test"), "train, validation or test")
-      ("samples", po::value(&c.samples)->default_value(100), "posterior samples K per image (ELBO_K and IWAE_K)")
-      ("log-z-samples", po::value(&c.log_z_samples)->default_value(100000), "base samples for log Z (ebm)")
-      ("limit", po::value(&c.limit)->default_value(0), "evaluate the first N images only (0: all)")
-      ("classifier", po::value(&c.classifier)->default_value(""),
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset), "data set to evaluate on (default: the run's); same shape")
+      ("split", po::value(&c.split)->default_value(c.split), "train, validation or test")
+      ("samples", po::value(&c.samples)->default_value(c.samples), "posterior samples K per image (ELBO_K and IWAE_K)")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(c.log_z_samples), "base samples for log Z (ebm)")
+      ("limit", po::value(&c.limit)->default_value(c.limit), "evaluate the first N images only (0: all)")
+      ("classifier", po::value(&c.classifier)->default_value(c.classifier),
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
-      ("log-z-method", po::value(&c.log_z_method)->default_value("is"),
+      ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
        "ebm: log Z by is (importance sampling from the base) or ais (annealed importance sampling)")
-      ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(1000), "ais: temperatures (sigmoidal schedule)")
-      ("ais-chains", po::value(&c.ais_chains)->default_value(100), "ais: chains")
-      ("ais-step-size", real(&c.ais_step_size, 0.1), "ais: MALA step size")
-      ("feature-network", po::value(&c.feature_network)->default_value(""),
+      ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
+      ("ais-chains", po::value(&c.ais_chains)->default_value(c.ais_chains), "ais: chains")
+      ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais: MALA step size")
+      ("feature-network", po::value(&c.feature_network)->default_value(c.feature_network),
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
-      ("quality-samples", po::value(&c.quality_samples)->default_value(10000),
+      ("quality-samples", po::value(&c.quality_samples)->default_value(c.quality_samples),
        "generated images scored against the split (0: no sample-quality scores)")
-      ("langevin-noise", real(&c.langevin_noise, 1.0),
-       "ebm: noise scale eta of the Langevin sampling (200 steps of 0.1) for the scores (0: gradient flow)")
-      ("normaliser", po::value(&c.normaliser)->default_value("auto"),
+      ("langevin-noise", real(&c.langevin_noise, c.langevin_noise),
+       ("ebm: noise scale eta of the sampling (" + EnergyPrior::describe_default_sampling() +
+        ") for the scores (0: gradient flow)").c_str())
+      ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
-      ("seed", po::value(&c.seed)->default_value(1), "seed of the estimators' samples");
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples");
   add_common(d, c.common);
   po::positional_options_description pos;
   pos.add("run-dir", 1);
@@ -393,13 +400,13 @@ bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
   add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
   auto& l = c.langevin;
   d.add_options()
-      ("out", po::value(&c.out)->default_value(""), "output directory (default RUN_DIR/samples)")
-      ("count", po::value(&c.count)->default_value(64), "images per grid")
-      ("seed", po::value(&c.seed)->default_value(1), "sampling seed")
-      ("langevin-steps", po::value(&l.steps())->default_value(200), "ebm: Langevin steps from the base")
-      ("langevin-step-size", real(&l.step_size(), 0.1), "ebm: Langevin step size s")
-      ("langevin-noise", real(&l.noise(), 1.0), "ebm: noise scale eta (0: noiseless gradient flow)")
-      ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(false)->implicit_value(true), "ebm: MALA correction");
+      ("out", po::value(&c.out)->default_value(c.out), "output directory (default RUN_DIR/samples)")
+      ("count", po::value(&c.count)->default_value(c.count), "images per grid")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "sampling seed")
+      ("langevin-steps", po::value(&l.steps())->default_value(l.steps()), "ebm: Langevin steps from the base")
+      ("langevin-step-size", real(&l.step_size(), l.step_size()), "ebm: Langevin step size s")
+      ("langevin-noise", real(&l.noise(), l.noise()), "ebm: noise scale eta (0: noiseless gradient flow)")
+      ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(l.metropolis())->implicit_value(true), "ebm: MALA correction");
   add_common(d, c.common);
   po::positional_options_description pos;
   pos.add("run-dir", 1);
@@ -417,10 +424,10 @@ bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConf
   po::options_description d("train-classifier flags");
   d.add_options()
       ("help,h", "show this help")
-      ("dataset", po::value(&c.dataset)->default_value("binary-mnist"), "28x28 data set with labels")
-      ("out", po::value(&c.out)->default_value(""), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
-      ("epochs", po::value(&c.epochs)->default_value(10), "training epochs")
-      ("seed", po::value(&c.seed)->default_value(0), "seed (training is deterministic for a seed and thread count)");
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset), "28x28 data set with labels")
+      ("out", po::value(&c.out)->default_value(c.out), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
+      ("epochs", po::value(&c.epochs)->default_value(c.epochs), "training epochs")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed (training is deterministic for a seed and thread count)");
   add_common(d, c.common);
   po::positional_options_description none;
   po::variables_map vm;

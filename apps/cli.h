@@ -9,6 +9,8 @@
 
 #include "common/error.h"
 #include "data/error.h"
+#include "estimators/ais.h"
+#include "prior/energy.h"
 #include "prior/langevin.h"
 #include "prior/objective.h"
 #include "vae/networks.h"
@@ -49,6 +51,9 @@ struct CommonConfig {
   std::string blas_kernel = "auto";  // auto | keep | an OpenBLAS core name (common/blas_kernel.h)
 };
 
+// "512,512" for {512, 512}: widths as the flags write them.
+std::string widths_text(const std::vector<int64_t>& widths);
+
 struct TrainConfig {
   CommonConfig common;
   std::string run_dir;        // where the run is written
@@ -59,14 +64,15 @@ struct TrainConfig {
   std::string mode = "joint";  // as config.ini writes it; parse_train sets train.mode() from it
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;
-  std::string architecture = "mlp";
-  std::string hidden = "512,512";
-  std::string activation = "relu";
-  int64_t latent = 16;
+  // The defaults are the library's (NetworkOptions, PriorOptions), written there once.
+  std::string architecture = NetworkOptions().architecture();
+  std::string hidden = widths_text(NetworkOptions().hidden());
+  std::string activation = NetworkOptions().activation();
+  int64_t latent = NetworkOptions().latent_dim();
   std::string prior = "gaussian";
-  int64_t mog_components = 10;
-  std::string energy_hidden = "200,200,200";
-  double energy_slope = 0.2;
+  int64_t mog_components = PriorOptions("mog", 1).mog_components();
+  std::string energy_hidden = widths_text(PriorOptions("ebm", 1).energy_hidden());
+  double energy_slope = PriorOptions("ebm", 1).energy_slope();
   std::string objective;  // empty: the prior's default
   ObjectiveOptions objective_flags;  // each objective family's options
   TrainOptions train;
@@ -74,7 +80,7 @@ struct TrainConfig {
   int64_t log_z_samples = 10000;
   std::string validation_log_z = "is";  // is | ais: how validation estimates log Z (ebm)
   int64_t validation_ais_chains = 500;
-  int64_t validation_ais_temperatures = 1000;
+  int64_t validation_ais_temperatures = AisOptions().temperatures();
   std::string config_text;  // the resolved configuration, in config-file syntax
   // With --resume: the flags given that change the run's config.ini, as flag -> {was, now}.
   std::vector<std::pair<std::string, std::pair<std::string, std::string>>> resume_changes;
@@ -96,9 +102,9 @@ struct EvaluateConfig {
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
   std::string log_z_method = "is";  // energy prior: is | ais
-  int64_t ais_temperatures = 1000;
-  int64_t ais_chains = 100;
-  double ais_step_size = 0.1;
+  int64_t ais_temperatures = AisOptions().temperatures();
+  int64_t ais_chains = AisOptions().chains();
+  double ais_step_size = AisOptions().step_size();
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
@@ -121,7 +127,7 @@ struct SampleConfig {
   std::string out;  // default RUN_DIR/samples
   int64_t count = 64;
   uint64_t seed = 1;
-  LangevinOptions langevin = LangevinOptions().steps(200).step_size(0.1);
+  LangevinOptions langevin = EnergyPrior::default_sampling();
 };
 
 struct ExportConfig {
@@ -132,7 +138,9 @@ struct ExportConfig {
 };
 
 // Each returns false (after printing help to stdout) when --help was asked for, and
-// throws UsageError on a bad flag, value or config file. args excludes the subcommand.
+// throws UsageError on a bad flag, value or config file. args excludes the subcommand. A flag
+// not given keeps the value `config` has: a default-constructed config holds the defaults,
+// each written once, in the config struct or in the library's options struct it comes from.
 bool parse_train(const std::vector<std::string>& args, TrainConfig& config);
 bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& config);
 bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& config);

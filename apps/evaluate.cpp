@@ -104,7 +104,8 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
     q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
     quality.classifier_score = score.value;
   }
-  q.set("generated", "binary draws of the decoder at prior samples (energy prior: Langevin, 200 steps of 0.1)");
+  q.set("generated", "binary draws of the decoder at prior samples (energy prior: " +
+                         EnergyPrior::describe_default_sampling() + ")");
   if (ebm) q.set("langevin_noise", c.langevin_noise);
   report.set("sample_quality", q);
   return quality;

@@ -21,10 +21,10 @@ void add_common(po::options_description& d, CommonConfig& c) {
   d.add_options()
       ("data-dir", po::value(&c.data_dir)->default_value(default_data_dir()),
        "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
-      ("device", po::value(&c.device)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("device", po::value(&c.device)->default_value(c.device), "cpu, cuda or cuda:N")
       ("threads", po::value(&c.threads)->default_value(default_threads()),
        "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
-      ("blas-kernel", po::value(&c.blas_kernel)->default_value("auto"),
+      ("blas-kernel", po::value(&c.blas_kernel)->default_value(c.blas_kernel),
        "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "
        "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
 }

@@ -3,6 +3,7 @@
 #include "prior/energy.h"
 
 #include <functional>
+#include <sstream>
 
 #include "common/registry.h"
 #include "prior/energy_gradient.h"
@@ -82,6 +83,12 @@ torch::Tensor EnergyPrior::sample(int64_t n, at::Generator& generator) {
 
 torch::Tensor Prior::expected_log_prob(const DiagonalGaussian&, const torch::Tensor& z) {
   return log_prob_bound(z).mean(0);
+}
+
+std::string EnergyPrior::describe_default_sampling() {
+  std::ostringstream text;
+  text << "Langevin, " << default_sampling().steps() << " steps of " << default_sampling().step_size();
+  return text.str();
 }
 
 namespace {

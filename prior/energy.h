@@ -54,13 +54,17 @@ class EnergyPrior : public Prior {
   // Langevin from the base (settings: sampling_options()).
   torch::Tensor sample(int64_t n, at::Generator& generator) override;
   LangevinOptions& sampling_options() { return sampling_; }
+  // How sample() runs its chains unless told otherwise: 200 steps of 0.1 from the base.
+  static LangevinOptions default_sampling() { return LangevinOptions().steps(200).step_size(0.1); }
+  // "Langevin, 200 steps of 0.1", for help texts and records.
+  static std::string describe_default_sampling();
 
   torch::Tensor b;  // scalar, init 0
   torch::nn::Sequential f{nullptr};
 
  private:
   int64_t latent_dim_;
-  LangevinOptions sampling_ = LangevinOptions().steps(200).step_size(0.1);
+  LangevinOptions sampling_ = default_sampling();
   std::optional<double> log_z_estimate_;
   std::optional<double> b_override_;
 };

@@ -221,6 +221,7 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   EXPECT_THROW(cli::parse_evaluate({"run", "--log-z-method", "guess"}, e), UsageError);
   cli::ClassifierConfig k;
   EXPECT_THROW(cli::parse_train_classifier({"--epochs", "0"}, k), UsageError);
+  k = cli::ClassifierConfig();  // a parser's defaults are the values of the config it is given
   ASSERT_TRUE(cli::parse_train_classifier({"--dataset", "fashion-mnist", "--data-dir", "/d"}, k));
   EXPECT_EQ(cli::default_classifier_path(k.common.data_dir, "hdf5:/x/y.h5"), "/d/classifiers/hdf5__x_y.h5.pt");
 }
