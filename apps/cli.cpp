@@ -347,6 +347,19 @@ void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, st
 void require_run_dir(const po::variables_map& vm, const std::string& command) {
   if (!vm.count("run-dir")) throw UsageError(command + " needs a run directory: vae-ebm " + command + " RUN_DIR");
 }
+// The commands that read a run (evaluate, sample, export): RUN_DIR as the positional argument,
+// the common flags, then a check that RUN_DIR was given. False when --help was shown.
+bool parse_run_command(const std::vector<std::string>& args, po::options_description& d, CommonConfig& common,
+                       const std::string& command, const std::string& usage) {
+  add_common(d, common);
+  po::positional_options_description pos;
+  pos.add("run-dir", 1);
+  po::variables_map vm;
+  if (!parse(args, d, pos, vm, usage)) return false;
+  notify_all(vm);
+  require_run_dir(vm, command);
+  return true;
+}
 }  // namespace
 
 bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
@@ -376,22 +389,16 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples");
-  add_common(d, c.common);
-  po::positional_options_description pos;
-  pos.add("run-dir", 1);
-  po::variables_map vm;
-  if (!parse(args, d, pos, vm, "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
+  if (!parse_run_command(args, d, c.common, "evaluate",
+                         "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
     return false;
-  notify_all(vm);
-  require_run_dir(vm, "evaluate");
   if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
   check_choice("--log-z-method", c.log_z_method, log_z_method_names());
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
-  if (c.normaliser != "auto" && c.normaliser != "learned" && c.normaliser != "estimated")
-    throw UsageError("--normaliser must be auto, learned or estimated, got '" + c.normaliser + "'");
+  check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
   return true;
 }
 
@@ -407,14 +414,9 @@ bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
       ("langevin-step-size", real(&l.step_size(), l.step_size()), "ebm: Langevin step size s")
       ("langevin-noise", real(&l.noise(), l.noise()), "ebm: noise scale eta (0: noiseless gradient flow)")
       ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(l.metropolis())->implicit_value(true), "ebm: MALA correction");
-  add_common(d, c.common);
-  po::positional_options_description pos;
-  pos.add("run-dir", 1);
-  po::variables_map vm;
-  if (!parse(args, d, pos, vm, "usage: vae-ebm sample RUN_DIR [flags]\nWrites PNG grids of prior samples and reconstructions."))
+  if (!parse_run_command(args, d, c.common, "sample",
+                         "usage: vae-ebm sample RUN_DIR [flags]\nWrites PNG grids of prior samples and reconstructions."))
     return false;
-  notify_all(vm);
-  require_run_dir(vm, "sample");
   if (c.count < 1) throw UsageError("--count must be >= 1, got " + std::to_string(c.count));
   as_usage([&] { l.validate(); }, "langevin-");
   return true;
@@ -444,14 +446,9 @@ bool parse_export(const std::vector<std::string>& args, ExportConfig& c) {
   po::options_description d("export flags");
   add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
   d.add_options()("out", po::value(&c.out), "HDF5 file to write (required)");
-  add_common(d, c.common);
-  po::positional_options_description pos;
-  pos.add("run-dir", 1);
-  po::variables_map vm;
-  if (!parse(args, d, pos, vm, "usage: vae-ebm export RUN_DIR --out model.h5\nWrites every parameter to HDF5 with attributes that describe the networks."))
+  if (!parse_run_command(args, d, c.common, "export",
+                         "usage: vae-ebm export RUN_DIR --out model.h5\nWrites every parameter to HDF5 with attributes that describe the networks."))
     return false;
-  notify_all(vm);
-  require_run_dir(vm, "export");
   if (c.out.empty()) throw UsageError("export needs --out FILE.h5");
   return true;
 }

@@ -12,6 +12,7 @@
 #include "apps/command.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
+#include "common/text.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -51,14 +52,12 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
       try {
         load_module_checked(*module, part);
       } catch (const std::exception& e) {
-        std::string what = e.what();
-        throw std::runtime_error("its " + name + " does not fit this run's: " + what.substr(0, what.find('\n')));
+        throw std::runtime_error("its " + name + " does not fit this run's: " + first_line(e.what()));
       }
       taken += (taken.empty() ? "" : ", ") + name;
     }
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    throw DataError("cannot start the model from " + path + ": " + what.substr(0, what.find('\n')));
+    throw DataError("cannot start the model from " + path + ": " + first_line(e.what()));
   }
   return taken;
 }

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/text.h"
+#include "data/archive.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/seed.h"
@@ -263,18 +265,10 @@ void save_classifier(FeatureClassifier& model, const std::string& path) {
 FeatureClassifier load_classifier(const std::string& path) {
   auto bytes = read_file(path);
   try {
-    std::istringstream in(bytes);
-    torch::serialize::InputArchive archive;
-    archive.load_from(in, torch::kCPU);
-    auto read = [&archive](const char* key) {
-      torch::Tensor t;
-      archive.read(key, t);
-      return t;
-    };
-    const auto format = read("format").item<int64_t>();
-    if (format != kFileFormat)
-      throw DataError("feature classifier " + path + " has format " + std::to_string(format) + ", expected " +
-                      std::to_string(kFileFormat));
+    ArchiveReader reader(bytes, torch::kCPU);
+    reader.check_format(kFileFormat, "feature classifier " + path);
+    auto& archive = reader.archive();
+    auto read = [&reader](const char* key) { return reader.tensor(key); };
     auto sizes = read("options");
     if (sizes.numel() != 4) throw DataError("feature classifier " + path + ": malformed options record");
     auto s = sizes.to(torch::kLong);
@@ -298,9 +292,8 @@ FeatureClassifier load_classifier(const std::string& path) {
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw DataError("feature classifier " + path + " is truncated, corrupt or not a feature classifier: " + what);
+    throw DataError("feature classifier " + path + " is truncated, corrupt or not a feature classifier: " +
+                    first_line(e.what()));
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "common/text.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "estimators/sha256.h"
@@ -31,8 +32,7 @@ FeatureNetwork load_torchscript_features(const std::string& path, const std::vec
     std::istringstream in(bytes);
     *module = torch::jit::load(in, torch::kCPU);
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    throw DataError("feature network " + path + " is not a TorchScript module: " + what.substr(0, what.find('\n')));
+    throw DataError("feature network " + path + " is not a TorchScript module: " + first_line(e.what()));
   }
   module->eval();
   FeatureNetwork net;
@@ -50,9 +50,8 @@ FeatureNetwork load_torchscript_features(const std::string& path, const std::vec
       try {
         out = module->forward({chunk}).toTensor();
       } catch (const std::exception& e) {
-        std::string what = e.what();
         throw DataError("feature network " + path + " failed on a batch of shape " + c10::str(chunk.sizes()) + ": " +
-                        what.substr(0, what.find('\n')));
+                        first_line(e.what()));
       }
       parts.push_back(out.reshape({out.size(0), -1}).to(torch::kFloat));
     }

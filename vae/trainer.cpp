@@ -12,6 +12,8 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/text.h"
+#include "data/archive.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -302,18 +304,10 @@ void Trainer::save_checkpoint(const std::string& path) const {
 void Trainer::load_checkpoint(const std::string& path) {
   auto bytes = read_file(path);
   try {
-    std::istringstream in(bytes);
-    torch::serialize::InputArchive archive;
-    archive.load_from(in, options_.device());
-    auto read = [&archive](const char* key) {
-      torch::Tensor t;  // a fresh tensor each time: read() into a defined one re-targets its storage
-      archive.read(key, t);
-      return t;
-    };
-    const auto format = read("format").item<int64_t>();
-    if (format != kCheckpointFormat)
-      throw DataError("checkpoint " + path + " has format " + std::to_string(format) + ", expected " +
-                      std::to_string(kCheckpointFormat));
+    ArchiveReader reader(bytes, options_.device());
+    reader.check_format(kCheckpointFormat, "checkpoint " + path);
+    auto& archive = reader.archive();
+    auto read = [&reader](const char* key) { return reader.tensor(key); };
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     load_module_checked(*model_, model_archive);
@@ -341,9 +335,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + what);
+    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + first_line(e.what()));
   }
 }
 
@@ -373,16 +365,12 @@ void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchi
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
   auto bytes = read_file(path);
   try {
-    std::istringstream in(bytes);
-    torch::serialize::InputArchive archive;
-    archive.load_from(in, device);
+    ArchiveReader reader(bytes, device);
     torch::serialize::InputArchive model_archive;
-    archive.read("model", model_archive);
+    reader.archive().read("model", model_archive);
     load_module_checked(model, model_archive);
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + what);
+    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + first_line(e.what()));
   }
 }
 
