@@ -19,10 +19,10 @@ the table gives min/median/max over repeats. Each implementation is also given i
 thread count (by median) and compared best against best.
 
   bench/compare.py [--repeats 3] [--seconds 4] [--threads 1,2] [--objectives all]
-                   [--eval-images 500] [--full-eval] [--out bench/results/compare-DATE.md]
+                   [--eval-images 500] [--full-eval] [--out bench/results/speed/compare/compare-DATE.md]
 
 Writes the report (Markdown, with the command, date, machine and versions) and the raw runs
-(JSON) to bench/results/, and prints the report.
+(JSON) to bench/results/speed/compare/, and prints the report.
 """
 import argparse
 import datetime
@@ -196,7 +196,7 @@ def main():
         if not os.access(exe, os.X_OK):
             p.error(f"{exe} not found: build it (ninja -C {a.build_dir} bench/bench_train bench/bench_langevin bench/bench_eval bench/bench_ops)")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = a.out or os.path.join(HERE, "results", f"compare-{stamp}.md")
+    out = a.out or os.path.join(HERE, "results", "speed", "compare", f"compare-{stamp}.md")
     command = shlex.join([sys.argv[0]] + sys.argv[1:])
     info = machine_info(a.python)
     info["load_start"] = os.getloadavg()

@@ -6,21 +6,12 @@
 #include <ATen/Parallel.h>
 
 #include "data/error.h"
+#include "data/seed.h"
 
 namespace vae_ebm {
 namespace {
 
-// SplitMix64's output function: a bijective 64-bit mixer.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-inline uint64_t image_key(uint64_t seed, uint64_t split, uint64_t image) {
-  return mix64(mix64(mix64(seed) ^ split) ^ image);
-}
+inline uint64_t image_key(uint64_t seed, uint64_t split, uint64_t image) { return mix_seed(seed, split, image); }
 
 inline double to_unit(uint64_t h) {
   return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);  // top 53 bits / 2^53
@@ -29,7 +20,7 @@ inline double to_unit(uint64_t h) {
 }  // namespace
 
 double counter_uniform(uint64_t seed, uint64_t split, uint64_t image, uint64_t pixel) {
-  return to_unit(mix64(image_key(seed, split, image) ^ pixel));
+  return to_unit(splitmix64(image_key(seed, split, image) ^ pixel));
 }
 
 torch::Tensor binarize_static(const torch::Tensor& grey, uint64_t seed, uint64_t split,
@@ -55,7 +46,7 @@ torch::Tensor binarize_static(const torch::Tensor& grey, uint64_t seed, uint64_t
       const float* row = src + i * d;
       float* out_row = dst + i * d;
       for (int64_t p = 0; p < d; ++p) {
-        const double u = to_unit(mix64(key ^ static_cast<uint64_t>(p)));
+        const double u = to_unit(splitmix64(key ^ static_cast<uint64_t>(p)));
         out_row[p] = u < static_cast<double>(row[p]) ? 1.0f : 0.0f;
       }
     }

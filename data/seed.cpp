@@ -11,17 +11,6 @@
 #include "data/error.h"
 
 namespace vae_ebm {
-namespace {
-
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 at::Generator make_generator(uint64_t seed, torch::Device device) {
   if (device.is_cpu()) return at::detail::createCPUGenerator(seed);
   if (device.is_cuda()) {

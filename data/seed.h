@@ -10,7 +10,15 @@ namespace vae_ebm {
 // device's default generator (re-seeded) on CUDA.
 at::Generator make_generator(uint64_t seed, torch::Device device = torch::kCPU);
 
-// Mixes several keys into one 64-bit seed (SplitMix64 steps).
+// SplitMix64's output function: a bijective 64-bit mixer.
+inline uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Mixes several keys into one 64-bit seed: splitmix64(splitmix64(splitmix64(a) ^ b) ^ c).
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
 
 // Generator state as a tensor (for checkpoints) and back.

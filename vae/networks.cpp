@@ -235,7 +235,7 @@ struct BernoulliLogLikelihood : torch::autograd::Function<BernoulliLogLikelihood
 torch::Tensor bernoulli_log_likelihood(const torch::Tensor& logits, const torch::Tensor& x) {
   // sum_p x l - softplus(l): the same function as -BCE-with-logits (also for grey x), in
   // two reductions instead of an elementwise loss tensor the size of the broadcast;
-  // 1.7x faster on IWAE_1000 chunks (bench/results/performance-notes-20261123.md). Float32
+  // 1.7x faster on IWAE_1000 chunks (bench/results/speed/notes-20261123.md). Float32
   // on the CPU takes the fused form above, split over the threads (threads_for).
   const bool fused = logits.device().is_cpu() && logits.scalar_type() == torch::kFloat &&
                      x.scalar_type() == torch::kFloat && !x.requires_grad() && logits.dim() >= 2 &&

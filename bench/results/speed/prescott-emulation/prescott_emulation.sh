@@ -3,9 +3,9 @@
 # emulated on a machine where it does not: plain PyTorch is started with OPENBLAS_CORETYPE=Prescott
 # (its default there), the C++ program with the same variable unset (it then runs its own choice,
 # which on that machine is the best kernel, as on this one). Alternating runs, 2 threads.
-#   bench/results/speed-20261129/prescott_emulation.sh [REPEATS] > prescott_emulation.txt
+#   bench/results/speed/prescott-emulation/prescott_emulation.sh [REPEATS] > prescott_emulation.txt
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../../../.."
 repeats="${1:-2}"
 for r in $(seq 1 "$repeats"); do
   for case in "--objective exact" "--objective snelbo" "--objective short-run-mcmc" \
