@@ -7,7 +7,9 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "apps/command.h"
 #include "apps/run_support.h"
@@ -27,10 +29,39 @@ namespace vae_ebm::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
 
-extern "C" void on_interrupt(int) {
+// SIGINT (Ctrl-C), and SIGTERM and SIGHUP, which batch schedulers send before they kill a job:
+// the trainer stops at the end of the step and saves a checkpoint.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
+extern "C" void on_stop_signal(int signal) {
+  g_signal.store(signal);
   g_stop.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+  std::signal(signal, SIG_DFL);  // a second one ends the process at once
+}
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+// Partial files that a process killed while writing (kill -9 during an atomic write) left in
+// the run directory: nothing else removes them. Returns how many were removed.
+int remove_stale_temporaries(const RunDir& run) {
+  int removed = 0;
+  for (const auto& dir : {std::filesystem::path(run.path()), std::filesystem::path(run.path()) / "checkpoints"}) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+      if (entry.is_regular_file() && entry.path().filename().string().find(".tmp-") != std::string::npos &&
+          std::filesystem::remove(entry.path(), ec))
+        ++removed;
+  }
+  return removed;
 }
 
 // Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
@@ -62,25 +93,9 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
   return taken;
 }
 
-}  // namespace
-
-int run_train(TrainConfig c) {
-  auto device = parse_device(c.common.device);
-  c.train.device(device);
-  use_machine(c.common);
-  // The objective, its options and the schedule are checked before any data is read.
-  auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
-  as_usage([&] { c.train.validate(); });
-  auto data = load_data(c.dataset, c.common, c.binarisation_seed);
-  c.train.dynamic_binarisation(data.dynamic);
-  torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
-  auto model = build_model(c, data);
-  as_usage([&] { objective->check(*model->prior); });
-  const bool resuming = !c.resume.empty();
-  // A checkpoint that does not fit fails here, before the run directory exists.
-  std::string initialised;
-  if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
-  RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
+// The run, from its directory on: config.ini, the trainer, validation, the signals, the end.
+int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& initialised, Dataset data,
+             std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Device device) {
   if (!resuming) {
     atomic_write(run.config_path(), with_blas_comment(c.config_text));
     if (!initialised.empty()) {
@@ -128,27 +143,71 @@ int run_train(TrainConfig c) {
     return report.bound.value;
   });
   g_stop = false;
-  auto previous = std::signal(SIGINT, on_interrupt);
+  g_signal = 0;
+  std::vector<void (*)(int)> previous;
+  for (int signal : kStopSignals) previous.push_back(std::signal(signal, on_stop_signal));
   std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s\n", c.prior.c_str(),
                c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str());
   trainer.set_stop_flag(&g_stop);
   auto t0 = std::chrono::steady_clock::now();
   bool finished = trainer.run();
-  std::signal(SIGINT, previous);
+  for (size_t i = 0; i < previous.size(); ++i) std::signal(kStopSignals[i], previous[i]);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Json record = Json::object();
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
       .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
       .set("best_validation_bound", trainer.state().best_validation);
+  if (!finished) record.set("signal", signal_name(g_signal.load()));
   run.append_metrics(record);
   std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",
                finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,
                std::isfinite(trainer.state().best_validation) ? (fmt(trainer.state().best_validation) + " nats").c_str()
                                                               : "(none yet)",
                c.run_dir.c_str());
-  if (!finished) std::fprintf(stderr, "continue with: vae-ebm train --resume %s\n", c.run_dir.c_str());
-  return finished ? 0 : 130;
+  if (!finished)
+    std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_name(g_signal.load()),
+                 c.run_dir.c_str());
+  return finished ? 0 : 128 + (g_signal.load() ? g_signal.load() : SIGINT);
 }
+
+}  // namespace
+
+int run_train(TrainConfig c) {
+  auto device = parse_device(c.common.device);
+  c.train.device(device);
+  use_machine(c.common);
+  // The objective, its options and the schedule are checked before any data is read.
+  auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
+  as_usage([&] { c.train.validate(); });
+  auto data = load_data(c.dataset, c.common, c.binarisation_seed);
+  c.train.dynamic_binarisation(data.dynamic);
+  torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
+  auto model = build_model(c, data);
+  as_usage([&] { objective->check(*model->prior); });
+  const bool resuming = !c.resume.empty();
+  // A checkpoint that does not fit fails here, before the run directory exists.
+  std::string initialised;
+  if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
+  RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
+  if (resuming) {
+    if (const int n = remove_stale_temporaries(run))
+      std::fprintf(stderr, "removed %d partial file(s) left by a process killed while writing\n", n);
+  }
+  try {
+    return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device);
+  } catch (...) {
+    // A run that fails before its first checkpoint (an option that does not fit the data,
+    // divergence in the first steps) leaves no directory behind: the same command, corrected,
+    // can run again. RunDir::create made it, empty or new, so all of it is this run's.
+    if (!resuming && run.checkpoints().empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(c.run_dir, ec);
+      std::fprintf(stderr, "removed %s: the run failed before its first checkpoint\n", c.run_dir.c_str());
+    }
+    throw;
+  }
+}
+
 
 Command train_command() {
   return command_of("train", "train an encoder, decoder and prior (gaussian, mog or ebm) jointly",

@@ -3,6 +3,7 @@
 #include "prior/langevin.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -14,7 +15,8 @@ namespace vae_ebm {
 void LangevinOptions::validate() const {
   auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
   if (steps_ < 0) fail("steps", "Langevin steps must be >= 0, got " + std::to_string(steps_));
-  if (!(step_size_ > 0)) fail("step-size", "Langevin step size must be > 0, got " + std::to_string(step_size_));
+  if (!(step_size_ > 0 && std::isfinite(step_size_)))
+    fail("step-size", "Langevin step size must be finite and > 0, got " + std::to_string(step_size_));
   if (!(noise_ >= 0)) fail("noise", "Langevin noise scale must be >= 0, got " + std::to_string(noise_));
   if (metropolis_ && noise_ == 0)
     fail("metropolis", "the Metropolis correction needs a noise scale > 0 (noise 0 is deterministic)");

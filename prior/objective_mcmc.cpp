@@ -8,6 +8,7 @@
 #include "prior/energy.h"
 #include "prior/objective.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -91,7 +92,8 @@ class McmcObjective : public PriorObjective {
 void McmcOptions::validate() const {
   auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
   if (steps_ < 0) fail("mcmc-steps", "must be >= 0 (0: the objective's default), got " + std::to_string(steps_));
-  if (!(step_size_ >= 0)) fail("mcmc-step-size", "must be >= 0 (0: the objective's default), got " + std::to_string(step_size_));
+  if (!(step_size_ >= 0 && std::isfinite(step_size_)))
+    fail("mcmc-step-size", "must be finite and >= 0 (0: the objective's default), got " + std::to_string(step_size_));
   if (negatives_ < 0) fail("negatives", "must be >= 0 (0: the batch size), got " + std::to_string(negatives_));
   if (!(energy_l2_ >= 0)) fail("energy-l2", "must be >= 0, got " + std::to_string(energy_l2_));
   if (buffer_size_ < 1) fail("buffer-size", "must be >= 1, got " + std::to_string(buffer_size_));

@@ -154,14 +154,57 @@ TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
                     "unknown objective 'nope'");
   EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"lr", "-1"}, {"threads", "1"},
                                                {"run-dir", file("never")}})),
-                    "--lr: must be > 0, got -1");
+                    "--lr: must be finite and > 0, got -1");
   EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"prior", "ebm"}, {"mcmc-step-size", "-1"},
                                                {"objective", "short-run-mcmc"}, {"threads", "1"},
                                                {"run-dir", file("never")}})),
-                    "--mcmc-step-size: must be >= 0");
+                    "--mcmc-step-size: must be finite and >= 0");
   EXPECT_THROW_WITH(command("sample").run(args({{"langevin-step-size", "0"}}, {file("ebm")})),
-                    "--langevin-step-size: Langevin step size must be > 0, got 0");
+                    "--langevin-step-size: Langevin step size must be finite and > 0, got 0");
   EXPECT_FALSE(std::filesystem::exists(file("never")));
+}
+
+TEST_F(CommandsTest, ARunThatFailsBeforeItsFirstCheckpointLeavesNoDirectory) {
+  // --refine-steps with a Gaussian prior is found when the trainer is built, after the run
+  // directory was made: the directory goes again, and the same command can be run once fixed.
+  EXPECT_THROW_WITH(command("train").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"hidden", "16"},
+                                               {"latent", "3"}, {"batch-size", "8"}, {"refine-steps", "1"},
+                                               {"threads", "1"}, {"run-dir", file("refined")}})),
+                    "refine-steps");
+  EXPECT_FALSE(std::filesystem::exists(file("refined")));
+  // A batch larger than the data, found by the batcher.
+  EXPECT_THROW_WITH(command("train").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"hidden", "16"},
+                                               {"latent", "3"}, {"batch-size", "256"}, {"threads", "1"},
+                                               {"run-dir", file("big-batch")}})),
+                    "larger than the data set");
+  EXPECT_FALSE(std::filesystem::exists(file("big-batch")));
+  EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"lr", "inf"}, {"threads", "1"},
+                                               {"run-dir", file("never")}})),
+                    "--lr: must be finite and > 0, got inf");
+}
+
+TEST_F(CommandsTest, SigtermStopsTrainingWithACheckpointAndResumeClearsPartialFiles) {
+  const std::string dir = file("stopped");
+  const std::string train = std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
+                            " --hidden 16 --latent 3 --batch-size 8 --epochs 100000 --eval-every 100000"
+                            " --threads 1 --log-every 1000 --run-dir " + dir;
+  // Start, wait until a checkpoint could exist, send SIGTERM as a batch scheduler would.
+  const std::string script = "(" + train + " > " + file("stopped.log") + " 2>&1 & pid=$!; sleep 3; kill -TERM $pid; "
+                             "wait $pid; echo $?)";
+  FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[64] = {0};
+  ASSERT_NE(fgets(buf, sizeof buf, p), nullptr);
+  pclose(p);
+  EXPECT_EQ(std::string(buf), "143\n") << read_file(file("stopped.log"));
+  const auto metrics = read_file(dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find(R"("event":"interrupted")"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"("signal":"SIGTERM")"), std::string::npos) << metrics;
+  EXPECT_FALSE(std::filesystem::is_empty(dir + "/checkpoints")) << "the stop saved a checkpoint";
+  // A partial file from a process killed while writing is removed when the run resumes.
+  std::ofstream(dir + "/checkpoints/best.pt.tmp-AbC123") << "partial";
+  ASSERT_EQ(command("train").run(args({{"resume", dir}, {"max-steps", "1"}, {"threads", "1"}})), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/checkpoints/best.pt.tmp-AbC123"));
 }
 
 TEST_F(CommandsTest, TheUsageListsEveryCommandOfTheTable) {

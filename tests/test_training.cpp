@@ -158,7 +158,7 @@ TEST_F(TrainingTest, BadOptionsNameTheOptionAndTheValueButNoFlag) {
     FAIL();
   } catch (const OptionError& e) {
     EXPECT_EQ(e.option, "lr");
-    EXPECT_EQ(e.detail, "must be > 0, got -1");
+    EXPECT_EQ(e.detail, "must be finite and > 0, got -1");
   }
   try {
     TrainOptions().log_every_seconds(std::nan("")).validate();

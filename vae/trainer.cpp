@@ -67,20 +67,21 @@ void TrainOptions::validate() const {
   check(epochs_ >= 1, "epochs", ">= 1", epochs_);
   check(max_steps_ >= 0, "max-steps", ">= 0", max_steps_);
   check(batch_size_ >= 1, "batch-size", ">= 1", batch_size_);
-  check(lr_ > 0, "lr", "> 0", lr_);
-  check(prior_lr_ > 0, "prior-lr", "> 0", prior_lr_);
+  check(lr_ > 0 && std::isfinite(lr_), "lr", "finite and > 0", lr_);
+  check(prior_lr_ > 0 && std::isfinite(prior_lr_), "prior-lr", "finite and > 0", prior_lr_);
   check(beta1_ >= 0 && beta1_ < 1, "beta1", "in [0, 1)", beta1_);
   check(beta2_ >= 0 && beta2_ < 1, "beta2", "in [0, 1)", beta2_);
   check(lr_decay_ > 0 && lr_decay_ <= 1, "lr-decay", "in (0, 1]", lr_decay_);
   check(samples_ >= 1, "samples", ">= 1", samples_);
   check(refine_steps_ >= 0, "refine-steps", ">= 0", refine_steps_);
-  check(refine_step_size_ > 0, "refine-step-size", "> 0", refine_step_size_);
+  check(refine_step_size_ > 0 && std::isfinite(refine_step_size_), "refine-step-size", "finite and > 0",
+        refine_step_size_);
   if (refine_steps_ > 0 && mode_ != TrainMode::joint)
     throw OptionError("refine-steps", "applies to joint training only, not " + train_mode_name(mode_));
   check(time_budget_ >= 0, "time-budget", ">= 0", time_budget_);
   check(eval_every_ >= 1, "eval-every", ">= 1", eval_every_);
   check(keep_checkpoints_ >= 1, "keep-checkpoints", ">= 1", keep_checkpoints_);
-  check(log_every_seconds_ > 0, "log-every", "> 0", log_every_seconds_);
+  check(log_every_seconds_ > 0, "log-every", "> 0 (seconds)", log_every_seconds_);
 }
 
 Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
