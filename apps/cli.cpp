@@ -374,7 +374,12 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("classifier", po::value(&c.classifier)->default_value(c.classifier),
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
       ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
-       "ebm: log Z by is (importance sampling from the base) or ais (annealed importance sampling)")
+       "ebm: log Z by is (importance sampling from the base), flow (from a flow fitted to the energy) or ais "
+       "(annealed importance sampling)")
+      ("flow-steps", po::value(&c.flow_steps)->default_value(c.flow_steps),
+       "flow: reverse-KL steps fitting the proposal flow to the energy")
+      ("flow-base-fraction", real(&c.flow_base_fraction, c.flow_base_fraction),
+       "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
       ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
       ("ais-chains", po::value(&c.ais_chains)->default_value(c.ais_chains), "ais: chains")
       ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais: MALA step size")
@@ -397,6 +402,9 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
   check_choice("--log-z-method", c.log_z_method, log_z_method_names());
+  if (!(c.flow_base_fraction >= 0 && c.flow_base_fraction < 1))
+    throw UsageError("--flow-base-fraction must be in [0, 1), got " + shortest(c.flow_base_fraction));
+  if (c.flow_steps < 0) throw UsageError("--flow-steps must be >= 0, got " + std::to_string(c.flow_steps));
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
   return true;

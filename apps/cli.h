@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "data/error.h"
 #include "estimators/ais.h"
+#include "estimators/flow_log_z.h"
 #include "prior/energy.h"
 #include "prior/langevin.h"
 #include "prior/objective.h"
@@ -102,6 +103,8 @@ struct EvaluateConfig {
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
   std::string log_z_method = "is";  // energy prior: is | ais
+  int64_t flow_steps = FlowFitOptions().steps();
+  double flow_base_fraction = 0.1;
   int64_t ais_temperatures = AisOptions().temperatures();
   int64_t ais_chains = AisOptions().chains();
   double ais_step_size = AisOptions().step_size();

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 
 #include "common/registry.h"
 #include "data/error.h"
@@ -87,6 +88,24 @@ const Registry<LogZFactory>& log_z_registry() {
                                      return log_z_importance(prior, samples, gen);
                                    },
                                    "importance sampling from the base N(0, I)"};
+               })
+          .add("flow",
+               [](const LogZSettings& s) {
+                 s.flow.validate();
+                 const LogZSettings settings = s;
+                 std::ostringstream how;
+                 how << "importance sampling from a flow (" << s.flow.flow().layers()
+                     << " affine coupling layers) fitted to the energy by reverse KL (" << s.flow.steps()
+                     << " steps), with " << s.flow_base_fraction << " of the samples from the base N(0, I)";
+                 return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
+                                     Flow flow(prior.latent_dim(), settings.flow.flow());
+                                     flow->to(prior.b.device());
+                                     EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+                                     fit_flow_reverse_kl(flow, energy, settings.flow, gen);
+                                     return log_z_flow_importance(flow, energy, settings.samples,
+                                                                  settings.flow_base_fraction, gen);
+                                   },
+                                   how.str()};
                })
           .add("ais", [](const LogZSettings& s) {
             s.ais.validate();

@@ -14,6 +14,7 @@
 #include "data/run_dir.h"
 #include "estimators/ais.h"
 #include "estimators/estimate.h"
+#include "estimators/flow_log_z.h"
 #include "prior/energy.h"
 #include "vae/model.h"
 
@@ -52,6 +53,8 @@ struct LogZSettings {
   int64_t samples = 10000;
   AisOptions ais;
   std::string ais_flag_prefix = "ais-";  // how the command spells AIS's options as flags
+  FlowFitOptions flow;                    // flow: the proposal's fit to the energy
+  double flow_base_fraction = 0.1;        // flow: share of the samples drawn from the base
 };
 // The method named (is | ais; the registry of log-Z estimators), or UsageError naming the
 // value, the valid names and bad options.

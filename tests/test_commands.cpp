@@ -121,6 +121,18 @@ TEST_F(CommandsTest, EvaluateWritesBoundsThatKeepTheirOrder) {
   }
 }
 
+TEST_F(CommandsTest, EvaluateEstimatesLogZWithAFlowProposal) {
+  ASSERT_EQ(command("evaluate").run(args({{"samples", "5"}, {"log-z-samples", "2000"}, {"log-z-method", "flow"},
+                                          {"flow-steps", "50"}, {"threads", "1"}, {"quality-samples", "0"}},
+                                         {file("ebm")})),
+            0);
+  const auto json = read_file(file("ebm") + "/evaluation.json");
+  EXPECT_NE(json.find("IS(flow + 0.1 base, S=2000)"), std::string::npos) << json;
+  EXPECT_GT(json_number(json, "ess"), 0);
+  EXPECT_THROW_WITH(command("evaluate").run(args({{"log-z-method", "flow"}, {"flow-base-fraction", "1"}}, {file("ebm")})),
+                    "--flow-base-fraction must be in [0, 1), got 1");
+}
+
 TEST_F(CommandsTest, SampleWritesThreePngGrids) {
   ASSERT_EQ(command("sample").run(args({{"count", "9"}, {"langevin-steps", "5"}, {"threads", "1"},
                                         {"out", file("grids")}},

@@ -1,0 +1,36 @@
+#pragma once
+// log Z of an energy prior by importance sampling from a learned proposal: a flow (prior/flow.h)
+// fitted to p(z) = N(z; 0, I) exp(-f(z)) / Z by reverse KL, mixed with the base so that the
+// weights stay bounded where the flow misses mass (docs/MATH.md, "Flow proposals").
+#include <torch/torch.h>
+
+#include "estimators/estimate.h"
+#include "estimators/log_z.h"
+#include "prior/flow.h"
+
+namespace vae_ebm {
+
+struct FlowFitOptions {
+  TORCH_ARG(int64_t, steps) = 1000;   // Adam steps of the reverse-KL fit
+  TORCH_ARG(int64_t, batch) = 512;    // flow samples per step
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(FlowOptions, flow);
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+// Fits `flow` to the energy prior by minimising the reverse KL up to the constant log Z,
+//   E_q[log q(z) + f(z) + |z|^2 / 2] + (D/2) log 2 pi  =  KL(q || p) - log Z,
+// with reparameterised samples of q; only the flow's parameters move. Returns the last 100
+// steps' mean of that objective: -(it) is a lower bound on log Z that the estimate should clear.
+double fit_flow_reverse_kl(Flow& flow, const EnergyFn& energy, const FlowFitOptions& options, at::Generator& generator);
+
+// log Zhat = log mean_s p0(z_s) exp(-f(z_s)) / r(z_s) with r = (1 - a) q + a p0, a =
+// base_fraction; round(a S) samples come from the base and the rest from the flow (the balance
+// heuristic of multiple importance sampling: unbiased for any a in [0, 1); a > 0 bounds each
+// weight by exp(-f) / a). ess and std_error as for log_z_importance.
+Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
+                               at::Generator& generator, int64_t chunk = 8192);
+
+}  // namespace vae_ebm

@@ -1,0 +1,87 @@
+#include <torch/torch.h>
+
+#include "prior/flow.h"
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace vae_ebm {
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093453;
+
+// log N(u; 0, I) summed over the last dimension.
+torch::Tensor standard_normal_log_prob(const torch::Tensor& u) {
+  return -0.5 * (u * u).sum(-1) - 0.5 * static_cast<double>(u.size(-1)) * kLog2Pi;
+}
+
+}  // namespace
+
+void FlowOptions::validate() const {
+  if (layers_ < 1) throw OptionError("flow-layers", "must be >= 1, got " + std::to_string(layers_));
+  if (hidden_ < 1) throw OptionError("flow-hidden", "must be >= 1, got " + std::to_string(hidden_));
+  if (!(max_log_scale_ > 0 && std::isfinite(max_log_scale_)))
+    throw OptionError("flow-max-log-scale", "must be finite and > 0, got " + std::to_string(max_log_scale_));
+}
+
+FlowImpl::FlowImpl(int64_t dim, const FlowOptions& options) : dim_(dim), options_(options) {
+  TORCH_CHECK(dim > 0, "Flow: dimension must be > 0, got ", dim);
+  options.validate();
+  nets_ = register_module("nets", torch::nn::ModuleList());
+  for (int64_t k = 0; k < options.layers(); ++k) {
+    // Layer k conditions on the even coordinates (k even) or the odd ones (k odd).
+    auto mask = torch::zeros({dim});
+    for (int64_t i = k % 2; i < dim; i += 2) mask[i] = 1;
+    masks_.push_back(register_buffer("mask" + std::to_string(k), mask));
+    auto last = torch::nn::Linear(options.hidden(), 2 * dim);
+    {
+      torch::NoGradGuard no_grad;
+      last->weight.zero_();
+      last->bias.zero_();
+    }
+    nets_->push_back(torch::nn::Sequential(torch::nn::Linear(dim, options.hidden()), torch::nn::Tanh(),
+                                           torch::nn::Linear(options.hidden(), options.hidden()), torch::nn::Tanh(),
+                                           last));
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> FlowImpl::couple(int64_t k, const torch::Tensor& u, bool inverse) {
+  const auto& m = masks_[k];
+  auto kept = u * m;
+  auto st = nets_[k]->as<torch::nn::Sequential>()->forward(kept);
+  auto s = options_.max_log_scale() * torch::tanh(st.narrow(-1, 0, dim_)) * (1 - m);
+  auto t = st.narrow(-1, dim_, dim_) * (1 - m);
+  if (!inverse) return {kept + (1 - m) * (u * torch::exp(s) + t), s.sum(-1)};
+  return {kept + (1 - m) * ((u - t) * torch::exp(-s)), -s.sum(-1)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(int64_t n, at::Generator& generator) {
+  auto options = masks_[0].options();
+  auto u = torch::randn({n, dim_}, generator, options);
+  auto log_q = standard_normal_log_prob(u);
+  auto x = u;
+  for (int64_t k = 0; k < options_.layers(); ++k) {
+    auto [y, log_det] = couple(k, x, false);
+    x = y;
+    log_q = log_q - log_det;
+  }
+  return {x, log_q};
+}
+
+torch::Tensor FlowImpl::log_prob(const torch::Tensor& x) {
+  TORCH_CHECK(x.size(-1) == dim_, "Flow::log_prob: points have ", x.size(-1), " coordinates, the flow ", dim_);
+  auto lead = x.sizes().vec();
+  lead.pop_back();
+  auto u = x.reshape({-1, dim_});
+  auto log_det_inverse = torch::zeros({u.size(0)}, u.options());
+  for (int64_t k = options_.layers() - 1; k >= 0; --k) {
+    auto [v, log_det] = couple(k, u, true);
+    u = v;
+    log_det_inverse = log_det_inverse + log_det;
+  }
+  return (standard_normal_log_prob(u) + log_det_inverse).reshape(lead);
+}
+
+}  // namespace vae_ebm
