@@ -374,8 +374,8 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("classifier", po::value(&c.classifier)->default_value(c.classifier),
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
       ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
-       "ebm: log Z by is (importance sampling from the base), flow (from a flow fitted to the energy) or ais "
-       "(annealed importance sampling)")
+       "ebm: log Z by auto (is when its ESS is at least 10% of the samples, else flow), is (importance "
+       "sampling from the base), flow (from a flow fitted to the energy) or ais (annealed importance sampling)")
       ("flow-steps", po::value(&c.flow_steps)->default_value(c.flow_steps),
        "flow: reverse-KL steps fitting the proposal flow to the energy")
       ("flow-base-fraction", real(&c.flow_base_fraction, c.flow_base_fraction),

@@ -79,7 +79,7 @@ struct TrainConfig {
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;
-  std::string validation_log_z = "is";  // is | ais: how validation estimates log Z (ebm)
+  std::string validation_log_z = "is";  // how validation estimates log Z (ebm): a log-Z method
   int64_t validation_ais_chains = 500;
   int64_t validation_ais_temperatures = AisOptions().temperatures();
   std::string config_text;  // the resolved configuration, in config-file syntax
@@ -102,7 +102,7 @@ struct EvaluateConfig {
   int64_t log_z_samples = 100000;
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
-  std::string log_z_method = "is";  // energy prior: is | ais
+  std::string log_z_method = "auto";  // energy prior: auto | is | flow | ais (the log-Z registry)
   int64_t flow_steps = FlowFitOptions().steps();
   double flow_base_fraction = 0.1;
   int64_t ais_temperatures = AisOptions().temperatures();

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 #include "apps/command.h"
 #include "apps/run_support.h"
@@ -113,12 +114,24 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
   return quality;
 }
 
+// Below 1% of its samples, an importance-sampling estimate of log Z is not to be trusted, and
+// neither are the bounds that hold it fixed: the table and the record say so.
+std::string low_ess_warning(const Estimate& log_z) {
+  if (std::isnan(log_z.ess) || log_z.ess >= 0.01 * static_cast<double>(log_z.count)) return "";
+  std::ostringstream text;
+  text.precision(3);
+  text << "WARNING: the log Z estimate has ESS " << log_z.ess << " of " << log_z.count
+       << " samples (below 1%); it and the bounds that use it may be far off (try --log-z-method flow or ais)";
+  return text.str();
+}
+
 // evaluation.json (the report) and evaluation-SPLIT.h5 (the per-image bounds).
 void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundReport& bounds,
                   const std::optional<Estimate>& log_z, Json& report, double seconds) {
   Json estimates = Json::array();
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) estimates.push(e->to_json());
   report.set("estimates", estimates).set("seconds", seconds);
+  if (log_z && !low_ess_warning(*log_z).empty()) report.set("warning", low_ess_warning(*log_z));
   const auto h5_path = c.run_dir + "/evaluation-" + c.split + ".h5";
   H5Writer h5(h5_path);
   h5.write(bounds.bound.estimator, bounds.per_image_bound);
@@ -140,6 +153,7 @@ void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, 
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) print_row(e->estimator, *e);
   if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get()); ebm && log_z) {
     print_row("log Z " + log_z->estimator, *log_z);
+    if (const auto warning = low_ess_warning(*log_z); !warning.empty()) std::printf("  %s\n", warning.c_str());
     std::printf("  %-26s %12s\n", "b (learned)", fmt(ebm->b.item<double>()).c_str());
     std::printf("  %-26s %12s\n", "b (used in the bounds)", fmt(ebm->bound_b().item<double>()).c_str());
   }

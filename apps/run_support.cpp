@@ -77,10 +77,24 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
 }
 
 namespace {
+constexpr double kAutoEssFraction = 0.1;
 using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
 const Registry<LogZFactory>& log_z_registry() {
   static const auto registry =
       Registry<LogZFactory>("log-Z method")
+          .add("auto",
+               [](const LogZSettings& s) {
+                 // Base importance sampling when its weights are even enough, else the flow.
+                 const LogZSettings settings = s;
+                 return LogZMethod{
+                     [settings](EnergyPrior& prior, at::Generator& gen) {
+                       auto base = log_z_importance(prior, settings.samples, gen);
+                       if (base.ess >= kAutoEssFraction * static_cast<double>(base.count)) return base;
+                       return log_z_registry().at("flow")(settings).estimate(prior, gen);
+                     },
+                     "importance sampling from the base N(0, I) when its ESS is at least 10% of the samples, "
+                     "else from a flow fitted to the energy (the estimator's name says which)"};
+               })
           .add("is",
                [](const LogZSettings& s) {
                  const int64_t samples = s.samples;
