@@ -74,6 +74,7 @@ std::string render(const Resolved& r, const std::string& command) {
 
 void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
                        const std::vector<std::string>& keep_only = {}) {
+  if (!std::filesystem::is_regular_file(path)) throw UsageError("config file '" + path + "' is not a file");
   std::ifstream in(path);
   if (!in) throw UsageError("cannot read config file '" + path + "'");
   try {

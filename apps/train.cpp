@@ -189,9 +189,12 @@ int run_train(TrainConfig c) {
   std::string initialised;
   if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
+  const auto lock = run.lock();  // one process per run directory, until this one ends
   if (resuming) {
     if (const int n = remove_stale_temporaries(run))
       std::fprintf(stderr, "removed %d partial file(s) left by a process killed while writing\n", n);
+    if (const auto bytes = run.repair_metrics())
+      std::fprintf(stderr, "cut a partial last line (%lld bytes) from metrics.jsonl\n", (long long)bytes);
   }
   try {
     return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device);

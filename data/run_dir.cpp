@@ -9,6 +9,11 @@
 #include <system_error>
 #include <utility>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "data/error.h"
 #include "data/json.h"
 
@@ -67,12 +72,78 @@ std::string RunDir::file(const std::string& name) const { return path_ + "/" + n
 void RunDir::append_metrics(const Json& record) const {
   const std::string path = file("metrics.jsonl");
   const std::string line = record.dump() + "\n";
-  FILE* f = std::fopen(path.c_str(), "a");
-  if (f == nullptr) throw DataError("cannot open " + path + ": " + std::strerror(errno));
-  const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() && std::fflush(f) == 0;
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) throw DataError("cannot append to " + path + ": " + std::strerror(err));
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
+  struct stat before {};
+  const bool sized = ::fstat(fd, &before) == 0;
+  size_t done = 0;
+  int err = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err != 0 && sized && ::ftruncate(fd, before.st_size) != 0) {
+    // The cut failed too: the next open (repair_metrics) drops the partial line.
+  }
+  ::close(fd);
+  if (err != 0) throw DataError("cannot append to " + path + ": " + std::strerror(err));
+}
+
+int64_t RunDir::repair_metrics() const {
+  const std::string path = file("metrics.jsonl");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return 0;
+  const auto size = static_cast<int64_t>(fs::file_size(path, ec));
+  if (ec || size == 0) return 0;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw DataError("cannot read " + path + ": " + std::strerror(errno));
+  // Find the last newline, reading backwards in blocks.
+  int64_t keep = 0;
+  char buf[4096];
+  for (int64_t end = size; end > 0 && keep == 0;) {
+    const int64_t start = std::max<int64_t>(0, end - static_cast<int64_t>(sizeof buf));
+    std::fseek(f, static_cast<long>(start), SEEK_SET);
+    const size_t n = std::fread(buf, 1, static_cast<size_t>(end - start), f);
+    for (int64_t i = static_cast<int64_t>(n) - 1; i >= 0; --i)
+      if (buf[i] == '\n') {
+        keep = start + i + 1;
+        break;
+      }
+    end = start;
+  }
+  std::fclose(f);
+  if (keep == size) return 0;
+  fs::resize_file(path, static_cast<uintmax_t>(keep), ec);
+  if (ec) throw DataError("cannot cut the partial last line of " + path + ": " + ec.message());
+  return size - keep;
+}
+
+RunDir::Lock::~Lock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+RunDir::Lock RunDir::lock() const {
+  const std::string path = file(".lock");
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {0};
+    const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    throw DataError("run directory " + path_ + " is in use by another vae-ebm process" +
+                    (n > 0 ? std::string(" (pid ") + std::string(pid, static_cast<size_t>(n)) + ")" : std::string()) +
+                    "; wait for it to end, or stop it first");
+  }
+  const std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+    // The pid is only for the message above; the lock holds without it.
+  }
+  return Lock(fd);
 }
 
 std::string RunDir::checkpoint_path(int64_t step) const {

@@ -18,8 +18,27 @@ class RunDir {
   std::string file(const std::string& name) const;  // path_/name
   std::string config_path() const { return file("config.ini"); }
 
-  // Appends one JSON object as a line to metrics.jsonl (flushed at once).
+  // Appends one JSON object as a line to metrics.jsonl (flushed at once). A write that fails
+  // (a full disk) is cut back to the file's old length, so the log never holds half a line.
   void append_metrics(const Json& record) const;
+  // Drops a partial last line of metrics.jsonl (left by a process killed mid-append); returns
+  // the bytes dropped (0 when the log ends with a whole line).
+  int64_t repair_metrics() const;
+
+  // Holds the directory's lock (flock on RUN_DIR/.lock) while it lives: one training process
+  // per run directory. lock() throws DataError, naming the holder's pid, if another holds it.
+  class Lock {
+   public:
+    explicit Lock(int fd) : fd_(fd) {}
+    Lock(Lock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+    ~Lock();
+
+   private:
+    int fd_;
+  };
+  Lock lock() const;
 
   // Checkpoints live in path_/checkpoints as step-NNNNNNNNN.pt plus best.pt.
   std::string checkpoint_path(int64_t step) const;

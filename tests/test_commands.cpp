@@ -9,6 +9,7 @@
 #include "apps/command.h"
 #include "data/files.h"
 #include "data/hdf5_io.h"
+#include "data/run_dir.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {
@@ -217,6 +218,31 @@ TEST_F(CommandsTest, SigtermStopsTrainingWithACheckpointAndResumeClearsPartialFi
   std::ofstream(dir + "/checkpoints/best.pt.tmp-AbC123") << "partial";
   ASSERT_EQ(command("train").run(args({{"resume", dir}, {"max-steps", "1"}, {"threads", "1"}})), 0);
   EXPECT_FALSE(std::filesystem::exists(dir + "/checkpoints/best.pt.tmp-AbC123"));
+}
+
+TEST_F(CommandsTest, OneProcessPerRunDirectoryAndTheLogKeepsWholeLines) {
+  RunDir run = RunDir::open(file("ebm"));
+  {
+    const auto held = run.lock();  // as a second training process would find it
+    EXPECT_THROW_WITH(command("train").run(args({{"resume", file("ebm")}, {"threads", "1"}})),
+                      "is in use by another vae-ebm process (pid ");
+  }
+  // A partial last line, as a process killed mid-append leaves it, is cut when the run resumes.
+  const auto before = read_file(file("ebm") + "/metrics.jsonl");
+  std::ofstream(file("ebm") + "/metrics.jsonl", std::ios::app) << R"({"event":"trai)";
+  ASSERT_EQ(command("train").run(args({{"resume", file("ebm")}, {"threads", "1"}})), 0);
+  const auto after = read_file(file("ebm") + "/metrics.jsonl");
+  ASSERT_GE(after.size(), before.size());
+  EXPECT_EQ(after.substr(0, before.size()), before);
+  EXPECT_EQ(after.find(R"({"event":"trai{)"), std::string::npos) << "no record glued onto the partial line";
+  size_t start = 0;
+  for (size_t end; (end = after.find('\n', start)) != std::string::npos; start = end + 1)
+    EXPECT_EQ(after[start], '{') << "line at byte " << start;
+  EXPECT_EQ(start, after.size()) << "the log ends with a whole line";
+}
+
+TEST_F(CommandsTest, AConfigThatIsADirectoryIsRefused) {
+  EXPECT_THROW_WITH(command("train").run(args({{"config", file("ebm")}})), "is not a file");
 }
 
 TEST_F(CommandsTest, TheUsageListsEveryCommandOfTheTable) {
