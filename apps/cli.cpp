@@ -122,7 +122,12 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("objective", po::value(&c.objective)->default_value(c.objective),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
       ("base-samples", po::value(&snelbo.base_samples())->default_value(snelbo.base_samples()), "snelbo: samples S for Zhat each step (0: batch size)")
-      ("proposal", po::value(&snelbo.proposal())->default_value(snelbo.proposal()), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive")
+      ("proposal", po::value(&snelbo.proposal())->default_value(snelbo.proposal()), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive, flow")
+      ("flow-fit", po::value(&snelbo.flow_fit())->default_value(snelbo.flow_fit()),
+       "snelbo --proposal flow: how the flow trains: ml (posterior samples), reverse-kl (the energy prior) or mix")
+      ("proposal-base-fraction", real(&snelbo.flow_base_fraction(), snelbo.flow_base_fraction()),
+       "snelbo --proposal flow: share of the S samples drawn from the base (bounds the weights)")
+      ("flow-lr", real(&snelbo.flow_lr(), snelbo.flow_lr()), "snelbo --proposal flow: Adam learning rate of the flow")
       ("mcmc-steps", po::value(&mcmc.steps())->default_value(mcmc.steps()), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
       ("mcmc-step-size", real(&mcmc.step_size(), mcmc.step_size()), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
       ("mcmc-noise", real(&mcmc.noise(), mcmc.noise()), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")

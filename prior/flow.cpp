@@ -47,6 +47,25 @@ FlowImpl::FlowImpl(int64_t dim, const FlowOptions& options) : dim_(dim), options
   }
 }
 
+void FlowImpl::reset_parameters(at::Generator& generator) {
+  torch::NoGradGuard no_grad;
+  for (const auto& net : *nets_) {
+    auto layers = net->as<torch::nn::Sequential>()->children();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      auto* linear = layers[i]->as<torch::nn::Linear>();
+      if (!linear) continue;
+      if (i + 1 == layers.size()) {
+        linear->weight.zero_();
+        linear->bias.zero_();
+        continue;
+      }
+      const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
+      linear->weight.copy_(torch::rand(linear->weight.sizes(), generator, linear->weight.options()) * 2 * bound - bound);
+      linear->bias.copy_(torch::rand(linear->bias.sizes(), generator, linear->bias.options()) * 2 * bound - bound);
+    }
+  }
+}
+
 std::pair<torch::Tensor, torch::Tensor> FlowImpl::couple(int64_t k, const torch::Tensor& u, bool inverse) {
   const auto& m = masks_[k];
   auto kept = u * m;

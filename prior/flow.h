@@ -34,6 +34,9 @@ class FlowImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> sample_with_log_prob(int64_t n, at::Generator& generator);
   // log q(x) for x [..., D] -> [...] (the inverse pass).
   torch::Tensor log_prob(const torch::Tensor& x);
+  // Draws the conditioners' hidden layers afresh from `generator` (uniform, +-1/sqrt(fan-in), as
+  // LibTorch's Linear does) and zeroes their last layers: the identity again, reproducibly.
+  void reset_parameters(at::Generator& generator);
   int64_t dim() const { return dim_; }
 
  private:

@@ -19,8 +19,14 @@ namespace vae_ebm {
 struct SnelboOptions {
   // Samples S for the estimate of Z each step (0: the batch size).
   TORCH_ARG(int64_t, base_samples) = 0;
-  // Proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive.
+  // Proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive | flow.
   TORCH_ARG(std::string, proposal) = "base";
+  // flow: how the flow proposal trains, one Adam step per training step: ml (maximum likelihood
+  // on the batch's posterior samples: the aggregate posterior), reverse-kl (towards the current
+  // energy prior), or mix (the sum of the two losses).
+  TORCH_ARG(std::string, flow_fit) = "mix";
+  TORCH_ARG(double, flow_base_fraction) = 0.1;  // flow: share of the S samples from the base
+  TORCH_ARG(double, flow_lr) = 1e-3;
 
  public:
   void validate() const;  // throws OptionError

@@ -1,9 +1,12 @@
 // "snelbo": the self-normalised bound of MATH.md section 2,
 //   E_q[log p0(z)] - E_q[f(z)] - b - exp(-b) Zhat + 1,
-// with a fresh importance-sampling estimate Zhat from S proposal samples every step.
+// with a fresh importance-sampling estimate Zhat from S proposal samples every step. With
+// --proposal flow the proposal is a normalising flow (prior/flow.h) trained alongside, mixed
+// with the base (docs/MATH.md section 8.4).
 #include <torch/torch.h>
 
 #include "prior/energy.h"
+#include "prior/flow.h"
 #include "prior/objective.h"
 
 #include <cmath>
@@ -44,7 +47,30 @@ class SnelboObjective : public PriorObjective {
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = (1.0 / (w * w).sum()).item<double>() / static_cast<double>(s);
+    if (flow_) term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
     return term;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    if (!flow_) return;
+    archive.write("flow_dim", torch::tensor(flow_->dim()));
+    torch::serialize::OutputArchive flow, optimizer;
+    flow_->save(flow);
+    flow_optimizer_->save(optimizer);
+    archive.write("flow", flow);
+    archive.write("flow_optimizer", optimizer);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    if (options_.proposal() != "flow") return;
+    torch::Tensor dim;
+    if (!archive.try_read("flow_dim", dim)) return;  // saved before the first step
+    const auto device = dim.device();
+    make_flow(dim.item<int64_t>(), device, nullptr);
+    torch::serialize::InputArchive flow, optimizer;
+    archive.read("flow", flow);
+    flow_->load(flow);
+    archive.read("flow_optimizer", optimizer);
+    flow_optimizer_->load(optimizer);
   }
 
  private:
@@ -58,6 +84,21 @@ class SnelboObjective : public PriorObjective {
     auto opts = q.mu.options();
     const auto& p = options_.proposal();
     if (p == "base") return {torch::randn({s, d}, generator, opts), torch::zeros({s}, opts)};
+    if (p == "flow") {
+      if (!flow_) make_flow(d, q.mu.device(), &generator);
+      // round(a S) samples from the base, the rest from the flow, each weighted by the mixture
+      // r = (1 - a) q_flow + a p0 (the balance heuristic: unbiased; a > 0 bounds the weights).
+      torch::NoGradGuard no_grad;
+      const double a = options_.flow_base_fraction();
+      const int64_t from_base = std::llround(a * static_cast<double>(s));
+      auto base = torch::randn({from_base, d}, generator, opts);
+      auto [flowed, log_q_flowed] = flow_->sample_with_log_prob(s - from_base, generator);
+      auto zs = torch::cat({base, flowed});
+      auto log_q = torch::cat({flow_->log_prob(base), log_q_flowed});
+      auto log_p0 = standard_normal_log_prob(zs);
+      auto log_r = a > 0 ? torch::logaddexp(std::log1p(-a) + log_q, std::log(a) + log_p0) : log_q;
+      return {zs, log_p0 - log_r};
+    }
     if (p == "aggregate-gaussian") {
       auto r = q.aggregate_moment_match();
       auto zs = r.rsample(s, generator).squeeze(1);  // [S, D]
@@ -89,7 +130,39 @@ class SnelboObjective : public PriorObjective {
     return {zs, standard_normal_log_prob(zs) - log_r};
   }
 
+  // The flow proposal: made at the first step, when the latent dimension is known (its hidden
+  // layers drawn from the trainer's generator, so a run is reproducible), or by load().
+  void make_flow(int64_t d, torch::Device device, at::Generator* generator) {
+    flow_ = Flow(d);
+    if (generator) flow_->reset_parameters(*generator);
+    flow_->to(device);
+    flow_optimizer_ = std::make_unique<torch::optim::Adam>(flow_->parameters(),
+                                                           torch::optim::AdamOptions(options_.flow_lr()));
+  }
+
+  // One Adam step of the flow on its own loss; no gradient reaches the energy, b or the VAE.
+  // ml: -mean log q_flow(z) over the batch's posterior samples (detached); reverse-kl:
+  // mean over S flow samples of log q_flow(z) + f(z) - log p0(z), i.e. KL(q_flow || p) - log Z.
+  double fit_flow_step(EnergyPrior& ebm, const torch::Tensor& z, int64_t s, at::Generator& generator) {
+    torch::AutoGradMode enable_grad(true);
+    const auto& fit = options_.flow_fit();
+    const int64_t d = flow_->dim();
+    torch::Tensor loss = torch::zeros({}, z.options().requires_grad(false));
+    if (fit == "ml" || fit == "mix") loss = loss - flow_->log_prob(z.detach().reshape({-1, d})).mean();
+    if (fit == "reverse-kl" || fit == "mix") {
+      auto [x, log_q] = flow_->sample_with_log_prob(s, generator);
+      loss = loss + (log_q + ebm.energy(x) - standard_normal_log_prob(x)).mean();
+    }
+    auto params = flow_->parameters();
+    auto grads = torch::autograd::grad({loss}, params);
+    for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
+    flow_optimizer_->step();
+    return loss.item<double>();
+  }
+
   SnelboOptions options_;
+  Flow flow_{nullptr};
+  std::unique_ptr<torch::optim::Adam> flow_optimizer_;
 };
 
 }  // namespace
@@ -98,9 +171,15 @@ void SnelboOptions::validate() const {
   if (base_samples_ < 0)
     throw OptionError("base-samples", "must be >= 0 (0: the batch size), got " + std::to_string(base_samples_));
   if (proposal_ != "base" && proposal_ != "aggregate-gaussian" && proposal_ != "batch-posterior" &&
-      proposal_ != "defensive")
+      proposal_ != "defensive" && proposal_ != "flow")
     throw OptionError("proposal", "unknown proposal '" + proposal_ +
-                                      "' (valid: base, aggregate-gaussian, batch-posterior, defensive)");
+                                      "' (valid: base, aggregate-gaussian, batch-posterior, defensive, flow)");
+  if (flow_fit_ != "ml" && flow_fit_ != "reverse-kl" && flow_fit_ != "mix")
+    throw OptionError("flow-fit", "unknown flow fit '" + flow_fit_ + "' (valid: ml, reverse-kl, mix)");
+  if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))
+    throw OptionError("proposal-base-fraction", "must be in [0, 1), got " + std::to_string(flow_base_fraction_));
+  if (!(flow_lr_ > 0 && std::isfinite(flow_lr_)))
+    throw OptionError("flow-lr", "must be finite and > 0, got " + std::to_string(flow_lr_));
 }
 
 std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions& options) {

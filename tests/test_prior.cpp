@@ -126,7 +126,7 @@ TEST_F(PriorTest, SnelboProposalsEstimateZWithoutBias) {
   auto prior = linear_energy_prior({0.6f, -0.3f});
   const double z_true = std::exp(0.5 * (0.36 + 0.09));
   DiagonalGaussian q{torch::tensor({{-0.5f, 0.2f}, {-0.8f, 0.4f}, {-0.2f, 0.1f}}), torch::full({3, 2}, -0.5f)};
-  for (const std::string proposal : {"base", "aggregate-gaussian", "batch-posterior", "defensive"}) {
+  for (const std::string proposal : {"base", "aggregate-gaussian", "batch-posterior", "defensive", "flow"}) {
     auto objective = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal(proposal).base_samples(2000)));
     auto gen = make_generator(11);
     double sum = 0;

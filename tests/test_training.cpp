@@ -36,13 +36,14 @@ class TrainingTest : public SeedingFixture {
     for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
   }
   void resume_equals_never_stopping(const std::string& prior, const std::string& mode = "joint",
-                                    std::string objective = "", int64_t refine_steps = 0) {
+                                    std::string objective = "", int64_t refine_steps = 0,
+                                    const std::string& proposal = "base") {
     TempDir tmp;
     if (objective.empty()) objective = default_objective(prior);
     // Small MCMC settings; persistent chains for long-run-mcmc so that their buffer must resume too.
     auto objective_options =
         ObjectiveOptions()
-            .snelbo(SnelboOptions().base_samples(16))
+            .snelbo(SnelboOptions().base_samples(16).proposal(proposal))
             .mcmc(McmcOptions().steps(5).negatives(8).persistent(objective == "long-run-mcmc").buffer_size(32));
     auto straight = model(prior);
     Trainer a(straight, make_objective(objective, objective_options), data(), options(14, mode).refine_steps(refine_steps),
@@ -82,6 +83,10 @@ TEST_F(TrainingTest, PosteriorRefinementNeedsTheEnergyPrior) {
                std::invalid_argument);
 }
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingNce) { resume_equals_never_stopping("ebm", "joint", "nce"); }
+// The flow proposal's parameters and optimiser resume too.
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingFlowProposal) {
+  resume_equals_never_stopping("ebm", "joint", "snelbo", 0, "flow");
+}
 
 TEST_F(TrainingTest, TruncatedCheckpointIsRefusedAndTheRunDirectoryKept) {
   TempDir tmp;
