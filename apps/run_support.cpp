@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 #include "common/registry.h"
@@ -86,10 +88,16 @@ const Registry<LogZFactory>& log_z_registry() {
                [](const LogZSettings& s) {
                  // Base importance sampling when its weights are even enough, else the flow.
                  const LogZSettings settings = s;
+                 // Decided at the first estimate and kept for the next (evaluation's two
+                 // estimates, for b and for Zhat, then come from one method).
+                 auto use_flow = std::make_shared<std::optional<bool>>();
                  return LogZMethod{
-                     [settings](EnergyPrior& prior, at::Generator& gen) {
-                       auto base = log_z_importance(prior, settings.samples, gen);
-                       if (base.ess >= kAutoEssFraction * static_cast<double>(base.count)) return base;
+                     [settings, use_flow](EnergyPrior& prior, at::Generator& gen) {
+                       if (!*use_flow || !**use_flow) {
+                         auto base = log_z_importance(prior, settings.samples, gen);
+                         if (!*use_flow) *use_flow = base.ess < kAutoEssFraction * static_cast<double>(base.count);
+                         if (!**use_flow) return base;
+                       }
                        return log_z_registry().at("flow")(settings).estimate(prior, gen);
                      },
                      "importance sampling from the base N(0, I) when its ESS is at least 10% of the samples, "
@@ -113,6 +121,7 @@ const Registry<LogZFactory>& log_z_registry() {
                      << " steps), with " << s.flow_base_fraction << " of the samples from the base N(0, I)";
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
                                      Flow flow(prior.latent_dim(), settings.flow.flow());
+                                     flow->reset_parameters(gen);  // from the seeded generator
                                      flow->to(prior.b.device());
                                      EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
                                      fit_flow_reverse_kl(flow, energy, settings.flow, gen);

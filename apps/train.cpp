@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <filesystem>
 #include <sstream>
 #include <vector>
@@ -41,6 +42,28 @@ extern "C" void on_stop_signal(int signal) {
   std::signal(signal, SIG_DFL);  // a second one ends the process at once
 }
 
+// Installs on_stop_signal for the stop signals while it lives and restores the previous
+// handlers, also when training throws. A signal the process was started ignoring (SIGHUP under
+// nohup, SIGINT in a background job) stays ignored.
+class StopSignals {
+ public:
+  StopSignals() {
+    for (size_t i = 0; i < std::size(kStopSignals); ++i) {
+      previous_[i] = std::signal(kStopSignals[i], on_stop_signal);
+      if (previous_[i] == SIG_IGN) std::signal(kStopSignals[i], SIG_IGN);
+    }
+  }
+  ~StopSignals() {
+    for (size_t i = 0; i < std::size(kStopSignals); ++i)
+      if (previous_[i] != SIG_ERR) std::signal(kStopSignals[i], previous_[i]);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  void (*previous_[std::size(kStopSignals)])(int) = {};
+};
+
 const char* signal_name(int signal) {
   switch (signal) {
     case SIGINT: return "SIGINT";
@@ -50,17 +73,22 @@ const char* signal_name(int signal) {
   }
 }
 
-// Partial files that a process killed while writing (kill -9 during an atomic write) left in
-// the run directory: nothing else removes them. Returns how many were removed.
+// Partial files that a training process killed while writing (kill -9 during an atomic write of
+// a checkpoint or of config.ini) left behind: nothing else removes them. Only training writes
+// these, and the caller holds the run's lock; evaluate's own temporaries are left alone.
+// Returns how many were removed.
 int remove_stale_temporaries(const RunDir& run) {
   int removed = 0;
-  for (const auto& dir : {std::filesystem::path(run.path()), std::filesystem::path(run.path()) / "checkpoints"}) {
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
-      if (entry.is_regular_file() && entry.path().filename().string().find(".tmp-") != std::string::npos &&
-          std::filesystem::remove(entry.path(), ec))
-        ++removed;
-  }
+  std::error_code ec;
+  const auto dir = std::filesystem::path(run.path());
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "checkpoints", ec))
+    if (entry.is_regular_file() && entry.path().filename().string().find(".tmp-") != std::string::npos &&
+        std::filesystem::remove(entry.path(), ec))
+      ++removed;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+    if (entry.is_regular_file() && entry.path().filename().string().rfind("config.ini.tmp-", 0) == 0 &&
+        std::filesystem::remove(entry.path(), ec))
+      ++removed;
   return removed;
 }
 
@@ -95,7 +123,8 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
 
 // The run, from its directory on: config.ini, the trainer, validation, the signals, the end.
 int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& initialised, Dataset data,
-             std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Device device) {
+             std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Device device,
+             int64_t& steps_done) {
   if (!resuming) {
     atomic_write(run.config_path(), with_blas_comment(c.config_text));
     if (!initialised.empty()) {
@@ -144,14 +173,19 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   });
   g_stop = false;
   g_signal = 0;
-  std::vector<void (*)(int)> previous;
-  for (int signal : kStopSignals) previous.push_back(std::signal(signal, on_stop_signal));
+  const StopSignals stop_signals;
   std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s\n", c.prior.c_str(),
                c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str());
   trainer.set_stop_flag(&g_stop);
   auto t0 = std::chrono::steady_clock::now();
-  bool finished = trainer.run();
-  for (size_t i = 0; i < previous.size(); ++i) std::signal(kStopSignals[i], previous[i]);
+  bool finished = false;
+  try {
+    finished = trainer.run();
+  } catch (...) {
+    steps_done = trainer.state().step;
+    throw;
+  }
+  steps_done = trainer.state().step;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Json record = Json::object();
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
@@ -188,6 +222,7 @@ int run_train(TrainConfig c) {
   // A checkpoint that does not fit fails here, before the run directory exists.
   std::string initialised;
   if (!resuming && !c.init_from.empty()) initialised = init_model_from(c.init_from, *model, c.init_prior);
+  const bool existed = std::filesystem::exists(c.run_dir);
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
   const auto lock = run.lock();  // one process per run directory, until this one ends
   if (resuming) {
@@ -196,21 +231,30 @@ int run_train(TrainConfig c) {
     if (const auto bytes = run.repair_metrics())
       std::fprintf(stderr, "cut a partial last line (%lld bytes) from metrics.jsonl\n", (long long)bytes);
   }
+  int64_t steps_done = 0;
   try {
-    return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device);
+    return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device,
+                    steps_done);
   } catch (...) {
-    // A run that fails before its first checkpoint (an option that does not fit the data,
-    // divergence in the first steps) leaves no directory behind: the same command, corrected,
-    // can run again. RunDir::create made it, empty or new, so all of it is this run's.
-    if (!resuming && run.checkpoints().empty()) {
+    // A new run that fails before its first training step (an option that does not fit the
+    // data, a batch larger than the data set) leaves nothing behind, so the same command,
+    // corrected, can run again. RunDir::create found the directory absent or empty, so all in
+    // it is this run's; a directory the user made stays, emptied. Once a step has run, the
+    // directory and its metrics stay: they record what happened.
+    if (!resuming && steps_done == 0) {
       std::error_code ec;
-      std::filesystem::remove_all(c.run_dir, ec);
-      std::fprintf(stderr, "removed %s: the run failed before its first checkpoint\n", c.run_dir.c_str());
+      if (existed) {
+        std::vector<std::filesystem::path> made;
+        for (const auto& entry : std::filesystem::directory_iterator(c.run_dir, ec)) made.push_back(entry.path());
+        for (const auto& path : made) std::filesystem::remove_all(path, ec);
+      } else {
+        std::filesystem::remove_all(c.run_dir, ec);
+      }
+      std::fprintf(stderr, "removed what %s held: the run failed before its first step\n", c.run_dir.c_str());
     }
     throw;
   }
 }
-
 
 Command train_command() {
   return command_of("train", "train an encoder, decoder and prior (gaussian, mog or ebm) jointly",

@@ -262,8 +262,16 @@ KernelState apply_kernel(const std::string& request, const Product& product) {
     return state;
   }
   std::string problem;
-  if (!same_kernel(now, decision.kernel)) problem = "this OpenBLAS has no kernel " + decision.kernel + " (it ran " + now + ")";
-  else problem = product_check(product);
+  if (!same_kernel(now, decision.kernel)) {
+    problem = "this OpenBLAS has no kernel " + decision.kernel + " (it ran " + now + ")";
+  } else {
+    try {
+      problem = product_check(product);
+    } catch (...) {
+      switch_openblas(before);  // never keep a kernel that was not verified
+      throw;
+    }
+  }
   if (problem.empty()) {
     state.kernel = now;
     return state;
@@ -280,14 +288,17 @@ std::string KernelState::summary() const {
   return kernel + " (" + how + ")";
 }
 
-const KernelState& choose_kernel(const std::string& request) {
-  if (!chosen || chosen_request != request) {
-    auto state = apply_kernel(request, [](const torch::Tensor& a, const torch::Tensor& b) { return torch::mm(a, b); });
+KernelState choose_kernel(const std::string& request) {
+  {
     std::lock_guard<std::mutex> lock(state_mutex);
-    chosen = state;
-    chosen_request = request;
+    if (chosen && chosen_request == request) return *chosen;
   }
-  return *chosen;
+  // Applied outside the lock (apply_kernel takes it); start-up calls come one at a time.
+  auto state = apply_kernel(request, [](const torch::Tensor& a, const torch::Tensor& b) { return torch::mm(a, b); });
+  std::lock_guard<std::mutex> lock(state_mutex);
+  chosen = state;
+  chosen_request = request;
+  return state;
 }
 
 KernelState kernel_state() {

@@ -88,7 +88,7 @@ struct KernelState {
 // Applies the request (auto | keep | a kernel name) once per process; later calls with the same
 // request return the same state. Throws std::invalid_argument for a bad request, and
 // std::runtime_error when a named kernel fails the product check.
-const KernelState& choose_kernel(const std::string& request = "auto");
+KernelState choose_kernel(const std::string& request = "auto");
 // What choose_kernel does, without remembering it, with the product check's product given:
 // tests inject a wrong one.
 KernelState apply_kernel(const std::string& request, const Product& product);

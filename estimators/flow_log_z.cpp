@@ -56,11 +56,14 @@ Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t sampl
   torch::NoGradGuard no_grad;
   const int64_t from_base = std::llround(base_fraction * static_cast<double>(samples));
   const auto options = flow->parameters().front().options();
-  const double log_a = std::log(base_fraction), log_1ma = std::log1p(-base_fraction);
+  // The mixture's weights are the fractions actually drawn (round(a S) / S), which keeps the
+  // estimate unbiased for any S.
+  const double a = static_cast<double>(from_base) / static_cast<double>(samples);
+  const double log_a = std::log(a), log_1ma = std::log1p(-a);
   std::vector<torch::Tensor> parts;
   auto add = [&](const torch::Tensor& z, const torch::Tensor& log_q) {
     auto log_p0 = base_log_prob(z);
-    auto log_r = base_fraction > 0 ? torch::logaddexp(log_1ma + log_q, log_a + log_p0) : log_q;
+    auto log_r = a > 0 ? torch::logaddexp(log_1ma + log_q, log_a + log_p0) : log_q;
     parts.push_back(-energy(z) + log_p0 - log_r);
   };
   for (int64_t done = 0; done < samples; done += chunk) {

@@ -89,8 +89,8 @@ class SnelboObjective : public PriorObjective {
       // round(a S) samples from the base, the rest from the flow, each weighted by the mixture
       // r = (1 - a) q_flow + a p0 (the balance heuristic: unbiased; a > 0 bounds the weights).
       torch::NoGradGuard no_grad;
-      const double a = options_.flow_base_fraction();
-      const int64_t from_base = std::llround(a * static_cast<double>(s));
+      const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
+      const double a = static_cast<double>(from_base) / static_cast<double>(s);  // the fraction drawn
       auto base = torch::randn({from_base, d}, generator, opts);
       auto [flowed, log_q_flowed] = flow_->sample_with_log_prob(s - from_base, generator);
       auto zs = torch::cat({base, flowed});

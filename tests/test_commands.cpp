@@ -201,9 +201,10 @@ TEST_F(CommandsTest, SigtermStopsTrainingWithACheckpointAndResumeClearsPartialFi
   const std::string train = std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
                             " --hidden 16 --latent 3 --batch-size 8 --epochs 100000 --eval-every 100000"
                             " --threads 1 --log-every 1000 --run-dir " + dir;
-  // Start, wait until a checkpoint could exist, send SIGTERM as a batch scheduler would.
-  const std::string script = "(" + train + " > " + file("stopped.log") + " 2>&1 & pid=$!; sleep 3; kill -TERM $pid; "
-                             "wait $pid; echo $?)";
+  // Start it as nohup does (SIGHUP ignored), send SIGHUP, which must not stop it, then SIGTERM
+  // as a batch scheduler would.
+  const std::string script = "((trap \"\" HUP; exec " + train + ") > " + file("stopped.log") +
+                             " 2>&1 & pid=$!; sleep 2; kill -HUP $pid; sleep 1; kill -TERM $pid; wait $pid; echo $?)";
   FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
   ASSERT_NE(p, nullptr);
   char buf[64] = {0};
