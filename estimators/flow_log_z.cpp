@@ -6,16 +6,9 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "prior/posterior.h"
 
 namespace vae_ebm {
-
-namespace {
-constexpr double kLog2Pi = 1.8378770664093453;
-
-torch::Tensor base_log_prob(const torch::Tensor& z) {
-  return -0.5 * (z * z).sum(-1) - 0.5 * static_cast<double>(z.size(-1)) * kLog2Pi;
-}
-}  // namespace
 
 void FlowFitOptions::validate() const {
   if (steps_ < 0) throw OptionError("flow-steps", "must be >= 0, got " + std::to_string(steps_));
@@ -34,7 +27,7 @@ double fit_flow_reverse_kl(Flow& flow, const EnergyFn& energy, const FlowFitOpti
   for (int64_t step = 0; step < options.steps(); ++step) {
     auto [z, log_q] = flow->sample_with_log_prob(options.batch(), generator);
     // log q - log(p0 exp(-f)) per sample: its mean is KL(q || p) - log Z.
-    auto gap = (log_q + energy(z) - base_log_prob(z)).mean();
+    auto gap = (log_q + energy(z) - standard_normal_log_prob(z)).mean();
     // Gradients for the flow only: the energy's parameters are left as they are.
     auto grads = torch::autograd::grad({gap}, params);
     for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
@@ -62,7 +55,7 @@ Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t sampl
   const double log_a = std::log(a), log_1ma = std::log1p(-a);
   std::vector<torch::Tensor> parts;
   auto add = [&](const torch::Tensor& z, const torch::Tensor& log_q) {
-    auto log_p0 = base_log_prob(z);
+    auto log_p0 = standard_normal_log_prob(z);
     auto log_r = a > 0 ? torch::logaddexp(log_1ma + log_q, log_a + log_p0) : log_q;
     parts.push_back(-energy(z) + log_p0 - log_r);
   };

@@ -5,19 +5,9 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "prior/posterior.h"
 
 namespace vae_ebm {
-
-namespace {
-
-constexpr double kLog2Pi = 1.8378770664093453;
-
-// log N(u; 0, I) summed over the last dimension.
-torch::Tensor standard_normal_log_prob(const torch::Tensor& u) {
-  return -0.5 * (u * u).sum(-1) - 0.5 * static_cast<double>(u.size(-1)) * kLog2Pi;
-}
-
-}  // namespace
 
 void FlowOptions::validate() const {
   if (layers_ < 1) throw OptionError("flow-layers", "must be >= 1, got " + std::to_string(layers_));
