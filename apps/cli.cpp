@@ -208,7 +208,8 @@ std::vector<int64_t> parse_widths(const std::string& text, const std::string& fl
       throw UsageError("--" + flag + " expects comma-separated positive integers, got '" + text + "'");
     }
   }
-  if (out.empty() && !text.empty()) throw UsageError("--" + flag + " expects comma-separated positive integers, got '" + text + "'");
+  if (out.empty())
+    throw UsageError("--" + flag + " expects comma-separated positive integers (at least one), got '" + text + "'");
   return out;
 }
 

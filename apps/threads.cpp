@@ -1,5 +1,6 @@
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <thread>
@@ -12,6 +13,11 @@ namespace vae_ebm::cli {
 
 void set_threads(int threads) {
   if (threads < 1) throw UsageError("--threads must be >= 1, got " + std::to_string(threads));
+  // More threads than this only oversubscribe the cores (and a typo of 100000 would start that many).
+  const int most = std::max(64, 4 * default_threads());
+  if (threads > most)
+    throw UsageError("--threads must be at most " + std::to_string(most) + " (4 per hardware thread), got " +
+                     std::to_string(threads));
   vae_ebm::set_num_threads(threads);  // where the threads go, and why: common/parallel.h
 }
 

@@ -189,6 +189,12 @@ TEST_F(InitFromTest, APriorOfAnotherShapeIsRefusedBeforeTheRunDirectoryExists) {
   EXPECT_THROW_WITH(load("a", {8, 4}), "best.pt");
 }
 
+TEST_F(CliTest, EmptyWidthsAndAbsurdThreadCountsAreErrors) {
+  EXPECT_THROW_WITH(cli::parse_widths("", "hidden"), "--hidden expects comma-separated positive integers (at least one)");
+  EXPECT_THROW_WITH(cli::set_threads(100000), "--threads must be at most");
+  EXPECT_THROW_WITH(cli::set_threads(0), "--threads must be >= 1");
+}
+
 TEST_F(CliTest, AbbreviatedFlagsAreErrors) {
   EXPECT_NE(error_of({"--epoch", "1"}).find("epoch"), std::string::npos);
   EXPECT_NE(error_of({"--lat", "4"}).find("lat"), std::string::npos);
