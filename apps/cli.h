@@ -173,6 +173,8 @@ int default_threads();
 // Chooses the BLAS kernel (--blas-kernel, once per process) and prints it to stderr, then
 // sets the threads. Every command calls it before it reads data or computes anything.
 void use_machine(const CommonConfig& common);
+// Applies --blas-kernel (once per process); a bad request is a UsageError naming the flag.
+void choose_blas_kernel(const std::string& request);
 // The BLAS kernel line that config.ini, --version and the log carry.
 std::string blas_kernel_line();
 // A config file's text with the BLAS kernel as a comment after its header comments.

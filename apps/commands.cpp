@@ -47,14 +47,9 @@ namespace {
 // `vae-ebm --version [--blas-kernel K]`: the versions, and the BLAS kernel the commands
 // would compute with.
 int print_version(const std::vector<std::string>& args) {
-  CommonConfig common;
-  if (args.size() == 3 && args[1] == "--blas-kernel") common.blas_kernel = args[2];
-  else if (args.size() != 1) throw UsageError("--version takes only --blas-kernel K");
-  try {
-    blas::choose_kernel(common.blas_kernel);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--blas-kernel: ") + e.what());
-  }
+  if (args.size() != 1 && !(args.size() == 3 && args[1] == "--blas-kernel"))
+    throw UsageError("--version takes only --blas-kernel K");
+  choose_blas_kernel(args.size() == 3 ? args[2] : CommonConfig().blas_kernel);
   std::printf("vae-ebm %s\nLibTorch %d.%d.%d, Boost %s\n%s\nCPU: %s\n", VAE_EBM_VERSION, TORCH_VERSION_MAJOR,
               TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, BOOST_LIB_VERSION, blas_kernel_line().c_str(),
               blas::detect_cpu().describe().c_str());

@@ -28,12 +28,16 @@ int default_threads() {
 
 std::string blas_kernel_line() { return "BLAS kernel: " + blas::kernel_state().summary(); }
 
-void use_machine(const CommonConfig& common) {
+void choose_blas_kernel(const std::string& request) {
   try {
-    blas::choose_kernel(common.blas_kernel);
+    blas::choose_kernel(request);
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("--blas-kernel: ") + e.what());
   }
+}
+
+void use_machine(const CommonConfig& common) {
+  choose_blas_kernel(common.blas_kernel);
   std::fprintf(stderr, "%s\n", blas_kernel_line().c_str());
   set_threads(common.threads);
 }

@@ -79,11 +79,13 @@ class Flags {
 // Chooses the BLAS kernel as the CLI does (--blas-kernel, default auto), prints it as a
 // `blas_kernel=NAME openblas_own=NAME` line, so that every result records it, and sets the threads.
 inline void use_machine(int threads, const std::string& blas_request) {
-  const auto& state = blas::choose_kernel(blas_request);
+  cli::CommonConfig common;
+  common.threads = threads;
+  common.blas_kernel = blas_request;
+  cli::use_machine(common);
+  const auto state = blas::kernel_state();
   std::printf("blas_kernel=%s openblas_own=%s\n", state.kernel.empty() ? "none" : state.kernel.c_str(),
               state.openblas_own.empty() ? "none" : state.openblas_own.c_str());
-  std::fprintf(stderr, "%s\n", cli::blas_kernel_line().c_str());
-  cli::set_threads(threads);
 }
 
 // Peak resident set size of this process so far, in MB (getrusage ru_maxrss, KB on Linux).

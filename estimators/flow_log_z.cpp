@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "prior/posterior.h"
 
 namespace vae_ebm {
 
@@ -20,24 +19,18 @@ void FlowFitOptions::validate() const {
 double fit_flow_reverse_kl(Flow& flow, const EnergyFn& energy, const FlowFitOptions& options, at::Generator& generator) {
   options.validate();
   torch::AutoGradMode enable_grad(true);  // also when called under a NoGradGuard (validation)
-  auto params = flow->parameters();
-  torch::optim::Adam adam(params, torch::optim::AdamOptions(options.lr()));
+  torch::optim::Adam adam(flow->parameters(), torch::optim::AdamOptions(options.lr()));
   double recent = 0;
   int64_t counted = 0;
   for (int64_t step = 0; step < options.steps(); ++step) {
-    auto [z, log_q] = flow->sample_with_log_prob(options.batch(), generator);
-    // log q - log(p0 exp(-f)) per sample: its mean is KL(q || p) - log Z.
-    auto gap = (log_q + energy(z) - standard_normal_log_prob(z)).mean();
-    // Gradients for the flow only: the energy's parameters are left as they are.
-    auto grads = torch::autograd::grad({gap}, params);
-    for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
-    adam.step();
+    auto gap = reverse_kl_gap(flow, energy, options.batch(), generator);
+    step_flow(flow, adam, gap);
     if (step >= options.steps() - 100) {
       recent += gap.item<double>();
       ++counted;
     }
   }
-  for (auto& p : params) p.mutable_grad() = torch::Tensor();
+  for (auto& p : flow->parameters()) p.mutable_grad() = torch::Tensor();
   return counted > 0 ? recent / counted : std::nan("");
 }
 
@@ -48,29 +41,15 @@ Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t sampl
     throw OptionError("flow-base-fraction", "must be in [0, 1), got " + std::to_string(base_fraction));
   torch::NoGradGuard no_grad;
   const int64_t from_base = std::llround(base_fraction * static_cast<double>(samples));
-  const auto options = flow->parameters().front().options();
-  // The mixture's weights are the fractions actually drawn (round(a S) / S), which keeps the
-  // estimate unbiased for any S.
+  // The mixture's weight is the fraction actually drawn (round(a S) / S), which keeps the
+  // estimate unbiased for any S; the first from_base samples come from the base.
   const double a = static_cast<double>(from_base) / static_cast<double>(samples);
-  const double log_a = std::log(a), log_1ma = std::log1p(-a);
   std::vector<torch::Tensor> parts;
-  auto add = [&](const torch::Tensor& z, const torch::Tensor& log_q) {
-    auto log_p0 = standard_normal_log_prob(z);
-    auto log_r = a > 0 ? torch::logaddexp(log_1ma + log_q, log_a + log_p0) : log_q;
-    parts.push_back(-energy(z) + log_p0 - log_r);
-  };
   for (int64_t done = 0; done < samples; done += chunk) {
     const int64_t n = std::min(chunk, samples - done);
-    // The first from_base samples come from the base, the rest from the flow.
     const int64_t base_here = std::max<int64_t>(0, std::min(n, from_base - done));
-    if (base_here > 0) {
-      auto z = torch::randn({base_here, flow->dim()}, generator, options);
-      add(z, flow->log_prob(z));
-    }
-    if (n - base_here > 0) {
-      auto [z, log_q] = flow->sample_with_log_prob(n - base_here, generator);
-      add(z, log_q);
-    }
+    auto mixture = sample_flow_mixture(flow, base_here, n - base_here, a, generator);
+    parts.push_back(-energy(mixture.z) + mixture.log_correction);
   }
   std::ostringstream name;
   name << "IS(flow";

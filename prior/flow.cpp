@@ -93,4 +93,38 @@ torch::Tensor FlowImpl::log_prob(const torch::Tensor& x) {
   return (standard_normal_log_prob(u) + log_det_inverse).reshape(lead);
 }
 
+FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t from_flow, double a,
+                                       at::Generator& generator) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> zs, log_qs;
+  if (from_base > 0) {
+    auto z = torch::randn({from_base, flow->dim()}, generator, flow->parameters().front().options());
+    log_qs.push_back(flow->log_prob(z));
+    zs.push_back(z);
+  }
+  if (from_flow > 0) {
+    auto [z, log_q] = flow->sample_with_log_prob(from_flow, generator);
+    zs.push_back(z);
+    log_qs.push_back(log_q);
+  }
+  auto z = torch::cat(zs);
+  auto log_q = torch::cat(log_qs);
+  auto log_p0 = standard_normal_log_prob(z);
+  auto log_r = a > 0 ? torch::logaddexp(std::log1p(-a) + log_q, std::log(a) + log_p0) : log_q;
+  return {z, log_p0 - log_r};
+}
+
+torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,
+                             at::Generator& generator) {
+  auto [z, log_q] = flow->sample_with_log_prob(n, generator);
+  return (log_q + energy(z) - standard_normal_log_prob(z)).mean();
+}
+
+void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss) {
+  auto params = flow->parameters();
+  auto grads = torch::autograd::grad({loss}, params);
+  for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
+  optimizer.step();
+}
+
 }  // namespace vae_ebm

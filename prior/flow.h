@@ -13,6 +13,7 @@
 // a new flow is the identity and its density is N(0, I) exactly.
 #include <torch/torch.h>
 
+#include <functional>
 #include <utility>
 
 namespace vae_ebm {
@@ -48,5 +49,25 @@ class FlowImpl : public torch::nn::Module {
   torch::nn::ModuleList nets_;
 };
 TORCH_MODULE(Flow);
+
+// Samples of the defensive mixture r = (1 - a) q + a p0 (p0 = N(0, I)): from_base from the base
+// first, then from_flow from the flow, with log [p0(z) / r(z)] for each. Give `a` the fraction
+// actually drawn, from_base / (from_base + from_flow) over the whole estimate: then exp(-f(z))
+// times exp(log_correction) is an unbiased importance weight of Z (the balance heuristic), and
+// for a > 0 each weight stays below exp(-f) / a. No gradient.
+struct FlowMixtureSamples {
+  torch::Tensor z, log_correction;
+};
+FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t from_flow, double a,
+                                       at::Generator& generator);
+
+// mean over n fresh flow samples of log q(z) + f(z) - log p0(z): an estimate of KL(q || p) - log Z
+// for p = p0 exp(-f) / Z, differentiable in the flow's parameters (the reverse-KL loss).
+torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,
+                             at::Generator& generator);
+
+// One step of `optimizer` (over the flow's parameters) on `loss`, taking the gradients of the
+// flow's parameters only: whatever else `loss` depends on (an energy's parameters) is left alone.
+void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss);
 
 }  // namespace vae_ebm

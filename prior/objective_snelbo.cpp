@@ -86,18 +86,11 @@ class SnelboObjective : public PriorObjective {
     if (p == "base") return {torch::randn({s, d}, generator, opts), torch::zeros({s}, opts)};
     if (p == "flow") {
       if (!flow_) make_flow(d, q.mu.device(), &generator);
-      // round(a S) samples from the base, the rest from the flow, each weighted by the mixture
-      // r = (1 - a) q_flow + a p0 (the balance heuristic: unbiased; a > 0 bounds the weights).
-      torch::NoGradGuard no_grad;
+      // round(a S) samples from the base, the rest from the flow, weighted by their mixture.
       const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
-      const double a = static_cast<double>(from_base) / static_cast<double>(s);  // the fraction drawn
-      auto base = torch::randn({from_base, d}, generator, opts);
-      auto [flowed, log_q_flowed] = flow_->sample_with_log_prob(s - from_base, generator);
-      auto zs = torch::cat({base, flowed});
-      auto log_q = torch::cat({flow_->log_prob(base), log_q_flowed});
-      auto log_p0 = standard_normal_log_prob(zs);
-      auto log_r = a > 0 ? torch::logaddexp(std::log1p(-a) + log_q, std::log(a) + log_p0) : log_q;
-      return {zs, log_p0 - log_r};
+      auto mixture = sample_flow_mixture(flow_, from_base, s - from_base,
+                                         static_cast<double>(from_base) / static_cast<double>(s), generator);
+      return {mixture.z, mixture.log_correction};
     }
     if (p == "aggregate-gaussian") {
       auto r = q.aggregate_moment_match();
@@ -149,14 +142,9 @@ class SnelboObjective : public PriorObjective {
     const int64_t d = flow_->dim();
     torch::Tensor loss = torch::zeros({}, z.options().requires_grad(false));
     if (fit == "ml" || fit == "mix") loss = loss - flow_->log_prob(z.detach().reshape({-1, d})).mean();
-    if (fit == "reverse-kl" || fit == "mix") {
-      auto [x, log_q] = flow_->sample_with_log_prob(s, generator);
-      loss = loss + (log_q + ebm.energy(x) - standard_normal_log_prob(x)).mean();
-    }
-    auto params = flow_->parameters();
-    auto grads = torch::autograd::grad({loss}, params);
-    for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
-    flow_optimizer_->step();
+    if (fit == "reverse-kl" || fit == "mix")
+      loss = loss + reverse_kl_gap(flow_, [&ebm](const torch::Tensor& x) { return ebm.energy(x); }, s, generator);
+    step_flow(flow_, *flow_optimizer_, loss);
     return loss.item<double>();
   }
 
