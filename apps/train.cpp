@@ -74,22 +74,10 @@ const char* signal_name(int signal) {
 }
 
 // Partial files that a training process killed while writing (kill -9 during an atomic write of
-// a checkpoint or of config.ini) left behind: nothing else removes them. Only training writes
-// these, and the caller holds the run's lock; evaluate's own temporaries are left alone.
-// Returns how many were removed.
+// a checkpoint or of config.ini) left behind. Only training writes these, and the caller holds
+// the run's lock; evaluate's own temporaries are left alone.
 int remove_stale_temporaries(const RunDir& run) {
-  int removed = 0;
-  std::error_code ec;
-  const auto dir = std::filesystem::path(run.path());
-  for (const auto& entry : std::filesystem::directory_iterator(dir / "checkpoints", ec))
-    if (entry.is_regular_file() && entry.path().filename().string().find(".tmp-") != std::string::npos &&
-        std::filesystem::remove(entry.path(), ec))
-      ++removed;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && entry.path().filename().string().rfind("config.ini.tmp-", 0) == 0 &&
-        std::filesystem::remove(entry.path(), ec))
-      ++removed;
-  return removed;
+  return remove_partial_writes(run.path() + "/checkpoints") + remove_partial_writes(run.path(), "config.ini");
 }
 
 // Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;

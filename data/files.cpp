@@ -28,9 +28,11 @@ std::string parent_dir(const std::string& path) {
 
 }  // namespace
 
+constexpr const char* kPartialSuffix = ".tmp-";  // atomic_write's temporaries: TARGET.tmp-XXXXXX
+
 void atomic_write(const std::string& path, const std::string& bytes) {
   if (path.empty()) throw DataError("atomic_write: empty file name");
-  std::string tmpl = path + ".tmp-XXXXXX";
+  std::string tmpl = path + kPartialSuffix + "XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   const int fd = ::mkstemp(name.data());
@@ -102,6 +104,20 @@ std::string read_file(const std::string& path) {
 bool file_exists(const std::string& path) {
   std::error_code ec;
   return std::filesystem::exists(path, ec);
+}
+
+int remove_partial_writes(const std::string& dir, const std::string& prefix) {
+  int removed = 0;
+  std::error_code ec;
+  std::vector<std::filesystem::path> partial;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && name.rfind(prefix, 0) == 0 && name.find(kPartialSuffix) != std::string::npos)
+      partial.push_back(entry.path());
+  }
+  for (const auto& path : partial)
+    if (std::filesystem::remove(path, ec)) ++removed;
+  return removed;
 }
 
 }  // namespace vae_ebm

@@ -8,6 +8,10 @@ namespace vae_ebm {
 // written, flushed and fsync'ed, then renamed over `path` (and the directory fsync'ed).
 // A crash leaves either the old file or the new one, never a mix.
 void atomic_write(const std::string& path, const std::string& bytes);
+// Removes the temporary files that atomic_write left in `dir` when its process was killed
+// mid-write, for targets whose name starts with `prefix` ("" for any). Only call it where no
+// other process may be writing there. Returns how many were removed.
+int remove_partial_writes(const std::string& dir, const std::string& prefix = "");
 
 // Reads a whole file; throws DataError naming the file if it cannot.
 std::string read_file(const std::string& path);
