@@ -163,7 +163,15 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("validation-ais-temperatures", po::value(&c.validation_ais_temperatures)->default_value(c.validation_ais_temperatures),
        "validation ais: temperatures")
       ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
-      ("log-every", real(&t.log_every_seconds(), t.log_every_seconds()), "seconds between progress lines off a terminal");
+      ("log-every", real(&t.log_every_seconds(), t.log_every_seconds()), "seconds between progress lines off a terminal")
+      ("on-divergence", po::value(&c.on_divergence)->default_value(c.on_divergence),
+       "when a loss, bound or log Z is not finite or explodes: stop (naming the likely cause), or rollback to the "
+       "newest checkpoint with a lowered rate")
+      ("max-rollbacks", po::value(&t.max_rollbacks())->default_value(t.max_rollbacks()), "rollback: at most this many, then stop")
+      ("rollback-factor", real(&t.rollback_factor(), t.rollback_factor()), "rollback: the lowered rate is the old one times this")
+      ("rollback-lower", po::value(&t.rollback_lower())->default_value(t.rollback_lower()),
+       "rollback: the rate to lower: auto (the likely cause: mcmc-step-size for MCMC objectives, prior-lr for other "
+       "energy priors, else lr), lr, prior-lr or mcmc-step-size");
   if (!fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -235,11 +243,14 @@ std::string TrainConfig::objective_name() const { return objective.empty() ? def
 
 namespace {
 
-// The flags a resumed run may be given: how long it goes on and where it runs. Every other
+// The flags a resumed run may be given: how long it goes on, where it runs, and the rates that
+// may need lowering after a divergence (recorded in the "resumed" event). Every other
 // flag is the run's config.ini, so that a checkpoint never meets a model, objective or
 // schedule it was not made with.
-const std::vector<std::string> kResumable = {"epochs",  "max-steps", "time-budget", "log-every", "keep-checkpoints",
-                                             "threads", "device",    "data-dir",    "blas-kernel"};
+const std::vector<std::string> kResumable = {
+    "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
+    "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {
@@ -297,6 +308,7 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
     c.mode = "detach-posterior";
   }
   c.train.mode(as_usage([&] { return train_mode_from(c.mode); }));
+  c.train.on_divergence(as_usage([&] { return divergence_policy_from(c.on_divergence); }));
   check_validation_flags(c);
   if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
   if (!c.resume.empty()) c.run_dir = c.resume;
@@ -334,6 +346,7 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
   c.init_from = parent + "/checkpoints/best.pt";
   c.mode = "post-hoc";
   c.train.mode(TrainMode::post_hoc);
+  c.train.on_divergence(as_usage([&] { return divergence_policy_from(c.on_divergence); }));
   if (c.run_dir.empty()) c.run_dir = parent + "-posthoc-" + c.prior;
   auto resolved = resolve(desc, vm, {"help", "parent-run"});
   set_resolved(resolved, "run-dir", c.run_dir);
@@ -400,7 +413,10 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
         ") for the scores (0: gradient flow)").c_str())
       ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
-      ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples");
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples")
+      ("out", po::value(&c.out)->default_value(c.out),
+       "directory for evaluation.json and evaluation-SPLIT.h5 (default: the run directory); checked for writing "
+       "before anything is computed");
   if (!parse_run_command(args, d, c.common, "evaluate",
                          "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
     return false;

@@ -63,6 +63,7 @@ struct TrainConfig {
   bool init_prior = false;    // with init_from: the checkpoint's prior starts the prior too
   std::string parent;         // the run this one was fitted to (post hoc)
   std::string mode = "joint";  // as config.ini writes it; parse_train sets train.mode() from it
+  std::string on_divergence = divergence_policy_name(TrainOptions().on_divergence());  // sets train.on_divergence()
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;
   // The defaults are the library's (NetworkOptions, PriorOptions), written there once.
@@ -96,6 +97,7 @@ struct EvaluateConfig {
   CommonConfig common;
   std::string run_dir;
   std::string checkpoint = "best";  // best | latest | a path
+  std::string out;                  // where the records go (default: the run directory)
   std::string dataset;              // default: the run's
   std::string split = "test";
   int64_t samples = 100;            // K
@@ -177,7 +179,8 @@ void use_machine(const CommonConfig& common);
 void choose_blas_kernel(const std::string& request);
 // The BLAS kernel line that config.ini, --version and the log carry.
 std::string blas_kernel_line();
-// A config file's text with the BLAS kernel as a comment after its header comments.
-std::string with_blas_comment(const std::string& config_text);
+// A config file's text with `lines` as comments after its header comments (the BLAS kernel,
+// the data's fingerprint).
+std::string with_comments(const std::string& config_text, const std::vector<std::string>& lines);
 
 }  // namespace vae_ebm::cli

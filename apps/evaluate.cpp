@@ -13,6 +13,7 @@
 #include "apps/command.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
+#include "data/error.h"
 #include "data/files.h"
 #include "data/hdf5_io.h"
 #include "data/json.h"
@@ -31,6 +32,8 @@ struct Quality {
   double classifier_score = std::numeric_limits<double>::quiet_NaN();
 };
 
+std::string out_dir(const EvaluateConfig& c) { return c.out.empty() ? c.run_dir : c.out; }
+
 std::string dataset_of(const EvaluateConfig& c, const LoadedRun& run) {
   return c.dataset.empty() ? run.config.dataset : c.dataset;
 }
@@ -46,7 +49,7 @@ Json describe(const EvaluateConfig& c, const LoadedRun& run, const torch::Tensor
   report.set("run", c.run_dir).set("checkpoint", run.checkpoint).set("dataset", dataset_of(c, run))
       .set("split", c.split).set("images", images.size(0)).set("samples_K", c.samples)
       .set("prior", run.config.prior).set("objective", run.config.objective_name())
-      .set("blas_kernel", blas::kernel_state().kernel);
+      .set("blas_kernel", blas::kernel_state().kernel).set("data", data_record(run.data));
   return report;
 }
 
@@ -132,7 +135,7 @@ void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundRepo
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) estimates.push(e->to_json());
   report.set("estimates", estimates).set("seconds", seconds);
   if (log_z && !low_ess_warning(*log_z).empty()) report.set("warning", low_ess_warning(*log_z));
-  const auto h5_path = c.run_dir + "/evaluation-" + c.split + ".h5";
+  const auto h5_path = out_dir(c) + "/evaluation-" + c.split + ".h5";
   H5Writer h5(h5_path);
   h5.write(bounds.bound.estimator, bounds.per_image_bound);
   h5.write(bounds.iwae.estimator, bounds.per_image_iwae);
@@ -141,7 +144,7 @@ void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundRepo
   if (log_z) h5.attribute("/", "log_z", log_z->value);
   h5.close();
   report.set("per_image", h5_path);
-  atomic_write(c.run_dir + "/evaluation.json", report.dump(2) + "\n");
+  atomic_write(out_dir(c) + "/evaluation.json", report.dump(2) + "\n");
 }
 
 void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, const BoundReport& bounds,
@@ -175,6 +178,14 @@ void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, 
 
 int run_evaluate(const EvaluateConfig& c) {
   const auto t0 = std::chrono::steady_clock::now();
+  // A read-only run directory, or a bad --out, fails now rather than after the computing.
+  try {
+    check_writable(out_dir(c));
+  } catch (const DataError& e) {
+    throw DataError(std::string(e.what()) + (c.out.empty() ? " (evaluate writes its records into the run directory; "
+                                                             "give --out DIR to write them elsewhere)"
+                                                           : ""));
+  }
   auto run = load_run(c.run_dir, c.checkpoint, c.common, c.dataset);
   const auto images = images_to_evaluate(c, run);
   Json report = describe(c, run, images);
@@ -187,7 +198,7 @@ int run_evaluate(const EvaluateConfig& c) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_record(c, run, bounds, log_z, report, seconds);
   print_table(c, run, images.size(0), bounds, log_z, quality);
-  std::printf("wrote %s/evaluation.json and %s/evaluation-%s.h5 (%.1f s)\n", c.run_dir.c_str(), c.run_dir.c_str(),
+  std::printf("wrote %s/evaluation.json and %s/evaluation-%s.h5 (%.1f s)\n", out_dir(c).c_str(), out_dir(c).c_str(),
               c.split.c_str(), seconds);
   return 0;
 }

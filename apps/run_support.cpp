@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "common/registry.h"
 #include "data/error.h"
 #include "data/files.h"
+#include "data/json.h"
 #include "data/seed.h"
 #include "estimators/log_z.h"
 #include "vae/trainer.h"
@@ -35,7 +37,88 @@ Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t 
   return load_dataset(name, options);
 }
 
+namespace {
+constexpr const char* kDataComment = "# data: ";
+}  // namespace
+
+std::string data_line(const Dataset& data) {
+  std::string files;
+  for (const auto& f : data.files)
+    files += (files.empty() ? "" : ", ") + std::filesystem::path(f.path).filename().string() + " " + f.sha256;
+  return std::string(kDataComment + 2) + data.name + " sha256 " + data.fingerprint() + " (" + files + ")";
+}
+
+void warn_if_data_changed(const std::string& config_path, const Dataset& data) {
+  const auto text = read_file(config_path);
+  const auto at = text.find(kDataComment);
+  if (at == std::string::npos) return;
+  const auto line = text.substr(at + 2, text.find('\n', at) - at - 2);
+  const auto recorded = line.substr(0, line.find(" ("));
+  const auto now = data_line(data);
+  if (recorded != now.substr(0, now.find(" (")))
+    std::fprintf(stderr,
+                 "warning: the data differ from those the run was made with: %s records \"%s\", the data read now are "
+                 "\"%s\"\n",
+                 config_path.c_str(), line.c_str(), now.c_str());
+}
+
+Json data_record(const Dataset& data) {
+  Json files = Json::object();
+  for (const auto& f : data.files) files.set(std::filesystem::path(f.path).filename().string(), f.sha256);
+  return Json::object().set("name", data.name).set("fingerprint", data.fingerprint()).set("files", files);
+}
+
+namespace {
+// Weights and biases of a chain of linear layers of these widths.
+double linear_parameters(const std::vector<int64_t>& widths) {
+  double n = 0;
+  for (size_t i = 1; i < widths.size(); ++i) n += (static_cast<double>(widths[i - 1]) + 1) * static_cast<double>(widths[i]);
+  return n;
+}
+
+// The parameters of the layers the flags size: exact for mlp, the latent layers only for conv.
+double flag_sized_parameters(const TrainConfig& c, int64_t pixels) {
+  const auto net = c.network_options({pixels});
+  const int64_t d = c.latent;
+  double n = 0;
+  if (net.architecture() == "mlp") {
+    std::vector<int64_t> encoder = {pixels}, decoder = {d};
+    for (const auto h : net.hidden()) encoder.push_back(h);
+    for (auto h = net.hidden().rbegin(); h != net.hidden().rend(); ++h) decoder.push_back(*h);
+    encoder.push_back(2 * d);
+    decoder.push_back(pixels);
+    n += linear_parameters(encoder) + linear_parameters(decoder);
+  } else {
+    n += linear_parameters({2048, 2 * d}) + linear_parameters({d, 2048});
+  }
+  if (c.prior == "ebm") {
+    std::vector<int64_t> energy = {d};
+    const auto prior = c.prior_options();
+    for (const auto h : prior.energy_hidden()) energy.push_back(h);
+    energy.push_back(1);
+    n += linear_parameters(energy);
+  } else if (c.prior == "mog") {
+    n += 2.0 * static_cast<double>(c.mog_components) * static_cast<double>(d);
+  }
+  return n;
+}
+}  // namespace
+
 std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data) {
+  // Checked before the networks exist: too large a --latent or --hidden would otherwise be
+  // allocated (lazily, so it seems to work) and then run until the machine kills it.
+  const double parameters = flag_sized_parameters(c, data.dim());
+  const double bytes = parameters * 4 * 4;  // float32 weights, gradients, Adam's two moments
+  const auto available = available_memory_bytes();
+  if (available > 0 && bytes > static_cast<double>(available)) {
+    char count[32];
+    std::snprintf(count, sizeof count, "%.3g", parameters);
+    throw UsageError("--latent " + std::to_string(c.latent) + " with --hidden " + c.hidden +
+                     (c.prior == "ebm" ? " and --energy-hidden " + c.energy_hidden : std::string()) +
+                     " makes networks of " + count + " parameters, " + gigabytes(bytes) +
+                     " with their gradients and Adam's moments: more than the " + gigabytes(static_cast<double>(available)) +
+                     " of memory available");
+  }
   return as_usage([&] { return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options()); });
 }
 
@@ -62,6 +145,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   out.device = parse_device(common.device);
   use_machine(common);
   auto run_data = load_data(out.config.dataset, common, out.config.binarisation_seed);
+  warn_if_data_changed(run.config_path(), run_data);
   out.model = build_model(out.config, run_data);
   if (!dataset_override.empty() && dataset_override != out.config.dataset) {
     out.data = load_data(dataset_override, common, out.config.binarisation_seed);

@@ -23,6 +23,13 @@ namespace vae_ebm::cli {
 // --device TEXT; throws UsageError naming it.
 torch::Device parse_device(const std::string& text);
 Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t binarisation_seed);
+// "data: NAME sha256 FINGERPRINT (FILE DIGEST, ...)": the comment config.ini carries.
+std::string data_line(const Dataset& data);
+// Warns on stderr when config.ini records another fingerprint for the data than `data` has
+// now (the file behind hdf5:PATH changed since the run was made); silent when it records none.
+void warn_if_data_changed(const std::string& config_path, const Dataset& data);
+// {"name", "fingerprint", "files": {NAME: DIGEST}}, for evaluation records.
+Json data_record(const Dataset& data);
 // The run's model for this data (UsageError for bad network or prior options).
 std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data);
 

@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "apps/command.h"
+#include "apps/flags.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
 #include "common/text.h"
+#include "data/archive.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -89,10 +91,9 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
   if (with_prior) parts.push_back({"prior", model.prior.get()});
   std::string taken;
   try {
-    std::istringstream in(bytes);
-    torch::serialize::InputArchive archive, model_archive;
-    archive.load_from(in);
-    archive.read("model", model_archive);
+    ArchiveReader reader(bytes, torch::kCPU);
+    torch::serialize::InputArchive model_archive;
+    reader.archive().read("model", model_archive);
     for (const auto& [name, module] : parts) {
       torch::serialize::InputArchive part;
       model_archive.read(name, part);
@@ -109,12 +110,29 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
   return taken;
 }
 
+// config.ini's text with `key=value` for the key's line (a rate a rollback lowered).
+std::string with_config_value(const std::string& text, const std::string& key, const std::string& value) {
+  std::istringstream in(text);
+  std::string out, line;
+  bool found = false;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + "=", 0) == 0) {
+      line = key + "=" + value;
+      found = true;
+    }
+    out += line + "\n";
+  }
+  if (!found) out += key + "=" + value + "\n";
+  return out;
+}
+
 // The run, from its directory on: config.ini, the trainer, validation, the signals, the end.
 int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& initialised, Dataset data,
              std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Device device,
              int64_t& steps_done) {
+  const std::vector<std::string> comments = {blas_kernel_line(), data_line(data)};
   if (!resuming) {
-    atomic_write(run.config_path(), with_blas_comment(c.config_text));
+    atomic_write(run.config_path(), with_comments(c.config_text, comments));
     if (!initialised.empty()) {
       std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
       run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", initialised));
@@ -134,8 +152,16 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     if (!trainer.resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
     else std::fprintf(stderr, "resuming %s at step %lld (epoch %lld)\n", c.run_dir.c_str(),
                       (long long)trainer.state().step, (long long)trainer.state().epoch);
-    if (!c.resume_changes.empty()) atomic_write(run.config_path(), with_blas_comment(c.config_text));
+    // Steps after the checkpoint are done again: their records leave the log (kept aside).
+    const auto rolled_back = run.roll_back_metrics(trainer.state().step);
+    if (rolled_back > 0)
+      std::fprintf(stderr, "moved %lld records of steps after %lld from metrics.jsonl to metrics.rolled-back.jsonl\n",
+                   (long long)rolled_back, (long long)trainer.state().step);
+    if (!c.resume_changes.empty()) atomic_write(run.config_path(), with_comments(c.config_text, comments));
+    Json skipped = Json::array();
+    for (const auto& s : trainer.skipped_checkpoints()) skipped.push(Json::string(s));
     run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed)
+                           .set("rolled_back_records", rolled_back).set("skipped_checkpoints", skipped)
                            .set("blas_kernel", blas::kernel_state().summary()));
   }
   auto validation = data.validation.images.to(device);
@@ -149,9 +175,12 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   trainer.set_validator([&, validation](VaeModel& m, Json& record) {
     torch::NoGradGuard no_grad;
     const auto epoch = trainer.state().epoch;
-    if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get()))
-      set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), validation_log_z,
-                     mix_seed(seed, 0x6c6f677aULL, epoch), record);
+    if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get())) {
+      const auto log_z = set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), validation_log_z,
+                                        mix_seed(seed, 0x6c6f677aULL, epoch), record);
+      if (!std::isfinite(log_z.value) || std::abs(log_z.value) > kMaxAbsLogZ)
+        throw Divergence(trainer.state().step, "validation log Z", log_z.value);
+    }
     auto gen = make_generator(mix_seed(seed, 0x76616cULL, epoch), device);
     auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.prior, validation,
                                   BoundOptions().samples(eval_samples).importance_weighted(false), gen);
@@ -165,6 +194,11 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s\n", c.prior.c_str(),
                c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str());
   trainer.set_stop_flag(&g_stop);
+  // A rollback's lowered rate goes into config.ini, so that a later --resume keeps it.
+  trainer.set_rate_listener([&](const std::string& flag, double, double now) {
+    c.config_text = with_config_value(c.config_text, flag, shortest(now));
+    atomic_write(run.config_path(), with_comments(c.config_text, comments));
+  });
   auto t0 = std::chrono::steady_clock::now();
   bool finished = false;
   try {
@@ -214,6 +248,7 @@ int run_train(TrainConfig c) {
   RunDir run = resuming ? RunDir::open(c.run_dir) : RunDir::create(c.run_dir);
   const auto lock = run.lock();  // one process per run directory, until this one ends
   if (resuming) {
+    warn_if_data_changed(run.config_path(), data);
     if (const int n = remove_stale_temporaries(run))
       std::fprintf(stderr, "removed %d partial file(s) left by a process killed while writing\n", n);
     if (const auto bytes = run.repair_metrics())
@@ -221,8 +256,14 @@ int run_train(TrainConfig c) {
   }
   int64_t steps_done = 0;
   try {
-    return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device,
-                    steps_done);
+    try {
+      return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device,
+                      steps_done);
+    } catch (const TrainingDiverged& e) {
+      if (!resuming && steps_done == 0) throw;  // nothing to keep: cleaned below, reported as an error
+      std::fprintf(stderr, "vae-ebm train: diverged: %s\n", e.what());
+      return 3;
+    }
   } catch (...) {
     // A new run that fails before its first training step (an option that does not fit the
     // data, a batch larger than the data set) leaves nothing behind, so the same command,

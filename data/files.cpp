@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -24,6 +26,17 @@ std::string parent_dir(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
+}
+
+// Fault injection for the kill -9 tests: with VAE_EBM_KILL_IN_WRITE=N, the process kills
+// itself (SIGKILL, as kill -9 would) halfway through the bytes of its Nth atomic_write.
+bool kill_in_this_write() {
+  static const long target = [] {
+    const char* text = std::getenv("VAE_EBM_KILL_IN_WRITE");
+    return text != nullptr ? std::strtol(text, nullptr, 10) : 0L;
+  }();
+  static long count = 0;
+  return target > 0 && ++count == target;
 }
 
 }  // namespace
@@ -55,6 +68,10 @@ void atomic_write(const std::string& path, const std::string& bytes) {
 
   const char* data = bytes.data();
   size_t left = bytes.size();
+  if (kill_in_this_write()) {
+    if (::write(fd, data, left / 2) >= 0) ::fsync(fd);
+    ::kill(::getpid(), SIGKILL);
+  }
   while (left > 0) {
     const ssize_t n = ::write(fd, data, left);
     if (n < 0) {
@@ -118,6 +135,39 @@ int remove_partial_writes(const std::string& dir, const std::string& prefix) {
   for (const auto& path : partial)
     if (std::filesystem::remove(path, ec)) ++removed;
   return removed;
+}
+
+void check_writable(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw DataError("cannot write to " + dir + ": " + ec.message());
+  std::string probe = dir + "/.write-check-XXXXXX";
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0) throw DataError("cannot write to " + dir + ": " + std::strerror(errno));
+  const bool wrote = ::write(fd, "x", 1) == 1;
+  const int err = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (!wrote) throw DataError("cannot write to " + dir + ": " + std::strerror(err));
+}
+
+uint64_t available_memory_bytes() {
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    std::fclose(f);
+    if (kb > 0) return static_cast<uint64_t>(kb) * 1024;
+  }
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+std::string gigabytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, bytes >= 1e8 ? "%.1f GB" : "%.3f GB", bytes / 1e9);
+  return text;
 }
 
 }  // namespace vae_ebm

@@ -1,5 +1,6 @@
 #pragma once
 // Whole-file reads and crash-safe writes.
+#include <cstdint>
 #include <string>
 
 namespace vae_ebm {
@@ -17,5 +18,16 @@ int remove_partial_writes(const std::string& dir, const std::string& prefix = ""
 std::string read_file(const std::string& path);
 
 bool file_exists(const std::string& path);
+
+// The memory this machine has available now, in bytes (MemAvailable of /proc/meminfo, else the
+// free physical pages); 0 when unknown.
+uint64_t available_memory_bytes();
+// "2.3 GB"
+std::string gigabytes(double bytes);
+
+// Makes `dir` (and its parents) if missing, then creates and removes a file in it: throws
+// DataError naming the directory and the cause (read-only, no space, not a directory) if it
+// cannot. For commands that compute long before they write.
+void check_writable(const std::string& dir);
 
 }  // namespace vae_ebm

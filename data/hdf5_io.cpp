@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,17 +15,85 @@
 #include <system_error>
 
 #include "data/error.h"
+#include "data/files.h"
 
 namespace vae_ebm {
 namespace {
 
 void quiet() { H5::Exception::dontPrint(); }
 
+// The descriptions on HDF5's error stack, innermost (the cause) first, without repeats.
+herr_t collect_error(unsigned, const H5E_error2_t* error, void* data) {
+  auto& out = *static_cast<std::vector<std::string>*>(data);
+  if (error->desc != nullptr && *error->desc != '\0') {
+    std::string text = error->desc;
+    if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(text);
+  }
+  return 0;
+}
+
+// The C++ wrapper's message ("H5Dread failed") with the library's own causes from its error
+// stack ("can't open directory", "address of object past end of allocation"). Call it first
+// in a catch block: the next HDF5 call clears the stack.
 std::string h5_message(const H5::Exception& e) {
+  std::vector<std::string> causes;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &causes);
+  H5Eclear2(H5E_DEFAULT);
   std::string msg = e.getDetailMsg();
   const std::string func = e.getFuncName();
   if (!func.empty()) msg = func + ": " + msg;
+  if (!causes.empty()) {
+    msg += " (HDF5: ";
+    for (size_t i = 0; i < causes.size() && i < 4; ++i) msg += (i ? "; " : "") + causes[i];
+    msg += ")";
+  }
   return msg;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
+// Before anything is allocated: a dataset whose declared size its file cannot hold (a
+// truncated file, chunks never written) or that would not fit in memory as read and as the
+// float copy the loader makes.
+void check_declared_size(const std::string& path, const std::string& where, const H5::DataSet& ds,
+                         const std::vector<int64_t>& shape, size_t read_element_size) {
+  double elements = 1;
+  for (const auto d : shape) elements *= static_cast<double>(d);
+  if (elements == 0) return;
+  const double stored_element = static_cast<double>(H5Tget_size(ds.getDataType().getId()));
+  const double declared = elements * stored_element;
+  const hid_t id = ds.getId();
+  const hid_t plist = H5Dget_create_plist(id);
+  const H5D_layout_t layout = H5Pget_layout(plist);
+  H5Pclose(plist);
+  const double storage = static_cast<double>(H5Dget_storage_size(id));
+  char text[256];
+  if (layout == H5D_CONTIGUOUS) {
+    const haddr_t offset = H5Dget_offset(id);
+    std::error_code ec;
+    const auto file_size = static_cast<double>(std::filesystem::file_size(path, ec));
+    if (storage < declared || (offset != HADDR_UNDEF && !ec && static_cast<double>(offset) + declared > file_size)) {
+      std::snprintf(text, sizeof text, ": declares shape %s (%.0f bytes) but the file holds %.0f of them",
+                    shape_text(shape).c_str(), declared,
+                    offset == HADDR_UNDEF || ec ? storage : std::max(0.0, std::min(storage, file_size - static_cast<double>(offset))));
+      throw DataError(where + text + " (truncated, or never written)");
+    }
+  } else if (layout == H5D_CHUNKED) {
+    H5D_space_status_t status{};
+    if (H5Dget_space_status(id, &status) >= 0 && status != H5D_SPACE_STATUS_ALLOCATED)
+      throw DataError(where + ": declares shape " + shape_text(shape) +
+                      " but stores data for only part of it (chunks never written)");
+  }
+  const double needed = elements * (static_cast<double>(read_element_size) + 4.0);
+  const auto available = available_memory_bytes();
+  if (available > 0 && needed > static_cast<double>(available))
+    throw DataError(where + ": declares shape " + shape_text(shape) + ", which needs " + gigabytes(needed) +
+                    " of memory as read and as floats, more than the " + gigabytes(static_cast<double>(available)) +
+                    " available");
 }
 
 // "train" and "/train" name the same object; strip leading and doubled slashes.
@@ -104,6 +173,11 @@ torch::Tensor h5_read(const std::string& path, const std::string& dataset) {
 
     torch::Tensor out;
     const H5T_class_t type_class = ds.getTypeClass();
+    if (type_class == H5T_INTEGER || type_class == H5T_FLOAT) {
+      const size_t size = ds.getDataType().getSize();
+      const size_t read_size = type_class == H5T_INTEGER ? (size == 1 ? 1 : 8) : (size <= 4 ? 4 : 8);
+      check_declared_size(path, where, ds, shape, read_size);
+    }
     if (type_class == H5T_INTEGER) {
       H5::IntType type = ds.getIntType();
       if (type.getSize() == 1 && type.getSign() == H5T_SGN_NONE) {

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "data/error.h"
+#include "data/sha256.h"
 #include "data/files.h"
 
 namespace vae_ebm {
@@ -67,8 +68,9 @@ std::string read_gzip(const std::string& path) {
 
 }  // namespace
 
-torch::Tensor read_idx(const std::string& path) {
+torch::Tensor read_idx(const std::string& path, std::string* sha256) {
   const std::string bytes = is_gzip(path) ? read_gzip(path) : read_file(path);
+  if (sha256 != nullptr) *sha256 = sha256_hex(bytes);
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::string where = "IDX file " + path;
   if (bytes.size() < 4) {

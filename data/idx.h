@@ -10,8 +10,9 @@ namespace vae_ebm {
 // file's first bytes, not its name. Checks the magic number, the rank (1..4), that every
 // size is positive and that the payload length matches the header exactly.
 // Returns a uint8 tensor whose shape is the header's sizes. Throws DataError naming
-// the file and the problem.
-torch::Tensor read_idx(const std::string& path);
+// the file and the problem. With `sha256`, also the SHA-256 of the file's uncompressed bytes
+// (the same for the raw and the gzipped file).
+torch::Tensor read_idx(const std::string& path, std::string* sha256 = nullptr);
 
 // Returns `dir/stem` if it exists, else `dir/stem.gz`; throws DataError naming both.
 std::string find_idx(const std::string& dir, const std::string& stem);

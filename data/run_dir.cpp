@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "data/error.h"
+#include "data/files.h"
 #include "data/json.h"
 
 namespace fs = std::filesystem;
@@ -121,6 +123,54 @@ int64_t RunDir::repair_metrics() const {
   fs::resize_file(path, static_cast<uintmax_t>(keep), ec);
   if (ec) throw DataError("cannot cut the partial last line of " + path + ": " + ec.message());
   return size - keep;
+}
+
+namespace {
+// The value of a top-level "key": in one of our compact JSON lines ("" if absent).
+std::string field(const std::string& line, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto at = line.find(needle);
+  if (at == std::string::npos) return "";
+  auto begin = at + needle.size();
+  auto end = begin;
+  if (begin < line.size() && line[begin] == '"') {
+    end = line.find('"', begin + 1);
+    return end == std::string::npos ? "" : line.substr(begin + 1, end - begin - 1);
+  }
+  while (end < line.size() && line[end] != ',' && line[end] != '}') ++end;
+  return line.substr(begin, end - begin);
+}
+}  // namespace
+
+int64_t RunDir::roll_back_metrics(int64_t step) const {
+  const std::string path = file("metrics.jsonl");
+  if (!file_exists(path)) return 0;
+  const std::string text = read_file(path);
+  std::string kept, moved;
+  int64_t count = 0;
+  for (size_t begin = 0; begin < text.size();) {
+    auto end = text.find('\n', begin);
+    end = end == std::string::npos ? text.size() : end + 1;
+    const std::string line = text.substr(begin, end - begin);
+    begin = end;
+    const auto event = field(line, "event");
+    const auto at = field(line, "step");
+    char* stop = nullptr;
+    const long long line_step = at.empty() ? -1 : std::strtoll(at.c_str(), &stop, 10);
+    if ((event == "train" || event == "validation") && line_step > step) {
+      moved += line;
+      ++count;
+    } else {
+      kept += line;
+    }
+  }
+  if (count == 0) return 0;
+  // The moved records first, so that a process killed in between loses none.
+  const std::string aside = file("metrics.rolled-back.jsonl");
+  std::string before = file_exists(aside) ? read_file(aside) : std::string();
+  atomic_write(aside, before + moved);
+  atomic_write(path, kept);
+  return count;
 }
 
 RunDir::Lock::~Lock() {

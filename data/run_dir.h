@@ -24,6 +24,11 @@ class RunDir {
   // Drops a partial last line of metrics.jsonl (left by a process killed mid-append); returns
   // the bytes dropped (0 when the log ends with a whole line).
   int64_t repair_metrics() const;
+  // Rolls metrics.jsonl back to a checkpoint's step: the "train" and "validation" records of
+  // later steps (steps that a resumed run does again) move to metrics.rolled-back.jsonl, so
+  // the log holds each step once. Events ("resumed", "diverged", ...) stay. Returns how many
+  // records moved.
+  int64_t roll_back_metrics(int64_t step) const;
 
   // Holds the directory's lock (flock on RUN_DIR/.lock) while it lives: one training process
   // per run directory. lock() throws DataError, naming the holder's pid, if another holds it.

@@ -12,7 +12,7 @@
 #include "data/error.h"
 #include "data/files.h"
 #include "data/seed.h"
-#include "estimators/sha256.h"
+#include "data/sha256.h"
 
 namespace vae_ebm {
 namespace {
@@ -257,9 +257,7 @@ void save_classifier(FeatureClassifier& model, const std::string& path) {
   archive.write("weights_sha256", c10::IValue(model->weights_sha256()));
   model->save(network);
   archive.write("network", network);
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  atomic_write(path, bytes.str());
+  atomic_write(path, sealed_archive_bytes(archive));
 }
 
 FeatureClassifier load_classifier(const std::string& path) {

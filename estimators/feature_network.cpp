@@ -9,7 +9,7 @@
 #include "common/text.h"
 #include "data/error.h"
 #include "data/files.h"
-#include "estimators/sha256.h"
+#include "data/sha256.h"
 
 namespace vae_ebm {
 

@@ -98,6 +98,10 @@ class PriorObjective {
   virtual bool learns_log_normaliser() const { return false; }
   virtual PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                                at::Generator& generator) = 0;
+  // The step size of the objective's sampler (the MCMC objectives' Langevin chains), 0 for an
+  // objective without one; set_sampler_step_size() lowers it after a divergence.
+  virtual double sampler_step_size() const { return 0; }
+  virtual void set_sampler_step_size(double) {}
   virtual void save(torch::serialize::OutputArchive&) const {}
   virtual void load(torch::serialize::InputArchive&) {}
 };

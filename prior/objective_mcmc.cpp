@@ -71,6 +71,9 @@ class McmcObjective : public PriorObjective {
     return term;
   }
 
+  double sampler_step_size() const override { return langevin_.step_size(); }
+  void set_sampler_step_size(double step_size) override { langevin_.step_size(step_size); }
+
   void save(torch::serialize::OutputArchive& archive) const override {
     if (buffer_.defined()) archive.write("buffer", buffer_, /*is_buffer=*/true);
   }

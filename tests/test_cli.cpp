@@ -88,8 +88,8 @@ TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
   ASSERT_TRUE(cli::parse_train({"--run-dir", tmp.path(), "--prior", "ebm", "--lr", "0.00031", "--time-budget", "3600"}, a));
   std::ofstream(tmp.file("config.ini")) << a.config_text;
   // A flag that would change the model, the objective or the schedule is refused, by name.
-  auto what = error_of({"--resume", tmp.path(), "--lr", "0.1"});
-  EXPECT_NE(what.find("--lr cannot change when resuming"), std::string::npos) << what;
+  auto what = error_of({"--resume", tmp.path(), "--beta1", "0.1"});
+  EXPECT_NE(what.find("--beta1 cannot change when resuming"), std::string::npos) << what;
   EXPECT_NE(what.find(tmp.file("config.ini")), std::string::npos) << what;
   EXPECT_NE(error_of({"--resume", tmp.path(), "--latent", "32"}).find("--latent"), std::string::npos);
   EXPECT_NE(error_of({"--resume", tmp.path(), "--detach-posterior"}).find("--detach-posterior"), std::string::npos);
@@ -106,6 +106,15 @@ TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
   EXPECT_EQ(b.resume_changes[0].second.second, "7200");
   EXPECT_NE(b.config_text.find("time-budget=7200\n"), std::string::npos);
   EXPECT_NE(b.config_text.find("lr=0.00031\n"), std::string::npos);
+  // The rates a divergence may need lowered can change, recorded as such.
+  cli::TrainConfig e;
+  ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--lr", "0.0001", "--mcmc-step-size", "0.05"}, e));
+  EXPECT_DOUBLE_EQ(e.train.lr(), 0.0001);
+  EXPECT_DOUBLE_EQ(e.objective_flags.mcmc().step_size(), 0.05);
+  ASSERT_EQ(e.resume_changes.size(), 2u);
+  EXPECT_EQ(e.resume_changes[0].first, "lr");
+  EXPECT_EQ(e.resume_changes[0].second.first, "0.00031");
+  EXPECT_NE(e.config_text.find("lr=0.0001\n"), std::string::npos);
   // Resuming as configured changes nothing.
   cli::TrainConfig d;
   ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--time-budget", "3600"}, d));

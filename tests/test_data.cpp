@@ -40,6 +40,7 @@
 #include "data/files.h"
 #include "data/hdf5_io.h"
 #include "data/idx.h"
+#include "data/sha256.h"
 #include "data/json.h"
 #include "data/png.h"
 #include "data/run_dir.h"
@@ -468,29 +469,41 @@ TEST_F(DatasetTest, MissingFilesAreNamed) {
   EXPECT_CONTAINS(msg, dir.path() + "/mnist/train-images-idx3-ubyte");
 }
 
-TEST_F(DatasetTest, LabelCountMismatch) {
+TEST_F(DatasetTest, AFileThatIsNotThePublishedOneIsRefusedByItsDigest) {
+  // Well-formed IDX files under MNIST's names, but not MNIST's.
   TempDir dir;
   fs::create_directories(dir.file("mnist"));
-  auto images = [](int n) {
-    std::string b = {0, 0, 0x08, 3, 0, 0, 0, static_cast<char>(n), 0, 0, 0, 2, 0, 0, 0, 2};
-    b.append(static_cast<size_t>(4 * n), '\x10');
-    return b;
-  };
-  auto labels = [](int n) {
-    std::string b = {0, 0, 0x08, 1, 0, 0, 0, static_cast<char>(n)};
-    b.append(static_cast<size_t>(n), '\x01');
-    return b;
-  };
-  write_bytes(dir.file("mnist/train-images-idx3-ubyte"), images(5));
-  write_bytes(dir.file("mnist/train-labels-idx1-ubyte"), labels(4));
-  write_bytes(dir.file("mnist/t10k-images-idx3-ubyte"), images(2));
-  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), labels(2));
+  std::string images = {0, 0, 0x08, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 2};
+  images.append(20, '\x10');
+  write_bytes(dir.file("mnist/train-images-idx3-ubyte"), images);
+  for (const char* stem : {"train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    write_bytes(dir.file(std::string("mnist/") + stem), images);
   DatasetOptions options;
   options.data_dir = dir.path();
   const std::string msg = data_error([&] { load_dataset("mnist", options); });
-  EXPECT_CONTAINS(msg, "train-labels-idx1-ubyte");
-  EXPECT_CONTAINS(msg, "4 labels");
-  EXPECT_CONTAINS(msg, "5 images");
+  EXPECT_CONTAINS(msg, "IDX file " + dir.file("mnist/train-images-idx3-ubyte") + " is not the published mnist file");
+  EXPECT_CONTAINS(msg, "its SHA-256 is " + sha256_hex(images));
+  EXPECT_CONTAINS(msg, "expected ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db");
+}
+
+TEST_F(DatasetTest, OneFlippedPixelOfTheRealTestSetIsRefused) {
+  SKIP_WITHOUT_MNIST();
+  TempDir dir;
+  fs::create_directories(dir.file("mnist"));
+  for (const char* stem : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                           "t10k-labels-idx1-ubyte"})
+    fs::copy_file(find_idx(real_data_dir() + "/mnist", stem), dir.file(std::string("mnist/") + stem));
+  DatasetOptions options;
+  options.data_dir = dir.path();
+  const Dataset intact = load_dataset("binary-mnist", options);
+  ASSERT_EQ(intact.files.size(), 4u);
+  EXPECT_EQ(intact.files[0].sha256, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db");
+  EXPECT_EQ(intact.fingerprint().size(), 64u);
+  auto bytes = read_file(dir.file("mnist/t10k-images-idx3-ubyte"));
+  bytes[16 + 28 * 14 + 14] ^= 0x80;
+  write_bytes(dir.file("mnist/t10k-images-idx3-ubyte"), bytes);
+  const std::string msg = data_error([&] { load_dataset("binary-mnist", options); });
+  EXPECT_CONTAINS(msg, "t10k-images-idx3-ubyte is not the published mnist file");
 }
 
 TEST_F(DatasetTest, UnknownNameListsValidNames) {

@@ -7,7 +7,7 @@
 #include "data/files.h"
 #include "estimators/bounds.h"
 #include "estimators/feature_network.h"
-#include "estimators/sha256.h"
+#include "data/sha256.h"
 
 #include <torch/script.h>
 #include "estimators/log_z.h"

@@ -12,7 +12,7 @@
 #include "estimators/classifier.h"
 #include "estimators/log_z.h"
 #include "estimators/quality.h"
-#include "estimators/sha256.h"
+#include "data/sha256.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {

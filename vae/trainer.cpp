@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
@@ -27,6 +28,12 @@ constexpr int64_t kCheckpointFormat = 1;
 torch::Tensor scalar(int64_t v) { return torch::full({}, v, torch::kLong); }
 torch::Tensor scalar(double v) { return torch::full({}, v, torch::kDouble); }
 
+void warn_if_unsealed(const ArchiveReader& reader, const std::string& path) {
+  if (!reader.sealed())
+    std::fprintf(stderr, "warning: checkpoint %s has no integrity seal (written before vae-ebm 0.2): a damaged byte in it "
+                 "cannot be detected\n", path.c_str());
+}
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   auto s = static_cast<int64_t>(seconds + 0.5);
@@ -43,6 +50,33 @@ namespace {
 const std::pair<TrainMode, const char*> kModes[] = {
     {TrainMode::joint, "joint"}, {TrainMode::detach_posterior, "detach-posterior"}, {TrainMode::post_hoc, "post-hoc"}};
 }  // namespace
+
+namespace {
+const std::pair<DivergencePolicy, const char*> kPolicies[] = {{DivergencePolicy::stop, "stop"},
+                                                              {DivergencePolicy::rollback, "rollback"}};
+}  // namespace
+
+std::string divergence_policy_name(DivergencePolicy policy) {
+  for (const auto& [p, name] : kPolicies)
+    if (p == policy) return name;
+  throw std::logic_error("divergence_policy_name: unknown policy");
+}
+
+DivergencePolicy divergence_policy_from(const std::string& name) {
+  for (const auto& [p, text] : kPolicies)
+    if (name == text) return p;
+  throw OptionError("on-divergence", "unknown policy '" + name + "' (valid: stop, rollback)");
+}
+
+Divergence::Divergence(int64_t at_step, std::string what, double v)
+    : std::runtime_error(what + " diverged at step " + std::to_string(at_step) + " (" + std::to_string(v) + ")"),
+      step(at_step),
+      quantity(std::move(what)),
+      value(v) {}
+
+bool exploded(double value, double reference) {
+  return value - reference > std::max(10.0 * std::abs(reference), 1000.0);
+}
 
 std::string train_mode_name(TrainMode mode) {
   for (const auto& [m, name] : kModes)
@@ -82,6 +116,11 @@ void TrainOptions::validate() const {
   check(eval_every_ >= 1, "eval-every", ">= 1", eval_every_);
   check(keep_checkpoints_ >= 1, "keep-checkpoints", ">= 1", keep_checkpoints_);
   check(log_every_seconds_ > 0, "log-every", "> 0 (seconds)", log_every_seconds_);
+  check(max_rollbacks_ >= 0, "max-rollbacks", ">= 0", max_rollbacks_);
+  check(rollback_factor_ > 0 && rollback_factor_ < 1, "rollback-factor", "in (0, 1)", rollback_factor_);
+  const std::string lowerable[] = {"auto", kBlameLr, kBlamePriorLr, kBlameStepSize};
+  if (std::find(std::begin(lowerable), std::end(lowerable), rollback_lower_) == std::end(lowerable))
+    throw OptionError("rollback-lower", "unknown rate '" + rollback_lower_ + "' (valid: auto, lr, prior-lr, mcmc-step-size)");
 }
 
 Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
@@ -160,8 +199,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     loss = -term.log_prior.mean();
     if (vae_loss.defined()) loss = loss + vae_loss;
   }
-  TORCH_CHECK(std::isfinite(loss.item<double>()), "training loss is not finite at step ", state_.step,
-              " (try a lower --lr or --prior-lr)");
+  check_loss(loss.item<double>());
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
@@ -171,7 +209,88 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   return out;
 }
 
+void Trainer::check_loss(double loss) {
+  // The step that diverged is the one being taken: state_.step + 1.
+  if (!std::isfinite(loss) || std::abs(loss) > kMaxAbsLoss) throw Divergence(state_.step + 1, "training loss", loss);
+  if (recent_losses_.size() >= 20) {
+    std::vector<double> sorted(recent_losses_.begin(), recent_losses_.end());
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    if (exploded(loss, sorted[sorted.size() / 2])) throw Divergence(state_.step + 1, "training loss", loss);
+  }
+  recent_losses_.push_back(loss);
+  if (recent_losses_.size() > kLossWindow) recent_losses_.pop_front();
+}
+
+std::string Trainer::likely_cause() const {
+  if (objective_->sampler_step_size() > 0) return kBlameStepSize;
+  if (is_energy_prior(*model_->prior) && prior_optimizer_) return kBlamePriorLr;
+  return options_.mode() == TrainMode::post_hoc ? kBlamePriorLr : kBlameLr;
+}
+
 bool Trainer::run() {
+  // A rollback needs a checkpoint to return to, also in the first epoch.
+  if (options_.on_divergence() == DivergencePolicy::rollback && state_.step == 0 && run_dir_.checkpoints().empty())
+    save_checkpoint(run_dir_.checkpoint_path(0));
+  for (;;) {
+    try {
+      return run_steps();
+    } catch (const Divergence& d) {
+      handle(d);
+    }
+  }
+}
+
+void Trainer::handle(const Divergence& d) {
+  const std::string cause = likely_cause();
+  const std::string lower = options_.rollback_lower() == "auto" ? cause : options_.rollback_lower();
+  const bool roll_back = options_.on_divergence() == DivergencePolicy::rollback && rollbacks_ < options_.max_rollbacks();
+  double was = 0;
+  if (lower == kBlameLr) was = options_.lr();
+  else if (lower == kBlamePriorLr) was = options_.prior_lr();
+  else was = objective_->sampler_step_size();
+  Json event = Json::object();
+  event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
+      .set("value_text", std::to_string(d.value)).set("likely_cause", "--" + cause);
+  auto checkpoints = run_dir_.checkpoints();
+  const bool can = roll_back && !checkpoints.empty() && was > 0;
+  if (can) {
+    const double now = was * options_.rollback_factor();
+    event.set("action", "rollback").set("lowered", "--" + lower).set("was", was).set("now", now);
+    run_dir_.append_metrics(event);
+    std::fprintf(stderr, "%s%s; rolling back to the newest checkpoint and lowering --%s from %g to %g (rollback %lld of %lld)\n",
+                 isatty(fileno(stderr)) ? "\r\033[K" : "", d.what(), lower.c_str(), was, now,
+                 (long long)rollbacks_ + 1, (long long)options_.max_rollbacks());
+    ++rollbacks_;
+    resume_latest();
+    run_dir_.roll_back_metrics(state_.step);
+    recent_losses_.clear();
+    if (lower == kBlameLr) options_.lr(now);
+    else if (lower == kBlamePriorLr) options_.prior_lr(now);
+    else objective_->set_sampler_step_size(now);
+    if (rate_listener_) rate_listener_(lower, was, now);
+    return;
+  }
+  event.set("action", "stop");
+  run_dir_.append_metrics(event);
+  std::string why;
+  if (options_.on_divergence() == DivergencePolicy::rollback)
+    why = rollbacks_ >= options_.max_rollbacks() ? " after " + std::to_string(rollbacks_) + " rollback(s)"
+                                                 : " (no checkpoint to roll back to)";
+  std::ostringstream text;
+  text << d.what() << why << "; the likely cause is --" << cause;
+  if (cause == kBlameStepSize) text << " (" << objective_->sampler_step_size() << ")";
+  else if (cause == kBlamePriorLr) text << " (" << options_.prior_lr() << ")";
+  else text << " (" << options_.lr() << ")";
+  if (checkpoints.empty())
+    text << ". No checkpoint was saved before it: start again with a smaller --" << cause;
+  else
+    text << ". Nothing after the newest checkpoint was saved; go on from it with a smaller value, e.g. vae-ebm train "
+            "--resume "
+         << run_dir_.path() << " --" << cause << " VALUE, or let the run do it: --on-divergence rollback";
+  throw TrainingDiverged(text.str());
+}
+
+bool Trainer::run_steps() {
   const int64_t per_epoch = batcher_.batches_per_epoch();
   const bool tty = isatty(fileno(stderr));
   using clock = std::chrono::steady_clock;
@@ -259,6 +378,9 @@ void Trainer::validate() {
     record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)
         .set("train_seconds", state_.train_seconds);
     double value = validator_(*model_, record);
+    if (!std::isfinite(value) || std::abs(value) > kMaxAbsLoss ||
+        (std::isfinite(state_.best_validation) && exploded(-value, -state_.best_validation)))
+      throw Divergence(state_.step, "validation bound", value);
     record.set("validation_bound", value);
     const bool best = value > state_.best_validation;
     record.set("best", best);
@@ -273,6 +395,9 @@ void Trainer::validate() {
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
+  // A checkpoint is what a rollback returns to: never one with NaN or infinite parameters.
+  if (const auto bad = first_non_finite(*model_); !bad.empty())
+    throw Divergence(state_.step, "parameters (" + bad + ")", std::nan(""));
   torch::serialize::OutputArchive archive;
   archive.write("format", scalar(kCheckpointFormat));
   torch::serialize::OutputArchive model_archive;
@@ -297,9 +422,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   archive.write("batch_index", scalar(state_.batch_index));
   archive.write("best_validation", scalar(state_.best_validation));
   archive.write("train_seconds", scalar(state_.train_seconds));
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  atomic_write(path, bytes.str());
+  atomic_write(path, sealed_archive_bytes(archive));
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
@@ -307,6 +430,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   try {
     ArchiveReader reader(bytes, options_.device());
     reader.check_format(kCheckpointFormat, "checkpoint " + path);
+    warn_if_unsealed(reader, path);
     auto& archive = reader.archive();
     auto read = [&reader](const char* key) { return reader.tensor(key); };
     torch::serialize::InputArchive model_archive;
@@ -342,9 +466,31 @@ void Trainer::load_checkpoint(const std::string& path) {
 
 bool Trainer::resume_latest() {
   auto all = run_dir_.checkpoints();
-  if (all.empty()) return false;
-  load_checkpoint(all.back());
-  return true;
+  while (!all.empty()) {
+    try {
+      load_checkpoint(all.back());
+      return true;
+    } catch (const DataError& e) {
+      // Set aside, not deleted: the user may want to look at it; it no longer counts as a checkpoint.
+      const std::string aside = all.back() + ".corrupt";
+      std::error_code ec;
+      std::filesystem::rename(all.back(), aside, ec);
+      std::fprintf(stderr, "skipping a damaged checkpoint (renamed to %s): %s\n", aside.c_str(), e.what());
+      skipped_.push_back(all.back() + ": " + first_line(e.what()));
+      all.pop_back();
+    }
+  }
+  return false;
+}
+
+std::string first_non_finite(const torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.named_parameters())
+    if (p.value().defined() && !torch::isfinite(p.value()).all().item<bool>()) return p.key();
+  for (const auto& b : module.named_buffers())
+    if (b.value().defined() && b.value().is_floating_point() && !torch::isfinite(b.value()).all().item<bool>())
+      return b.key();
+  return "";
 }
 
 void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive) {
@@ -361,12 +507,15 @@ void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchi
     if (stored[i].second != expected[i].second)
       throw std::runtime_error("tensor " + expected[i].first + " has shape " + c10::str(c10::IntArrayRef(stored[i].second)) +
                       " in the checkpoint where the model has " + c10::str(c10::IntArrayRef(expected[i].second)));
+  if (const auto bad = first_non_finite(module); !bad.empty())
+    throw std::runtime_error("tensor " + bad + " holds NaN or infinite values");
 }
 
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
   auto bytes = read_file(path);
   try {
     ArchiveReader reader(bytes, device);
+    warn_if_unsealed(reader, path);
     torch::serialize::InputArchive model_archive;
     reader.archive().read("model", model_archive);
     load_module_checked(model, model_archive);

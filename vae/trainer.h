@@ -6,7 +6,9 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,6 +30,17 @@ enum class TrainMode { joint, detach_posterior, post_hoc };
 std::string train_mode_name(TrainMode mode);
 // Throws std::invalid_argument naming the text and the valid names.
 TrainMode train_mode_from(const std::string& name);
+
+// What the loop does when training diverges (see Divergence): stop with a message naming the
+// likely cause, or roll back to the newest good checkpoint, lower the rate to blame and go on.
+enum class DivergencePolicy { stop, rollback };
+std::string divergence_policy_name(DivergencePolicy policy);  // "stop", "rollback"
+DivergencePolicy divergence_policy_from(const std::string& name);  // OptionError "on-divergence"
+
+// The rates a divergence can be blamed on, by their flag names.
+constexpr const char* kBlameLr = "lr";
+constexpr const char* kBlamePriorLr = "prior-lr";
+constexpr const char* kBlameStepSize = "mcmc-step-size";
 
 struct TrainOptions {
   TORCH_ARG(int64_t, epochs) = 50;
@@ -51,10 +64,41 @@ struct TrainOptions {
   TORCH_ARG(int64_t, refine_steps) = 0;
   TORCH_ARG(double, refine_step_size) = 0.1;
   TORCH_ARG(torch::Device, device) = torch::kCPU;
+  TORCH_ARG(DivergencePolicy, on_divergence) = DivergencePolicy::stop;
+  TORCH_ARG(int64_t, max_rollbacks) = 3;      // rollback: then stop
+  TORCH_ARG(double, rollback_factor) = 0.5;   // rollback: the blamed rate times this
+  // rollback: the rate to lower: "auto" (the likely cause, see Trainer::likely_cause), or a flag
+  // name: lr, prior-lr, mcmc-step-size.
+  TORCH_ARG(std::string, rollback_lower) = "auto";
 
  public:
   void validate() const;  // throws std::invalid_argument naming the bad value
 };
+
+// Training diverged: a quantity (the training loss, the validation bound, log Z, the
+// parameters) is not finite or exploded. Thrown inside the loop; the loop logs a "diverged"
+// event and stops or rolls back.
+struct Divergence : std::runtime_error {
+  Divergence(int64_t step, std::string quantity, double value);
+  int64_t step;
+  std::string quantity;  // "training loss", "validation bound", "validation log Z", "parameters"
+  double value;
+};
+
+// The run stopped because it diverged (policy stop, or no rollback left); the message says
+// where, what, the likely cause and how to go on.
+struct TrainingDiverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Where a loss, bound or log Z counts as exploded. A training loss explodes when its magnitude
+// exceeds kMaxAbsLoss nats, or when it exceeds the median of the last kLossWindow losses by
+// more than max(10 |median|, 1000) nats; a validation bound the same way, below the best one so
+// far; log Z when |log Z| > kMaxAbsLogZ.
+constexpr int kLossWindow = 100;
+constexpr double kMaxAbsLoss = 1e10;
+constexpr double kMaxAbsLogZ = 1000.0;
+bool exploded(double value, double reference);  // value above reference by max(10 |ref|, 1000)
 
 struct TrainState {
   int64_t step = 0;
@@ -77,7 +121,14 @@ class Trainer {
   // When set and true, the loop saves a checkpoint after the current step and returns.
   void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
 
+  // Called when a rollback lowered a rate (flag name, old value, new value), so that the caller
+  // can write it into config.ini; the trainer logs the "diverged" event itself.
+  void set_rate_listener(std::function<void(const std::string&, double, double)> listener) {
+    rate_listener_ = std::move(listener);
+  }
+
   // Trains until options.epochs() (or max_steps). Returns false if stopped early by the flag.
+  // Throws TrainingDiverged when training diverged and the policy (or the rollbacks left) says stop.
   bool run();
 
   // One optimisation step on x [B, P]; returns the loss and the mean terms.
@@ -86,8 +137,15 @@ class Trainer {
   void save_checkpoint(const std::string& path) const;
   // Throws DataError naming the file if it is missing, truncated or not a checkpoint.
   void load_checkpoint(const std::string& path);
-  // Loads the newest step checkpoint of the run directory; false if there is none.
+  // Loads the newest intact step checkpoint of the run directory; false if there is none. A
+  // checkpoint that fails to load (damaged, corrupt) is renamed to NAME.corrupt, named on stderr
+  // and in skipped_checkpoints(), and the one before it is tried.
   bool resume_latest();
+  const std::vector<std::string>& skipped_checkpoints() const { return skipped_; }
+
+  // The rate a divergence is most likely due to: the sampler's step size for the MCMC
+  // objectives, the prior's learning rate for other energy priors, else the learning rate.
+  std::string likely_cause() const;
 
   const TrainState& state() const { return state_; }
   VaeModel& model() { return *model_; }
@@ -95,6 +153,11 @@ class Trainer {
 
  private:
   void set_learning_rates(int64_t epoch);
+  bool run_steps();
+  // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
+  // TrainingDiverged.
+  void handle(const Divergence& d);
+  void check_loss(double loss);
   void end_epoch();
   void validate();  // runs the validator (if any), logs it, keeps best.pt
 
@@ -109,13 +172,22 @@ class Trainer {
   TrainState state_;
   Validator validator_;
   const std::atomic<bool>* stop_flag_ = nullptr;
+  std::function<void(const std::string&, double, double)> rate_listener_;
+  std::deque<double> recent_losses_;
+  int64_t rollbacks_ = 0;
+  std::vector<std::string> skipped_;
 };
+
+// Loads a module's parameters and buffers from an archive. Module::load re-targets each tensor
+// to the stored one whatever its shape; this throws, naming the tensor, when a stored shape
+// differs from the module's, or when a stored value is NaN or infinite.
+void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive);
+
+// The first parameter or buffer of `module` holding NaN or an infinity, or "" if none.
+std::string first_non_finite(const torch::nn::Module& module);
 
 // Loads only the model's parameters from a checkpoint written by Trainer (for
 // evaluate, sample, export and post-hoc fitting). Throws DataError naming the file.
-// Module::load re-targets each tensor to the stored one whatever its shape; this throws,
-// naming the tensor, when a stored shape differs from the module's.
-void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive);
 
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device = torch::kCPU);
 

@@ -1,6 +1,6 @@
 #include <torch/torch.h>
 
-#include "estimators/sha256.h"
+#include "data/sha256.h"
 
 #include <cstring>
 #include <stdexcept>
