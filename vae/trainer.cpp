@@ -68,8 +68,16 @@ DivergencePolicy divergence_policy_from(const std::string& name) {
   throw OptionError("on-divergence", "unknown policy '" + name + "' (valid: stop, rollback)");
 }
 
+namespace {
+std::string short_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+}  // namespace
+
 Divergence::Divergence(int64_t at_step, std::string what, double v)
-    : std::runtime_error(what + " diverged at step " + std::to_string(at_step) + " (" + std::to_string(v) + ")"),
+    : std::runtime_error(what + " diverged at step " + std::to_string(at_step) + " (" + short_number(v) + ")"),
       step(at_step),
       quantity(std::move(what)),
       value(v) {}
@@ -250,7 +258,7 @@ void Trainer::handle(const Divergence& d) {
   else was = objective_->sampler_step_size();
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
-      .set("value_text", std::to_string(d.value)).set("likely_cause", "--" + cause);
+      .set("value_text", short_number(d.value)).set("likely_cause", "--" + cause);
   auto checkpoints = run_dir_.checkpoints();
   const bool can = roll_back && !checkpoints.empty() && was > 0;
   if (can) {
@@ -281,12 +289,12 @@ void Trainer::handle(const Divergence& d) {
   if (cause == kBlameStepSize) text << " (" << objective_->sampler_step_size() << ")";
   else if (cause == kBlamePriorLr) text << " (" << options_.prior_lr() << ")";
   else text << " (" << options_.lr() << ")";
-  if (checkpoints.empty())
-    text << ". No checkpoint was saved before it: start again with a smaller --" << cause;
+  if (state_.step == 0 && checkpoints.empty())
+    text << ". Start again with a smaller --" << cause;
   else
-    text << ". Nothing after the newest checkpoint was saved; go on from it with a smaller value, e.g. vae-ebm train "
-            "--resume "
-         << run_dir_.path() << " --" << cause << " VALUE, or let the run do it: --on-divergence rollback";
+    text << ". Nothing after " << (checkpoints.empty() ? "the start" : "the newest checkpoint")
+         << " was saved; go on from there with a smaller value: vae-ebm train --resume " << run_dir_.path() << " --"
+         << cause << " VALUE, or let the run do it: --on-divergence rollback";
   throw TrainingDiverged(text.str());
 }
 
