@@ -8,6 +8,11 @@
 # moment-matched to the batch's aggregate posterior) and vae-ebm-snelbo-batch (the batch's
 # aggregate posterior itself), vae-ebm-snelbo-defensive (half base, half that Gaussian) and
 # vae-ebm-snelbo-s1024 (base proposal, 1024 samples for Zhat each step, not the batch size).
+# Learned proposals and objectives (issue 13): vae-ebm-snelbo-flow-reverse-kl, -flow-ml and
+# -flow-mix (joint SNELBO with a flow proposal trained by reverse KL to the energy prior, by
+# maximum likelihood on the posterior samples, or both), vae-ebm-nce-flow (NCE with a flow
+# noise fitted to the posterior samples), vae-ebm-fce (flow contrastive estimation),
+# vae-ebm-score-matching (denoising score matching) and vae-flow (the flow as the prior).
 # Warm starts, each EPOCHS/2 more epochs from the vae row's best encoder and decoder (fresh
 # optimisers): vae-continued (the Gaussian prior, the control), vae-ebm-snelbo-warm and
 # vae-ebm-snelbo-warm-defensive (joint SNELBO with the base or defensive proposal).
@@ -86,6 +91,12 @@ for row in "${rows[@]}"; do
     vae-ebm-snelbo-batch) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal batch-posterior ;;
     vae-ebm-snelbo-s1024) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --base-samples 1024 ;;
     vae-ebm-snelbo-defensive) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal defensive ;;
+    vae-ebm-snelbo-flow-reverse-kl|vae-ebm-snelbo-flow-ml|vae-ebm-snelbo-flow-mix)
+      run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --proposal flow --flow-fit "${row#vae-ebm-snelbo-flow-}" ;;
+    vae-ebm-nce-flow) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --objective nce --nce-noise flow ;;
+    vae-ebm-fce) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --objective fce ;;
+    vae-ebm-score-matching) run "$row" train --run-dir "$out/$row" "${common[@]}" "${ebm[@]}" --objective score-matching ;;
+    vae-flow) run "$row" train --run-dir "$out/$row" "${common[@]}" --prior flow --prior-lr 3e-4 ;;
     vae-continued) run "$row" train --run-dir "$out/$row" "${warm[@]}" --prior gaussian ;;
     vae-ebm-snelbo-warm) run "$row" train --run-dir "$out/$row" "${warm[@]}" "${ebm[@]}" ;;
     vae-ebm-snelbo-warm-defensive) run "$row" train --run-dir "$out/$row" "${warm[@]}" "${ebm[@]}" --proposal defensive ;;
