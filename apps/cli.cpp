@@ -23,6 +23,9 @@ namespace vae_ebm::cli {
 
 namespace po = boost::program_options;
 
+// Boost's message for a parse error, safe whatever the input holds (defined in apps/flags.cpp).
+std::string po_error_text(po::error& e);
+
 namespace {
 
 std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") { return join_names(items, sep); }
@@ -88,8 +91,8 @@ void store_config_file(const std::string& path, const po::options_description& d
       parsed.options = kept;
     }
     po::store(parsed, vm);
-  } catch (const po::error& e) {
-    throw UsageError("config file '" + path + "': " + e.what());
+  } catch (po::error& e) {
+    throw UsageError("config file '" + path + "': " + po_error_text(e));
   }
 }
 
@@ -117,6 +120,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
       ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
       ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
+      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow prior: affine coupling layers")
+      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow prior: width of each coupling's conditioner")
       ("energy-hidden", po::value(&c.energy_hidden)->default_value(c.energy_hidden), "energy MLP hidden widths")
       ("energy-slope", real(&c.energy_slope, c.energy_slope), "energy MLP LeakyReLU slope")
       ("objective", po::value(&c.objective)->default_value(c.objective),
@@ -127,7 +132,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        "snelbo --proposal flow: how the flow trains: ml (posterior samples), reverse-kl (the energy prior) or mix")
       ("proposal-base-fraction", real(&snelbo.flow_base_fraction(), snelbo.flow_base_fraction()),
        "snelbo --proposal flow: share of the S samples drawn from the base (bounds the weights)")
-      ("flow-lr", real(&snelbo.flow_lr(), snelbo.flow_lr()), "snelbo --proposal flow: Adam learning rate of the flow")
+      ("flow-lr", real(&c.objective_flags.flow_lr(), c.objective_flags.flow_lr()),
+       "Adam learning rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise flow, fce)")
       ("mcmc-steps", po::value(&mcmc.steps())->default_value(mcmc.steps()), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
       ("mcmc-step-size", real(&mcmc.step_size(), mcmc.step_size()), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
       ("mcmc-noise", real(&mcmc.noise(), mcmc.noise()), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
@@ -140,7 +146,10 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("reinit-fraction", real(&mcmc.reinit_fraction(), mcmc.reinit_fraction()), "long-run-mcmc: fraction of chains re-drawn from the base each step")
       ("refine-steps", po::value(&t.refine_steps())->default_value(t.refine_steps()), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
       ("refine-step-size", real(&t.refine_step_size(), t.refine_step_size()), "ebm: posterior refinement step size")
-      ("nce-noise", po::value(&nce.noise())->default_value(nce.noise()), "nce: noise distribution: base or aggregate-gaussian")
+      ("nce-noise", po::value(&nce.noise())->default_value(nce.noise()),
+       "nce: noise distribution: base, aggregate-gaussian, or flow (fitted to the posterior samples)")
+      ("sm-noise", real(&c.objective_flags.score_matching().noise(), c.objective_flags.score_matching().noise()),
+       "score-matching: sigma of the denoising noise")
       ("nce-ratio", real(&nce.ratio(), nce.ratio()), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(t.max_steps()), "stop after this many steps (0: no limit)")
@@ -234,7 +243,9 @@ PriorOptions TrainConfig::prior_options() const {
   return PriorOptions(prior, latent)
       .mog_components(mog_components)
       .energy_hidden(parse_widths(energy_hidden, "energy-hidden"))
-      .energy_slope(energy_slope);
+      .energy_slope(energy_slope)
+      .flow_layers(flow_layers)
+      .flow_hidden(flow_hidden);
 }
 
 ObjectiveOptions TrainConfig::objective_options() const { return objective_flags; }

@@ -75,6 +75,8 @@ struct TrainConfig {
   int64_t mog_components = PriorOptions("mog", 1).mog_components();
   std::string energy_hidden = widths_text(PriorOptions("ebm", 1).energy_hidden());
   double energy_slope = PriorOptions("ebm", 1).energy_slope();
+  int64_t flow_layers = PriorOptions("flow", 1).flow_layers();
+  int64_t flow_hidden = PriorOptions("flow", 1).flow_hidden();
   std::string objective;  // empty: the prior's default
   ObjectiveOptions objective_flags;  // each objective family's options
   TrainOptions train;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "apps/command.h"
+#include "prior/flow.h"
 #include "apps/run_support.h"
 #include "data/hdf5_io.h"
 
@@ -33,6 +34,15 @@ int run_export(const ExportConfig& c) {
   h5.attribute("/", "prior", cfg.prior);
   h5.attribute("/", "dataset", cfg.dataset);
   if (cfg.prior == "mog") h5.attribute("/", "mog_components", cfg.mog_components);
+  if (cfg.prior == "flow") {
+    h5.attribute("/", "flow_layers", cfg.flow_layers);
+    h5.attribute("/", "flow_max_log_scale", FlowOptions().max_log_scale());
+    h5.attribute("/", "flow_hidden", cfg.flow_hidden);
+    h5.attribute("/", "flow_layout",
+                 "affine coupling (RealNVP) on N(0, I), layer k: mask m = 1 on the even coordinates (k even) or odd ones "
+                 "(k odd); nets/k is Linear-tanh-Linear-tanh-Linear giving [s_raw | t] (2D outputs); s = max_log_scale "
+                 "tanh(s_raw); y = m x + (1 - m) (x exp(s) + t); sampling applies layers 0..K-1 to a N(0, I) draw");
+  }
   if (cfg.prior == "ebm") {
     h5.attribute("/", "energy_hidden", cfg.energy_hidden);
     h5.attribute("/", "energy_activation", "leaky-relu");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "common/registry.h"
@@ -48,6 +49,25 @@ po::typed_value<double>* real(double* target, double value) {
 }
 
 
+namespace {
+// Boost keeps an error's substitutions protected; a derived class may name them.
+struct Substitutions : po::error_with_option_name {
+  static std::map<std::string, std::string>& of(po::error_with_option_name& e) { return e.*(&Substitutions::m_substitutions); }
+};
+}  // namespace
+
+// Boost writes the offending option, token, value or config line into its message by replacing
+// each placeholder (%value%, %original_token%, %invalid_line%, ...) until none is left, so a text
+// that holds a placeholder itself ("--latent %value%", a config line "%invalid_line%") makes
+// what() loop for ever (found by fuzz/config.cpp). With no '%' in what is written in, every
+// replacement removes one placeholder: the message shows those '%' as '?'.
+std::string po_error_text(po::error& e) {
+  if (auto* named = dynamic_cast<po::error_with_option_name*>(&e))
+    for (auto& entry : Substitutions::of(*named)) std::replace(entry.second.begin(), entry.second.end(), '%', '?');
+  return e.what();
+}
+
+
 static std::vector<const char*> argv_of(const std::vector<std::string>& args) {
   std::vector<const char*> argv{"vae-ebm"};
   for (const auto& a : args) argv.push_back(a.c_str());
@@ -74,8 +94,8 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
       std::cout << usage << "\n\n" << desc << "\n";
       return false;
     }
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
+  } catch (po::error& e) {
+    throw UsageError(po_error_text(e));
   }
   return true;
 }
@@ -84,8 +104,8 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 void notify_all(po::variables_map& vm) {
   try {
     po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
+  } catch (po::error& e) {
+    throw UsageError(po_error_text(e));
   }
 }
 

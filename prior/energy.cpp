@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include "prior/energy.h"
+#include "prior/flow.h"
 
 #include <functional>
 #include <sstream>
@@ -101,6 +102,10 @@ const Registry<PriorFactory>& prior_registry() {
                [](const PriorOptions& o) { return std::make_shared<MixturePrior>(o.latent_dim(), o.mog_components()); })
           .add("ebm", [](const PriorOptions& o) {
             return std::make_shared<EnergyPrior>(o.latent_dim(), o.energy_hidden(), o.energy_slope());
+          })
+          .add("flow", [](const PriorOptions& o) {
+            return std::make_shared<FlowPrior>(o.latent_dim(),
+                                               FlowOptions().layers(o.flow_layers()).hidden(o.flow_hidden()));
           });
   return registry;
 }

@@ -127,4 +127,48 @@ void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tens
   optimizer.step();
 }
 
+void TrainedFlow::make(int64_t dim, torch::Device device) {
+  flow_ = Flow(dim);
+  flow_->to(device);
+  optimizer_ = std::make_unique<torch::optim::Adam>(flow_->parameters(), torch::optim::AdamOptions(lr_));
+}
+
+Flow& TrainedFlow::get(int64_t dim, torch::Device device, at::Generator& generator) {
+  if (!flow_) {
+    make(dim, device);
+    flow_->reset_parameters(generator);
+  }
+  return flow_;
+}
+
+void TrainedFlow::save(torch::serialize::OutputArchive& archive) const {
+  if (!flow_) return;
+  archive.write("flow_dim", torch::tensor(flow_->dim()));
+  torch::serialize::OutputArchive flow, optimizer;
+  flow_->save(flow);
+  optimizer_->save(optimizer);
+  archive.write("flow", flow);
+  archive.write("flow_optimizer", optimizer);
+}
+
+void TrainedFlow::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor dim;
+  if (!archive.try_read("flow_dim", dim)) return;
+  make(dim.item<int64_t>(), dim.device());
+  torch::serialize::InputArchive flow, optimizer;
+  archive.read("flow", flow);
+  flow_->load(flow);
+  archive.read("flow_optimizer", optimizer);
+  optimizer_->load(optimizer);
+}
+
+FlowPrior::FlowPrior(int64_t latent_dim, const FlowOptions& options) : Prior("FlowPrior") {
+  flow = register_module("flow", Flow(latent_dim, options));
+}
+
+torch::Tensor FlowPrior::sample(int64_t n, at::Generator& generator) {
+  torch::NoGradGuard no_grad;
+  return flow->sample_with_log_prob(n, generator).first;
+}
+
 }  // namespace vae_ebm

@@ -14,7 +14,10 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <utility>
+
+#include "prior/prior.h"
 
 namespace vae_ebm {
 
@@ -69,5 +72,41 @@ torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const
 // One step of `optimizer` (over the flow's parameters) on `loss`, taking the gradients of the
 // flow's parameters only: whatever else `loss` depends on (an energy's parameters) is left alone.
 void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss);
+
+// A flow trained alongside an objective (SNELBO's proposal, NCE's noise, FCE's adversary), with
+// its own Adam. It is made at the first step, when the latent dimension is known, its hidden
+// layers drawn from the trainer's generator (so a run is reproducible), and it goes into the
+// objective's state in checkpoints.
+class TrainedFlow {
+ public:
+  explicit TrainedFlow(double lr) : lr_(lr) {}
+  // The flow, made at the first call.
+  Flow& get(int64_t dim, torch::Device device, at::Generator& generator);
+  // One Adam step on `loss`, for the flow's parameters only (step_flow).
+  void step(const torch::Tensor& loss) { step_flow(flow_, *optimizer_, loss); }
+  void save(torch::serialize::OutputArchive& archive) const;
+  // Nothing to load when the checkpoint was written before the first step.
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  void make(int64_t dim, torch::Device device);
+  double lr_;
+  Flow flow_{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer_;
+};
+
+// --prior flow: the flow itself as the VAE's prior, an exact density trained by the exact
+// objective (its parameters learn at --prior-lr). A new one is the identity: N(0, I).
+class FlowPrior : public Prior {
+ public:
+  FlowPrior(int64_t latent_dim, const FlowOptions& options);
+  std::string kind() const override { return "flow"; }
+  int64_t latent_dim() const override { return flow->dim(); }
+  bool exact() const override { return true; }
+  torch::Tensor log_prob_unnormalised(const torch::Tensor& z) override { return flow->log_prob(z); }
+  torch::Tensor log_prob_bound(const torch::Tensor& z) override { return flow->log_prob(z); }
+  torch::Tensor sample(int64_t n, at::Generator& generator) override;
+  Flow flow{nullptr};
+};
 
 }  // namespace vae_ebm

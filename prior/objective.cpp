@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/error.h"
 #include "common/registry.h"
 #include "prior/energy.h"
 
@@ -16,6 +17,8 @@ std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions&);
 std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions&);
 std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions&);
 std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions&);
+std::unique_ptr<PriorObjective> make_fce_objective(const ObjectiveOptions&);
+std::unique_ptr<PriorObjective> make_score_matching_objective(const ObjectiveOptions&);
 
 namespace {
 const Registry<ObjectiveFactory>& registry() {
@@ -24,10 +27,17 @@ const Registry<ObjectiveFactory>& registry() {
                                   .add("snelbo", make_snelbo_objective)
                                   .add("short-run-mcmc", make_short_run_mcmc_objective)
                                   .add("long-run-mcmc", make_long_run_mcmc_objective)
-                                  .add("nce", make_nce_objective);
+                                  .add("nce", make_nce_objective)
+                                  .add("fce", make_fce_objective)
+                                  .add("score-matching", make_score_matching_objective);
   return entries;
 }
 }  // namespace
+
+void ObjectiveOptions::validate_flow_lr() const {
+  if (!(flow_lr_ > 0 && std::isfinite(flow_lr_)))
+    throw OptionError("flow-lr", "must be finite and > 0, got " + std::to_string(flow_lr_));
+}
 
 std::vector<std::string> objective_names() { return registry().names(); }
 
@@ -49,6 +59,14 @@ EnergyPrior& as_energy_prior(Prior& prior) {
 }
 
 std::string default_objective(const std::string& prior_kind) { return prior_kind == "ebm" ? "snelbo" : "exact"; }
+
+torch::Tensor encoder_prior_term(EnergyPrior& prior, const DiagonalGaussian& q, const torch::Tensor& z) {
+  // f(z) - f(sg(z)) + sg(f(z)): the value of f(z), with f's parameters' gradient cancelled and
+  // the gradient through z kept.
+  auto f_z = prior.energy(z);
+  auto f_through_z = f_z - prior.energy(z.detach()) + f_z.detach();
+  return q.expected_standard_normal_log_prob() - f_through_z.mean(0) - prior.b.detach();
+}
 
 torch::Tensor log_mean_exp(const torch::Tensor& log_weights) {
   return torch::logsumexp(log_weights, 0) - std::log(static_cast<double>(log_weights.size(0)));

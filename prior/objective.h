@@ -14,6 +14,8 @@
 
 namespace vae_ebm {
 
+class EnergyPrior;
+
 // Each family of objectives has its options, validated once where the objective is built;
 // an error names the option ("base-samples", the name the flags use too) and the value.
 struct SnelboOptions {
@@ -26,7 +28,6 @@ struct SnelboOptions {
   // energy prior), or mix (the sum of the two losses).
   TORCH_ARG(std::string, flow_fit) = "mix";
   TORCH_ARG(double, flow_base_fraction) = 0.1;  // flow: share of the S samples from the base
-  TORCH_ARG(double, flow_lr) = 1e-3;
 
  public:
   void validate() const;  // throws OptionError
@@ -56,8 +57,19 @@ struct McmcOptions {
 };
 
 struct NceOptions {
-  TORCH_ARG(std::string, noise) = "base";  // noise distribution: base | aggregate-gaussian
+  // Noise distribution: base | aggregate-gaussian | flow (a flow fitted by maximum likelihood to
+  // the posterior samples, one Adam step per training step). fce always uses a flow, trained
+  // against the energy.
+  TORCH_ARG(std::string, noise) = "base";
   TORCH_ARG(double, ratio) = 1.0;          // noise samples per data sample
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+// Denoising score matching of the energy prior on posterior samples (Vincent 2011).
+struct ScoreMatchingOptions {
+  TORCH_ARG(double, noise) = 0.1;  // sigma of the Gaussian noise added to the samples
 
  public:
   void validate() const;  // throws OptionError
@@ -68,6 +80,13 @@ struct ObjectiveOptions {
   TORCH_ARG(SnelboOptions, snelbo);
   TORCH_ARG(McmcOptions, mcmc);
   TORCH_ARG(NceOptions, nce);
+  TORCH_ARG(ScoreMatchingOptions, score_matching);
+  // Adam learning rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise
+  // flow, fce).
+  TORCH_ARG(double, flow_lr) = 1e-3;
+
+ public:
+  void validate_flow_lr() const;  // throws OptionError "flow-lr"
 };
 
 struct PriorTerm {
@@ -114,12 +133,23 @@ std::vector<std::string> objective_names();
 // The objective a prior trains with when none is named: exact for gaussian/mog, snelbo for ebm.
 std::string default_objective(const std::string& prior_kind);
 
-class EnergyPrior;
 // Helpers for objective files: whether a prior is an energy prior, and the prior as one (the
 // objective's check() has made sure of it; std::invalid_argument otherwise).
 bool is_energy_prior(const Prior& prior);
 EnergyPrior& as_energy_prior(Prior& prior);
 constexpr const char* kEnergyPriorRequirement = "an energy prior (ebm)";
+
+// Helper for objective files whose energy is not trained through the encoder's term (nce, fce,
+// score-matching): per image [B], value E_q[log p0] - E_q[f(z)] - b over the K samples z
+// [K, B, D], with a gradient that reaches the encoder through z but not f or b.
+torch::Tensor encoder_prior_term(EnergyPrior& prior, const DiagonalGaussian& q, const torch::Tensor& z);
+
+// The denoising score-matching loss (Vincent 2011), weighted by sigma^2: the mean over the
+// rows of x [N, D] of 1/2 |sigma score(x + sigma eps) + eps|^2, eps ~ N(0, I). Its minimiser
+// over score functions is the score of x's distribution convolved with N(0, sigma^2 I).
+// Differentiable in whatever `score` depends on.
+torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                            const torch::Tensor& x, double sigma, at::Generator& generator);
 
 // Helper for objective files: log of the importance-sampling estimate of Z for an
 // energy prior, log Zhat = logsumexp_s(-f(z_s) + log p0(z_s) - log r(z_s)) - log S,

@@ -20,7 +20,7 @@ namespace {
 
 class SnelboObjective : public PriorObjective {
  public:
-  explicit SnelboObjective(const SnelboOptions& options) : options_(options) { options.validate(); }
+  SnelboObjective(const SnelboOptions& options, double flow_lr) : options_(options), flow_(flow_lr) { options.validate(); }
   std::string name() const override { return "snelbo"; }
   bool learns_log_normaliser() const override { return true; }
   bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
@@ -47,30 +47,13 @@ class SnelboObjective : public PriorObjective {
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = (1.0 / (w * w).sum()).item<double>() / static_cast<double>(s);
-    if (flow_) term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
+    if (options_.proposal() == "flow") term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
     return term;
   }
 
-  void save(torch::serialize::OutputArchive& archive) const override {
-    if (!flow_) return;
-    archive.write("flow_dim", torch::tensor(flow_->dim()));
-    torch::serialize::OutputArchive flow, optimizer;
-    flow_->save(flow);
-    flow_optimizer_->save(optimizer);
-    archive.write("flow", flow);
-    archive.write("flow_optimizer", optimizer);
-  }
+  void save(torch::serialize::OutputArchive& archive) const override { flow_.save(archive); }
   void load(torch::serialize::InputArchive& archive) override {
-    if (options_.proposal() != "flow") return;
-    torch::Tensor dim;
-    if (!archive.try_read("flow_dim", dim)) return;  // saved before the first step
-    const auto device = dim.device();
-    make_flow(dim.item<int64_t>(), device, nullptr);
-    torch::serialize::InputArchive flow, optimizer;
-    archive.read("flow", flow);
-    flow_->load(flow);
-    archive.read("flow_optimizer", optimizer);
-    flow_optimizer_->load(optimizer);
+    if (options_.proposal() == "flow") flow_.load(archive);
   }
 
  private:
@@ -85,10 +68,10 @@ class SnelboObjective : public PriorObjective {
     const auto& p = options_.proposal();
     if (p == "base") return {torch::randn({s, d}, generator, opts), torch::zeros({s}, opts)};
     if (p == "flow") {
-      if (!flow_) make_flow(d, q.mu.device(), &generator);
+      auto& flow = flow_.get(d, q.mu.device(), generator);
       // round(a S) samples from the base, the rest from the flow, weighted by their mixture.
       const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
-      auto mixture = sample_flow_mixture(flow_, from_base, s - from_base,
+      auto mixture = sample_flow_mixture(flow, from_base, s - from_base,
                                          static_cast<double>(from_base) / static_cast<double>(s), generator);
       return {mixture.z, mixture.log_correction};
     }
@@ -123,34 +106,23 @@ class SnelboObjective : public PriorObjective {
     return {zs, standard_normal_log_prob(zs) - log_r};
   }
 
-  // The flow proposal: made at the first step, when the latent dimension is known (its hidden
-  // layers drawn from the trainer's generator, so a run is reproducible), or by load().
-  void make_flow(int64_t d, torch::Device device, at::Generator* generator) {
-    flow_ = Flow(d);
-    if (generator) flow_->reset_parameters(*generator);
-    flow_->to(device);
-    flow_optimizer_ = std::make_unique<torch::optim::Adam>(flow_->parameters(),
-                                                           torch::optim::AdamOptions(options_.flow_lr()));
-  }
-
   // One Adam step of the flow on its own loss; no gradient reaches the energy, b or the VAE.
   // ml: -mean log q_flow(z) over the batch's posterior samples (detached); reverse-kl:
   // mean over S flow samples of log q_flow(z) + f(z) - log p0(z), i.e. KL(q_flow || p) - log Z.
   double fit_flow_step(EnergyPrior& ebm, const torch::Tensor& z, int64_t s, at::Generator& generator) {
     torch::AutoGradMode enable_grad(true);
     const auto& fit = options_.flow_fit();
-    const int64_t d = flow_->dim();
+    auto& flow = flow_.get(z.size(-1), z.device(), generator);
     torch::Tensor loss = torch::zeros({}, z.options().requires_grad(false));
-    if (fit == "ml" || fit == "mix") loss = loss - flow_->log_prob(z.detach().reshape({-1, d})).mean();
+    if (fit == "ml" || fit == "mix") loss = loss - flow->log_prob(z.detach().reshape({-1, flow->dim()})).mean();
     if (fit == "reverse-kl" || fit == "mix")
-      loss = loss + reverse_kl_gap(flow_, [&ebm](const torch::Tensor& x) { return ebm.energy(x); }, s, generator);
-    step_flow(flow_, *flow_optimizer_, loss);
+      loss = loss + reverse_kl_gap(flow, [&ebm](const torch::Tensor& x) { return ebm.energy(x); }, s, generator);
+    flow_.step(loss);
     return loss.item<double>();
   }
 
   SnelboOptions options_;
-  Flow flow_{nullptr};
-  std::unique_ptr<torch::optim::Adam> flow_optimizer_;
+  TrainedFlow flow_;
 };
 
 }  // namespace
@@ -166,12 +138,11 @@ void SnelboOptions::validate() const {
     throw OptionError("flow-fit", "unknown flow fit '" + flow_fit_ + "' (valid: ml, reverse-kl, mix)");
   if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))
     throw OptionError("proposal-base-fraction", "must be in [0, 1), got " + std::to_string(flow_base_fraction_));
-  if (!(flow_lr_ > 0 && std::isfinite(flow_lr_)))
-    throw OptionError("flow-lr", "must be finite and > 0, got " + std::to_string(flow_lr_));
 }
 
 std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions& options) {
-  return std::make_unique<SnelboObjective>(options.snelbo());
+  options.validate_flow_lr();
+  return std::make_unique<SnelboObjective>(options.snelbo(), options.flow_lr());
 }
 
 }  // namespace vae_ebm

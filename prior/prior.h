@@ -17,7 +17,7 @@ class Prior : public torch::nn::Module {
   explicit Prior(std::string name) : torch::nn::Module(std::move(name)) {}
   virtual ~Prior() = default;
 
-  virtual std::string kind() const = 0;  // "gaussian", "mog" or "ebm"
+  virtual std::string kind() const = 0;  // "gaussian", "mog", "ebm" or "flow"
   virtual int64_t latent_dim() const = 0;
   virtual bool exact() const = 0;  // log_prob_bound is the exact log density
 
@@ -40,6 +40,8 @@ struct PriorOptions {
   TORCH_ARG(int64_t, mog_components) = 10;
   TORCH_ARG(std::vector<int64_t>, energy_hidden) = std::vector<int64_t>{200, 200, 200};
   TORCH_ARG(double, energy_slope) = 0.2;  // LeakyReLU negative slope
+  TORCH_ARG(int64_t, flow_layers) = 6;    // flow: coupling layers
+  TORCH_ARG(int64_t, flow_hidden) = 64;   // flow: width of each conditioner
 };
 
 // Builds a prior; an unknown kind throws std::invalid_argument listing prior_kinds().

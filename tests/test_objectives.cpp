@@ -5,6 +5,7 @@
 #include "data/seed.h"
 #include "estimators/log_z.h"
 #include "prior/energy.h"
+#include "prior/flow.h"
 #include "prior/langevin.h"
 #include "prior/mixture.h"
 #include "prior/objective.h"
@@ -15,7 +16,21 @@ namespace vae_ebm::test {
 namespace {
 
 // Options that keep the MCMC objectives quick; each objective reads only its own.
+// A contract case: an objective's name, or NAME/VARIANT for an objective with a flow
+// (snelbo/flow: the flow proposal; nce/flow: the flow noise; exact/flow: the flow prior).
+std::string objective_of(const std::string& name) { return name.substr(0, name.find('/')); }
+bool flow_variant(const std::string& name) { return name.find("/flow") != std::string::npos; }
+
+std::vector<std::string> contract_cases() {
+  auto cases = objective_names();
+  for (const auto* variant : {"snelbo/flow", "nce/flow", "exact/flow"}) cases.push_back(variant);
+  return cases;
+}
+
 ObjectiveOptions quick_options(const std::string& name) {
+  if (name == "snelbo/flow")
+    return ObjectiveOptions().snelbo(SnelboOptions().base_samples(256).proposal("flow").flow_fit("reverse-kl"));
+  if (name == "nce/flow") return ObjectiveOptions().nce(NceOptions().noise("flow"));
   auto o = ObjectiveOptions().snelbo(SnelboOptions().base_samples(256)).mcmc(McmcOptions().steps(30).negatives(128));
   if (name == "long-run-mcmc") o.mcmc().persistent(true).buffer_size(512).step_size(0.2);
   // The reference step 0.4 made short-run learning diverge on this toy target (clusters
@@ -27,6 +42,14 @@ ObjectiveOptions quick_options(const std::string& name) {
 std::shared_ptr<Prior> prior_for(const std::string& name, int64_t dim) {
   torch::manual_seed(1);
   if (name == "exact") return std::make_shared<MixturePrior>(dim, 2, 3);
+  if (name == "exact/flow") {
+    // Away from the identity, where the conditioners' zero last layers block every other
+    // layer's gradient.
+    auto flow = std::make_shared<FlowPrior>(dim, FlowOptions().layers(4).hidden(32));
+    torch::NoGradGuard no_grad;
+    for (auto& p : flow->parameters()) p.add_(0.05 * torch::randn(p.sizes()));
+    return flow;
+  }
   return std::make_shared<EnergyPrior>(dim, std::vector<int64_t>{32, 32}, 0.2);
 }
 
@@ -64,7 +87,7 @@ class ObjectiveContract : public SeedingFixture, public ::testing::WithParamInte
 
 TEST_P(ObjectiveContract, LossIsFiniteAndGradientsReachTheRightParameters) {
   const auto name = GetParam();
-  auto objective = make_objective(name, quick_options(name));
+  auto objective = make_objective(objective_of(name), quick_options(name));
   auto prior = prior_for(name, 3);
   ASSERT_NO_THROW(objective->check(*prior));
   auto mu = torch::randn({8, 3}).requires_grad_(true);          // stands in for the encoder
@@ -83,7 +106,7 @@ TEST_P(ObjectiveContract, LossIsFiniteAndGradientsReachTheRightParameters) {
     const bool is_b = p.key() == "b";
     const bool has_grad = p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0;
     if (is_b) {
-      EXPECT_EQ(has_grad, objective->learns_log_normaliser() || name == "nce") << name << ": " << p.key();
+      EXPECT_EQ(has_grad, objective->learns_log_normaliser() || objective_of(name) == "nce" || objective_of(name) == "fce") << name << ": " << p.key();
     } else if (p.key().find("bias") == std::string::npos) {
       EXPECT_TRUE(has_grad) << name << ": " << p.key() << " gets no gradient";
     }
@@ -93,7 +116,7 @@ TEST_P(ObjectiveContract, LossIsFiniteAndGradientsReachTheRightParameters) {
 TEST_P(ObjectiveContract, SaveLoadRoundTrips) {
   const auto name = GetParam();
   auto prior = prior_for(name, 2);
-  auto a = make_objective(name, quick_options(name));
+  auto a = make_objective(objective_of(name), quick_options(name));
   DiagonalGaussian q{torch::randn({8, 2}), torch::zeros({8, 2})};
   auto gen = make_generator(9);
   a->prior_term(*prior, q, q.rsample(1, gen), gen);  // creates any state (persistent chains)
@@ -101,7 +124,7 @@ TEST_P(ObjectiveContract, SaveLoadRoundTrips) {
   a->save(out);
   std::ostringstream bytes;
   out.save_to(bytes);
-  auto b = make_objective(name, quick_options(name));
+  auto b = make_objective(objective_of(name), quick_options(name));
   torch::serialize::InputArchive in;
   std::istringstream stream(bytes.str());
   in.load_from(stream);
@@ -117,7 +140,7 @@ TEST_P(ObjectiveContract, SaveLoadRoundTrips) {
 TEST_P(ObjectiveContract, AFewStepsFitATwoDimensionalTarget) {
   const auto name = GetParam();
   auto prior = prior_for(name, 2);
-  auto objective = make_objective(name, quick_options(name));
+  auto objective = make_objective(objective_of(name), quick_options(name));
   auto gen = make_generator(31);
   auto held_out = toy_data(2000, gen);
   const double before = log_likelihood(*prior, held_out);
@@ -150,13 +173,36 @@ TEST_P(ObjectiveContract, AFewStepsFitATwoDimensionalTarget) {
   EXPECT_GT(after, before + 0.3) << name << ": held-out log-likelihood " << before << " -> " << after;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllRegistered, ObjectiveContract, ::testing::ValuesIn(objective_names()),
+INSTANTIATE_TEST_SUITE_P(AllRegistered, ObjectiveContract, ::testing::ValuesIn(contract_cases()),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& c : n)
-                             if (c == '-') c = '_';
+                             if (c == '-' || c == '/') c = '_';
                            return n;
                          });
+
+// Denoising score matching of a linear score -P y on samples of N(0, diag(4, 1/4)) recovers
+// the precision of the data blurred by the noise: P = (Sigma + sigma^2 I)^-1.
+class ScoreMatchingTest : public SeedingFixture {};
+
+TEST_F(ScoreMatchingTest, DenoisingScoreMatchingRecoversAGaussiansPrecision) {
+  auto gen = make_generator(12);
+  const double sigma = 0.3;
+  auto scale = torch::tensor({2.0f, 0.5f});
+  auto log_p = torch::zeros({2}, torch::requires_grad());  // P = diag(exp(log_p))
+  torch::optim::Adam optimizer({log_p}, torch::optim::AdamOptions(0.05));
+  for (int step = 0; step < 600; ++step) {
+    auto x = torch::randn({4096, 2}, gen) * scale;
+    auto loss = denoising_score_matching_loss([&](const torch::Tensor& y) { return -y * torch::exp(log_p); }, x, sigma,
+                                              gen);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+  }
+  auto precision = torch::exp(log_p).detach();
+  EXPECT_NEAR(precision[0].item<double>(), 1.0 / (4.0 + sigma * sigma), 0.01) << precision;
+  EXPECT_NEAR(precision[1].item<double>(), 1.0 / (0.25 + sigma * sigma), 0.05) << precision;
+}
 
 TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
   EXPECT_THROW(make_objective("short-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().persistent(true))), std::invalid_argument);

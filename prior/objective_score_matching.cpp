@@ -1,0 +1,67 @@
+// "score-matching": denoising score matching (Vincent 2011) of the energy prior on the batch's
+// posterior samples, the third family of EBM training beside MLE by MCMC and NCE. The model's
+// score is grad log p(z) = -z - grad f(z); the loss fits it to the score of the posterior
+// samples blurred by N(0, sigma^2 I) (docs/MATH.md section 8.6). It never sees log Z: b is not
+// learned, and evaluation estimates log Z. The encoder is trained through
+// E_q[log p0] - E_q[f(z)] - b, as with nce.
+#include <torch/torch.h>
+
+#include "prior/energy.h"
+#include "prior/objective.h"
+
+#include <cmath>
+#include <string>
+
+#include "common/error.h"
+
+namespace vae_ebm {
+
+torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                            const torch::Tensor& x, double sigma, at::Generator& generator) {
+  auto eps = torch::randn(x.sizes(), generator, x.options().requires_grad(false));
+  auto noisy = (x.detach() + sigma * eps).detach();
+  return 0.5 * (sigma * score(noisy) + eps).pow(2).sum(-1).mean();
+}
+
+namespace {
+
+class ScoreMatchingObjective : public PriorObjective {
+ public:
+  explicit ScoreMatchingObjective(const ScoreMatchingOptions& options) : options_(options) { options.validate(); }
+  std::string name() const override { return "score-matching"; }
+  bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
+  std::string requirement() const override { return kEnergyPriorRequirement; }
+
+  PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
+                       at::Generator& generator) override {
+    auto& ebm = as_energy_prior(prior);
+    // f's own modules, not the fused forward: the loss differentiates grad f once more.
+    auto score = [&ebm](const torch::Tensor& y) {
+      auto v = y.detach().requires_grad_(true);
+      auto f = ebm.f->forward(v).sum();
+      auto grad_f = torch::autograd::grad({f}, {v}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+      return -v - grad_f;
+    };
+    torch::AutoGradMode enable_grad(true);
+    auto dsm = denoising_score_matching_loss(score, z.detach().reshape({-1, q.dim()}), options_.noise(), generator);
+    PriorTerm term{encoder_prior_term(ebm, q, z) - dsm, {}};
+    term.diagnostics["score_matching"] = dsm.item<double>();
+    return term;
+  }
+
+ private:
+  ScoreMatchingOptions options_;
+};
+
+}  // namespace
+
+void ScoreMatchingOptions::validate() const {
+  if (!(noise_ > 0 && std::isfinite(noise_)))
+    throw OptionError("sm-noise", "must be finite and > 0, got " + std::to_string(noise_));
+}
+
+std::unique_ptr<PriorObjective> make_score_matching_objective(const ObjectiveOptions& options) {
+  return std::make_unique<ScoreMatchingObjective>(options.score_matching());
+}
+
+}  // namespace vae_ebm
