@@ -6,11 +6,36 @@
 #include <sstream>
 
 #include "apps/command.h"
-#include "prior/flow.h"
 #include "apps/run_support.h"
+#include "data/archive.h"
+#include "data/error.h"
+#include "data/files.h"
 #include "data/hdf5_io.h"
+#include "prior/flow.h"
 
 namespace vae_ebm::cli {
+
+namespace {
+
+// The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
+// from the checkpoint's objective state; undefined when there is none.
+Flow trained_flow(const std::string& checkpoint) {
+  try {
+    ArchiveReader reader(read_file(checkpoint), torch::kCPU);
+    torch::serialize::InputArchive objective, archive;
+    torch::Tensor dim;
+    if (!reader.archive().try_read("objective", objective) || !objective.try_read("flow_dim", dim) ||
+        !objective.try_read("flow", archive))
+      return Flow{nullptr};
+    Flow flow(dim.item<int64_t>());
+    flow->load(archive);
+    return flow;
+  } catch (const std::exception& e) {
+    throw DataError("checkpoint " + checkpoint + ": cannot read the objective's flow: " + e.what());
+  }
+}
+
+}  // namespace
 
 int run_export(const ExportConfig& c) {
   auto run = load_run(c.run_dir, c.checkpoint, c.common);
@@ -20,6 +45,18 @@ int run_export(const ExportConfig& c) {
     auto name = p.key();
     std::replace(name.begin(), name.end(), '.', '/');
     h5.write(name, p.value().detach().to(torch::kCPU));
+  }
+  // The flow an objective trained alongside, under objective_flow/ (the same layout as a flow prior's).
+  const auto flow = trained_flow(run.checkpoint);
+  if (flow) {
+    for (const auto& p : flow->named_parameters()) {
+      auto name = "objective_flow/" + p.key();
+      std::replace(name.begin(), name.end(), '.', '/');
+      h5.write(name, p.value().detach());
+    }
+    h5.attribute("/", "objective_flow", "the flow the " + cfg.objective_name() + " objective trained alongside (docs/MATH.md section 8), " +
+                                            std::to_string(FlowOptions().layers()) + " coupling layers of width " +
+                                            std::to_string(FlowOptions().hidden()) + "; layout as flow_layout");
   }
   std::string shape;
   for (auto s : run.data.image_shape) shape += (shape.empty() ? "" : ",") + std::to_string(s);
@@ -36,8 +73,10 @@ int run_export(const ExportConfig& c) {
   if (cfg.prior == "mog") h5.attribute("/", "mog_components", cfg.mog_components);
   if (cfg.prior == "flow") {
     h5.attribute("/", "flow_layers", cfg.flow_layers);
-    h5.attribute("/", "flow_max_log_scale", FlowOptions().max_log_scale());
     h5.attribute("/", "flow_hidden", cfg.flow_hidden);
+  }
+  if (cfg.prior == "flow" || flow) {
+    h5.attribute("/", "flow_max_log_scale", FlowOptions().max_log_scale());
     h5.attribute("/", "flow_layout",
                  "affine coupling (RealNVP) on N(0, I), layer k: mask m = 1 on the even coordinates (k even) or odd ones "
                  "(k odd); nets/k is Linear-tanh-Linear-tanh-Linear giving [s_raw | t] (2D outputs); s = max_log_scale "

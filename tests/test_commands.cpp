@@ -155,6 +155,29 @@ TEST_F(CommandsTest, ExportWritesEveryParameter) {
   EXPECT_EQ(b.numel(), 1);
 }
 
+TEST_F(CommandsTest, TheFlowPriorAndAnObjectivesFlowAreTrainedEvaluatedAndExported) {
+  auto base = args({{"dataset", "hdf5:" + file("data.h5")}, {"hidden", "16"}, {"latent", "3"}, {"batch-size", "8"},
+                    {"epochs", "1"}, {"eval-samples", "2"}, {"log-z-samples", "64"}, {"threads", "1"},
+                    {"log-every", "1000"}});
+  auto with = [&](std::vector<std::string> extra) {
+    auto all = base;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  };
+  ASSERT_EQ(command("train").run(with({"--prior", "flow", "--flow-layers", "2", "--run-dir", file("flow-prior")})), 0);
+  ASSERT_EQ(command("train").run(with({"--prior", "ebm", "--energy-hidden", "8", "--objective", "fce", "--run-dir",
+                                       file("fce")})),
+            0);
+  ASSERT_EQ(command("evaluate").run({file("flow-prior"), "--samples", "3", "--threads", "1", "--quality-samples", "0"}), 0);
+  EXPECT_NE(read_file(file("flow-prior") + "/evaluation.json").find("\"estimator\": \"ELBO_3\""), std::string::npos);
+  ASSERT_EQ(command("export").run({file("flow-prior"), "--out", file("flow-prior.h5"), "--threads", "1"}), 0);
+  EXPECT_TRUE(h5_has(file("flow-prior.h5"), "prior/flow/nets/1/4/weight"));
+  EXPECT_FALSE(h5_has(file("flow-prior.h5"), "prior/flow/nets/2/4/weight")) << "two layers";
+  ASSERT_EQ(command("export").run({file("fce"), "--out", file("fce.h5"), "--threads", "1"}), 0);
+  EXPECT_TRUE(h5_has(file("fce.h5"), "objective_flow/nets/5/4/weight")) << "the FCE flow, six layers";
+  EXPECT_TRUE(h5_has(file("fce.h5"), "prior/f/0/weight"));
+}
+
 TEST_F(CommandsTest, TrainClassifierRefusesImagesItCannotUse) {
   EXPECT_THROW_WITH(command("train-classifier").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"threads", "1"}})),
                     "has no labels");
