@@ -1,9 +1,10 @@
 // Training throughput of one objective, beside the rate of a large matrix product
 // measured in the same process, in blocks between the steps. Prints one `key value` line
 // per figure.
-//   bench_train [--objective exact|snelbo|short-run-mcmc|long-run-mcmc|nce] [--prior gaussian|mog|ebm]
-//               [--persistent] [--mcmc-steps N] [--mcmc-step-size S] [--negatives N]
-//               [--base-samples S] [--buffer-size N] [--threads N] [--torch-threads N]
+//   bench_train [--objective exact|snelbo|short-run-mcmc|long-run-mcmc|nce|fce|score-matching]
+//               [--prior gaussian|mog|ebm|flow] [--persistent] [--mcmc-steps N] [--mcmc-step-size S]
+//               [--negatives N] [--base-samples S] [--proposal base|flow|...] [--flow-fit ml|reverse-kl|mix]
+//               [--nce-noise base|aggregate-gaussian|flow] [--buffer-size N] [--threads N] [--torch-threads N]
 //               [--steps N] [--seconds S] [--warmup N] [--batch N] [--samples K]
 //               [--architecture mlp|conv] [--hidden 512,512] [--latent 16] [--energy-hidden 200,200,200]
 //               [--data random|binary-mnist] [--data-images N] [--data-dir DIR] [--seed N]
@@ -71,7 +72,11 @@ int main(int argc, char** argv) try {
                                          .step_size(flags.real("mcmc-step-size", 0))
                                          .negatives(flags.integer("negatives", 0))
                                          .buffer_size(flags.integer("buffer-size", 10000)))
-                               .snelbo(SnelboOptions().base_samples(flags.integer("base-samples", 0)));
+                               .snelbo(SnelboOptions()
+                                           .base_samples(flags.integer("base-samples", 0))
+                                           .proposal(flags.str("proposal", "base"))
+                                           .flow_fit(flags.str("flow-fit", "mix")))
+                               .nce(NceOptions().noise(flags.str("nce-noise", "base")));
   const auto& mcmc_options = objective_options.mcmc();
   const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();

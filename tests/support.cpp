@@ -3,6 +3,8 @@
 
 #include "tests/support.h"
 
+#include "data/hdf5_io.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +30,14 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);  // best effort: never throw from a destructor
+}
+
+void write_tiny_binary_data(const std::string& path, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  H5Writer writer(path);
+  for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 32}, {"validation", 8}, {"test", 8}})
+    writer.write(name, torch::bernoulli(torch::full({n, 3, 4}, 0.4), gen));
+  writer.close();
 }
 
 }  // namespace vae_ebm::test

@@ -25,6 +25,10 @@ class TempDir {
   std::string path_;
 };
 
+// A user data set as tests need it: HDF5 /train (32), /validation (8) and /test (8) of 3x4
+// binary images, each pixel 1 with probability 0.4, drawn from a generator seeded with `seed`.
+void write_tiny_binary_data(const std::string& path, uint64_t seed);
+
 // The message of the std::exception that fn throws; "" and a test failure if it throws none.
 template <typename Fn>
 std::string thrown_message(Fn&& fn) {

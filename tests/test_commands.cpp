@@ -55,11 +55,7 @@ class CommandsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     torch::manual_seed(0);
     tmp = new TempDir();
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
-    H5Writer writer(file("data.h5"));
-    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 32}, {"validation", 8}, {"test", 8}})
-      writer.write(name, torch::bernoulli(torch::full({n, 3, 4}, 0.4), gen));
-    writer.close();
+    write_tiny_binary_data(file("data.h5"), 5);
     ASSERT_EQ(train("vae", "gaussian"), 0);
     ASSERT_EQ(train("ebm", "ebm"), 0);
   }

@@ -106,11 +106,7 @@ class FaultsTest : public ::testing::Test {
   }
   static void SetUpTestSuite() {
     tmp = new TempDir();
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
-    H5Writer writer(file("data.h5"));
-    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 32}, {"validation", 8}, {"test", 8}})
-      writer.write(name, torch::bernoulli(torch::full({n, 3, 4}, 0.4), gen));
-    writer.close();
+    write_tiny_binary_data(file("data.h5"), 7);
   }
   static void TearDownTestSuite() {
     delete tmp;
@@ -291,25 +287,28 @@ TEST_F(FaultsTest, KillNineAnywhereThenResumeEqualsARunThatNeverStopped) {
   const std::string flags = " --epochs 10 --eval-every 2 --keep-checkpoints 100 --log-z-samples 64";
   ASSERT_EQ(shell(binary_train(flags + " --run-dir " + file("straight")) + " 2>/dev/null"), 0);
   const auto dir = file("killed");
-  // Killed halfway through its 2nd and then its 3rd write (checkpoints, config.ini), then at
-  // seeded random times, resumed each time until it finishes.
+  // Killed halfway through its 2nd, 3rd and 4th write (checkpoints, config.ini, the metrics
+  // log's roll-back), then three times at seeded random times, then resumed until it finishes.
   std::mt19937 rng(17);
   int finished = -1;
-  for (int attempt = 0; attempt < 12 && finished != 0; ++attempt) {
-    const std::string run = attempt == 0 ? binary_train(flags + " --run-dir " + dir)
-                                         : std::string(VAE_EBM_BINARY) + " train --threads 1 --resume " + dir;
+  const std::string log = file("killed.log");
+  for (int attempt = 0; attempt < 9 && finished != 0; ++attempt) {
+    const std::string run = (attempt == 0 ? binary_train(flags + " --run-dir " + dir)
+                                          : std::string(VAE_EBM_BINARY) + " train --threads 1 --resume " + dir) +
+                            " 2>>" + log;
     std::string script;
     if (attempt < 3) {
-      script = "VAE_EBM_KILL_IN_WRITE=" + std::to_string(attempt + 2) + " " + run + " 2>/dev/null";
-    } else {
+      script = "VAE_EBM_KILL_IN_WRITE=" + std::to_string(attempt + 2) + " " + run;
+    } else if (attempt < 6) {
       const double delay = std::uniform_real_distribution<double>(0.3, 2.0)(rng);
-      script = "(" + run + " 2>/dev/null & pid=$!; sleep " + std::to_string(delay) +
-               "; kill -9 $pid 2>/dev/null; wait $pid)";
+      script = "(" + run + " & pid=$!; sleep " + std::to_string(delay) + "; kill -9 $pid 2>/dev/null; wait $pid)";
+    } else {
+      script = run;
     }
     finished = shell(script);
     if (attempt < 3) EXPECT_NE(finished, 0) << "attempt " << attempt << " should have been killed";
   }
-  ASSERT_EQ(finished, 0) << "the run never finished";
+  ASSERT_EQ(finished, 0) << "the run never finished:\n" << read_file(log);
   EXPECT_TRUE(partial_files(dir).empty());
   expect_whole_lines(dir + "/metrics.jsonl");
   auto straight = tiny_model(), killed = tiny_model();

@@ -49,23 +49,35 @@ std::string format_duration(double seconds) {
 namespace {
 const std::pair<TrainMode, const char*> kModes[] = {
     {TrainMode::joint, "joint"}, {TrainMode::detach_posterior, "detach-posterior"}, {TrainMode::post_hoc, "post-hoc"}};
-}  // namespace
-
-namespace {
 const std::pair<DivergencePolicy, const char*> kPolicies[] = {{DivergencePolicy::stop, "stop"},
                                                               {DivergencePolicy::rollback, "rollback"}};
-}  // namespace
 
-std::string divergence_policy_name(DivergencePolicy policy) {
-  for (const auto& [p, name] : kPolicies)
-    if (p == policy) return name;
-  throw std::logic_error("divergence_policy_name: unknown policy");
+// An enum's name in its table of names.
+template <typename E, size_t N>
+std::string name_in(const std::pair<E, const char*> (&table)[N], E value) {
+  for (const auto& [v, name] : table)
+    if (v == value) return name;
+  throw std::logic_error("a value without a name");
 }
 
+// The enum a name stands for; OptionError naming the option, the text and the valid names.
+template <typename E, size_t N>
+E value_in(const std::pair<E, const char*> (&table)[N], const std::string& name, const char* option,
+           const char* what) {
+  std::string valid;
+  for (const auto& [v, text] : table) {
+    if (name == text) return v;
+    valid += (valid.empty() ? "" : ", ") + std::string(text);
+  }
+  throw OptionError(option, "unknown " + std::string(what) + " '" + name + "' (valid: " + valid + ")");
+}
+}  // namespace
+
+std::string train_mode_name(TrainMode mode) { return name_in(kModes, mode); }
+TrainMode train_mode_from(const std::string& name) { return value_in(kModes, name, "mode", "training mode"); }
+std::string divergence_policy_name(DivergencePolicy policy) { return name_in(kPolicies, policy); }
 DivergencePolicy divergence_policy_from(const std::string& name) {
-  for (const auto& [p, text] : kPolicies)
-    if (name == text) return p;
-  throw OptionError("on-divergence", "unknown policy '" + name + "' (valid: stop, rollback)");
+  return value_in(kPolicies, name, "on-divergence", "policy");
 }
 
 namespace {
@@ -84,18 +96,6 @@ Divergence::Divergence(int64_t at_step, std::string what, double v)
 
 bool exploded(double value, double reference) {
   return value - reference > std::max(10.0 * std::abs(reference), 1000.0);
-}
-
-std::string train_mode_name(TrainMode mode) {
-  for (const auto& [m, name] : kModes)
-    if (m == mode) return name;
-  throw std::logic_error("train_mode_name: unknown mode");
-}
-
-TrainMode train_mode_from(const std::string& name) {
-  for (const auto& [m, text] : kModes)
-    if (name == text) return m;
-  throw OptionError("mode", "unknown training mode '" + name + "' (valid: joint, detach-posterior, post-hoc)");
 }
 
 void TrainOptions::validate() const {
