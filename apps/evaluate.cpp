@@ -2,6 +2,7 @@
 // sample-quality scores when a feature network exists; written to evaluation.json and .h5.
 #include <torch/torch.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -128,23 +129,46 @@ std::string low_ess_warning(const Estimate& log_z) {
   return text.str();
 }
 
-// evaluation.json (the report) and evaluation-SPLIT.h5 (the per-image bounds).
+// The name of an evaluation's records: DATASET.SPLIT.CHECKPOINT, e.g. binary-mnist.test.best,
+// hdf5-mine.h5-3f2a1b9c.test.step-000000390 (a user's file: its name and fingerprint).
+std::string record_name(const EvaluateConfig& c, const LoadedRun& run) {
+  auto dataset = dataset_of(c, run);
+  if (dataset.rfind("hdf5:", 0) == 0)
+    dataset = "hdf5-" + std::filesystem::path(dataset.substr(5)).filename().string() + "-" +
+              run.data.fingerprint().substr(0, 8);
+  for (auto& ch : dataset)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '_') ch = '_';
+  return dataset + "." + c.split + "." + std::filesystem::path(run.checkpoint).stem().string();
+}
+
+// Every evaluation keeps its own record, evaluations/NAME.json with the per-image bounds in
+// evaluations/NAME.h5 (record_name), so that no data set, split or checkpoint overwrites
+// another's. An evaluation of the run's own data set is also evaluation.json with
+// evaluation-SPLIT.h5: the newest one, which the bench scripts read.
 void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundReport& bounds,
                   const std::optional<Estimate>& log_z, Json& report, double seconds) {
   Json estimates = Json::array();
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) estimates.push(e->to_json());
   report.set("estimates", estimates).set("seconds", seconds);
   if (log_z && !low_ess_warning(*log_z).empty()) report.set("warning", low_ess_warning(*log_z));
-  const auto h5_path = out_dir(c) + "/evaluation-" + c.split + ".h5";
-  H5Writer h5(h5_path);
-  h5.write(bounds.bound.estimator, bounds.per_image_bound);
-  h5.write(bounds.iwae.estimator, bounds.per_image_iwae);
-  h5.attribute("/", "checkpoint", run.checkpoint);
-  h5.attribute("/", "split", c.split);
-  if (log_z) h5.attribute("/", "log_z", log_z->value);
-  h5.close();
-  report.set("per_image", h5_path);
-  atomic_write(out_dir(c) + "/evaluation.json", report.dump(2) + "\n");
+  auto write = [&](const std::string& json_path, const std::string& h5_path) {
+    H5Writer h5(h5_path);
+    h5.write(bounds.bound.estimator, bounds.per_image_bound);
+    h5.write(bounds.iwae.estimator, bounds.per_image_iwae);
+    h5.attribute("/", "checkpoint", run.checkpoint);
+    h5.attribute("/", "split", c.split);
+    if (log_z) h5.attribute("/", "log_z", log_z->value);
+    h5.close();
+    Json record = report;
+    record.set("per_image", h5_path);
+    atomic_write(json_path, record.dump(2) + "\n");
+  };
+  const auto dir = out_dir(c) + "/evaluations";
+  check_writable(dir);
+  const auto name = record_name(c, run);
+  write(dir + "/" + name + ".json", dir + "/" + name + ".h5");
+  if (dataset_of(c, run) == run.config.dataset)
+    write(out_dir(c) + "/evaluation.json", out_dir(c) + "/evaluation-" + c.split + ".h5");
 }
 
 void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, const BoundReport& bounds,
@@ -198,8 +222,11 @@ int run_evaluate(const EvaluateConfig& c) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_record(c, run, bounds, log_z, report, seconds);
   print_table(c, run, images.size(0), bounds, log_z, quality);
-  std::printf("wrote %s/evaluation.json and %s/evaluation-%s.h5 (%.1f s)\n", out_dir(c).c_str(), out_dir(c).c_str(),
-              c.split.c_str(), seconds);
+  if (dataset_of(c, run) == run.config.dataset)
+    std::printf("wrote %s/evaluation.json and %s/evaluation-%s.h5, and evaluations/%s.{json,h5} (%.1f s)\n",
+                out_dir(c).c_str(), out_dir(c).c_str(), c.split.c_str(), record_name(c, run).c_str(), seconds);
+  else
+    std::printf("wrote %s/evaluations/%s.{json,h5} (%.1f s)\n", out_dir(c).c_str(), record_name(c, run).c_str(), seconds);
   return 0;
 }
 

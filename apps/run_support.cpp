@@ -34,7 +34,9 @@ Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t 
   DatasetOptions options;
   options.data_dir = common.data_dir;
   options.binarisation_seed = binarisation_seed;
-  return load_dataset(name, options);
+  auto data = load_dataset(name, options);
+  std::fprintf(stderr, "data: %s: %s\n", name.c_str(), data.reading.c_str());
+  return data;
 }
 
 namespace {

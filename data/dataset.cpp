@@ -113,6 +113,8 @@ Dataset load_mnist_like(const std::string& name, const std::string& family, cons
   }
   Dataset ds;
   ds.name = name;
+  ds.reading = std::string("IDX uint8 grey levels, read as value/255") +
+               (binary ? (dynamic ? ", training batches binarised at every draw" : ", binarised once (static)") : "");
   ds.files = std::move(files);
   ds.image_shape = train.image_shape;
   ds.binary = binary;
@@ -169,7 +171,7 @@ H5Split load_h5_split(const std::string& path, const std::string& split) {
   out.example_shape.erase(out.example_shape.begin());
   torch::Tensor images;
   if (raw.scalar_type() == torch::kUInt8) {
-    images = raw.to(torch::kFloat).div_(255.0f);
+    images = raw;  // scaled by load_hdf5, which looks at all three splits first
   } else if (raw.is_floating_point()) {
     if (torch::isnan(raw).any().item<bool>()) throw DataError(where + ": contains NaN values");
     const double lo = raw.min().item<double>();
@@ -214,8 +216,26 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
                       shape_text(data->example_shape));
     }
   }
+  // uint8 images whose values are all 0 or 1, in every split, are binary images stored as
+  // bytes; other uint8 images are 8-bit grey levels, read as value/255.
+  int uint8_splits = 0;
+  for (const auto* data : {&train, &validation, &test}) uint8_splits += data->images.scalar_type() == torch::kUInt8;
+  if (uint8_splits != 0 && uint8_splits != 3)
+    throw DataError("HDF5 file " + path + ": some splits are uint8 and some float: store all three alike");
+  std::string reading = "float values in [0, 1], read as they are";
+  if (uint8_splits == 3) {
+    const bool zero_one = train.images.max().item<int>() <= 1 && validation.images.max().item<int>() <= 1 &&
+                          test.images.max().item<int>() <= 1;
+    for (auto* data : {&train, &validation, &test}) {
+      data->images = data->images.to(torch::kFloat);
+      if (!zero_one) data->images.div_(255.0f);
+    }
+    reading = zero_one ? "uint8 holding only 0 and 1: binary images, read as 0 and 1"
+                       : "uint8 grey levels, read as value/255";
+  }
   Dataset ds;
   ds.name = name;
+  ds.reading = reading;
   ds.files = {{path, sha256_hex(read_file(path))}};
   ds.image_shape = train.example_shape.size() == 2
                        ? std::vector<int64_t>{1, train.example_shape[0], train.example_shape[1]}

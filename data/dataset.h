@@ -29,6 +29,7 @@ struct Dataset {
   bool dynamic = false;  // training batches are re-binarised at every draw
   Split train, validation, test;
   std::vector<DataFile> files;  // what it was read from
+  std::string reading;  // how the stored values became the model's, printed when the data load
 
   // The data's fingerprint: the SHA-256 of the files' names (without their directory) and
   // digests, one "NAME DIGEST" line each, in the order read. config.ini and every evaluation

@@ -1,9 +1,11 @@
 // Each command's entry point, run end to end from the table (apps/command.h) on a tiny user
 // data set, as `vae-ebm COMMAND ARGS` runs it, and what it wrote.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 
 #include "apps/cli.h"
 #include "apps/command.h"
@@ -128,6 +130,33 @@ TEST_F(CommandsTest, EvaluateEstimatesLogZWithAFlowProposal) {
   EXPECT_GT(json_number(json, "ess"), 0);
   EXPECT_THROW_WITH(command("evaluate").run(args({{"log-z-method", "flow"}, {"flow-base-fraction", "1"}}, {file("ebm")})),
                     "--flow-base-fraction must be in [0, 1), got 1");
+}
+
+TEST_F(CommandsTest, EvaluationRecordsOfOtherDataSplitsAndCheckpointsDoNotOverwriteEachOther) {
+  ASSERT_EQ(command("evaluate").run({file("vae"), "--samples", "2", "--threads", "1", "--quality-samples", "0"}), 0);
+  write_tiny_binary_data(file("other.h5"), 99);
+  ASSERT_EQ(command("evaluate").run({file("vae"), "--dataset", "hdf5:" + file("other.h5"), "--samples", "2",
+                                     "--threads", "1", "--quality-samples", "0"}),
+            0);
+  ASSERT_EQ(command("evaluate").run({file("vae"), "--split", "validation", "--checkpoint", "latest", "--samples", "2",
+                                     "--threads", "1", "--quality-samples", "0"}),
+            0);
+  EXPECT_EQ(read_file(file("vae") + "/evaluation.json").find("other.h5"), std::string::npos)
+      << "another data set's evaluation leaves the run's own record alone";
+  std::set<std::string> records;
+  for (const auto& entry : std::filesystem::directory_iterator(file("vae") + "/evaluations"))
+    records.insert(entry.path().filename().string());
+  std::smatch m;
+  const auto config = read_file(file("vae") + "/config.ini");
+  ASSERT_TRUE(std::regex_search(config, m, std::regex("# data: \\S+ sha256 ([0-9a-f]{8})"))) << config;
+  const std::string own_name = "hdf5-data.h5-" + m[1].str();
+  EXPECT_TRUE(records.count(own_name + ".test.best.json")) << own_name;
+  EXPECT_TRUE(records.count(own_name + ".validation.step-000000008.json"));
+  EXPECT_TRUE(records.count(own_name + ".validation.step-000000008.h5"));
+  EXPECT_EQ(std::count_if(records.begin(), records.end(),
+                          [](const std::string& r) { return r.rfind("hdf5-other.h5-", 0) == 0; }),
+            2)
+      << "the other data set's record and per-image bounds";
 }
 
 TEST_F(CommandsTest, SampleWritesThreePngGrids) {

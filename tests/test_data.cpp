@@ -569,6 +569,25 @@ TEST_F(DatasetTest, Hdf5Uint8Images) {
   EXPECT_TRUE(torch::equal(ds.test.labels, torch::tensor({5, 9, 2}, torch::kLong)));
 }
 
+TEST_F(DatasetTest, Hdf5Uint8ZerosAndOnesAreBinaryImages) {
+  // A binarised MNIST stored as uint8 0/1: read as 0 and 1, not as 0 and 1/255.
+  TempDir dir;
+  const std::string path = dir.file("binary.h5");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto bits = [&](int64_t n) { return torch::bernoulli(torch::full({n, 3, 2}, 0.5), gen).to(torch::kUInt8); };
+  const auto train = bits(4);
+  write_user_h5(path, {{"train", train}, {"validation", bits(2)}, {"test", bits(3)}});
+  const Dataset ds = load_dataset("hdf5:" + path, DatasetOptions{});
+  EXPECT_TRUE(ds.binary);
+  EXPECT_TRUE(torch::equal(ds.train.images, train.reshape({4, 6}).to(torch::kFloat)));
+  EXPECT_CONTAINS(ds.reading, "only 0 and 1: binary images");
+  // One grey value anywhere makes every split grey levels.
+  write_user_h5(dir.file("grey.h5"), {{"train", train}, {"validation", bits(2)}, {"test", bits(3).index_fill_(0, torch::tensor({0}), 2)}});
+  const Dataset grey = load_dataset("hdf5:" + dir.file("grey.h5"), DatasetOptions{});
+  EXPECT_FLOAT_EQ(grey.train.images.max().item<float>(), 1.0f / 255.0f);
+  EXPECT_CONTAINS(grey.reading, "value/255");
+}
+
 TEST_F(DatasetTest, Hdf5FlatFloatBinary) {
   TempDir dir;
   const std::string path = dir.file("flat.h5");
