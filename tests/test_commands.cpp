@@ -220,6 +220,13 @@ TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
                                                {"objective", "short-run-mcmc"}, {"threads", "1"},
                                                {"run-dir", file("never")}})),
                     "--mcmc-step-size: must be finite and >= 0");
+  for (const char* bad : {"-1", "nan"})
+    EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"log-every", bad}, {"threads", "1"},
+                                                 {"run-dir", file("never")}})),
+                      "--log-every: must be > 0 (seconds), got " + std::string(bad == std::string("nan") ? "nan" : "-1"));
+  EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"on-divergence", "retry"},
+                                               {"threads", "1"}, {"run-dir", file("never")}})),
+                    "unknown policy 'retry' (valid: stop, rollback)");
   EXPECT_THROW_WITH(command("sample").run(args({{"langevin-step-size", "0"}}, {file("ebm")})),
                     "--langevin-step-size: Langevin step size must be finite and > 0, got 0");
   EXPECT_FALSE(std::filesystem::exists(file("never")));
