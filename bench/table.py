@@ -43,7 +43,7 @@ def config(run):
 def main():
     out, rows = sys.argv[1], sys.argv[2:]
     print("| row | test bound (nats) ± s.e. | importance-weighted ± s.e. | log Z ± s.e. [ESS / n] | b learned / used | "
-          "bound with log Z by IS from the base [ESS / S] | train s | train images/s | SNL paper |")
+          "bound with log Z by evaluate's default (IS from the base, or a flow when IS's ESS < 10%) [ESS / S] | train s | train images/s | SNL paper |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in rows:
         run = os.path.join(out, name)
@@ -62,7 +62,8 @@ def main():
             ev_is = json.load(open(is_path))
             bound_is = next(e for e in ev_is["estimates"] if e["estimator"].startswith("SNELBO"))
             lz_is = ev_is["log_z"]
-            is_text = f"{num(bound_is['value'])} (log Z {num(lz_is['value'], 3)} [{num(lz_is.get('ess'), 0)} / {lz_is['count']}])"
+            how = lz_is.get("estimator", "").split("(")[0] or "IS"
+            is_text = f"{num(bound_is['value'])} (log Z {how} {num(lz_is['value'], 3)} [{num(lz_is.get('ess'), 0)} / {lz_is['count']}])"
         b = ""
         if "b" in ev:
             used = ev["b_used"]["value"] if "b_used" in ev else ev["b"]
