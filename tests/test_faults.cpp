@@ -272,6 +272,20 @@ TEST_F(FaultsTest, SizesAreCheckedBeforeAnythingIsAllocated) {
   }
   EXPECT_LT(fs::file_size(path), 100000u);
   EXPECT_THROW_WITH(h5_read(path, "train"), "declares shape [5000000, 28, 28] but stores data for only part of it");
+  // 20 million float64 images, all of them in the file (a sparse one: 4 KB on disk): more than
+  // this machine's memory.
+  const auto big = file("big.h5");
+  {
+    H5::H5File h5(big, H5F_ACC_TRUNC);
+    const hsize_t dims[3] = {20000000, 28, 28};
+    H5::DSetCreatPropList plist;
+    plist.setLayout(H5D_CONTIGUOUS);
+    plist.setAllocTime(H5D_ALLOC_TIME_EARLY);
+    plist.setFillTime(H5D_FILL_TIME_NEVER);
+    h5.createDataSet("train", H5::PredType::IEEE_F64LE, H5::DataSpace(3, dims), plist);
+  }
+  EXPECT_THROW_WITH(h5_read(big, "train"), "of memory as read and as floats, more than the");
+  fs::remove(big);
   // A truncated file: HDF5's own cause is named.
   const auto bytes = read_file(file("data.h5"));
   std::ofstream(file("truncated.h5"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
