@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Issue 4's equal-budget study on static binary MNIST: the energy prior learned by SNELBO,
 # short-run MCMC, long-run MCMC (fresh and persistent chains) and NCE, each given the same
-# wall-clock budget of training steps (validation excluded) with the same networks.
+# wall-clock budget of training steps (validation excluded) with the same networks; and
+# issue 13's rows: SNELBO with the flow proposal (reverse KL), NCE with flow noise, FCE and
+# denoising score matching. Each energy row is evaluated twice, with log Z by evaluate's
+# default (IS from the base, or a flow) and by forward AIS (evaluation-ais.json), so that a row
+# is rankable when the two agree.
 #   bench/mcmc_study.sh OUT_DIR [SECONDS]
 # Then the noise study: prior samples of one trained EBM after Langevin with eta = 1 and 0.
 set -euo pipefail
@@ -22,6 +26,9 @@ run() {  # name, flags...
   if [ -f "$out/$name/evaluation.json" ]; then echo "study: $name done already" >&2; return; fi
   rm -rf "$out/$name"
   "$bin" train --run-dir "$out/$name" "${common[@]}" "$@" 2> "$out/$name.log"
+  "$bin" evaluate "$out/$name" --samples "$k" --threads "$threads" --out "$out/$name/ais" --log-z-method ais \
+      --quality-samples 0 --ais-chains "${AIS_CHAINS:-2000}" --ais-temperatures "${AIS_TEMPERATURES:-5000}" \
+      > "$out/$name.eval-ais.txt"
   "$bin" evaluate "$out/$name" --samples "$k" --threads "$threads" > "$out/$name.eval.txt"
 }
 
@@ -33,8 +40,13 @@ run short-run-mcmc    --objective short-run-mcmc "${mcmc[@]}"
 run long-run-mcmc     --objective long-run-mcmc "${mcmc[@]}"
 run long-run-persistent --objective long-run-mcmc --persistent "${mcmc[@]}"
 run nce               --objective nce
+run snelbo-flow       --objective snelbo --proposal flow --flow-fit reverse-kl
+run nce-flow          --objective nce --nce-noise flow
+run fce               --objective fce
+run score-matching    --objective score-matching
 
-python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-run-persistent nce > "$out/table.md"
+python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-run-persistent nce snelbo-flow nce-flow \
+    fce score-matching > "$out/table.md"
 
 # The noise study: the same trained EBM sampled with eta = 1 (Langevin) and eta = 0 (gradient flow).
 for name in snelbo long-run-persistent; do
