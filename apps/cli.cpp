@@ -23,9 +23,6 @@ namespace vae_ebm::cli {
 
 namespace po = boost::program_options;
 
-// Boost's message for a parse error, safe whatever the input holds (defined in apps/flags.cpp).
-std::string po_error_text(po::error& e);
-
 namespace {
 
 std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") { return join_names(items, sep); }
@@ -180,7 +177,9 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("rollback-factor", real(&t.rollback_factor(), t.rollback_factor()), "rollback: the lowered rate is the old one times this")
       ("rollback-lower", po::value(&t.rollback_lower())->default_value(t.rollback_lower()),
        "rollback: the rate to lower: auto (the likely cause: mcmc-step-size for MCMC objectives, prior-lr for other "
-       "energy priors, else lr), lr, prior-lr or mcmc-step-size");
+       "energy priors, else lr), lr, prior-lr or mcmc-step-size")
+      ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
+       "at the end, (re)write RUN/report.html: the run's page (vae-ebm report)");
   if (!fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -261,7 +260,7 @@ namespace {
 const std::vector<std::string> kResumable = {
     "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
     "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
-    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower"};
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {
@@ -427,7 +426,9 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples")
       ("out", po::value(&c.out)->default_value(c.out),
        "directory for evaluation.json and evaluation-SPLIT.h5 (default: the run directory); checked for writing "
-       "before anything is computed");
+       "before anything is computed")
+      ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
+       "then (re)write report.html beside the records: the run's page, as vae-ebm report writes it");
   if (!parse_run_command(args, d, c.common, "evaluate",
                          "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
     return false;

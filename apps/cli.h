@@ -64,6 +64,7 @@ struct TrainConfig {
   std::string parent;         // the run this one was fitted to (post hoc)
   std::string mode = "joint";  // as config.ini writes it; parse_train sets train.mode() from it
   std::string on_divergence = divergence_policy_name(TrainOptions().on_divergence());  // sets train.on_divergence()
+  bool report = false;  // at the end, (re)write RUN/report.html (apps/report.h)
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;
   // The defaults are the library's (NetworkOptions, PriorOptions), written there once.
@@ -117,6 +118,7 @@ struct EvaluateConfig {
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
   double langevin_noise = 1.0;      // energy prior: eta of the Langevin sampling for the scores
   uint64_t seed = 1;
+  bool report = false;              // then (re)write report.html beside the records (apps/report.h)
 };
 
 struct ClassifierConfig {

@@ -21,10 +21,12 @@ Command evaluate_command();
 Command sample_command();
 Command export_command();
 Command train_classifier_command();
+Command report_command();
 
 const std::vector<Command>& command_table() {
   static const std::vector<Command> table = {train_command(),  fit_prior_command(), evaluate_command(),
-                                             sample_command(), export_command(),    train_classifier_command()};
+                                             sample_command(), export_command(),    train_classifier_command(),
+                                             report_command()};
   return table;
 }
 

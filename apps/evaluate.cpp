@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "apps/command.h"
+#include "apps/report.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
 #include "data/error.h"
@@ -227,6 +228,17 @@ int run_evaluate(const EvaluateConfig& c) {
                 out_dir(c).c_str(), out_dir(c).c_str(), c.split.c_str(), record_name(c, run).c_str(), seconds);
   else
     std::printf("wrote %s/evaluations/%s.{json,h5} (%.1f s)\n", out_dir(c).c_str(), record_name(c, run).c_str(), seconds);
+  if (c.report) {
+    RunReportOptions options;
+    options.checkpoint = c.checkpoint;
+    options.records_dir = out_dir(c);
+    // The model loaded here serves the page's images unless it was loaded with another data set.
+    options.loaded = dataset_of(c, run) == run.config.dataset ? &run : nullptr;
+    const auto t_report = std::chrono::steady_clock::now();
+    const auto path = write_run_report(c.run_dir, c.common, options);
+    std::printf("wrote %s (%.1f s)\n", path.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_report).count());
+  }
   return 0;
 }
 

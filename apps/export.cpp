@@ -21,7 +21,7 @@ namespace {
 // from the checkpoint's objective state; undefined when there is none.
 Flow trained_flow(const std::string& checkpoint) {
   try {
-    ArchiveReader reader(read_file(checkpoint), torch::kCPU);
+    ArchiveReader reader(read_file(checkpoint), torch::kCPU, "checkpoint " + checkpoint);
     torch::serialize::InputArchive objective, archive;
     torch::Tensor dim;
     if (!reader.archive().try_read("objective", objective) || !objective.try_read("flow_dim", dim) ||

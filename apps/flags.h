@@ -23,6 +23,9 @@ po::typed_value<double>* real(double* target, double value);
 // UsageError.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc,
            const po::positional_options_description& positional, po::variables_map& vm, const std::string& usage);
+// Boost's message for a parse error, safe whatever the input holds: a '%' written in by the
+// user shows as '?' (Boost's placeholder substitution would otherwise loop for ever).
+std::string po_error_text(po::error& e);
 // po::notify, with Boost's errors as UsageError.
 void notify_all(po::variables_map& vm);
 // A value that must be one of `valid` (a registry's names); UsageError naming flag and value.

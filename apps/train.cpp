@@ -14,6 +14,7 @@
 
 #include "apps/command.h"
 #include "apps/flags.h"
+#include "apps/report.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
 #include "common/text.h"
@@ -91,7 +92,7 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
   if (with_prior) parts.push_back({"prior", model.prior.get()});
   std::string taken;
   try {
-    ArchiveReader reader(bytes, torch::kCPU);
+    ArchiveReader reader(bytes, torch::kCPU, "checkpoint " + path);
     torch::serialize::InputArchive model_archive;
     reader.archive().read("model", model_archive);
     for (const auto& [name, module] : parts) {
@@ -223,6 +224,11 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   if (!finished)
     std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_name(g_signal.load()),
                  c.run_dir.c_str());
+  if (c.report) {
+    RunReportOptions options;
+    options.require_evaluation = false;  // evaluate has not run yet: the page says so
+    std::fprintf(stderr, "report: %s\n", write_run_report(c.run_dir, c.common, options).c_str());
+  }
   return finished ? 0 : 128 + (g_signal.load() ? g_signal.load() : SIGINT);
 }
 

@@ -10,45 +10,36 @@
 namespace vae_ebm {
 
 namespace {
-constexpr const char* kSealKey = "sealed_sha256";
-constexpr const char* kPayloadKey = "sealed_payload";
+constexpr const char kSealHeader[] = "vae-ebm sealed archive 1 sha256 ";
+constexpr size_t kDigestLength = 64;
 }  // namespace
 
 std::string sealed_archive_bytes(torch::serialize::OutputArchive& archive) {
   std::ostringstream inner;
   archive.save_to(inner);
-  std::string payload = inner.str();
-  torch::serialize::OutputArchive outer;
-  outer.write(kSealKey, c10::IValue(sha256_hex(payload)));
-  // from_blob does not copy: `payload` outlives save_to below.
-  outer.write(kPayloadKey, torch::from_blob(payload.data(), {static_cast<int64_t>(payload.size())}, torch::kUInt8));
-  std::ostringstream bytes;
-  outer.save_to(bytes);
-  return bytes.str();
+  const std::string bytes = inner.str();
+  return kSealHeader + sha256_hex(bytes) + "\n" + bytes;
 }
 
-ArchiveReader::ArchiveReader(const std::string& bytes, torch::Device device) {
-  std::istringstream in(bytes);
-  torch::serialize::InputArchive outer;
-  outer.load_from(in, torch::kCPU);
-  torch::Tensor payload;
-  if (!outer.try_read(kPayloadKey, payload)) {
-    std::istringstream again(bytes);
-    archive_.load_from(again, device);
+ArchiveReader::ArchiveReader(const std::string& bytes, torch::Device device, const std::string& what) {
+  const std::string header = kSealHeader;
+  if (bytes.compare(0, header.size(), header) != 0) {
+    // Written before the seal (vae-ebm 0.1): a bare LibTorch archive.
+    std::istringstream in(bytes);
+    archive_.load_from(in, device);
     return;
   }
-  c10::IValue seal;
-  if (!outer.try_read(kSealKey, seal) || !seal.isString())
-    throw DataError("it has contents but no seal (" + std::string(kSealKey) + ")");
-  if (payload.scalar_type() != torch::kUInt8 || payload.dim() != 1 || !payload.is_contiguous())
-    throw DataError("its sealed contents are not a byte string");
-  const std::string inner(static_cast<const char*>(payload.data_ptr()), static_cast<size_t>(payload.numel()));
+  const size_t start = header.size() + kDigestLength + 1;
+  if (bytes.size() < start || bytes[start - 1] != '\n')
+    throw DataError(what + ": its seal line is cut short (" + std::to_string(bytes.size()) + " bytes)");
+  const std::string recorded = bytes.substr(header.size(), kDigestLength);
+  const std::string inner = bytes.substr(start);
   const auto actual = sha256_hex(inner);
-  if (actual != seal.toStringRef())
-    throw DataError("its contents do not match their SHA-256 seal (recorded " + seal.toStringRef().substr(0, 16) +
-                    "..., now " + actual.substr(0, 16) + "...): the file was changed or damaged after it was written");
-  std::istringstream in_inner(inner);
-  archive_.load_from(in_inner, device);
+  if (actual != recorded)
+    throw DataError(what + ": its contents do not match their SHA-256 seal (recorded " + recorded.substr(0, 16) + "..., now " +
+                    actual.substr(0, 16) + "...): the file was changed or damaged after it was written");
+  std::istringstream in(inner);
+  archive_.load_from(in, device);
   sealed_ = true;
 }
 

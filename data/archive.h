@@ -5,8 +5,9 @@
 // such file starts with checked.
 //
 // LibTorch does not verify the zip's CRCs, so without the seal a flipped byte in a tensor is
-// read as a different number. A sealed file is an archive of two records: "sealed_sha256"
-// (64 hex digits) and "sealed_payload" (the inner archive's bytes, as a uint8 tensor).
+// read as a different number; and its parser trusts its input (a damaged file can crash it, in
+// PyTorch as here). So a sealed file is a header line, "vae-ebm sealed archive 1 sha256 HEX\n",
+// then the archive's bytes, and the digest is checked before LibTorch reads a byte.
 #include <torch/torch.h>
 
 #include <string>
@@ -19,8 +20,9 @@ std::string sealed_archive_bytes(torch::serialize::OutputArchive& archive);
 class ArchiveReader {
  public:
   // Throws LibTorch's error for bytes that are not an archive (callers name the file), and
-  // DataError "contents do not match ..." when a sealed archive's bytes differ from its seal.
-  ArchiveReader(const std::string& bytes, torch::Device device);
+  // DataError "WHAT: its contents do not match ..." when a sealed archive's bytes differ from
+  // its seal (`what` names the file: "checkpoint PATH").
+  ArchiveReader(const std::string& bytes, torch::Device device, const std::string& what);
   // A fresh tensor each time: reading into a defined one would re-target its storage.
   torch::Tensor tensor(const std::string& key);
   // DataError "WHAT has format F, expected EXPECTED" unless the "format" record is `expected`.

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -83,10 +84,25 @@ void check_declared_size(const std::string& path, const std::string& where, cons
       throw DataError(where + text + " (truncated, or never written)");
     }
   } else if (layout == H5D_CHUNKED) {
+    // Every chunk of the declared shape must be in the file (libhdf5 1.10's space status calls
+    // a compressed dataset "partly allocated" even when it is whole, so the chunks are counted).
+    const hid_t create = H5Dget_create_plist(id);
+    std::vector<hsize_t> chunk(shape.size());
+    const int rank = H5Pget_chunk(create, static_cast<int>(chunk.size()), chunk.data());
+    H5Pclose(create);
+    double expected = 1;
+    for (int k = 0; k < rank && k < static_cast<int>(shape.size()); ++k)
+      expected *= std::ceil(static_cast<double>(shape[k]) / static_cast<double>(std::max<hsize_t>(chunk[k], 1)));
+    // No chunk written at all: no chunk index either, and H5Dget_num_chunks fails.
     H5D_space_status_t status{};
-    if (H5Dget_space_status(id, &status) >= 0 && status != H5D_SPACE_STATUS_ALLOCATED)
-      throw DataError(where + ": declares shape " + shape_text(shape) +
-                      " but stores data for only part of it (chunks never written)");
+    hsize_t stored = 0;
+    const bool counted = (H5Dget_space_status(id, &status) >= 0 && status == H5D_SPACE_STATUS_NOT_ALLOCATED) ||
+                         H5Dget_num_chunks(id, H5S_ALL, &stored) >= 0;
+    if (rank == static_cast<int>(shape.size()) && counted && static_cast<double>(stored) < expected) {
+      std::snprintf(text, sizeof text, " but stores %.0f of its %.0f chunks (the others were never written)",
+                    static_cast<double>(stored), expected);
+      throw DataError(where + ": declares shape " + shape_text(shape) + text);
+    }
   }
   const double needed = elements * (static_cast<double>(read_element_size) + 4.0);
   const auto available = available_memory_bytes();

@@ -14,7 +14,7 @@ class ExactObjective : public PriorObjective {
   std::string name() const override { return "exact"; }
   bool supports(const Prior& prior) const override { return prior.exact(); }
   std::string requirement() const override {
-    return "a prior with a known density (gaussian, mog; an energy prior trains with snelbo)";
+    return "a prior with a known density (gaussian, mog, flow; an energy prior trains with snelbo)";
   }
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z, at::Generator&) override {
     return {prior.expected_log_prob(q, z), {}};

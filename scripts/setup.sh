@@ -25,7 +25,11 @@ packages=(
   libtorch-dev libopenblas0-pthread libopenblas-dev
   libhdf5-dev libboost-program-options-dev libgtest-dev libstb-dev zlib1g-dev
   dataset-fashion-mnist
+  clang libclang-rt-14-dev   # the libFuzzer harnesses (scripts/fuzz.sh): clang only recommends its runtime
 )
+# The report's browser test (tests/browser/test_report.sh), installed with what it recommends
+# (fonts among them), as the test was made with.
+with_recommends=(chromium)
 [ "$want_bench" = 1 ] && packages+=(python3-torch python3-h5py)
 
 sudo_cmd=""
@@ -36,13 +40,18 @@ if [ "$want_deps" = 1 ]; then
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  missing_recommends=()
+  for p in "${with_recommends[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_recommends+=("$p")
+  done
   # npm is on the machine image (NodeSource's nodejs); Debian's npm conflicts with it.
   command -v npm >/dev/null 2>&1 || missing+=(npm)
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "setup: installing ${missing[*]}" >&2
+  if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_recommends[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} ${missing_recommends[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "${#missing[@]}" -eq 0 ] || $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "${#missing_recommends[@]}" -eq 0 ] || $sudo_cmd apt-get install -y -qq "${missing_recommends[@]}" >/dev/null
   else
     echo "setup: all Debian packages present" >&2
   fi

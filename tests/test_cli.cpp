@@ -82,6 +82,16 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(c.train.epochs(), 9);
 }
 
+TEST_F(CliTest, PlaceholdersInTheInputDoNotHangTheErrorMessage) {
+  // Boost substitutes %value% and the like into its messages until none is left (found by
+  // fuzz/config.cpp: such input made the message loop for ever).
+  EXPECT_NE(error_of({"--latent", "%value%"}).find("'?value?'"), std::string::npos);
+  EXPECT_NE(error_of({"--x%original_token%"}).find("x?original_token?"), std::string::npos);
+  TempDir tmp;
+  std::ofstream(tmp.file("bad.ini")) << "%invalid_line%\n";
+  EXPECT_NE(error_of({"--config", tmp.file("bad.ini")}).find("?invalid_line?"), std::string::npos);
+}
+
 TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
   TempDir tmp;
   cli::TrainConfig a;

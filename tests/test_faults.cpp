@@ -117,7 +117,7 @@ class FaultsTest : public ::testing::Test {
 TEST_F(FaultsTest, ASealedCheckpointRefusesAFlippedByteInEveryCommand) {
   ASSERT_EQ(train({{"run-dir", file("sealed")}}), 0);
   const auto best = file("sealed") + "/checkpoints/best.pt";
-  ArchiveReader intact(read_file(best), torch::kCPU);
+  ArchiveReader intact(read_file(best), torch::kCPU, best);
   EXPECT_TRUE(intact.sealed());
   flip_byte(best, 0.5);
   const std::string seal = "do not match their SHA-256 seal";
@@ -271,7 +271,19 @@ TEST_F(FaultsTest, SizesAreCheckedBeforeAnythingIsAllocated) {
       h5.createDataSet(name, H5::PredType::NATIVE_UINT8, H5::DataSpace(3, dims), plist);
   }
   EXPECT_LT(fs::file_size(path), 100000u);
-  EXPECT_THROW_WITH(h5_read(path, "train"), "declares shape [5000000, 28, 28] but stores data for only part of it");
+  EXPECT_THROW_WITH(h5_read(path, "train"), "declares shape [5000000, 28, 28] but stores 0 of its 5000 chunks");
+  // A whole dataset, chunked and compressed, is read.
+  {
+    H5::H5File h5(file("compressed.h5"), H5F_ACC_TRUNC);
+    const hsize_t dims[2] = {1000, 12}, chunk[2] = {64, 12};
+    H5::DSetCreatPropList plist;
+    plist.setChunk(2, chunk);
+    plist.setDeflate(6);
+    auto data = h5.createDataSet("train", H5::PredType::NATIVE_FLOAT, H5::DataSpace(2, dims), plist);
+    std::vector<float> values(1000 * 12, 0.25f);
+    data.write(values.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  EXPECT_FLOAT_EQ(h5_read(file("compressed.h5"), "train").sum().item<float>(), 0.25f * 12000);
   // 20 million float64 images, all of them in the file (a sparse one: 4 KB on disk): more than
   // this machine's memory.
   const auto big = file("big.h5");

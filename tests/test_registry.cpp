@@ -29,8 +29,9 @@ TEST(RegistryTest, KeepsOrderRefusesDuplicatesAndNamesTheValidEntries) {
 
 TEST(RegistryTest, EveryChoiceByNameListsItselfInItsError) {
   EXPECT_THROW_WITH(make_objective("no-such", ObjectiveOptions()),
-                    "unknown objective 'no-such' (valid: exact, snelbo, short-run-mcmc, long-run-mcmc, nce)");
-  EXPECT_THROW_WITH(make_prior(PriorOptions("flowy", 2)), "unknown prior 'flowy' (valid: gaussian, mog, ebm)");
+                    "unknown objective 'no-such' (valid: exact, snelbo, short-run-mcmc, long-run-mcmc, nce, fce, "
+                    "score-matching)");
+  EXPECT_THROW_WITH(make_prior(PriorOptions("flowy", 2)), "unknown prior 'flowy' (valid: gaussian, mog, ebm, flow)");
   EXPECT_THROW_WITH(make_encoder(NetworkOptions().architecture("resnet")), "unknown architecture 'resnet' (valid: mlp, conv)");
   DatasetOptions options;
   options.data_dir = "/nonexistent";
@@ -42,19 +43,21 @@ TEST(RegistryTest, EveryChoiceByNameListsItselfInItsError) {
     EXPECT_NE(std::string(e.what()).find("hdf5:PATH"), std::string::npos) << e.what();
   }
   EXPECT_THROW_WITH(cli::log_z_method("guess", cli::LogZSettings()), "unknown log-Z method 'guess' (valid: auto, is, flow, ais)");
-  EXPECT_EQ(prior_kinds(), (std::vector<std::string>{"gaussian", "mog", "ebm"}));
+  EXPECT_EQ(prior_kinds(), (std::vector<std::string>{"gaussian", "mog", "ebm", "flow"}));
 }
 
 TEST(RegistryTest, EveryObjectiveSaysWhichPriorsItSupports) {
   auto gaussian = make_prior(PriorOptions("gaussian", 2));
   auto mog = make_prior(PriorOptions("mog", 2));
   auto ebm = make_prior(PriorOptions("ebm", 2).energy_hidden({4}));
+  auto flow = make_prior(PriorOptions("flow", 2));
   for (const auto& name : objective_names()) {
     auto objective = make_objective(name, ObjectiveOptions());
     const bool energy = name != "exact";
     EXPECT_EQ(objective->supports(*ebm), energy) << name;
     EXPECT_EQ(objective->supports(*gaussian), !energy) << name;
     EXPECT_EQ(objective->supports(*mog), !energy) << name;
+    EXPECT_EQ(objective->supports(*flow), !energy) << name;
     const auto& wrong = energy ? *gaussian : *ebm;
     EXPECT_THROW_WITH(objective->check(wrong), "objective '" + name + "' needs " + objective->requirement() +
                                                    ", not the '" + wrong.kind() + "' prior");

@@ -1,0 +1,142 @@
+// What a report reads from a run directory (see run_files.h).
+#include "report/run_files.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "data/files.h"
+
+namespace vae_ebm::report {
+
+namespace fs = std::filesystem;
+
+std::string RunFiles::config_value(const std::string& key) const {
+  for (const auto& [k, v] : config)
+    if (k == key) return v;
+  return "";
+}
+
+std::vector<const JsonValue*> RunFiles::events(const std::string& event) const {
+  std::vector<const JsonValue*> out;
+  for (const auto& r : metrics.records)
+    if (r.text("event") == event) out.push_back(&r);
+  return out;
+}
+
+namespace {
+
+std::vector<std::pair<std::string, std::string>> config_lines(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+  }
+  return out;
+}
+
+// Two records of one evaluation (evaluation.json and its copy in evaluations/) agree on
+// these; the per-image file they name differs.
+bool same_evaluation(const JsonValue& a, const JsonValue& b) {
+  for (const char* key : {"dataset", "split", "checkpoint"})
+    if (a.text(key) != b.text(key)) return false;
+  return a.number("seconds") == b.number("seconds") && a.number("images") == b.number("images");
+}
+
+std::vector<std::string> files_with_extension(const std::string& dir, const std::string& extension) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.is_regular_file() && entry.path().extension() == extension) out.push_back(entry.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+RunFiles read_run_files(const std::string& dir, const std::string& records_dir) {
+  RunFiles run;
+  run.dir = dir;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw DataError("no run directory " + dir);
+  if (!file_exists(dir + "/config.ini"))
+    throw DataError(dir + " is not a run directory: it has no config.ini (made by vae-ebm train or fit-prior)");
+  run.config_text = read_file(dir + "/config.ini");
+  run.config = config_lines(run.config_text);
+  if (file_exists(dir + "/metrics.jsonl")) {
+    run.metrics = read_json_lines(dir + "/metrics.jsonl");
+    run.has_metrics = true;
+  }
+  const std::string records = records_dir.empty() ? dir : records_dir;
+  run.records_dir = records;
+  for (const auto& name : files_with_extension(records + "/evaluations", ".json"))
+    run.evaluations.push_back({"evaluations/" + name, read_json_file(records + "/evaluations/" + name)});
+  if (file_exists(records + "/evaluation.json")) {
+    run.evaluation_json = read_json_file(records + "/evaluation.json");
+    const bool repeated = std::any_of(run.evaluations.begin(), run.evaluations.end(), [&](const auto& e) {
+      return same_evaluation(e.record, *run.evaluation_json);
+    });
+    if (!repeated) run.evaluations.push_back({"evaluation.json", *run.evaluation_json});
+  }
+  run.sample_pngs = files_with_extension(dir + "/samples", ".png");
+  return run;
+}
+
+StepClock::StepClock(const RunFiles& run) {
+  std::map<double, double> by_step{{0.0, 0.0}};
+  for (const auto& r : run.metrics.records) {
+    const auto event = r.text("event");
+    if (event != "validation" && event != "finished" && event != "interrupted") continue;
+    const double step = r.number("step"), seconds = r.number("train_seconds");
+    if (std::isfinite(step) && std::isfinite(seconds)) by_step[step] = seconds;
+  }
+  // A resumed run's clock goes on from its checkpoint; keep only points where time moves on.
+  for (const auto& point : by_step)
+    if (points_.empty() || point.second >= points_.back().second) points_.push_back(point);
+}
+
+double StepClock::seconds_at(double step) const {
+  if (points_.size() < 2 || !std::isfinite(step) || step < 0 || step > points_.back().first)
+    return std::numeric_limits<double>::quiet_NaN();
+  const auto upper = std::lower_bound(points_.begin(), points_.end(), std::make_pair(step, -1.0));
+  if (upper->first == step) return upper->second;
+  const auto lower = upper - 1;
+  return lower->second + (step - lower->first) / (upper->first - lower->first) * (upper->second - lower->second);
+}
+
+Table differing_flags(const std::vector<const RunFiles*>& runs, const std::vector<std::string>& labels) {
+  Table table;
+  table.id = "differing-flags";
+  table.caption = "Flags whose values differ between the runs (config.ini)";
+  table.header = {"flag"};
+  for (const auto& label : labels) table.header.push_back(label);
+  table.text_columns = table.header.size();  // flag values are text
+  std::vector<std::string> keys;  // in the order the first run that has them writes them
+  std::set<std::string> seen{"run-dir"};
+  for (const auto* run : runs)
+    for (const auto& [key, value] : run->config)
+      if (seen.insert(key).second) keys.push_back(key);
+  for (const auto& key : keys) {
+    std::vector<std::string> row{key};
+    std::set<std::string> values;
+    for (const auto* run : runs) {
+      const bool has = std::any_of(run->config.begin(), run->config.end(), [&](const auto& kv) { return kv.first == key; });
+      row.push_back(has ? run->config_value(key) : "(not set)");
+      values.insert(row.back());
+    }
+    if (values.size() > 1) table.rows.push_back(row);
+  }
+  return table;
+}
+
+}  // namespace vae_ebm::report
