@@ -263,7 +263,7 @@ void save_classifier(FeatureClassifier& model, const std::string& path) {
 FeatureClassifier load_classifier(const std::string& path) {
   auto bytes = read_file(path);
   try {
-    ArchiveReader reader(bytes, torch::kCPU);
+    ArchiveReader reader(bytes, torch::kCPU, "feature classifier " + path);
     reader.check_format(kFileFormat, "feature classifier " + path);
     auto& archive = reader.archive();
     auto read = [&reader](const char* key) { return reader.tensor(key); };

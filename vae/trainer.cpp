@@ -436,7 +436,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
 void Trainer::load_checkpoint(const std::string& path) {
   auto bytes = read_file(path);
   try {
-    ArchiveReader reader(bytes, options_.device());
+    ArchiveReader reader(bytes, options_.device(), "checkpoint " + path);
     reader.check_format(kCheckpointFormat, "checkpoint " + path);
     warn_if_unsealed(reader, path);
     auto& archive = reader.archive();
@@ -522,11 +522,13 @@ void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchi
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
   auto bytes = read_file(path);
   try {
-    ArchiveReader reader(bytes, device);
+    ArchiveReader reader(bytes, device, "checkpoint " + path);
     warn_if_unsealed(reader, path);
     torch::serialize::InputArchive model_archive;
     reader.archive().read("model", model_archive);
     load_module_checked(model, model_archive);
+  } catch (const DataError&) {
+    throw;  // names the file already
   } catch (const std::exception& e) {
     throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + first_line(e.what()));
   }
