@@ -24,9 +24,23 @@ std::string sealed_archive_bytes(torch::serialize::OutputArchive& archive) {
 ArchiveReader::ArchiveReader(const std::string& bytes, torch::Device device, const std::string& what) {
   const std::string header = kSealHeader;
   if (bytes.compare(0, header.size(), header) != 0) {
-    // Written before the seal (vae-ebm 0.1): a bare LibTorch archive.
+    // Written before the seal (vae-ebm 0.1): a bare LibTorch archive; or sealed the way the
+    // commits of 2026-11-29 before cf82d1c did, as records of an outer archive (the digest then
+    // checked after LibTorch has parsed the outer archive).
     std::istringstream in(bytes);
     archive_.load_from(in, device);
+    torch::Tensor payload;
+    c10::IValue seal;
+    if (!archive_.try_read("sealed_payload", payload) || !archive_.try_read("sealed_sha256", seal) || !seal.isString())
+      return;
+    const std::string inner(static_cast<const char*>(payload.contiguous().data_ptr()), static_cast<size_t>(payload.numel()));
+    if (sha256_hex(inner) != seal.toStringRef())
+      throw DataError(what + ": its contents do not match their SHA-256 seal: the file was changed or damaged after it "
+                             "was written");
+    std::istringstream in_inner(inner);
+    archive_ = torch::serialize::InputArchive();
+    archive_.load_from(in_inner, device);
+    sealed_ = true;
     return;
   }
   const size_t start = header.size() + kDigestLength + 1;
