@@ -47,6 +47,8 @@ run score-matching    --objective score-matching
 
 python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-run-persistent nce snelbo-flow nce-flow \
     fce score-matching > "$out/table.md"
+"$bin" report "$out"/{snelbo,short-run-mcmc,long-run-mcmc,long-run-persistent,nce,snelbo-flow,nce-flow,fce,score-matching} \
+    --format markdown --threads "$threads" > "$out/paired.md"
 
 # The noise study: the same trained EBM sampled with eta = 1 (Langevin) and eta = 0 (gradient flow).
 for name in snelbo long-run-persistent; do

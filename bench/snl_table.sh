@@ -116,4 +116,11 @@ for row in "${rows[@]}"; do
 done
 
 python3 "$here/bench/table.py" "$out" "${rows[@]}" > "$out/table.md"
+# Paired gains over the first row, and the rows' page (vae-ebm report).
+evaluated=()
+for row in "${rows[@]}"; do [ -f "$out/$row/evaluation.json" ] && evaluated+=("$out/$row"); done
+if [ "${#evaluated[@]}" -ge 2 ]; then
+  "$bin" report "${evaluated[@]}" --format markdown --threads "${THREADS:-1}" > "$out/paired.md"
+  "$bin" report "${evaluated[@]}" --out "$out/report.html" --threads "${THREADS:-1}"
+fi
 cat "$out/table.md"
