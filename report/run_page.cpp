@@ -42,6 +42,15 @@ std::vector<double> values_of(const std::vector<const JsonValue*>& records, cons
   return y;
 }
 
+// A series of one number of each train record, against the step.
+Series train_series(const std::string& name, const std::vector<const JsonValue*>& train, const std::string& key) {
+  Series s;
+  s.name = name;
+  s.x = steps_of(train);
+  s.y = values_of(train, key);
+  return s;
+}
+
 // A series of an estimate field ({value, std_error}) of each record, with its ± 1 s.e. band.
 Series estimate_series(const std::string& name, const std::vector<const JsonValue*>& records, const std::string& key,
                        const std::vector<double>& x) {
@@ -282,11 +291,7 @@ std::string training_html(const RunFiles& run) {
                                    "No validation record carries the ESS of log Z."));
   }
   Chart rate("Throughput", "step", "images per second");
-  Series r;
-  r.name = "images/s";
-  r.x = steps_of(train);
-  r.y = values_of(train, "images_per_second");
-  rate.add(r);
+  rate.add(train_series("images/s", train, "images_per_second"));
   figures.push_back(chart_figure(rate, "Training images per second over each logging window (images_per_second).",
                                  "No train records with images_per_second."));
   return charts(figures);
@@ -301,22 +306,13 @@ std::string langevin_metrics_html(const RunFiles& run) {
   std::vector<std::string> figures;
   Chart energy("Energies in training", "step", "mean f(z)");
   for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
-           {"energy_positive", "f at posterior samples"}, {"energy_negative", "f at the chains' ends"}}) {
-    Series s;
-    s.name = name;
-    s.x = steps_of(train);
-    s.y = values_of(train, key);
-    energy.add(s);
-  }
+           {"energy_positive", "f at posterior samples"}, {"energy_negative", "f at the chains' ends"}})
+    energy.add(train_series(name, train, key));
   figures.push_back(chart_figure(energy, "Mean energy at the posterior samples and at the negatives the Langevin chains "
                                          "reach (train records).",
                                  "No energies recorded."));
   Chart acceptance("Langevin acceptance in training", "step", "fraction of moves accepted");
-  Series a;
-  a.name = "acceptance";
-  a.x = steps_of(train);
-  a.y = values_of(train, "acceptance");
-  acceptance.add(a);
+  acceptance.add(train_series("acceptance", train, "acceptance"));
   figures.push_back(chart_figure(acceptance, "Fraction of the chains' moves accepted (1 without the Metropolis correction).",
                                  "No acceptance recorded."));
   return charts(figures);
