@@ -91,7 +91,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
   for (int64_t done = 0; done < c.quality_samples; done += 1000) {
     const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
     auto z = run.model->prior->sample(n, gen);
-    auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->logits(z)), gen).to(torch::kCPU);
+    auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->params(z)), gen).to(torch::kCPU);
     fake.push_back(network.features(x));
     generated.push_back(x);
   }

@@ -67,7 +67,7 @@ int main(int argc, char** argv) try {
       // The Gaussian ELBO trains encoder and decoder; an energy prior keeps its initial f.
       auto q = model.encoder->forward(x);
       auto z = q.rsample(1, gen);
-      auto elbo = bernoulli_log_likelihood(model.decoder->logits(z), x).mean(0) + q.entropy() +
+      auto elbo = bernoulli_log_likelihood(model.decoder->params(z), x).mean(0) + q.entropy() +
                   gaussian.expected_log_prob(q, z);
       opt.zero_grad();
       (-elbo.mean()).backward();
@@ -91,7 +91,7 @@ int main(int argc, char** argv) try {
   const int reps = 5;
   const double t_enc = mean_seconds([&] { q = model.encoder->forward(x); }, reps);
   const double t_sample = mean_seconds([&] { z = q.rsample(k, gen); }, reps);
-  const double t_dec = mean_seconds([&] { logits = model.decoder->logits(z); }, reps);
+  const double t_dec = mean_seconds([&] { logits = model.decoder->params(z); }, reps);
   torch::Tensor ll, ll_bce;
   const double t_ll = mean_seconds([&] { ll = bernoulli_log_likelihood(logits, x); }, reps);
   const double t_ll_bce = mean_seconds(

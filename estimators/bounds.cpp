@@ -21,7 +21,7 @@ BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Prior& prior, co
     auto x = images.narrow(0, start, std::min(chunk, n - start));
     auto q = encoder.forward(x);
     auto z = q.rsample(k, generator);                        // [K, B, D]
-    auto log_px = bernoulli_log_likelihood(decoder.logits(z), x);  // [K, B]
+    auto log_px = bernoulli_log_likelihood(decoder.params(z), x);  // [K, B]
     auto r = log_px.mean(0);
     auto k_term = -(q.entropy() + prior.expected_log_prob(q, z));
     recon.push_back(r.to(torch::kDouble));

@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     torch::NoGradGuard no_grad;
     const auto q = model->encoder->forward(torch::full({3, 16}, 0.5f));
-    (void)model->decoder->logits(q.mu);
+    (void)model->decoder->params(q.mu);
     (void)model->prior->log_prob_unnormalised(q.mu);
   } catch (const std::exception& e) {
     vae_ebm::fuzz::refused(e);

@@ -58,7 +58,7 @@ TEST_F(EstimatorTest, IwaeIncreasesWithKTowardsTheExactLogLikelihood) {
   auto x = torch::tensor({{1.f, 0.f, 1.f, 1.f}, {0.f, 1.f, 0.f, 1.f}});
   // Exact: integrate N(z; 0, 1) p(x|z) on a fine grid.
   auto grid = torch::linspace(-10, 10, 20001, torch::kDouble).unsqueeze(1);
-  auto log_joint = bernoulli_log_likelihood(decoder->logits(grid.to(torch::kFloat)).to(torch::kDouble).unsqueeze(1),
+  auto log_joint = bernoulli_log_likelihood(decoder->params(grid.to(torch::kFloat)).to(torch::kDouble).unsqueeze(1),
                                             x.to(torch::kDouble)) +
                    standard_normal_log_prob(grid).unsqueeze(1);  // [G, B]
   auto exact = (torch::logsumexp(log_joint, 0) + std::log(20.0 / 20000)).detach();

@@ -206,7 +206,7 @@ TEST_F(VaeTest, ChannelsLastTransposedConvolutionMatchesLibTorch) {
 TEST_F(VaeTest, ConvDecoderGivesLibTorchsLogits) {
   auto decoder = make_decoder(NetworkOptions().architecture("conv").latent_dim(5));
   auto z = torch::randn({2, 3, 5});
-  auto logits = decoder->logits(z);
+  auto logits = decoder->params(z);
   ASSERT_EQ(logits.sizes(), torch::IntArrayRef({2, 3, 784}));
   // The same modules run as LibTorch runs them, NCHW.
   auto net = decoder->children().at(0)->as<torch::nn::Sequential>();
@@ -321,7 +321,7 @@ TEST_F(VaeTest, ElboTermsAddUp) {
   // The reconstruction is the mean over the same K samples the generator gives.
   auto gen2 = make_generator(1);
   auto z = q.rsample(3, gen2);
-  auto recon = bernoulli_log_likelihood(model.decoder->logits(z), x).mean(0);
+  auto recon = bernoulli_log_likelihood(model.decoder->params(z), x).mean(0);
   EXPECT_TRUE(torch::allclose(terms.reconstruction, recon));
 }
 
@@ -331,7 +331,7 @@ TEST_F(VaeTest, ConvNetworksHaveTheReferenceShapes) {
   auto dec = make_decoder(options);
   auto q = enc->forward(torch::rand({3, 784}));
   EXPECT_EQ(q.mu.sizes(), (std::vector<int64_t>{3, 5}));
-  EXPECT_EQ(dec->logits(torch::randn({2, 3, 5})).sizes(), (std::vector<int64_t>{2, 3, 784}));
+  EXPECT_EQ(dec->params(torch::randn({2, 3, 5})).sizes(), (std::vector<int64_t>{2, 3, 784}));
   EXPECT_THROW(make_encoder(NetworkOptions().architecture("conv").image_shape({1, 10, 10})), std::invalid_argument);
   EXPECT_THROW(make_encoder(NetworkOptions().architecture("resnet")), std::invalid_argument);
   EXPECT_THROW(make_encoder(NetworkOptions().activation("gelu")), std::invalid_argument);

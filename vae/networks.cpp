@@ -60,7 +60,7 @@ class MlpDecoder : public Decoder {
     std::vector<int64_t> reversed(o.hidden().rbegin(), o.hidden().rend());
     net_ = register_module("net", mlp(o.latent_dim(), reversed, o.pixels(), o.activation()));
   }
-  torch::Tensor logits(const torch::Tensor& z) override {
+  torch::Tensor params(const torch::Tensor& z) override {
     if (z.dim() == 2) return fused_mlp_forward(net_, z);
     // [K, B, D] as [K B, D]: a Linear on 2-d input is one addmm with the bias inside the
     // product, on more dimensions a matmul and a separate bias pass (forward and backward).
@@ -105,7 +105,7 @@ class ConvDecoder : public Decoder {
   }
   // The layers run channels-last, each transposed convolution as one product over many
   // images (vae/conv_transpose.h); the modules stay as they were, and so do checkpoints.
-  torch::Tensor logits(const torch::Tensor& z) override {
+  torch::Tensor params(const torch::Tensor& z) override {
     auto lead = z.sizes().vec();
     lead.pop_back();
     auto h = z.reshape({-1, 1, 1, latent_});  // [N, H, W, C]

@@ -1,5 +1,5 @@
 #pragma once
-// Encoders (x -> q(z|x)) and decoders (z -> Bernoulli logits), MLP and conv.
+// Encoders (x -> q(z|x)) and decoders (z -> the likelihood's parameters), MLP and conv.
 #include <torch/torch.h>
 
 #include <memory>
@@ -20,8 +20,10 @@ class Encoder : public torch::nn::Module {
 class Decoder : public torch::nn::Module {
  public:
   explicit Decoder(std::string name) : torch::nn::Module(std::move(name)) {}
-  // z: [..., D] -> Bernoulli logits [..., P].
-  virtual torch::Tensor logits(const torch::Tensor& z) = 0;
+  // z: [..., D] -> the likelihood's parameters [..., M P] (vae/likelihood.h): parameter j of
+  // value p at j P + p, M = NetworkOptions::outputs_per_value. For the Bernoulli, M = 1 and
+  // they are the logits.
+  virtual torch::Tensor params(const torch::Tensor& z) = 0;
 };
 
 struct NetworkOptions {
@@ -29,7 +31,9 @@ struct NetworkOptions {
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512, 512};  // mlp widths
   TORCH_ARG(std::string, activation) = "relu";  // mlp: relu | leaky-relu | tanh | elu | softplus
   TORCH_ARG(int64_t, latent_dim) = 16;
-  TORCH_ARG(std::vector<int64_t>, image_shape) = std::vector<int64_t>{1, 28, 28};
+  TORCH_ARG(std::vector<int64_t>, image_shape) = std::vector<int64_t>{1, 28, 28};  // {C, H, W} or {D}
+  TORCH_ARG(int64_t, outputs_per_value) = 1;  // M: the likelihood's parameters per data value
+  TORCH_ARG(int64_t, conv_width) = 64;        // conv family (not the 28x28 reference nets): base channels
 
  public:
   int64_t pixels() const;
