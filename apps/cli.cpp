@@ -115,6 +115,16 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "MLP hidden widths, comma-separated")
       ("activation", po::value(&c.activation)->default_value(c.activation), ("MLP activation: " + join(activations())).c_str())
       ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
+      ("likelihood", po::value(&c.likelihood.kind())->default_value(c.likelihood.kind()),
+       ("p(x|z): " + join(likelihood_kinds()) + " (bernoulli for binary data, logistic for 8-bit levels, gaussian for continuous values)").c_str())
+      ("likelihood-variance", po::value(&c.likelihood.variance())->default_value(c.likelihood.variance()),
+       "gaussian: fixed (--likelihood-sigma) or learned (one sigma per value)")
+      ("likelihood-sigma", real(&c.likelihood.sigma(), c.likelihood.sigma()), "gaussian, fixed variance: the standard deviation")
+      ("likelihood-min-sigma", real(&c.likelihood.min_sigma(), c.likelihood.min_sigma()), "gaussian, learned variance: the floor of each sigma")
+      ("likelihood-range", po::value(&c.likelihood.range())->default_value(c.likelihood.range()),
+       "gaussian: the data as the density sees them: 0,1 or -1,1 (2x - 1, as in Pang et al.)")
+      ("likelihood-mixture", po::value(&c.likelihood.mixture())->default_value(c.likelihood.mixture()),
+       "logistic: discretised logistics per value (1: one)")
       ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
       ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
       ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow prior: affine coupling layers")
@@ -275,6 +285,7 @@ void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
 
 // The validation flags of train and fit-prior.
 void check_validation_flags(const TrainConfig& c) {
+  as_usage([&] { c.likelihood.validate(); });
   if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   check_choice("--validation-log-z", c.validation_log_z, log_z_method_names());
@@ -348,7 +359,9 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
     throw UsageError("fit-prior: '" + parent + "' is not a run directory (no config.ini)");
   // Only what defines the networks and the data comes from the parent.
   store_config_file(parent + "/config.ini", desc, vm,
-                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "latent", "data-dir"});
+                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "latent", "likelihood",
+                     "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range",
+                     "likelihood-mixture", "data-dir"});
   notify_all(vm);
   if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
   check_validation_flags(c);

@@ -14,6 +14,7 @@
 #include "prior/energy.h"
 #include "prior/langevin.h"
 #include "prior/objective.h"
+#include "vae/likelihood.h"
 #include "vae/networks.h"
 #include "vae/trainer.h"
 
@@ -78,6 +79,7 @@ struct TrainConfig {
   double energy_slope = PriorOptions("ebm", 1).energy_slope();
   int64_t flow_layers = PriorOptions("flow", 1).flow_layers();
   int64_t flow_hidden = PriorOptions("flow", 1).flow_hidden();
+  LikelihoodOptions likelihood;  // p(x|z), vae/likelihood.h
   std::string objective;  // empty: the prior's default
   ObjectiveOptions objective_flags;  // each objective family's options
   TrainOptions train;

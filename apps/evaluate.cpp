@@ -46,11 +46,42 @@ torch::Tensor images_to_evaluate(const EvaluateConfig& c, const LoadedRun& run) 
   return images.to(run.device);
 }
 
+// The bounds in bits per dimension, -nats / (P ln 2), where they bound the log of a probability
+// (docs/MATH.md section 10): for the discretised logistic on 8-bit data and the Bernoulli on
+// binary data; none for a density (the Gaussian) or the Bernoulli on grey values.
+std::vector<Estimate> bits_per_dim_estimates(const LoadedRun& run, const BoundReport& bounds) {
+  const bool mass = run.model->likelihood->probability_mass() &&
+                    (run.config.likelihood.kind() != "bernoulli" || run.data.binary);
+  if (!mass) return {};
+  const auto values = run.data.dim();
+  std::vector<Estimate> out;
+  for (const auto* e : {&bounds.bound, &bounds.iwae}) {
+    Estimate bits = *e;
+    bits.value = bits_per_dim(e->value, values);
+    bits.std_error = e->std_error / (static_cast<double>(values) * std::log(2.0));
+    bits.units = "bits/dim";
+    out.push_back(bits);
+  }
+  return out;
+}
+
+// What the bounds are bounds on, for the record and the table.
+std::string bound_meaning(const LoadedRun& run) {
+  const auto& kind = run.config.likelihood.kind();
+  if (kind == "gaussian")
+    return "log density of the data as the Gaussian sees them (per image, in nats): not comparable with the log "
+           "probability of a discrete likelihood";
+  if (kind == "bernoulli" && !run.data.binary)
+    return "Bernoulli cross-entropy on grey values: not the likelihood of these images";
+  return "log probability of the image's values (a probability mass)";
+}
+
 Json describe(const EvaluateConfig& c, const LoadedRun& run, const torch::Tensor& images) {
   Json report = Json::object();
   report.set("run", c.run_dir).set("checkpoint", run.checkpoint).set("dataset", dataset_of(c, run))
       .set("split", c.split).set("images", images.size(0)).set("samples_K", c.samples)
       .set("prior", run.config.prior).set("objective", run.config.objective_name())
+      .set("likelihood", run.model->likelihood->describe()).set("bounds_on", bound_meaning(run))
       .set("blas_kernel", blas::kernel_state().kernel).set("data", data_record(run.data));
   return report;
 }
@@ -91,7 +122,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
   for (int64_t done = 0; done < c.quality_samples; done += 1000) {
     const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
     auto z = run.model->prior->sample(n, gen);
-    auto x = torch::bernoulli(torch::sigmoid(run.model->decoder->params(z)), gen).to(torch::kCPU);
+    auto x = run.model->decode_sample(z, gen).to(torch::kCPU);
     fake.push_back(network.features(x));
     generated.push_back(x);
   }
@@ -112,7 +143,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
     q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
     quality.classifier_score = score.value;
   }
-  q.set("generated", "binary draws of the decoder at prior samples (energy prior: " +
+  q.set("generated", "draws of p(x|z) at prior samples (energy prior: " +
                          EnergyPrior::describe_default_sampling() + ")");
   if (ebm) q.set("langevin_noise", c.langevin_noise);
   report.set("sample_quality", q);
@@ -150,6 +181,7 @@ void write_record(const EvaluateConfig& c, const LoadedRun& run, const BoundRepo
                   const std::optional<Estimate>& log_z, Json& report, double seconds) {
   Json estimates = Json::array();
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) estimates.push(e->to_json());
+  for (const auto& e : bits_per_dim_estimates(run, bounds)) estimates.push(e.to_json());
   report.set("estimates", estimates).set("seconds", seconds);
   if (log_z && !low_ess_warning(*log_z).empty()) report.set("warning", low_ess_warning(*log_z));
   auto write = [&](const std::string& json_path, const std::string& h5_path) {
@@ -179,6 +211,9 @@ void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, 
               std::filesystem::path(run.checkpoint).filename().c_str());
   std::printf("  %-26s %12s  %-11s\n", "estimator (nats)", "value", "std.error");
   for (const auto* e : {&bounds.bound, &bounds.iwae, &bounds.reconstruction, &bounds.kl}) print_row(e->estimator, *e);
+  for (const auto& e : bits_per_dim_estimates(run, bounds)) print_row(e.estimator + " (bits/dim)", e);
+  if (run.config.likelihood.kind() != "bernoulli" || !run.data.binary)
+    std::printf("  bounds on: %s\n", bound_meaning(run).c_str());
   if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get()); ebm && log_z) {
     print_row("log Z " + log_z->estimator, *log_z);
     if (const auto warning = low_ess_warning(*log_z); !warning.empty()) std::printf("  %s\n", warning.c_str());
@@ -218,7 +253,7 @@ int run_evaluate(const EvaluateConfig& c) {
   if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get())) log_z = estimate_normaliser(c, run, *ebm, report);
   const auto quality = score_samples(c, run, report);
   auto gen = make_generator(mix_seed(c.seed, 0x626f756eULL), run.device);
-  const auto bounds = evaluate_bounds(*run.model->encoder, *run.model->decoder, *run.model->prior, images,
+  const auto bounds = evaluate_bounds(*run.model->encoder, *run.model->decoder, *run.model->likelihood, *run.model->prior, images,
                                       BoundOptions().samples(c.samples), gen);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_record(c, run, bounds, log_z, report, seconds);

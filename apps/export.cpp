@@ -17,6 +17,21 @@ namespace vae_ebm::cli {
 
 namespace {
 
+// How the decoder's M P outputs (parameter j of value p at j P + p) make p(x|z) (docs/MATH.md 10).
+std::string likelihood_layout(const LikelihoodOptions& o) {
+  if (o.kind() == "gaussian")
+    return std::string("M = 1: the mean mu of y = ") + (o.range() == "-1,1" ? "2x - 1" : "x") + "; sigma " +
+           (o.variance() == "learned" ? "= likelihood_min_sigma + softplus(likelihood/sigma_raw[p])"
+                                      : "= likelihood_sigma") +
+           "; log p = sum_p -0.5 ((y - mu) / sigma)^2 - log sigma - 0.5 log(2 pi)";
+  if (o.kind() == "logistic")
+    return o.mixture() == 1
+               ? "M = 2: [mu | log s] in the units of y = 2x - 1; P(x) = sigmoid((y + 1/255 - mu) / s) - sigmoid((y - "
+                 "1/255 - mu) / s), the CDF's tails at x = 0 and x = 1; log s clamped at -7"
+               : "M = 3K: [mixture logits (K) | mu (K) | log s (K)], each component as for K = 1";
+  return "M = 1: Bernoulli logits";
+}
+
 // The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
 // from the checkpoint's objective state; undefined when there is none.
 Flow trained_flow(const std::string& checkpoint) {
@@ -67,7 +82,14 @@ int run_export(const ExportConfig& c) {
   h5.attribute("/", "activation", cfg.activation);
   h5.attribute("/", "latent", cfg.latent);
   h5.attribute("/", "image_shape", shape);
-  h5.attribute("/", "likelihood", "bernoulli-logits");
+  h5.attribute("/", "likelihood", cfg.likelihood.kind());
+  h5.attribute("/", "likelihood_description", run.model->likelihood->describe());
+  h5.attribute("/", "outputs_per_value", run.model->likelihood->outputs_per_value());
+  h5.attribute("/", "likelihood_layout", likelihood_layout(cfg.likelihood));
+  if (cfg.likelihood.kind() == "gaussian") {
+    h5.attribute("/", "likelihood_sigma", cfg.likelihood.sigma());
+    h5.attribute("/", "likelihood_min_sigma", cfg.likelihood.min_sigma());
+  }
   h5.attribute("/", "prior", cfg.prior);
   h5.attribute("/", "dataset", cfg.dataset);
   if (cfg.prior == "mog") h5.attribute("/", "mog_components", cfg.mog_components);
@@ -90,7 +112,7 @@ int run_export(const ExportConfig& c) {
   }
   std::ostringstream layout;
   layout << "encoder: x -> net -> [mu | logvar] (first " << cfg.latent << " outputs are mu); "
-         << "decoder: z -> net -> logits; net/N are the layers of a Sequential: "
+         << "decoder: z -> net -> the likelihood's parameters (likelihood_layout); net/N are the layers of a Sequential: "
          << (cfg.architecture == "mlp" ? "Linear layers at even indices with the activation between"
                                        : "the SNL conv networks (README, Models)");
   h5.attribute("/", "layout", layout.str());

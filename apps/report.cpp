@@ -104,7 +104,7 @@ std::string generated_samples(LoadedRun& run, uint64_t seed) {
   auto gen = make_generator(mix_seed(seed, 0x73616d70ULL), run.device);
   const auto& shape = run.data.image_shape;
   auto z = model.prior->sample(64, gen);
-  auto means = torch::sigmoid(model.decoder->params(z));
+  auto means = model.decode_mean(z);
   std::string out = image_figure(png_grid_bytes(as_images(means, shape), 8), "prior samples",
                                  "64 prior samples, decoder means (generated for this page; vae-ebm sample writes "
                                  "them into the run)" +
@@ -115,7 +115,7 @@ std::string generated_samples(LoadedRun& run, uint64_t seed) {
   const int64_t half = std::min<int64_t>(32, run.data.test.size());
   if (half > 0) {
     auto x = run.data.test.images.narrow(0, 0, half).to(run.device);
-    auto recon = torch::sigmoid(model.decoder->params(model.encoder->forward(x).mean()));
+    auto recon = model.decode_mean(model.encoder->forward(x).mean());
     std::vector<torch::Tensor> rows;
     for (int64_t start = 0; start < half; start += 8) {
       const auto n = std::min<int64_t>(8, half - start);
@@ -158,7 +158,7 @@ std::string langevin_chains(LoadedRun& run, EnergyPrior& ebm, uint64_t seed) {
   std::vector<torch::Tensor> tiles;
   for (int64_t c = 0; c < kShown; ++c)
     for (const auto& frame : frames) tiles.push_back(frame[c]);
-  auto means = torch::sigmoid(run.model->decoder->params(torch::stack(tiles)));
+  auto means = run.model->decode_mean(torch::stack(tiles));
   std::string steps_text;
   for (size_t j = 0; j < at.size(); ++j) steps_text += (j ? ", " : "") + std::to_string(at[j]);
   std::string out = "<div class=\"figures\">\n";

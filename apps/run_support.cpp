@@ -121,7 +121,12 @@ std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data)
                      " with their gradients and Adam's moments: more than the " + gigabytes(static_cast<double>(available)) +
                      " of memory available");
   }
-  return as_usage([&] { return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options()); });
+  auto model = as_usage([&] {
+    return std::make_shared<VaeModel>(c.network_options(data.image_shape), c.prior_options(), c.likelihood);
+  });
+  if (const auto warning = model->likelihood->check_data(data.name, data.train.images, data.binary); !warning.empty())
+    std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  return model;
 }
 
 // Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;

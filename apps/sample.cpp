@@ -35,13 +35,13 @@ int run_sample(const SampleConfig& c) {
   };
   const int64_t nrow = std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(static_cast<double>(c.count))));
   auto z = model.prior->sample(c.count, gen);
-  auto means = torch::sigmoid(model.decoder->params(z));
-  write_png_grid(out + "/prior_means.png", as_images(means), nrow);
-  write_png_grid(out + "/prior_draws.png", as_images(torch::bernoulli(means, gen)), nrow);
+  auto params = model.decoder->params(z);
+  write_png_grid(out + "/prior_means.png", as_images(model.likelihood->mean(params)), nrow);
+  write_png_grid(out + "/prior_draws.png", as_images(model.likelihood->sample(params, gen)), nrow);
   // Reconstructions: each test image above its reconstruction (decoder mean at the posterior mean).
   const int64_t half = std::max<int64_t>(1, std::min<int64_t>(c.count / 2, run.data.test.size()));
   auto x = run.data.test.images.narrow(0, 0, half).to(run.device);
-  auto recon = torch::sigmoid(model.decoder->params(model.encoder->forward(x).mean()));
+  auto recon = model.decode_mean(model.encoder->forward(x).mean());
   std::vector<torch::Tensor> rows;
   for (int64_t start = 0; start < half; start += nrow) {
     auto n = std::min(nrow, half - start);

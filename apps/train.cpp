@@ -183,7 +183,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
         throw Divergence(trainer.state().step, "validation log Z", log_z.value);
     }
     auto gen = make_generator(mix_seed(seed, 0x76616cULL, epoch), device);
-    auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.prior, validation,
+    auto report = evaluate_bounds(*m.encoder, *m.decoder, *m.likelihood, *m.prior, validation,
                                   BoundOptions().samples(eval_samples).importance_weighted(false), gen);
     record.set("validation", report.bound.to_json());
     record.set("reconstruction", report.reconstruction.value).set("kl", report.kl.value);

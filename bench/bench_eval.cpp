@@ -134,7 +134,7 @@ int main(int argc, char** argv) try {
   std::fflush(stdout);
   if (!skip_full) {
     auto t0 = clock_type::now();
-    auto report = evaluate_bounds(*model.encoder, *model.decoder, *model.prior, test, options, gen);
+    auto report = evaluate_bounds(*model.encoder, *model.decoder, *model.likelihood, *model.prior, test, options, gen);
     const double secs = seconds_since(t0);
     print_kv("eval_seconds", secs, "%.2f");
     print_kv("eval_images_per_second", images / secs, "%.1f");

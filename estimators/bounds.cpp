@@ -6,12 +6,13 @@
 
 namespace vae_ebm {
 
-BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Prior& prior, const torch::Tensor& images,
+BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Likelihood& likelihood, Prior& prior, const torch::Tensor& images,
                             const BoundOptions& options, at::Generator& generator) {
   TORCH_CHECK(options.samples() >= 1, "bound evaluation needs K >= 1 samples, got ", options.samples());
   torch::NoGradGuard no_grad;
   encoder.eval();
   decoder.eval();
+  likelihood.eval();
   prior.eval();
   const int64_t n = images.size(0);
   const int64_t k = options.samples();
@@ -21,7 +22,7 @@ BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Prior& prior, co
     auto x = images.narrow(0, start, std::min(chunk, n - start));
     auto q = encoder.forward(x);
     auto z = q.rsample(k, generator);                        // [K, B, D]
-    auto log_px = bernoulli_log_likelihood(decoder.params(z), x);  // [K, B]
+    auto log_px = likelihood.log_prob(decoder.params(z), x);  // [K, B]
     auto r = log_px.mean(0);
     auto k_term = -(q.entropy() + prior.expected_log_prob(q, z));
     recon.push_back(r.to(torch::kDouble));

@@ -7,6 +7,7 @@
 
 #include "estimators/estimate.h"
 #include "prior/prior.h"
+#include "vae/likelihood.h"
 #include "vae/networks.h"
 
 namespace vae_ebm {
@@ -28,7 +29,7 @@ struct BoundReport {
 
 // images [N, P] on any device. For an energy prior, its log Z estimate must be set
 // (EnergyPrior::set_log_z_estimate): it is held fixed over the split.
-BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Prior& prior, const torch::Tensor& images,
-                            const BoundOptions& options, at::Generator& generator);
+BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Likelihood& likelihood, Prior& prior,
+                            const torch::Tensor& images, const BoundOptions& options, at::Generator& generator);
 
 }  // namespace vae_ebm

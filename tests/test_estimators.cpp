@@ -65,7 +65,8 @@ TEST_F(EstimatorTest, IwaeIncreasesWithKTowardsTheExactLogLikelihood) {
   double previous = -1e9;
   for (int64_t k : {1, 10, 100, 2000}) {
     auto gen = make_generator(3);
-    auto report = evaluate_bounds(*encoder, *decoder, prior, x.repeat({200, 1}), BoundOptions().samples(k), gen);
+    auto bernoulli = make_likelihood(LikelihoodOptions(), 1);
+    auto report = evaluate_bounds(*encoder, *decoder, *bernoulli, prior, x.repeat({200, 1}), BoundOptions().samples(k), gen);
     auto iwae = report.per_image_iwae.reshape({200, 2}).mean(0);
     EXPECT_GT(iwae.mean().item<double>(), previous) << "K = " << k;
     previous = iwae.mean().item<double>();

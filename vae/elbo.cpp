@@ -13,7 +13,7 @@ torch::Tensor refine_posterior_samples(VaeModel& model, const torch::Tensor& x, 
   const int64_t k = z.size(0), b = z.size(1), d = z.size(2);
   auto xs = x.unsqueeze(0).expand({k, b, x.size(1)}).reshape({k * b, x.size(1)});
   auto potential = [&](const torch::Tensor& zf) {
-    return -bernoulli_log_likelihood(model.decoder->params(zf), xs) + ebm->potential(zf);
+    return -model.log_likelihood(zf, xs) + ebm->potential(zf);
   };
   auto refined = langevin(potential, z.detach().reshape({k * b, d}), options, generator).z.reshape({k, b, d});
   return z + (refined - z).detach();  // straight through
@@ -24,7 +24,7 @@ ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Te
   auto q = model.encoder->forward(x);
   auto z = q.rsample(k, generator);  // [K, B, D]
   ElboTerms terms;
-  terms.reconstruction = bernoulli_log_likelihood(model.decoder->params(z), x).mean(0);
+  terms.reconstruction = model.log_likelihood(z, x).mean(0);
   terms.entropy = q.entropy();
   auto z_prior = refine && refine->steps() > 0 ? refine_posterior_samples(model, x, z, *refine, generator) : z;
   auto prior_term = objective.prior_term(*model.prior, q, z_prior, generator);

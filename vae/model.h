@@ -7,18 +7,31 @@
 #include "prior/langevin.h"
 #include "prior/objective.h"
 #include "prior/prior.h"
+#include "vae/likelihood.h"
 #include "vae/networks.h"
 
 namespace vae_ebm {
 
 class VaeModel : public torch::nn::Module {
  public:
-  VaeModel(const NetworkOptions& networks, const PriorOptions& prior);
+  // The decoder outputs the likelihood's M parameters per value (networks.outputs_per_value()
+  // is set from it).
+  VaeModel(const NetworkOptions& networks, const PriorOptions& prior,
+           const LikelihoodOptions& likelihood = LikelihoodOptions());
   std::shared_ptr<Encoder> encoder;
   std::shared_ptr<Decoder> decoder;
   std::shared_ptr<Prior> prior;
+  // A submodule ("likelihood", in checkpoints) only when it has parameters (the Gaussian's
+  // learned sigmas), so that checkpoints of Bernoulli models are what they always were.
+  std::shared_ptr<Likelihood> likelihood;
 
-  // Encoder and decoder parameters (the VAE optimiser's), and the prior's.
+  // log p(x|z): z [..., D], x [..., P] broadcast against the decoder's output -> [...].
+  torch::Tensor log_likelihood(const torch::Tensor& z, const torch::Tensor& x);
+  // The decoder's image for z, in [0, 1], and one draw from p(x|z).
+  torch::Tensor decode_mean(const torch::Tensor& z);
+  torch::Tensor decode_sample(const torch::Tensor& z, at::Generator& generator);
+
+  // Encoder, decoder and likelihood parameters (the VAE optimiser's), and the prior's.
   std::vector<torch::Tensor> vae_parameters() const;
   std::vector<torch::Tensor> prior_parameters() const;
 };

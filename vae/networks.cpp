@@ -58,7 +58,7 @@ class MlpDecoder : public Decoder {
  public:
   explicit MlpDecoder(const NetworkOptions& o) : Decoder("MlpDecoder") {
     std::vector<int64_t> reversed(o.hidden().rbegin(), o.hidden().rend());
-    net_ = register_module("net", mlp(o.latent_dim(), reversed, o.pixels(), o.activation()));
+    net_ = register_module("net", mlp(o.latent_dim(), reversed, o.pixels() * o.outputs_per_value(), o.activation()));
   }
   torch::Tensor params(const torch::Tensor& z) override {
     if (z.dim() == 2) return fused_mlp_forward(net_, z);

@@ -193,7 +193,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
       // detach-posterior: the VAE trains on the Gaussian ELBO, the prior on detached samples.
       q = model_->encoder->forward(x);
       z = q.rsample(options_.samples(), generator_);
-      auto recon = bernoulli_log_likelihood(model_->decoder->params(z), x).mean(0);
+      auto recon = model_->log_likelihood(z, x).mean(0);
       auto kl = -(q.entropy() + q.expected_standard_normal_log_prob());
       vae_loss = -(recon - kl).mean();
       out["reconstruction"] = recon.mean().item<double>();
