@@ -83,12 +83,14 @@ int remove_stale_temporaries(const RunDir& run) {
   return remove_partial_writes(run.path() + "/checkpoints") + remove_partial_writes(run.path(), "config.ini");
 }
 
-// Starts `model`'s encoder and decoder, and with `with_prior` its prior, from a checkpoint's;
-// returns the parts taken, as "encoder, decoder[, prior]". Each must have the same networks and shapes.
+// Starts `model`'s encoder and decoder (and the likelihood's parameters, where it has any), and
+// with `with_prior` its prior, from a checkpoint's; returns the parts taken, as "encoder,
+// decoder[, likelihood][, prior]". Each must have the same networks and shapes.
 std::string init_model_from(const std::string& path, VaeModel& model, bool with_prior) {
   auto bytes = read_file(path);
   std::vector<std::pair<std::string, torch::nn::Module*>> parts = {{"encoder", model.encoder.get()},
                                                                    {"decoder", model.decoder.get()}};
+  if (!model.likelihood->parameters().empty()) parts.push_back({"likelihood", model.likelihood.get()});
   if (with_prior) parts.push_back({"prior", model.prior.get()});
   std::string taken;
   try {
