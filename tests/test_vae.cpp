@@ -477,6 +477,7 @@ TEST_F(VaeTest, ConvFamilyHasPangEtAlsShapeAndCropsCentrally) {
   EXPECT_EQ(params["net.6.weight"].sizes(), (std::vector<int64_t>{128, 3, 4, 4}));
   auto encoder = make_encoder(cifar);
   EXPECT_EQ(encoder->named_parameters()["net.7.weight"].sizes(), (std::vector<int64_t>{32, 256 * 4 * 4}));
+  EXPECT_EQ(network_parameters(cifar), 2759555 + 789984) << "the README's count";
   // 64x64: four stages from 4x4, channels halving from 8w; the encoder's stop at 8w.
   g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({3, 64, 64}).conv_width(2));
   EXPECT_EQ(g.decoder_channels, (std::vector<int64_t>{16, 8, 4, 2, 3}));
