@@ -111,9 +111,13 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("dataset", po::value(&c.dataset)->default_value(c.dataset),
        ("data set: " + join(dataset_names())).c_str())
       ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(c.binarisation_seed), "key of the static binarisation")
-      ("architecture", po::value(&c.architecture)->default_value(c.architecture), ("encoder/decoder: " + join(architectures())).c_str())
+      ("architecture", po::value(&c.architecture)->default_value(c.architecture),
+       ("encoder/decoder: " + join(architectures()) +
+        " (conv: the SNL reference networks for 1x28x28 images, the conv family for other C x H x W)").c_str())
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "MLP hidden widths, comma-separated")
       ("activation", po::value(&c.activation)->default_value(c.activation), ("MLP activation: " + join(activations())).c_str())
+      ("conv-width", po::value(&c.conv_width)->default_value(c.conv_width),
+       "conv family (images other than 1x28x28): base channels w; the decoder starts at 8w, the encoder at w")
       ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
       ("likelihood", po::value(&c.likelihood.kind())->default_value(c.likelihood.kind()),
        ("p(x|z): " + join(likelihood_kinds()) + " (bernoulli for binary data, logistic for 8-bit levels, gaussian for continuous values)").c_str())
@@ -244,6 +248,7 @@ NetworkOptions TrainConfig::network_options(const std::vector<int64_t>& image_sh
       .architecture(architecture)
       .hidden(parse_widths(hidden, "hidden"))
       .activation(activation)
+      .conv_width(conv_width)
       .latent_dim(latent)
       .image_shape(image_shape);
 }
@@ -359,8 +364,8 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
     throw UsageError("fit-prior: '" + parent + "' is not a run directory (no config.ini)");
   // Only what defines the networks and the data comes from the parent.
   store_config_file(parent + "/config.ini", desc, vm,
-                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "latent", "likelihood",
-                     "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range",
+                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "conv-width", "latent",
+                     "likelihood", "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range",
                      "likelihood-mixture", "data-dir"});
   notify_all(vm);
   if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
@@ -482,7 +487,8 @@ bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConf
   po::options_description d("train-classifier flags");
   d.add_options()
       ("help,h", "show this help")
-      ("dataset", po::value(&c.dataset)->default_value(c.dataset), "28x28 data set with labels")
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset),
+       "labelled image data set (the MNIST network for 1x28x28, a shape-generic one for other C x H x W)")
       ("out", po::value(&c.out)->default_value(c.out), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "training epochs")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed (training is deterministic for a seed and thread count)");

@@ -72,6 +72,7 @@ struct TrainConfig {
   std::string architecture = NetworkOptions().architecture();
   std::string hidden = widths_text(NetworkOptions().hidden());
   std::string activation = NetworkOptions().activation();
+  int64_t conv_width = NetworkOptions().conv_width();
   int64_t latent = NetworkOptions().latent_dim();
   std::string prior = "gaussian";
   int64_t mog_components = PriorOptions("mog", 1).mog_components();

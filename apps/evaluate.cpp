@@ -115,6 +115,16 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
   torch::NoGradGuard no_grad;
   auto network = torchscript ? load_torchscript_features(c.feature_network, run.data.image_shape)
                              : load_classifier_features(classifier_path);
+  if (network.image_shape != run.data.image_shape) {
+    auto text = [](const std::vector<int64_t>& shape) {
+      std::string out;
+      for (auto s : shape) out += (out.empty() ? "" : "x") + std::to_string(s);
+      return out;
+    };
+    throw DataError("feature classifier " + network.path + " was trained on images of shape " +
+                    text(network.image_shape) + "; " + dataset + " has images of shape " + text(run.data.image_shape) +
+                    " (train one with vae-ebm train-classifier --dataset " + dataset + ")");
+  }
   auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get());
   if (ebm) ebm->sampling_options().noise(c.langevin_noise);
   auto gen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);

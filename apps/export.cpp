@@ -82,6 +82,9 @@ int run_export(const ExportConfig& c) {
   h5.attribute("/", "activation", cfg.activation);
   h5.attribute("/", "latent", cfg.latent);
   h5.attribute("/", "image_shape", shape);
+  const auto networks = cfg.network_options(run.data.image_shape);
+  const bool conv_family = cfg.architecture == "conv" && !networks.conv_reference();
+  if (conv_family) h5.attribute("/", "conv_width", cfg.conv_width);
   h5.attribute("/", "likelihood", cfg.likelihood.kind());
   h5.attribute("/", "likelihood_description", run.model->likelihood->describe());
   h5.attribute("/", "outputs_per_value", run.model->likelihood->outputs_per_value());
@@ -114,7 +117,12 @@ int run_export(const ExportConfig& c) {
   layout << "encoder: x -> net -> [mu | logvar] (first " << cfg.latent << " outputs are mu); "
          << "decoder: z -> net -> the likelihood's parameters (likelihood_layout); net/N are the layers of a Sequential: "
          << (cfg.architecture == "mlp" ? "Linear layers at even indices with the activation between"
-                                       : "the SNL conv networks (README, Models)");
+             : conv_family
+                 ? "the conv family (README, Models; vae/networks.cpp): decoder ConvTranspose2d layers at even "
+                   "indices with LeakyReLU(0.2) between, layer 0 on z as a 1x1 map, the output cropped centrally "
+                   "to image_shape; encoder: the image zero-padded centrally to the decoder's canvas, Conv2d "
+                   "layers at even indices with LeakyReLU(0.2) after each, then Flatten and Linear"
+                 : "the SNL conv networks (README, Models)");
   h5.attribute("/", "layout", layout.str());
   h5.close();
   std::printf("wrote %s (%zu parameter tensors)\n", c.out.c_str(), run.model->named_parameters().size());

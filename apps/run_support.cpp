@@ -41,6 +41,13 @@ Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t 
 
 namespace {
 constexpr const char* kDataComment = "# data: ";
+
+// {3, 32, 32} as "3x32x32".
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out;
+  for (auto s : shape) out += (out.empty() ? "" : "x") + std::to_string(s);
+  return out;
+}
 }  // namespace
 
 std::string data_line(const Dataset& data) {
@@ -78,21 +85,16 @@ double linear_parameters(const std::vector<int64_t>& widths) {
   return n;
 }
 
-// The parameters of the layers the flags size: exact for mlp, the latent layers only for conv.
-double flag_sized_parameters(const TrainConfig& c, int64_t pixels) {
-  const auto net = c.network_options({pixels});
+// The parameters of the networks the flags size: the encoder and decoder exactly
+// (vae/networks.h), the energy MLP or the mixture.
+double flag_sized_parameters(const TrainConfig& c, const std::vector<int64_t>& image_shape) {
   const int64_t d = c.latent;
-  double n = 0;
-  if (net.architecture() == "mlp") {
-    std::vector<int64_t> encoder = {pixels}, decoder = {d};
-    for (const auto h : net.hidden()) encoder.push_back(h);
-    for (auto h = net.hidden().rbegin(); h != net.hidden().rend(); ++h) decoder.push_back(*h);
-    encoder.push_back(2 * d);
-    decoder.push_back(pixels);
-    n += linear_parameters(encoder) + linear_parameters(decoder);
-  } else {
-    n += linear_parameters({2048, 2 * d}) + linear_parameters({d, 2048});
-  }
+  double n = as_usage([&] {
+    int64_t values = 1;
+    for (const auto s : image_shape) values *= s;
+    const auto m = make_likelihood(c.likelihood, values)->outputs_per_value();  // no tensors of the networks' size
+    return network_parameters(c.network_options(image_shape).outputs_per_value(m));
+  });
   if (c.prior == "ebm") {
     std::vector<int64_t> energy = {d};
     const auto prior = c.prior_options();
@@ -109,13 +111,14 @@ double flag_sized_parameters(const TrainConfig& c, int64_t pixels) {
 std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data) {
   // Checked before the networks exist: too large a --latent or --hidden would otherwise be
   // allocated (lazily, so it seems to work) and then run until the machine kills it.
-  const double parameters = flag_sized_parameters(c, data.dim());
+  const double parameters = flag_sized_parameters(c, data.image_shape);
   const double bytes = parameters * 4 * 4;  // float32 weights, gradients, Adam's two moments
   const auto available = available_memory_bytes();
   if (available > 0 && bytes > static_cast<double>(available)) {
     char count[32];
     std::snprintf(count, sizeof count, "%.3g", parameters);
-    throw UsageError("--latent " + std::to_string(c.latent) + " with --hidden " + c.hidden +
+    const auto sizes = c.architecture == "mlp" ? " with --hidden " + c.hidden : " with --conv-width " + std::to_string(c.conv_width);
+    throw UsageError("--latent " + std::to_string(c.latent) + sizes +
                      (c.prior == "ebm" ? " and --energy-hidden " + c.energy_hidden : std::string()) +
                      " makes networks of " + count + " parameters, " + gigabytes(bytes) +
                      " with their gradients and Adam's moments: more than the " + gigabytes(static_cast<double>(available)) +
@@ -159,6 +162,10 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
     if (out.data.dim() != run_data.dim())
       throw DataError("data set " + dataset_override + " has " + std::to_string(out.data.dim()) +
                       " values per example; the run's model expects " + std::to_string(run_data.dim()));
+    // The conv networks read the values as images of the run's shape; the MLP sees P values.
+    if (out.config.architecture == "conv" && out.data.image_shape != run_data.image_shape)
+      throw DataError("data set " + dataset_override + " has images of shape " + shape_text(out.data.image_shape) +
+                      "; the run's conv networks expect " + shape_text(run_data.image_shape));
   } else {
     out.data = std::move(run_data);
   }

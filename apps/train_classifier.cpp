@@ -24,8 +24,11 @@ int run_train_classifier(const ClassifierConfig& c) {
   use_machine(c.common);
   auto data = load_data(c.dataset, c.common, 0);
   if (!data.train.labels.defined()) throw DataError("data set " + c.dataset + " has no labels to train a classifier on");
-  if (data.dim() != 784) throw DataError("train-classifier needs 28x28 images; " + c.dataset + " has " +
-                                         std::to_string(data.dim()) + " values per example");
+  if (data.image_shape.size() != 3)
+    throw DataError("train-classifier needs images {C, H, W}; " + c.dataset + " is flat, " +
+                    std::to_string(data.dim()) + " values per example");
+  const auto network = ClassifierOptions().image_shape(data.image_shape);
+  as_usage([&] { network.validate(); });
   auto out = c.out.empty() ? default_classifier_path(c.common.data_dir, c.dataset) : c.out;
   std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
                                           ? std::filesystem::path(".")
@@ -33,7 +36,7 @@ int run_train_classifier(const ClassifierConfig& c) {
   auto t0 = std::chrono::steady_clock::now();
   auto model = train_classifier(
       data.train.images, data.train.labels,
-      ClassifierTrainOptions().epochs(c.epochs).seed(c.seed).on_epoch([](const ClassifierEpoch& e) {
+      ClassifierTrainOptions().network(network).epochs(c.epochs).seed(c.seed).on_epoch([](const ClassifierEpoch& e) {
         std::fprintf(stderr, "epoch %lld: training loss %.4f\n", (long long)e.epoch, e.loss);
       }));
   auto accuracy = classifier_accuracy(model, data.test.images, data.test.labels);

@@ -17,33 +17,55 @@
 namespace vae_ebm {
 namespace {
 
-constexpr int64_t kSide = 28;
-constexpr int64_t kFileFormat = 1;
+constexpr int64_t kFileFormat = 2;       // with the image shape
+constexpr int64_t kShapelessFormat = 1;  // before it: 1x28x28
 
-torch::Tensor as_images(const torch::Tensor& images, const char* what) {
-  TORCH_CHECK(images.defined() && images.dim() >= 2 && images.numel() == images.size(0) * kSide * kSide, what,
-              ": images must be [N, 784] or [N, 1, 28, 28], got ", images.defined() ? images.sizes() : torch::IntArrayRef{});
-  return images.reshape({-1, 1, kSide, kSide}).to(torch::kFloat);
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out;
+  for (auto s : shape) out += (out.empty() ? "" : "x") + std::to_string(s);
+  return out;
 }
 
-// Translates each image [B, 1, 28, 28] by its own (dx, dy) in [-m, m]^2, filling with zeros.
+// images [N, C H W] or [N, C, H, W] (single-channel: also [N, H, W]) of the network's shape
+// -> [N, C, H, W] float.
+torch::Tensor as_images(const torch::Tensor& images, const ClassifierOptions& o, const char* what) {
+  const auto& shape = o.image_shape();
+  const int64_t p = o.pixels();
+  bool ok = false;
+  if (images.defined() && images.dim() >= 2) {
+    const auto each = images.sizes().slice(1);
+    ok = (images.dim() == 2 && each[0] == p) || each == torch::IntArrayRef(shape) ||
+         (shape[0] == 1 && each == torch::IntArrayRef(shape).slice(1));
+  }
+  TORCH_CHECK(ok, what, ": this classifier takes images of shape ", shape_text(shape), ", as [N, ", p, "] or [N, ",
+              shape[0], ", ", shape[1], ", ", shape[2], "]; got ", images.defined() ? images.sizes() : torch::IntArrayRef{});
+  return images.reshape({-1, shape[0], shape[1], shape[2]}).to(torch::kFloat);
+}
+
+// Translates each image [B, C, H, W] by its own (dx, dy) in [-m, m]^2, filling with zeros.
 torch::Tensor random_shift(const torch::Tensor& x, int64_t m, at::Generator& generator) {
   if (m == 0) return x;
-  const int64_t b = x.size(0);
-  auto padded = torch::constant_pad_nd(x.squeeze(1), {m, m, m, m}, 0);  // [B, 28 + 2m, 28 + 2m]
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  auto padded = torch::constant_pad_nd(x, {m, m, m, m}, 0);  // [B, C, H + 2m, W + 2m]
   auto long_options = torch::TensorOptions().dtype(torch::kLong);
   auto dy = torch::randint(0, 2 * m + 1, {b}, generator, long_options);
   auto dx = torch::randint(0, 2 * m + 1, {b}, generator, long_options);
-  auto span = torch::arange(kSide, long_options);
-  auto rows = (dy.unsqueeze(1) + span).view({b, kSide, 1});
-  auto cols = (dx.unsqueeze(1) + span).view({b, 1, kSide});
-  auto batch = torch::arange(b, long_options).view({b, 1, 1});
-  return padded.index({batch, rows, cols}).unsqueeze(1);
+  auto rows = (dy.unsqueeze(1) + torch::arange(h, long_options)).view({b, 1, h, 1});
+  auto cols = (dx.unsqueeze(1) + torch::arange(w, long_options)).view({b, 1, 1, w});
+  auto batch = torch::arange(b, long_options).view({b, 1, 1, 1});
+  auto channel = torch::arange(c, long_options).view({1, c, 1, 1});
+  return padded.index({batch, channel, rows, cols});
 }
 
 }  // namespace
 
 void ClassifierOptions::validate() const {
+  if (image_shape_.size() != 3)
+    throw std::invalid_argument("classifier images must be {C, H, W}, got " + std::to_string(image_shape_.size()) +
+                                " dimensions");
+  if (image_shape_[0] < 1 || image_shape_[1] < 4 || image_shape_[2] < 4)
+    throw std::invalid_argument("classifier images need a channel and sides of at least 4 (one conv stage and "
+                                "its pooling), got " + shape_text(image_shape_));
   if (num_classes_ < 2) throw std::invalid_argument("classifier classes must be >= 2, got " + std::to_string(num_classes_));
   if (conv1_channels_ < 1 || conv2_channels_ < 1)
     throw std::invalid_argument("classifier channels must be >= 1, got " + std::to_string(conv1_channels_) + ", " +
@@ -55,6 +77,28 @@ void ClassifierOptions::validate() const {
     throw std::invalid_argument("classifier feature dropout must be in [0, 1), got " + std::to_string(feature_dropout_));
 }
 
+bool ClassifierOptions::reference() const { return image_shape_ == std::vector<int64_t>{1, 28, 28}; }
+
+int64_t ClassifierOptions::pixels() const {
+  int64_t p = 1;
+  for (auto s : image_shape_) p *= s;
+  return p;
+}
+
+int64_t ClassifierOptions::stages() const {
+  if (reference()) return 2;
+  int64_t stages = 1;
+  for (int64_t side = std::min(image_shape_[1], image_shape_[2]) / 2; side >= 8; side /= 2) ++stages;
+  return stages;
+}
+
+std::vector<int64_t> ClassifierOptions::final_side() const {
+  if (reference()) return {4, 4};  // 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4
+  std::vector<int64_t> side{image_shape_[1], image_shape_[2]};
+  for (int64_t i = 0; i < stages(); ++i) side = {side[0] / 2, side[1] / 2};  // padded conv, then pool 2
+  return side;
+}
+
 FeatureClassifierImpl::FeatureClassifierImpl(const ClassifierOptions& options) : options_(options) {
   options_.validate();
   reset();
@@ -62,10 +106,18 @@ FeatureClassifierImpl::FeatureClassifierImpl(const ClassifierOptions& options) :
 
 void FeatureClassifierImpl::reset() {
   const auto& o = options_;
-  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, o.conv1_channels(), 5)));
-  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.conv1_channels(), o.conv2_channels(), 5)));
-  // 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4.
-  fc1 = register_module("fc1", torch::nn::Linear(o.conv2_channels() * 4 * 4, o.feature_dim()));
+  // The reference: k5 without padding; the generic network: k3, padding 1 (the side is kept).
+  const int64_t kernel = o.reference() ? 5 : 3, padding = o.reference() ? 0 : 1;
+  convs.clear();
+  int64_t channels = o.image_shape()[0];
+  for (int64_t i = 0; i < o.stages(); ++i) {
+    const int64_t out = i == 0 ? o.conv1_channels() : o.conv2_channels();
+    convs.push_back(register_module("conv" + std::to_string(i + 1),
+                                    torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out, kernel).padding(padding))));
+    channels = out;
+  }
+  const auto side = o.final_side();
+  fc1 = register_module("fc1", torch::nn::Linear(channels * side[0] * side[1], o.feature_dim()));
   fc2 = register_module("fc2", torch::nn::Linear(o.feature_dim(), o.num_classes()));
 }
 
@@ -81,9 +133,8 @@ torch::Tensor dropout(const torch::Tensor& h, double p, at::Generator& generator
 }  // namespace
 
 torch::Tensor FeatureClassifierImpl::trunk(const torch::Tensor& images, at::Generator* generator) {
-  auto x = as_images(images, "FeatureClassifier").to(conv1->weight.device());
-  x = torch::max_pool2d(torch::relu(conv1->forward(x)), 2);
-  x = torch::max_pool2d(torch::relu(conv2->forward(x)), 2);
+  auto x = as_images(images, options_, "FeatureClassifier").to(fc1->weight.device());
+  for (auto& conv : convs) x = torch::max_pool2d(torch::relu(conv->forward(x)), 2);
   if (generator != nullptr) x = dropout(x, options_.conv_dropout(), *generator);
   return torch::relu(fc1->forward(x.flatten(1)));
 }
@@ -98,7 +149,7 @@ torch::Tensor FeatureClassifierImpl::forward_train(const torch::Tensor& images, 
 torch::Tensor FeatureClassifierImpl::features(const torch::Tensor& images, int64_t batch) {
   TORCH_CHECK(batch > 0, "feature batch must be > 0, got ", batch);
   torch::NoGradGuard no_grad;
-  auto x = as_images(images, "FeatureClassifier::features");
+  auto x = as_images(images, options_, "FeatureClassifier::features");
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < x.size(0); start += batch)
     parts.push_back(trunk(x.slice(0, start, std::min(x.size(0), start + batch))).to(torch::kCPU));
@@ -109,7 +160,7 @@ torch::Tensor FeatureClassifierImpl::features(const torch::Tensor& images, int64
 torch::Tensor FeatureClassifierImpl::probabilities(const torch::Tensor& images, int64_t batch) {
   TORCH_CHECK(batch > 0, "probability batch must be > 0, got ", batch);
   torch::NoGradGuard no_grad;
-  auto x = as_images(images, "FeatureClassifier::probabilities");
+  auto x = as_images(images, options_, "FeatureClassifier::probabilities");
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < x.size(0); start += batch) {
     auto logits = forward(x.slice(0, start, std::min(x.size(0), start + batch)));
@@ -152,7 +203,7 @@ void ClassifierTrainOptions::validate() const {
 FeatureClassifier train_classifier(const torch::Tensor& images, const torch::Tensor& labels,
                                    const ClassifierTrainOptions& options) {
   options.validate();
-  auto x = as_images(images, "train_classifier").to(torch::kCPU).contiguous();
+  auto x = as_images(images, options.network(), "train_classifier").to(torch::kCPU).contiguous();
   TORCH_CHECK(labels.defined() && labels.dim() == 1 && labels.size(0) == x.size(0),
               "train_classifier: labels must be [", x.size(0), "], got ", labels.defined() ? labels.sizes() : torch::IntArrayRef{});
   auto y = labels.to(torch::kCPU, torch::kLong);
@@ -252,6 +303,7 @@ void save_classifier(FeatureClassifier& model, const std::string& path) {
   const auto& o = model->options();
   torch::serialize::OutputArchive archive, network;
   archive.write("format", torch::tensor(kFileFormat));
+  archive.write("image_shape", torch::tensor(o.image_shape()));
   archive.write("options", torch::tensor({o.num_classes(), o.conv1_channels(), o.conv2_channels(), o.feature_dim()}));
   archive.write("dropout", torch::tensor({o.conv_dropout(), o.feature_dropout()}, torch::kDouble));
   archive.write("weights_sha256", c10::IValue(model->weights_sha256()));
@@ -264,13 +316,21 @@ FeatureClassifier load_classifier(const std::string& path) {
   auto bytes = read_file(path);
   try {
     ArchiveReader reader(bytes, torch::kCPU, "feature classifier " + path);
-    reader.check_format(kFileFormat, "feature classifier " + path);
+    const auto format = reader.tensor("format").item<int64_t>();
+    if (format != kFileFormat && format != kShapelessFormat)
+      throw DataError("feature classifier " + path + " has format " + std::to_string(format) + ", expected " +
+                      std::to_string(kShapelessFormat) + " or " + std::to_string(kFileFormat));
     auto& archive = reader.archive();
     auto read = [&reader](const char* key) { return reader.tensor(key); };
+    ClassifierOptions o;
+    if (format == kFileFormat) {
+      auto shape = read("image_shape").to(torch::kLong);
+      if (shape.numel() != 3) throw DataError("feature classifier " + path + ": malformed image shape record");
+      o.image_shape({shape[0].item<int64_t>(), shape[1].item<int64_t>(), shape[2].item<int64_t>()});
+    }
     auto sizes = read("options");
     if (sizes.numel() != 4) throw DataError("feature classifier " + path + ": malformed options record");
     auto s = sizes.to(torch::kLong);
-    ClassifierOptions o;
     o.num_classes(s[0].item<int64_t>()).conv1_channels(s[1].item<int64_t>()).conv2_channels(s[2].item<int64_t>());
     auto dropout = read("dropout").to(torch::kDouble);
     if (dropout.numel() != 2) throw DataError("feature classifier " + path + ": malformed dropout record");

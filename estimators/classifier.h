@@ -1,18 +1,21 @@
 #pragma once
 // The feature network of the sample-quality scores (MATH.md section 6): a small
-// convolutional classifier for 28x28 single-channel images, trained deterministically.
-// Its penultimate layer gives the features; its weights' SHA-256 labels every score.
+// convolutional classifier for images C x H x W (the MNIST one for 1x28x28, a shape-generic
+// one for the rest), trained deterministically. Its penultimate layer gives the features; its
+// weights' SHA-256 labels every score.
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "estimators/estimate.h"
 
 namespace vae_ebm {
 
 struct ClassifierOptions {
+  TORCH_ARG(std::vector<int64_t>, image_shape) = std::vector<int64_t>{1, 28, 28};  // {C, H, W}
   TORCH_ARG(int64_t, num_classes) = 10;
   TORCH_ARG(int64_t, conv1_channels) = 32;
   TORCH_ARG(int64_t, conv2_channels) = 64;
@@ -22,11 +25,20 @@ struct ClassifierOptions {
 
  public:
   void validate() const;  // throws std::invalid_argument naming the bad value
+  int64_t stages() const;                   // conv stages (the reference: 2)
+  std::vector<int64_t> final_side() const;  // {h, w} of the last stage's maps (the reference: 4x4)
+  bool reference() const;                   // image_shape 1x28x28: the MNIST network
+  int64_t pixels() const;                   // C H W
 };
 
-// Conv(1, c1, k5) -> ReLU -> MaxPool 2 -> Conv(c1, c2, k5) -> ReLU -> MaxPool 2 -> [dropout] ->
-// flatten (c2 * 4 * 4) -> Linear(., feature_dim) -> ReLU [= features] -> [dropout] ->
-// Linear(feature_dim, classes). Images are [N, 784] (or [N, 1, 28, 28]) with values in [0, 1].
+// Each stage: Conv -> ReLU -> MaxPool 2, then [dropout] -> flatten -> Linear(., feature_dim)
+// -> ReLU [= features] -> [dropout] -> Linear(feature_dim, classes).
+//   1x28x28 (the MNIST network, unchanged): Conv(1, c1, k5) and Conv(c1, c2, k5), no padding:
+//     28 -> 24 -> 12 -> 8 -> 4, flatten c2 * 4 * 4.
+//   other C x H x W: Conv(C, c1, k3, pad 1), then Conv(c1 or c2, c2, k3, pad 1), one stage
+//     more while the smaller side is at least 8 (at least one stage): 32x32 -> 16 -> 8 -> 4 in
+//     3 stages, 20x24 -> 10x12 -> 5x6 in 2; flatten c2 (or c1) * h * w.
+// Images are [N, C H W] (or [N, C, H, W]) with values in [0, 1].
 class FeatureClassifierImpl : public torch::nn::Module {
  public:
   explicit FeatureClassifierImpl(const ClassifierOptions& options = {});
@@ -49,7 +61,7 @@ class FeatureClassifierImpl : public torch::nn::Module {
   std::string weights_sha256() const;
   const ClassifierOptions& options() const { return options_; }
 
-  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  std::vector<torch::nn::Conv2d> convs;  // the stages' convolutions, registered as conv1, conv2, ...
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
 
  private:
@@ -85,7 +97,8 @@ struct ClassifierTrainOptions {
   void validate() const;  // throws std::invalid_argument naming the bad value
 };
 
-// Trains on images [N, 784] float in [0, 1] (or [N, 1, 28, 28]) with labels [N] int64 in
+// Trains on images [N, C H W] float in [0, 1] (or [N, C, H, W]; the shape is the network
+// options' image_shape) with labels [N] int64 in
 // [0, classes). Deterministic for a given seed and thread count: shuffling and dropout use
 // generators from make_generator; the only global-RNG use is the initialisation, right after
 // torch::manual_seed(seed). CPU only.
@@ -105,9 +118,11 @@ Estimate classifier_score(FeatureClassifier& model, const torch::Tensor& images)
 // Counts of each label in [0, num_classes): [num_classes] int64. A label outside throws.
 torch::Tensor label_histogram(const torch::Tensor& labels, int64_t num_classes);
 
-// Writes the network (its options, its parameters and their weights_sha256) atomically
-// to `path`. load_classifier rebuilds it; a missing, truncated or foreign file, or one whose
-// parameters do not match the recorded hash, throws DataError naming the file.
+// Writes the network (its options with the image shape it takes, its parameters and their
+// weights_sha256) atomically to `path` (format 2; format 1, written before the image shape
+// was recorded, is read as 1x28x28). load_classifier rebuilds it; a missing, truncated or
+// foreign file, or one whose parameters do not match the recorded hash, throws DataError
+// naming the file.
 void save_classifier(FeatureClassifier& model, const std::string& path);
 FeatureClassifier load_classifier(const std::string& path);
 

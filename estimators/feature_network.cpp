@@ -21,6 +21,7 @@ FeatureNetwork load_classifier_features(const std::string& path) {
   net.sha256 = classifier->weights_sha256();
   net.features = [classifier](const torch::Tensor& x) mutable { return classifier->features(x); };
   net.classifier = classifier;
+  net.image_shape = classifier->options().image_shape();
   return net;
 }
 
@@ -39,6 +40,7 @@ FeatureNetwork load_torchscript_features(const std::string& path, const std::vec
   net.kind = "torchscript";
   net.path = path;
   net.sha256 = sha256_hex(bytes);
+  net.image_shape = image_shape;
   net.features = [module, image_shape, batch, path](const torch::Tensor& x) {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> shape{-1};

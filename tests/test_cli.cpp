@@ -82,6 +82,23 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(c.train.epochs(), 9);
 }
 
+TEST_F(CliTest, ConvWidthReachesTheNetworksConfigAndFitPrior) {
+  TempDir tmp;
+  cli::TrainConfig a;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", tmp.path(), "--architecture", "conv", "--conv-width", "16"}, a));
+  EXPECT_EQ(a.conv_width, 16);
+  EXPECT_EQ(a.network_options({3, 32, 32}).conv_width(), 16);
+  EXPECT_NE(a.config_text.find("\nconv-width=16\n"), std::string::npos) << a.config_text;
+  EXPECT_EQ(cli::TrainConfig().conv_width, 64);
+  // fit-prior takes it, like the other network flags, from the parent's config.ini.
+  std::ofstream(tmp.file("config.ini")) << a.config_text;
+  cli::TrainConfig f;
+  ASSERT_TRUE(cli::parse_fit_prior({tmp.path(), "--prior", "ebm", "--run-dir", tmp.file("posthoc")}, f));
+  EXPECT_EQ(f.conv_width, 16);
+  EXPECT_EQ(f.architecture, "conv");
+  EXPECT_NE(error_of({"--conv-width", "wide"}).find("conv-width"), std::string::npos);
+}
+
 TEST_F(CliTest, PlaceholdersInTheInputDoNotHangTheErrorMessage) {
   // Boost substitutes %value% and the like into its messages until none is left (found by
   // fuzz/config.cpp: such input made the message loop for ever).

@@ -12,6 +12,7 @@
 #include "data/files.h"
 #include "data/hdf5_io.h"
 #include "data/run_dir.h"
+#include "estimators/classifier.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {
@@ -309,6 +310,54 @@ TEST_F(CommandsTest, TheUsageListsEveryCommandOfTheTable) {
   }
   const char* argv[] = {"vae-ebm", "no-such-command"};
   EXPECT_EQ(cli::main_entry(2, const_cast<char**>(argv)), 2);
+}
+
+// The conv family and the shape-generic classifier through the commands, on 12x16 images of
+// two classes (a bright left or right half): train, sample, export, train-classifier and
+// evaluate's sample-quality scores, and a classifier of another shape refused by name.
+TEST(ConvFamilyCommandsTest, TrainSampleExportAndScoreImagesOtherThan28x28) {
+  torch::manual_seed(0);
+  TempDir tmp;
+  {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    H5Writer writer(tmp.file("data.h5"));
+    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 64}, {"validation", 16}, {"test", 16}}) {
+      auto labels = torch::randint(0, 2, {n}, gen, torch::kLong);
+      auto left = (torch::arange(16) < 8).to(torch::kFloat).view({1, 1, 16});
+      auto half = torch::where(labels.view({n, 1, 1}) == 0, left, 1 - left);
+      writer.write(name, torch::bernoulli(0.1 + 0.8 * half.expand({n, 12, 16}), gen));
+      writer.write(name + "_labels", labels);
+    }
+    writer.close();
+  }
+  auto run = [](const std::string& name, const std::vector<std::string>& arguments) {
+    return command(name).run(arguments);
+  };
+  const std::string data = "hdf5:" + tmp.file("data.h5");
+  ASSERT_EQ(run("train", {"--dataset", data, "--architecture", "conv", "--conv-width", "4", "--latent", "3",
+                          "--batch-size", "16", "--epochs", "1", "--eval-samples", "2", "--threads", "1",
+                          "--log-every", "1000", "--run-dir", tmp.file("conv")}),
+            0);
+  EXPECT_NE(read_file(tmp.file("conv") + "/config.ini").find("conv-width=4\n"), std::string::npos);
+  ASSERT_EQ(run("sample", {tmp.file("conv"), "--count", "9", "--threads", "1"}), 0);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("conv") + "/samples/prior_means.png"));
+  ASSERT_EQ(run("export", {tmp.file("conv"), "--out", tmp.file("conv.h5"), "--threads", "1"}), 0);
+  EXPECT_TRUE(h5_has(tmp.file("conv.h5"), "decoder/net/4/weight"));
+  EXPECT_NE(read_file(tmp.file("conv.h5")).find("conv_width"), std::string::npos);
+  // The classifier for these images, then the scores against it.
+  ASSERT_EQ(run("train-classifier", {"--dataset", data, "--epochs", "1", "--threads", "1", "--out",
+                                     tmp.file("classifier.pt")}),
+            0);
+  ASSERT_EQ(run("evaluate", {tmp.file("conv"), "--samples", "2", "--quality-samples", "32", "--classifier",
+                             tmp.file("classifier.pt"), "--threads", "1"}),
+            0);
+  EXPECT_NE(read_file(tmp.file("conv") + "/evaluation.json").find("classifier_score"), std::string::npos);
+  // An MNIST classifier does not score 12x16 images.
+  FeatureClassifier mnist;
+  save_classifier(mnist, tmp.file("mnist.pt"));
+  EXPECT_THROW_WITH(run("evaluate", {tmp.file("conv"), "--samples", "2", "--quality-samples", "32", "--classifier",
+                                     tmp.file("mnist.pt"), "--threads", "1"}),
+                    "trained on images of shape 1x28x28");
 }
 
 }  // namespace vae_ebm::test

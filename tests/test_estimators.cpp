@@ -91,6 +91,19 @@ def forward(self, x):
   auto f = net.features(x);
   ASSERT_EQ(f.sizes(), (std::vector<int64_t>{5, 3}));
   EXPECT_TRUE(torch::allclose(f, x.narrow(1, 0, 3) * 2));
+  // Any image shape: colour images reach the network as [B, C, H, W].
+  torch::jit::Module colour("ColourFeatures");
+  colour.define(R"(
+def forward(self, x):
+    assert x.dim() == 4 and x.size(1) == 3 and x.size(2) == 4 and x.size(3) == 5
+    return x.mean(dim=[2, 3])
+)");
+  colour.save(tmp.file("colour.pt"));
+  auto colour_net = load_torchscript_features(tmp.file("colour.pt"), {3, 4, 5}, /*batch=*/4);
+  EXPECT_EQ(colour_net.image_shape, (std::vector<int64_t>{3, 4, 5}));
+  auto images = torch::rand({6, 3 * 4 * 5});
+  auto means = colour_net.features(images);
+  EXPECT_TRUE(torch::allclose(means, images.view({6, 3, 20}).mean(2)));
   atomic_write(tmp.file("bad.pt"), "not a module");
   try {
     load_torchscript_features(tmp.file("bad.pt"), {1, 2, 2});

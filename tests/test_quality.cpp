@@ -5,6 +5,7 @@
 #include <fstream>
 #include <vector>
 
+#include "data/archive.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/seed.h"
@@ -414,6 +415,79 @@ TEST_F(ClassifierTest, SaveAndLoadRoundTripAndRefuseForeignFiles) {
       EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
     }
   }
+}
+
+TEST_F(ClassifierTest, TheMnistNetworkIsUnchangedAndItsFormerFilesLoad) {
+  FeatureClassifier model;
+  std::vector<std::string> names;
+  for (const auto& p : model->named_parameters()) names.push_back(p.key() + c10::str(p.value().sizes()));
+  EXPECT_EQ(names, (std::vector<std::string>{"conv1.weight[32, 1, 5, 5]", "conv1.bias[32]", "conv2.weight[64, 32, 5, 5]",
+                                             "conv2.bias[64]", "fc1.weight[128, 1024]", "fc1.bias[128]",
+                                             "fc2.weight[10, 128]", "fc2.bias[10]"}));
+  // A file as train-classifier wrote it before the image shape was recorded (format 1).
+  TempDir dir;
+  const auto& o = model->options();
+  torch::serialize::OutputArchive archive, network;
+  archive.write("format", torch::tensor(int64_t{1}));
+  archive.write("options", torch::tensor({o.num_classes(), o.conv1_channels(), o.conv2_channels(), o.feature_dim()}));
+  archive.write("dropout", torch::tensor({o.conv_dropout(), o.feature_dropout()}, torch::kDouble));
+  archive.write("weights_sha256", c10::IValue(model->weights_sha256()));
+  model->save(network);
+  archive.write("network", network);
+  atomic_write(dir.file("format1.pt"), sealed_archive_bytes(archive));
+  auto loaded = load_classifier(dir.file("format1.pt"));
+  EXPECT_EQ(loaded->options().image_shape(), (std::vector<int64_t>{1, 28, 28}));
+  EXPECT_EQ(loaded->weights_sha256(), model->weights_sha256());
+  auto x = torch::rand({4, 784});
+  EXPECT_TRUE(torch::equal(loaded->features(x), model->features(x)));
+  EXPECT_TRUE(torch::equal(model->features(x.view({4, 28, 28})), model->features(x)));
+}
+
+// Two colour classes a conv net separates at once: a red or a blue square on grey noise.
+void colour_toy_images(int64_t n, at::Generator& gen, torch::Tensor& images, torch::Tensor& labels) {
+  labels = torch::randint(0, 2, {n}, gen, torch::kLong);
+  auto square = torch::zeros({1, 1, 32, 32});
+  square.narrow(2, 8, 16).narrow(3, 8, 16).fill_(1.0);
+  auto red = torch::tensor({1.0f, 0.0f, 0.0f}).view({1, 3, 1, 1}), blue = torch::tensor({0.0f, 0.0f, 1.0f}).view({1, 3, 1, 1});
+  auto colour = torch::where(labels.view({n, 1, 1, 1}) == 0, red, blue);
+  images = (0.3 * torch::rand({n, 3, 32, 32}, gen) + 0.7 * colour * square).reshape({n, 3 * 32 * 32});
+}
+
+TEST_F(ClassifierTest, ShapeGenericNetworkLearnsColourImagesAndRefusesOtherShapes) {
+  const auto network =
+      ClassifierOptions().image_shape({3, 32, 32}).num_classes(2).conv1_channels(8).conv2_channels(8).feature_dim(16);
+  EXPECT_EQ(network.stages(), 3);
+  EXPECT_EQ(network.final_side(), (std::vector<int64_t>{4, 4}));
+  EXPECT_EQ(ClassifierOptions().image_shape({3, 20, 24}).stages(), 2);
+  EXPECT_EQ(ClassifierOptions().image_shape({3, 20, 24}).final_side(), (std::vector<int64_t>{5, 6}));
+  EXPECT_EQ(ClassifierOptions().image_shape({1, 8, 8}).stages(), 1);
+  auto gen = make_generator(9);
+  torch::Tensor images, labels;
+  colour_toy_images(128, gen, images, labels);
+  auto model = train_classifier(images, labels, ClassifierTrainOptions().network(network).epochs(3).batch_size(16).lr(5e-3).seed(1));
+  auto params = model->named_parameters();
+  EXPECT_EQ(params["conv1.weight"].sizes(), (std::vector<int64_t>{8, 3, 3, 3}));
+  EXPECT_EQ(params["conv3.weight"].sizes(), (std::vector<int64_t>{8, 8, 3, 3}));
+  EXPECT_EQ(params["fc1.weight"].sizes(), (std::vector<int64_t>{16, 8 * 4 * 4}));
+  torch::Tensor test_images, test_labels;
+  colour_toy_images(100, gen, test_images, test_labels);
+  EXPECT_GT(classifier_accuracy(model, test_images, test_labels).value, 0.9);
+  auto features = model->features(test_images);
+  EXPECT_EQ(features.sizes(), (torch::IntArrayRef{100, 16}));
+  EXPECT_TRUE(torch::equal(model->features(test_images.view({100, 3, 32, 32})), features));
+  // The file records the shape; images of another shape are refused, naming it.
+  TempDir dir;
+  save_classifier(model, dir.file("colour.pt"));
+  auto loaded = load_classifier(dir.file("colour.pt"));
+  EXPECT_EQ(loaded->options().image_shape(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_TRUE(torch::equal(loaded->features(test_images), features));
+  EXPECT_THROW_WITH(loaded->features(torch::rand({4, 784})), "3x32x32");
+  EXPECT_THROW_WITH(loaded->features(torch::rand({4, 1, 48, 64})), "3x32x32");
+  EXPECT_THROW_WITH(train_classifier(torch::rand({4, 784}), torch::zeros({4}, torch::kLong),
+                                     ClassifierTrainOptions().network(network).epochs(1)),
+                    "3x32x32");
+  EXPECT_THROW(ClassifierOptions().image_shape({784}).validate(), std::invalid_argument);
+  EXPECT_THROW(ClassifierOptions().image_shape({3, 2, 32}).validate(), std::invalid_argument);
 }
 
 TEST_F(ClassifierTest, ClassifierScoreAndLabelHistogram) {

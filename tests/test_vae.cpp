@@ -5,6 +5,7 @@
 
 #include "data/seed.h"
 #include "prior/energy.h"
+#include "common/error.h"
 #include "common/fused_mlp.h"
 #include "prior/gaussian.h"
 #include "prior/mixture.h"
@@ -332,9 +333,233 @@ TEST_F(VaeTest, ConvNetworksHaveTheReferenceShapes) {
   auto q = enc->forward(torch::rand({3, 784}));
   EXPECT_EQ(q.mu.sizes(), (std::vector<int64_t>{3, 5}));
   EXPECT_EQ(dec->params(torch::randn({2, 3, 5})).sizes(), (std::vector<int64_t>{2, 3, 784}));
-  EXPECT_THROW(make_encoder(NetworkOptions().architecture("conv").image_shape({1, 10, 10})), std::invalid_argument);
+  EXPECT_THROW(make_encoder(NetworkOptions().architecture("conv").image_shape({1, 6, 6})), std::invalid_argument);
   EXPECT_THROW(make_encoder(NetworkOptions().architecture("resnet")), std::invalid_argument);
   EXPECT_THROW(make_encoder(NetworkOptions().activation("gelu")), std::invalid_argument);
+}
+
+// ---- M parameters per value and the conv family -------------------------------------------
+
+static int64_t parameter_count(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+static int64_t product(const std::vector<int64_t>& sizes) {
+  int64_t n = 1;
+  for (auto s : sizes) n *= s;
+  return n;
+}
+
+TEST_F(VaeTest, NetworksGiveMParametersPerValueForEveryShape) {
+  struct Case {
+    std::string architecture;
+    std::vector<int64_t> shape;
+    int64_t m, width;
+  };
+  for (const auto& c : std::vector<Case>{{"conv", {1, 28, 28}, 1, 64},
+                                         {"conv", {1, 28, 28}, 2, 64},
+                                         {"conv", {3, 32, 32}, 1, 8},
+                                         {"conv", {3, 32, 32}, 3, 8},
+                                         {"conv", {3, 64, 64}, 1, 4},
+                                         {"conv", {3, 20, 24}, 2, 4},
+                                         {"conv", {1, 8, 8}, 1, 2},
+                                         {"mlp", {3, 32, 32}, 2, 64},
+                                         {"mlp", {10}, 3, 64}}) {
+    const auto options = NetworkOptions()
+                             .architecture(c.architecture)
+                             .hidden({32})
+                             .latent_dim(5)
+                             .image_shape(c.shape)
+                             .outputs_per_value(c.m)
+                             .conv_width(c.width);
+    SCOPED_TRACE(c.architecture + " " + std::to_string(product(c.shape)) + " M=" + std::to_string(c.m));
+    auto encoder = make_encoder(options);
+    auto decoder = make_decoder(options);
+    const int64_t p = product(c.shape);
+    auto q = encoder->forward(torch::rand({3, p}));
+    EXPECT_EQ(q.mu.sizes(), (std::vector<int64_t>{3, 5}));
+    EXPECT_EQ(q.logvar.sizes(), (std::vector<int64_t>{3, 5}));
+    EXPECT_EQ(decoder->params(torch::randn({2, 3, 5})).sizes(), (std::vector<int64_t>{2, 3, c.m * p}));
+    EXPECT_EQ(decoder->params(torch::randn({4, 5})).sizes(), (std::vector<int64_t>{4, c.m * p}));
+    // The memory check's count is the networks' own.
+    EXPECT_EQ(network_parameters(options), double(parameter_count(*encoder) + parameter_count(*decoder)));
+  }
+}
+
+TEST_F(VaeTest, ReferenceConvNetworksAreUnchangedForOneParameterPerValue) {
+  auto reference = NetworkOptions().architecture("conv").latent_dim(16);
+  ASSERT_TRUE(reference.conv_reference());
+  auto encoder = make_encoder(reference);
+  auto decoder = make_decoder(reference);
+  std::vector<std::string> names;
+  for (const auto& p : encoder->named_parameters()) names.push_back(p.key() + c10::str(p.value().sizes()));
+  for (const auto& p : decoder->named_parameters()) names.push_back(p.key() + c10::str(p.value().sizes()));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "net.0.weight[32, 1, 5, 5]", "net.0.bias[32]", "net.2.weight[64, 32, 5, 5]", "net.2.bias[64]",
+                       "net.4.weight[128, 64, 5, 5]", "net.4.bias[128]", "net.7.weight[32, 2048]", "net.7.bias[32]",
+                       "net.0.weight[16, 512, 4, 4]", "net.0.bias[512]", "net.2.weight[512, 256, 3, 3]",
+                       "net.2.bias[256]", "net.4.weight[256, 128, 4, 4]", "net.4.bias[128]",
+                       "net.6.weight[128, 1, 4, 4]", "net.6.bias[1]"}));
+  auto two = make_decoder(NetworkOptions().architecture("conv").latent_dim(16).outputs_per_value(2));
+  EXPECT_EQ(two->named_parameters()["net.6.weight"].sizes(), (std::vector<int64_t>{128, 2, 4, 4}));
+}
+
+// Parameter j of value p at j P + p, values in C, H, W order: with the last layer's weights
+// zero and bias[k] = k, output channel k = j C + c holds k everywhere.
+TEST_F(VaeTest, DecoderParametersAreLaidOutParameterMajorThenChannelsRowsColumns) {
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 28, 28}, {3, 20, 24}, {2, 16, 16}}) {
+    const int64_t m = 3, c = shape[0], p = product(shape);
+    auto decoder = make_decoder(
+        NetworkOptions().architecture("conv").latent_dim(4).image_shape(shape).outputs_per_value(m).conv_width(4));
+    torch::Tensor last_weight, last_bias;
+    for (const auto& item : decoder->named_parameters()) {
+      if (item.key().find("weight") != std::string::npos) last_weight = item.value();
+      if (item.key().find("bias") != std::string::npos) last_bias = item.value();
+    }
+    ASSERT_EQ(last_bias.numel(), m * c);
+    {
+      torch::NoGradGuard no_grad;
+      last_weight.zero_();
+      last_bias.copy_(torch::arange(m * c, torch::kFloat));
+    }
+    auto params = decoder->params(torch::randn({2, 4}));
+    ASSERT_EQ(params.sizes(), (std::vector<int64_t>{2, m * p}));
+    auto expected = torch::arange(m * c, torch::kFloat).view({1, m, c, 1}).expand({2, m, c, p / c});
+    EXPECT_TRUE(torch::equal(params.view({2, m, c, p / c}), expected)) << "shape " << c10::str(shape);
+  }
+}
+
+// The channels-last decoders against the same modules run by LibTorch, NCHW, with the
+// family's central crop: the values of every parameter, channel, row and column.
+TEST_F(VaeTest, ConvDecodersMatchLibTorchNchwWithTheCrop) {
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 28, 28}, {3, 20, 24}, {3, 32, 32}}) {
+    const int64_t m = 2, c = shape[0], h = shape[1], w = shape[2];
+    const auto options =
+        NetworkOptions().architecture("conv").latent_dim(5).image_shape(shape).outputs_per_value(m).conv_width(4);
+    auto decoder = make_decoder(options);
+    auto net = decoder->children().at(0)->as<torch::nn::Sequential>();
+    ASSERT_NE(net, nullptr);
+    auto z = torch::randn({2, 3, 5});
+    auto maps = net->forward(z.reshape({-1, 5, 1, 1}));  // [N, M C, canvas]
+    if (!options.conv_reference()) {
+      const auto g = conv_family_geometry(options);
+      ASSERT_EQ(maps.size(2), g.canvas_h);
+      ASSERT_EQ(maps.size(3), g.canvas_w);
+      maps = maps.narrow(2, g.top, h).narrow(3, g.left, w);
+    }
+    auto expected = maps.reshape({2, 3, m * c * h * w});
+    auto params = decoder->params(z);
+    EXPECT_TRUE(torch::allclose(params, expected, 1e-4, 1e-4)) << (params - expected).abs().max();
+    // Other types take LibTorch's transposed convolution.
+    decoder->to(torch::kDouble);
+    auto doubled = decoder->params(z.to(torch::kDouble));
+    EXPECT_TRUE(torch::allclose(doubled.to(torch::kFloat), expected, 1e-4, 1e-4));
+  }
+}
+
+TEST_F(VaeTest, ConvFamilyHasPangEtAlsShapeAndCropsCentrally) {
+  // 3x32x32, w = 64: 512@4x4 -> 256@8x8 -> 128@16x16 -> 3@32x32; the encoder's mirror.
+  const auto cifar = NetworkOptions().architecture("conv").image_shape({3, 32, 32}).latent_dim(16);
+  EXPECT_FALSE(cifar.conv_reference());
+  auto g = conv_family_geometry(cifar);
+  EXPECT_EQ(g.stages, 3);
+  EXPECT_EQ(g.decoder_channels, (std::vector<int64_t>{512, 256, 128, 3}));
+  EXPECT_EQ(g.encoder_channels, (std::vector<int64_t>{3, 64, 128, 256}));
+  EXPECT_EQ(std::vector<int64_t>({g.start_h, g.start_w, g.canvas_h, g.canvas_w, g.top, g.left}),
+            (std::vector<int64_t>{4, 4, 32, 32, 0, 0}));
+  auto decoder = make_decoder(cifar);
+  auto params = decoder->named_parameters();
+  EXPECT_EQ(params["net.0.weight"].sizes(), (std::vector<int64_t>{16, 512, 4, 4}));
+  EXPECT_EQ(params["net.2.weight"].sizes(), (std::vector<int64_t>{512, 256, 4, 4}));
+  EXPECT_EQ(params["net.4.weight"].sizes(), (std::vector<int64_t>{256, 128, 4, 4}));
+  EXPECT_EQ(params["net.6.weight"].sizes(), (std::vector<int64_t>{128, 3, 4, 4}));
+  auto encoder = make_encoder(cifar);
+  EXPECT_EQ(encoder->named_parameters()["net.7.weight"].sizes(), (std::vector<int64_t>{32, 256 * 4 * 4}));
+  EXPECT_EQ(network_parameters(cifar), 2759555 + 789984) << "the README's count";
+  // 64x64: four stages from 4x4, channels halving from 8w; the encoder's stop at 8w.
+  g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({3, 64, 64}).conv_width(2));
+  EXPECT_EQ(g.decoder_channels, (std::vector<int64_t>{16, 8, 4, 2, 3}));
+  g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({1, 128, 128}).conv_width(2));
+  EXPECT_EQ(g.encoder_channels, (std::vector<int64_t>{1, 2, 4, 8, 16, 16}));
+  // 20x24: three stages from 3x3 (24 is nearer 4 2^3 than 4 2^2), a 24x24 canvas cut to 20 rows, 2 off the top.
+  g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({3, 20, 24}));
+  EXPECT_EQ(std::vector<int64_t>({g.stages, g.start_h, g.start_w, g.canvas_h, g.canvas_w, g.top, g.left}),
+            (std::vector<int64_t>{3, 3, 3, 24, 24, 2, 0}));
+  // 3x28x28 (not the reference: three channels): 4x4 to 32x32, cut to 28 (2 off each side).
+  g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({3, 28, 28}));
+  EXPECT_EQ(std::vector<int64_t>({g.stages, g.start_h, g.canvas_h, g.top, g.left}),
+            (std::vector<int64_t>{3, 4, 32, 2, 2}));
+  // 8x8: one stage; 9x9 from 5x5 to 10x10 (the odd row and column off the bottom and right).
+  g = conv_family_geometry(NetworkOptions().architecture("conv").image_shape({1, 9, 9}));
+  EXPECT_EQ(std::vector<int64_t>({g.stages, g.start_h, g.canvas_h, g.top}), (std::vector<int64_t>{1, 5, 10, 0}));
+}
+
+TEST_F(VaeTest, ConvFamilyEncoderPadsCentrally) {
+  // A 3x20x24 image padded to the 24x24 canvas, 2 rows of zeros above and below: the encoder
+  // sees the image where an NCHW run of its modules on the padded image sees it.
+  const auto options = NetworkOptions().architecture("conv").image_shape({3, 20, 24}).latent_dim(3).conv_width(4);
+  auto encoder = make_encoder(options);
+  auto x = torch::rand({2, 3 * 20 * 24});
+  auto padded = torch::zeros({2, 3, 24, 24});
+  padded.narrow(2, 2, 20).copy_(x.view({2, 3, 20, 24}));
+  auto net = encoder->children().at(0)->as<torch::nn::Sequential>();
+  auto expected = net->forward(padded);
+  auto q = encoder->forward(x);
+  EXPECT_TRUE(torch::allclose(q.mu, expected.narrow(1, 0, 3)));
+  EXPECT_TRUE(torch::allclose(q.logvar, expected.narrow(1, 3, 3)));
+}
+
+TEST_F(VaeTest, ConvFamilyLearnsToReconstructA32x32ColourBatch) {
+  const auto options = NetworkOptions().architecture("conv").image_shape({3, 32, 32}).latent_dim(8).conv_width(8);
+  auto encoder = make_encoder(options);
+  auto decoder = make_decoder(options);
+  auto gen = make_generator(5);
+  // Colour blobs: each image lights a quadrant of one channel (of 12 patterns), with noise.
+  auto pattern = torch::zeros({12, 3, 32, 32});
+  for (int64_t k = 0; k < 12; ++k)
+    pattern[k].select(0, k % 3).narrow(0, 16 * (k / 3 % 2), 16).narrow(1, 16 * (k / 6), 16).fill_(1.0);
+  auto x = torch::bernoulli(0.02 + 0.9 * pattern.narrow(0, 0, 8).reshape({8, 3 * 32 * 32}), gen);
+  std::vector<torch::Tensor> parameters = encoder->parameters();
+  for (const auto& p : decoder->parameters()) parameters.push_back(p);
+  torch::optim::Adam adam(parameters, torch::optim::AdamOptions(2e-3));
+  auto loss = [&] { return -bernoulli_log_likelihood(decoder->params(encoder->forward(x).mu), x).mean(); };
+  const double first = loss().item<double>();
+  for (int step = 0; step < 15; ++step) {
+    adam.zero_grad();
+    auto l = loss();
+    l.backward();
+    adam.step();
+  }
+  const double last = loss().item<double>();
+  EXPECT_LT(last, 0.9 * first) << "first " << first << ", last " << last;
+}
+
+TEST_F(VaeTest, ConvValidationNamesTheOptionAndSaysWhy) {
+  auto conv = [](std::vector<int64_t> shape) { return NetworkOptions().architecture("conv").image_shape(shape); };
+  auto option_of = [](const NetworkOptions& o) {
+    try {
+      o.validate();
+    } catch (const OptionError& e) {
+      return e.option;
+    }
+    return std::string("(none)");
+  };
+  EXPECT_THROW_WITH(conv({784}).validate(), "flat");
+  EXPECT_THROW_WITH(conv({784}).validate(), "use mlp");
+  EXPECT_EQ(option_of(conv({784})), "architecture");
+  EXPECT_THROW_WITH(conv({3, 6, 32}).validate(), "at least 8x8");
+  EXPECT_THROW_WITH(conv({3, 32, 7}).validate(), "3x32x7");
+  EXPECT_THROW_WITH(conv({5, 32, 32}).validate(), "1 to 4 channels");
+  EXPECT_THROW_WITH(conv({5, 32, 32}).validate(), "PNG");
+  EXPECT_EQ(option_of(conv({5, 32, 32})), "architecture");
+  EXPECT_EQ(option_of(conv({3, 32, 32}).conv_width(0)), "conv-width");
+  EXPECT_EQ(option_of(NetworkOptions().conv_width(0)), "conv-width");
+  EXPECT_EQ(option_of(NetworkOptions().outputs_per_value(0)), "outputs-per-value");
+  EXPECT_EQ(option_of(conv({4, 8, 8})), "(none)");
+  EXPECT_EQ(option_of(NetworkOptions().image_shape({5, 2, 2})), "(none)") << "mlp takes any shape";
+  EXPECT_THROW(network_parameters(conv({784})), OptionError);
 }
 
 // With f(z) = c^T z the prior is N(-c, I) with log Z = |c|^2 / 2: the SNELBO's prior term

@@ -37,9 +37,31 @@ struct NetworkOptions {
 
  public:
   int64_t pixels() const;
-  // Throws std::invalid_argument naming the bad value (conv needs a 1x28x28 image).
+  // Throws OptionError naming the bad option: conv needs images {C, H, W} with at most 4
+  // channels and sides of at least 8; conv_width and outputs_per_value must be >= 1.
   void validate() const;
+  // conv: true for the SNL reference networks (images 1x28x28), false for the conv family.
+  bool conv_reference() const;
 };
+
+// The conv family's geometry for images C x H x W (architecture conv, every shape but 1x28x28;
+// networks.cpp says how the family is built): n stride-2 stages between a start of
+// start_h x start_w and a canvas of start 2^n, cropped (decoder) or zero-padded (encoder)
+// centrally to H x W, top and left being the rows and columns cut or added before the image.
+struct ConvFamilyGeometry {
+  int64_t channels, height, width;
+  int64_t stages;              // n
+  int64_t start_h, start_w;    // ceil(H / 2^n), ceil(W / 2^n)
+  int64_t canvas_h, canvas_w;  // start 2^n >= H, W
+  int64_t top, left;           // (canvas - side) / 2, rounded down
+  std::vector<int64_t> decoder_channels;  // 8w, then per stage, the last C M
+  std::vector<int64_t> encoder_channels;  // C, then per stage w, 2w, 4w, 8w, 8w, ...
+};
+ConvFamilyGeometry conv_family_geometry(const NetworkOptions& options);
+
+// The parameters make_encoder and make_decoder allocate, counted without allocating them (the
+// memory check a command makes before it builds its networks). Validates the options first.
+double network_parameters(const NetworkOptions& options);
 
 std::shared_ptr<Encoder> make_encoder(const NetworkOptions& options);
 std::shared_ptr<Decoder> make_decoder(const NetworkOptions& options);
