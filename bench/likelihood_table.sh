@@ -8,8 +8,10 @@
 # SNELBO with a flow proposal trained by reverse KL to the energy: the recipe of issue 13).
 # MLP 512,512, latent 16, Adam 3e-4, batch 128, seed 0, THREADS threads (default 1). Each row is
 # evaluated on the test set with K = EVAL_K (default 100); an energy row's log Z comes from
-# evaluate's `auto` method, printed with its ESS. Writes OUT_DIR/table.md and, per row,
-# OUT_DIR/ROW/samples/*.png.
+# evaluate's `auto` method, printed with its ESS, and is checked by forward AIS (AIS_CHAINS,
+# default 2000, AIS_TEMPERATURES, default 5000; records in OUT_DIR/ROW/ais/). Writes
+# OUT_DIR/table.md, OUT_DIR/paired.md (bench/paired.py: each row's gain over vae, paired over
+# the test images; needs h5py) and, per row, OUT_DIR/ROW/samples/*.png.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${BUILD_DIR:-$here/build}/apps/vae-ebm"
@@ -39,6 +41,10 @@ run() {  # name, command and flags...
   if [ ! -f "$dir/evaluation.json" ]; then
     "$bin" evaluate "$dir" --samples "$k" --threads "$threads" --quality-samples 0 > "$out/$name.eval.txt"
     "$bin" sample "$dir" --threads "$threads" > /dev/null
+  fi
+  if grep -q '^prior=ebm' "$dir/config.ini" && [ ! -f "$dir/ais/evaluation.json" ]; then
+    "$bin" evaluate "$dir" --samples "$k" --threads "$threads" --quality-samples 0 --log-z-method ais --out "$dir/ais" \
+        --ais-chains "${AIS_CHAINS:-2000}" --ais-temperatures "${AIS_TEMPERATURES:-5000}" > "$out/$name.eval-ais.txt"
   fi
 }
 
@@ -70,15 +76,30 @@ def cell(e, digits):
 first = json.load(open(os.path.join(out, rows[0], "evaluation.json")))
 print(f"Test set of {first['dataset']}, {first['images']} images, K = {first['samples_K']}; likelihood: "
       f"{first.get('likelihood', '?')}; bounds on: {first.get('bounds_on', '?')}.\n")
-print("| row | bound (bits/dim) | IWAE-type bound (bits/dim) | bound (nats) | IWAE-type bound (nats) | log Z (method, ESS) |")
-print("|---|---|---|---|---|---|")
+print("| row | bound (bits/dim) | IWAE-type bound (bits/dim) | bound (nats) | IWAE-type bound (nats) | log Z (method, ESS) | log Z by AIS (ESS), its bound (bits/dim) |")
+print("|---|---|---|---|---|---|---|")
 for row in rows:
     r = json.load(open(os.path.join(out, row, "evaluation.json")))
     bound = [e for e in r["estimates"] if e.get("units") == "nats"][0]["estimator"].split("_")[0]
     iw = [e for e in r["estimates"] if e.get("units") == "nats"][1]["estimator"].split("_")[0]
     lz = r.get("log_z")
-    lz_text = "" if not lz else f"{lz['value']:.3f} ± {lz['std_error']:.3f} ({lz['estimator']}, ESS {lz.get('ess', float('nan')):.0f} of {lz['count']})"
+    def log_z_text(record):
+        lz = record.get("log_z")
+        return "" if not lz else (f"{lz['value']:.3f} ± {lz['std_error']:.3f} ({lz['estimator']}, "
+                                  f"ESS {lz.get('ess', float('nan')):.0f} of {lz['count']})")
+    ais_path = os.path.join(out, row, "ais", "evaluation.json")
+    ais_text = ""
+    if os.path.exists(ais_path):
+        a = json.load(open(ais_path))
+        ais_text = log_z_text(a) + ", " + cell(est(a, bound + '_', 'bits/dim'), 4)
     print(f"| {row} | {cell(est(r, bound + '_', 'bits/dim'), 4)} | {cell(est(r, iw + '_', 'bits/dim'), 4)} | "
-          f"{cell(est(r, bound + '_', 'nats'), 2)} | {cell(est(r, iw + '_', 'nats'), 2)} | {lz_text} |")
+          f"{cell(est(r, bound + '_', 'nats'), 2)} | {cell(est(r, iw + '_', 'nats'), 2)} | {log_z_text(r)} | {ais_text} |")
 PY
+if [ "${rows[0]}" = vae ] && [ ${#rows[@]} -gt 1 ]; then
+  others=()
+  for row in "${rows[@]:1}"; do others+=("$out/$row"); done
+  { echo "Gain over vae in nats, paired over the test images (bench/paired.py $out/vae ${others[*]}):"; echo
+    echo '```'; /usr/bin/python3 "$here/bench/paired.py" "$out/vae" "${others[@]}"; echo '```'; } > "$out/paired.md" ||
+    echo "likelihood_table.sh: bench/paired.py failed (h5py missing? scripts/setup.sh --bench)" >&2
+fi
 cat "$out/table.md"
