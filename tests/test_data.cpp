@@ -2,6 +2,7 @@
 // HDF5, run directories and generators.
 #include <torch/torch.h>
 
+#include <H5Cpp.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -28,6 +29,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -710,6 +712,53 @@ TEST_F(Hdf5Test, WriteReadRoundTripWithGroups) {
   EXPECT_CONTAINS(msg, path);
   EXPECT_CONTAINS(msg, "/nothing/here");
   EXPECT_CONTAINS(data_error([&] { h5_read(path, "encoder"); }), "not a dataset");
+}
+
+TEST_F(Hdf5Test, StringAttributes) {
+  TempDir dir;
+  const std::string path = dir.file("attributes.h5");
+  {
+    H5Writer writer(path);
+    writer.write("x", torch::zeros({2}));
+    writer.attribute("/", "variable", std::string("NCHW"));  // variable-length UTF-8, as h5py writes a str
+    writer.attribute("x", "variable", std::string("NHWC"));
+    writer.attribute("x", "number", 1.5);
+    writer.close();
+  }
+  {
+    // Fixed-length strings: null-padded as h5py writes numpy bytes, and space-padded and
+    // null-terminated as other writers do.
+    H5::H5File file(path, H5F_ACC_RDWR);
+    H5::DataSet x = file.openDataSet("x");
+    auto fixed = [&](const std::string& key, const std::string& stored, H5T_str_t pad) {
+      H5::StrType type(H5::PredType::C_S1, stored.size());
+      type.setStrpad(pad);
+      H5::Attribute attr = x.createAttribute(key, type, H5::DataSpace(H5S_SCALAR));
+      attr.write(type, stored.data());
+    };
+    fixed("nullpad", "NCHW", H5T_STR_NULLPAD);
+    fixed("nullpad-long", std::string("NCHW\0\0", 6), H5T_STR_NULLPAD);
+    fixed("spacepad", "NHWC  ", H5T_STR_SPACEPAD);
+    fixed("nullterm", std::string("NCHW\0", 5), H5T_STR_NULLTERM);
+    H5::StrType four(H5::PredType::C_S1, 4);
+    const hsize_t two = 2;
+    x.createAttribute("pair", four, H5::DataSpace(1, &two)).write(four, "NCHWNHWC");
+  }
+  EXPECT_EQ(h5_string_attribute(path, "/", "variable"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "x", "variable"), std::optional<std::string>("NHWC"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullpad"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullpad-long"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "spacepad"), std::optional<std::string>("NHWC"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullterm"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/", "absent"), std::nullopt);
+  EXPECT_EQ(h5_string_attribute(path, "x", "absent"), std::nullopt);
+  std::string msg = data_error([&] { h5_string_attribute(path, "x", "number"); });
+  EXPECT_CONTAINS(msg, "HDF5 file " + path + ", object /x, attribute number: expected a string, found a float value");
+  EXPECT_CONTAINS(data_error([&] { h5_string_attribute(path, "x", "pair"); }), "expected one string, found 2");
+  msg = data_error([&] { h5_string_attribute(path, "y", "layout"); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "object /y");
+  EXPECT_CONTAINS(data_error([&] { h5_string_attribute(dir.file("absent.h5"), "/", "layout"); }), dir.file("absent.h5"));
 }
 
 TEST_F(Hdf5Test, DestructorWithoutCloseLeavesNothing) {
