@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <system_error>
 
 #include "common/registry.h"
@@ -119,6 +120,7 @@ Dataset load_mnist_like(const std::string& name, const std::string& family, cons
   ds.image_shape = train.image_shape;
   ds.binary = binary;
   ds.dynamic = dynamic;
+  ds.eight_bit = !binary;
   const int64_t n = train.images.size(0);
   ds.train.images = train.images.slice(0, 0, kMnistTrain).clone();
   ds.train.labels = train.labels.slice(0, 0, kMnistTrain).clone();
@@ -148,8 +150,47 @@ std::string fashion_dir(const std::string& data_dir) {
 struct H5Split {
   torch::Tensor images;
   torch::Tensor labels;
-  std::vector<int64_t> example_shape;  // per-example shape as stored
+  std::vector<int64_t> example_shape;  // per-example shape: as stored, or C, H, W for 4-D data
+  std::string layout;                  // NCHW or NHWC for 4-D data, else empty
+  std::string stored_shape;            // the whole dataset's shape as stored
+
+  // "[3, 32, 32]", with how it was stored for 4-D data.
+  std::string shape_description() const {
+    if (layout.empty()) return shape_text(example_shape);
+    return shape_text(example_shape) + " (C, H, W; stored " + stored_shape + " with layout " + layout + ")";
+  }
 };
+
+constexpr char kLayoutHint[] =
+    "add a string attribute layout=NCHW or NHWC to the dataset or to the file root, e.g. in h5py "
+    "f['train'].attrs['layout'] = 'NCHW'";
+
+// The layout of a 4-D dataset: its own string attribute `layout`, else the file root's.
+std::string h5_layout(const std::string& path, const std::string& name, const std::string& where,
+                      const std::string& shape) {
+  std::optional<std::string> layout;
+  std::string source = "on the dataset";
+  try {
+    layout = h5_string_attribute(path, name, "layout");
+    if (!layout) {
+      source = "on the file root";
+      layout = h5_string_attribute(path, "/", "layout");
+    }
+  } catch (const DataError& e) {
+    throw DataError(std::string(e.what()) + " (the layout of the 4-D dataset " + name + " of shape " + shape +
+                    "; " + kLayoutHint + ")");
+  }
+  if (!layout) {
+    throw DataError(where + ": a 4-D dataset of shape " + shape +
+                    " needs to say where its channels are, and neither it nor the file root has a layout "
+                    "attribute: " + kLayoutHint);
+  }
+  if (*layout != "NCHW" && *layout != "NHWC") {
+    throw DataError(where + ": the attribute layout " + source + " is \"" + *layout + "\", not NCHW or NHWC (shape " +
+                    shape + "): " + kLayoutHint);
+  }
+  return *layout;
+}
 
 H5Split load_h5_split(const std::string& path, const std::string& split) {
   const std::string name = "/" + split;
@@ -158,17 +199,22 @@ H5Split load_h5_split(const std::string& path, const std::string& split) {
     throw DataError(where + ": missing (an hdf5: data set needs /train, /validation and /test)");
   }
   torch::Tensor raw = h5_read(path, name);
-  if (raw.dim() != 2 && raw.dim() != 3) {
-    throw DataError(where + ": expected shape [N, H, W] or [N, D], got " +
-                    shape_text(raw.sizes().vec()));
+  const std::string stored_shape = shape_text(raw.sizes().vec());
+  if (raw.dim() < 2 || raw.dim() > 4) {
+    throw DataError(where + ": expected shape [N, H, W], [N, D], or [N, C, H, W] / [N, H, W, C] with a layout "
+                    "attribute, got " + stored_shape);
   }
   if (raw.size(0) < 1) throw DataError(where + ": has no examples");
   for (int64_t k = 1; k < raw.dim(); ++k) {
-    if (raw.size(k) < 1) throw DataError(where + ": empty example shape " + shape_text(raw.sizes().vec()));
+    if (raw.size(k) < 1) throw DataError(where + ": empty example shape " + stored_shape);
   }
   H5Split out;
+  out.stored_shape = stored_shape;
+  if (raw.dim() == 4) out.layout = h5_layout(path, name, where, stored_shape);
   out.example_shape = raw.sizes().vec();
   out.example_shape.erase(out.example_shape.begin());
+  if (out.layout == "NHWC") out.example_shape = {out.example_shape[2], out.example_shape[0], out.example_shape[1]};
+  const int64_t n = raw.size(0);
   torch::Tensor images;
   if (raw.scalar_type() == torch::kUInt8) {
     images = raw;  // scaled by load_hdf5, which looks at all three splits first
@@ -184,7 +230,9 @@ H5Split load_h5_split(const std::string& path, const std::string& split) {
   } else {
     throw DataError(where + ": images must be uint8 (0..255) or float (0..1), found integers of another type");
   }
-  out.images = images.reshape({raw.size(0), -1}).contiguous();
+  raw = torch::Tensor();  // the permuted copy below needs no more memory than the float copy checked for
+  if (out.layout == "NHWC") images = images.permute({0, 3, 1, 2});
+  out.images = images.reshape({n, -1}).contiguous();
 
   const std::string labels_name = name + "_labels";
   if (h5_has(path, labels_name)) {
@@ -194,9 +242,9 @@ H5Split load_h5_split(const std::string& path, const std::string& split) {
     if (labels.dim() != 1) {
       throw DataError(lwhere + ": expected labels of shape [N], got " + shape_text(labels.sizes().vec()));
     }
-    if (labels.size(0) != raw.size(0)) {
+    if (labels.size(0) != n) {
       throw DataError(lwhere + ": has " + std::to_string(labels.size(0)) + " labels but " + name +
-                      " has " + std::to_string(raw.size(0)) + " examples");
+                      " has " + std::to_string(n) + " examples");
     }
     out.labels = labels.to(torch::kLong);
   }
@@ -211,9 +259,13 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
   const std::pair<const char*, const H5Split*> others[] = {{"validation", &validation}, {"test", &test}};
   for (const auto& [split, data] : others) {
     if (data->example_shape != train.example_shape) {
-      throw DataError("HDF5 file " + path + ": /train has examples of shape " +
-                      shape_text(train.example_shape) + " but /" + split + " has examples of shape " +
-                      shape_text(data->example_shape));
+      const bool channels_differ = !train.layout.empty() && !data->layout.empty() &&
+                                   data->example_shape[0] != train.example_shape[0];
+      throw DataError("HDF5 file " + path + ": /train has examples of shape " + train.shape_description() +
+                      " but /" + split + " has examples of shape " + data->shape_description() +
+                      (channels_differ ? " (" + std::to_string(train.example_shape[0]) + " channels against " +
+                                             std::to_string(data->example_shape[0]) + ")"
+                                       : std::string()));
     }
   }
   // uint8 images whose values are all 0 or 1, in every split, are binary images stored as
@@ -223,6 +275,8 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
   if (uint8_splits != 0 && uint8_splits != 3)
     throw DataError("HDF5 file " + path + ": some splits are uint8 and some float: store all three alike");
   std::string reading = "float values in [0, 1], read as they are";
+  const bool colour = !train.layout.empty() && train.example_shape[0] > 1;
+  bool eight_bit = false;
   if (uint8_splits == 3) {
     const bool zero_one = train.images.max().item<int>() <= 1 && validation.images.max().item<int>() <= 1 &&
                           test.images.max().item<int>() <= 1;
@@ -231,7 +285,18 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
       if (!zero_one) data->images.div_(255.0f);
     }
     reading = zero_one ? "uint8 holding only 0 and 1: binary images, read as 0 and 1"
-                       : "uint8 grey levels, read as value/255";
+                       : colour ? "uint8 colour levels, read as value/255" : "uint8 grey levels, read as value/255";
+    eight_bit = !zero_one;
+  }
+  if (!train.layout.empty()) {
+    if (train.layout == validation.layout && train.layout == test.layout) {
+      reading += "; 4-D images in layout " + train.layout;
+    } else {
+      reading += "; 4-D images in layouts " + train.layout + " (train), " + validation.layout + " (validation), " +
+                 test.layout + " (test)";
+    }
+    if (train.layout == "NHWC" || validation.layout == "NHWC" || test.layout == "NHWC")
+      reading += ", NHWC permuted to C, H, W";
   }
   Dataset ds;
   ds.name = name;
@@ -239,7 +304,8 @@ Dataset load_hdf5(const std::string& name, const std::string& path) {
   ds.files = {{path, sha256_hex(read_file(path))}};
   ds.image_shape = train.example_shape.size() == 2
                        ? std::vector<int64_t>{1, train.example_shape[0], train.example_shape[1]}
-                       : train.example_shape;
+                       : train.example_shape;  // {D}, or {C, H, W} for 4-D data
+  ds.eight_bit = eight_bit;
   ds.train = {train.images, train.labels};
   ds.validation = {validation.images, validation.labels};
   ds.test = {test.images, test.labels};

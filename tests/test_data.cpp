@@ -390,6 +390,7 @@ TEST_F(DatasetTest, BinaryMnistShapesAndLabels) {
   EXPECT_EQ(ds.image_shape, (std::vector<int64_t>{1, 28, 28}));
   EXPECT_TRUE(ds.binary);
   EXPECT_FALSE(ds.dynamic);
+  EXPECT_FALSE(ds.eight_bit);
   for (const char* split : {"train", "validation", "test"}) {
     const Split& s = ds.split(split);
     EXPECT_EQ(s.images.scalar_type(), torch::kFloat) << split;
@@ -413,6 +414,7 @@ TEST_F(DatasetTest, GreyMnistAndSplits) {
   SKIP_WITHOUT_MNIST();
   const Dataset& grey = cached_dataset("mnist");
   EXPECT_FALSE(grey.binary);
+  EXPECT_TRUE(grey.eight_bit);
   EXPECT_EQ(grey.train.size(), 50000);
   EXPECT_GE(grey.train.images.min().item<float>(), 0.f);
   EXPECT_LE(grey.train.images.max().item<float>(), 1.f);
@@ -438,6 +440,7 @@ TEST_F(DatasetTest, DynamicMnistKeepsTrainGrey) {
   const Dataset ds = load_dataset("binary-mnist-dynamic", options);
   EXPECT_TRUE(ds.dynamic);
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_TRUE(torch::equal(ds.train.images, cached_dataset("mnist").train.images));
   EXPECT_TRUE(torch::equal(ds.validation.images, cached_dataset("binary-mnist").validation.images));
   EXPECT_TRUE(torch::equal(ds.test.images, cached_dataset("binary-mnist").test.images));
@@ -456,9 +459,11 @@ TEST_F(DatasetTest, FashionMnist) {
   EXPECT_EQ(grey.test.size(), 10000);
   EXPECT_EQ(grey.dim(), 784);
   EXPECT_FALSE(grey.binary);
+  EXPECT_TRUE(grey.eight_bit);
   EXPECT_EQ(grey.train.labels[0].item<int64_t>(), 9);  // ankle boot
   const Dataset binary = load_dataset("binary-fashion-mnist", options);
   EXPECT_TRUE(binary.binary);
+  EXPECT_FALSE(binary.eight_bit);
   EXPECT_TRUE(all_binary(binary.train.images));
   EXPECT_NEAR(binary.train.images.mean().item<double>(), grey.train.images.mean().item<double>(), 0.002);
 }
@@ -556,6 +561,7 @@ TEST_F(DatasetTest, Hdf5Uint8Images) {
   EXPECT_EQ(ds.dim(), 6);
   EXPECT_FALSE(ds.binary);
   EXPECT_FALSE(ds.dynamic);
+  EXPECT_TRUE(ds.eight_bit);
   EXPECT_EQ(ds.train.size(), 4);
   EXPECT_EQ(ds.validation.size(), 2);
   EXPECT_EQ(ds.test.size(), 3);
@@ -581,6 +587,7 @@ TEST_F(DatasetTest, Hdf5Uint8ZerosAndOnesAreBinaryImages) {
   write_user_h5(path, {{"train", train}, {"validation", bits(2)}, {"test", bits(3)}});
   const Dataset ds = load_dataset("hdf5:" + path, DatasetOptions{});
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_TRUE(torch::equal(ds.train.images, train.reshape({4, 6}).to(torch::kFloat)));
   EXPECT_CONTAINS(ds.reading, "only 0 and 1: binary images");
   // One grey value anywhere makes every split grey levels.
@@ -588,6 +595,7 @@ TEST_F(DatasetTest, Hdf5Uint8ZerosAndOnesAreBinaryImages) {
   const Dataset grey = load_dataset("hdf5:" + dir.file("grey.h5"), DatasetOptions{});
   EXPECT_FLOAT_EQ(grey.train.images.max().item<float>(), 1.0f / 255.0f);
   EXPECT_CONTAINS(grey.reading, "value/255");
+  EXPECT_TRUE(grey.eight_bit);
 }
 
 TEST_F(DatasetTest, Hdf5FlatFloatBinary) {
@@ -599,6 +607,7 @@ TEST_F(DatasetTest, Hdf5FlatFloatBinary) {
   EXPECT_EQ(ds.image_shape, std::vector<int64_t>{5});
   EXPECT_EQ(ds.dim(), 5);
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_EQ(ds.test.images.scalar_type(), torch::kFloat);
   EXPECT_FALSE(ds.train.labels.defined());
 }
@@ -666,6 +675,205 @@ TEST_F(DatasetTest, Hdf5MissingDatasetFileAndRank) {
                              {"test", bytes_tensor({2, 6}, 0)}, {"train_labels", torch::zeros({3}, torch::kLong)}});
   msg = data_error([&] { load_dataset("hdf5:" + label_path, DatasetOptions{}); });
   EXPECT_CONTAINS(msg, "/train_labels");
+}
+
+// ---------------------------------------------------------------- HDF5 images with channels
+
+// A user data set with attributes: {object, key, value} string attributes after the datasets.
+struct StringAttribute {
+  std::string object, key, value;
+};
+
+void write_user_h5(const std::string& path, std::map<std::string, torch::Tensor> datasets,
+                   const std::vector<StringAttribute>& attributes) {
+  H5Writer writer(path);
+  for (const auto& [name, tensor] : datasets) writer.write(name, tensor);
+  for (const auto& a : attributes) writer.attribute(a.object, a.key, a.value);
+  writer.close();
+}
+
+torch::Tensor nhwc(const torch::Tensor& nchw) { return nchw.permute({0, 2, 3, 1}).contiguous(); }
+
+// Three channels of 2x5 images: train 4, validation 2, test 3, as [N, C, H, W].
+std::map<std::string, torch::Tensor> colour_nchw(bool as_float) {
+  std::map<std::string, torch::Tensor> out = {{"train", bytes_tensor({4, 3, 2, 5}, 0)},
+                                              {"validation", bytes_tensor({2, 3, 2, 5}, 120)},
+                                              {"test", bytes_tensor({3, 3, 2, 5}, 200)}};
+  if (as_float)
+    for (auto& [name, t] : out) t = t.to(torch::kFloat).div(255.0f);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> to_nhwc(std::map<std::string, torch::Tensor> data) {
+  for (auto& [name, t] : data) t = nhwc(t);
+  return data;
+}
+
+void expect_same_data(const Dataset& a, const Dataset& b) {
+  for (const char* split : {"train", "validation", "test"})
+    EXPECT_TRUE(torch::equal(a.split(split).images, b.split(split).images)) << split;
+  EXPECT_EQ(a.image_shape, b.image_shape);
+  EXPECT_EQ(a.eight_bit, b.eight_bit);
+  EXPECT_EQ(a.binary, b.binary);
+}
+
+TEST_F(DatasetTest, Hdf5BothLayoutsGiveTheSameImages) {
+  TempDir dir;
+  const auto data = colour_nchw(false);
+  // NCHW said on the file root; NHWC said on each dataset.
+  write_user_h5(dir.file("nchw.h5"), data, {{"/", "layout", "NCHW"}});
+  write_user_h5(dir.file("nhwc.h5"), to_nhwc(data),
+                {{"train", "layout", "NHWC"}, {"validation", "layout", "NHWC"}, {"test", "layout", "NHWC"}});
+  // A dataset's own attribute wins over the root's: validation NHWC, the others NCHW from the root.
+  auto mixed = data;
+  mixed["validation"] = nhwc(mixed["validation"]);
+  write_user_h5(dir.file("mixed.h5"), mixed, {{"/", "layout", "NCHW"}, {"validation", "layout", "NHWC"}});
+
+  const Dataset a = load_dataset("hdf5:" + dir.file("nchw.h5"), DatasetOptions{});
+  EXPECT_EQ(a.image_shape, (std::vector<int64_t>{3, 2, 5}));
+  EXPECT_EQ(a.dim(), 30);
+  EXPECT_TRUE(a.eight_bit);
+  EXPECT_FALSE(a.binary);
+  EXPECT_EQ(a.train.images.sizes().vec(), (std::vector<int64_t>{4, 30}));
+  EXPECT_EQ(a.train.images.scalar_type(), torch::kFloat);
+  // Rows are C*H*W values, channel-major: [i][c*10 + h*5 + w] is pixel (c, h, w) of image i.
+  for (const auto& [split, nchw] : data) {
+    EXPECT_TRUE(torch::equal(a.split(split).images, nchw.reshape({nchw.size(0), 30}).to(torch::kFloat).div(255.0f)))
+        << split;
+  }
+  EXPECT_FLOAT_EQ(a.validation.images[1][2 * 10 + 1 * 5 + 3].item<float>(),
+                  data.at("validation")[1][2][1][3].item<float>() / 255.0f);
+  EXPECT_CONTAINS(a.reading, "uint8 colour levels, read as value/255");
+  EXPECT_CONTAINS(a.reading, "layout NCHW");
+
+  const Dataset b = load_dataset("hdf5:" + dir.file("nhwc.h5"), DatasetOptions{});
+  expect_same_data(a, b);
+  EXPECT_CONTAINS(b.reading, "NHWC permuted to C, H, W");
+  const Dataset c = load_dataset("hdf5:" + dir.file("mixed.h5"), DatasetOptions{});
+  expect_same_data(a, c);
+  EXPECT_CONTAINS(c.reading, "layouts NCHW (train), NHWC (validation), NCHW (test)");
+
+  // Floats in [0, 1]: the same in both layouts, and not 8-bit.
+  const auto floats = colour_nchw(true);
+  write_user_h5(dir.file("float-nchw.h5"), floats, {{"/", "layout", "NCHW"}});
+  write_user_h5(dir.file("float-nhwc.h5"), to_nhwc(floats), {{"/", "layout", "NHWC"}});
+  const Dataset f = load_dataset("hdf5:" + dir.file("float-nchw.h5"), DatasetOptions{});
+  const Dataset g = load_dataset("hdf5:" + dir.file("float-nhwc.h5"), DatasetOptions{});
+  expect_same_data(f, g);
+  EXPECT_FALSE(f.eight_bit);
+  EXPECT_EQ(f.image_shape, (std::vector<int64_t>{3, 2, 5}));
+  EXPECT_TRUE(torch::allclose(f.train.images, a.train.images));
+}
+
+TEST_F(DatasetTest, Hdf5OneChannelFourDimensionalIsLikeThreeDimensional) {
+  TempDir dir;
+  const torch::Tensor train = bytes_tensor({4, 3, 2}, 0), validation = bytes_tensor({2, 3, 2}, 9),
+                      test = bytes_tensor({3, 3, 2}, 77);
+  write_user_h5(dir.file("3d.h5"), {{"train", train}, {"validation", validation}, {"test", test}});
+  write_user_h5(dir.file("4d.h5"),
+                {{"train", train.unsqueeze(3)}, {"validation", validation.unsqueeze(3)}, {"test", test.unsqueeze(3)}},
+                {{"/", "layout", "NHWC"}});
+  const Dataset a = load_dataset("hdf5:" + dir.file("3d.h5"), DatasetOptions{});
+  const Dataset b = load_dataset("hdf5:" + dir.file("4d.h5"), DatasetOptions{});
+  expect_same_data(a, b);
+  EXPECT_EQ(b.image_shape, (std::vector<int64_t>{1, 3, 2}));
+  EXPECT_CONTAINS(b.reading, "uint8 grey levels");
+}
+
+TEST_F(DatasetTest, Hdf5FourDimensionalWithoutAValidLayoutIsRefused) {
+  TempDir dir;
+  const auto data = colour_nchw(false);
+  const std::string none = dir.file("none.h5");
+  write_user_h5(none, data);
+  std::string msg = data_error([&] { load_dataset("hdf5:" + none, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, "HDF5 file " + none + ", dataset /train");
+  EXPECT_CONTAINS(msg, "[4, 3, 2, 5]");
+  EXPECT_CONTAINS(msg, "neither it nor the file root has a layout attribute");
+  EXPECT_CONTAINS(msg, "add a string attribute layout=NCHW or NHWC");
+
+  const std::string bad_root = dir.file("bad-root.h5");
+  write_user_h5(bad_root, data, {{"/", "layout", "CHW"}});
+  msg = data_error([&] { load_dataset("hdf5:" + bad_root, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, bad_root);
+  EXPECT_CONTAINS(msg, "/train");
+  EXPECT_CONTAINS(msg, "the attribute layout on the file root is \"CHW\", not NCHW or NHWC");
+  EXPECT_CONTAINS(msg, "[4, 3, 2, 5]");
+  EXPECT_CONTAINS(msg, "layout=NCHW or NHWC");
+
+  // Lower case is not accepted, and a dataset's bad value is not rescued by a good root.
+  const std::string bad_dataset = dir.file("bad-dataset.h5");
+  write_user_h5(bad_dataset, data, {{"/", "layout", "NCHW"}, {"test", "layout", "nchw"}});
+  msg = data_error([&] { load_dataset("hdf5:" + bad_dataset, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, bad_dataset + ", dataset /test");
+  EXPECT_CONTAINS(msg, "the attribute layout on the dataset is \"nchw\"");
+  EXPECT_CONTAINS(msg, "[3, 3, 2, 5]");
+
+  // Not a string.
+  const std::string number = dir.file("number.h5");
+  {
+    H5Writer writer(number);
+    for (const auto& [name, tensor] : data) writer.write(name, tensor);
+    writer.attribute("/", "layout", int64_t{4});
+    writer.close();
+  }
+  msg = data_error([&] { load_dataset("hdf5:" + number, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, number);
+  EXPECT_CONTAINS(msg, "attribute layout: expected a string, found an integer value");
+  EXPECT_CONTAINS(msg, "/train");
+  EXPECT_CONTAINS(msg, "layout=NCHW or NHWC");
+
+  // 5-D data: a wrong rank, as before.
+  const std::string five = dir.file("five.h5");
+  write_user_h5(five, {{"train", bytes_tensor({2, 1, 3, 2, 2}, 0)}, {"validation", bytes_tensor({2, 6}, 0)},
+                       {"test", bytes_tensor({2, 6}, 0)}},
+                {{"/", "layout", "NCHW"}});
+  msg = data_error([&] { load_dataset("hdf5:" + five, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, five + ", dataset /train");
+  EXPECT_CONTAINS(msg, "[2, 1, 3, 2, 2]");
+}
+
+TEST_F(DatasetTest, Hdf5ChannelCountsMustAgreeBetweenSplits) {
+  TempDir dir;
+  const std::string path = dir.file("channels.h5");
+  // validation: one channel, stored NHWC; the others three, NCHW.
+  write_user_h5(path, {{"train", bytes_tensor({4, 3, 2, 5}, 0)}, {"validation", bytes_tensor({2, 2, 5, 1}, 0)},
+                       {"test", bytes_tensor({3, 3, 2, 5}, 0)}},
+                {{"/", "layout", "NCHW"}, {"validation", "layout", "NHWC"}});
+  std::string msg = data_error([&] { load_dataset("hdf5:" + path, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "/train has examples of shape [3, 2, 5] (C, H, W; stored [4, 3, 2, 5] with layout NCHW)");
+  EXPECT_CONTAINS(msg, "/validation has examples of shape [1, 2, 5] (C, H, W; stored [2, 2, 5, 1] with layout NHWC)");
+  EXPECT_CONTAINS(msg, "3 channels against 1");
+
+  // The same stored shape read with the other layout is another image shape.
+  const std::string swapped = dir.file("swapped.h5");
+  write_user_h5(swapped, {{"train", bytes_tensor({4, 3, 2, 3}, 0)}, {"validation", bytes_tensor({2, 3, 2, 3}, 0)},
+                          {"test", bytes_tensor({3, 3, 2, 3}, 0)}},
+                {{"/", "layout", "NCHW"}, {"test", "layout", "NHWC"}});
+  msg = data_error([&] { load_dataset("hdf5:" + swapped, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, "/test has examples of shape [3, 3, 2]");
+  EXPECT_CONTAINS(msg, "/train has examples of shape [3, 2, 3]");
+  EXPECT_EQ(msg.find("channels against"), std::string::npos) << "the same C, other H and W: " << msg;
+}
+
+TEST_F(DatasetTest, EightBitIsSetForLevelsOnly) {
+  TempDir dir;
+  // uint8 grey levels, 3-D.
+  write_user_h5(dir.file("grey.h5"), {{"train", bytes_tensor({4, 3, 2}, 0)}, {"validation", bytes_tensor({2, 3, 2}, 0)},
+                                      {"test", bytes_tensor({3, 3, 2}, 0)}});
+  EXPECT_TRUE(load_dataset("hdf5:" + dir.file("grey.h5"), DatasetOptions{}).eight_bit);
+  // uint8 holding only 0 and 1: binary, not levels.
+  auto bits = [](std::vector<int64_t> shape) { return torch::randint(0, 2, shape).to(torch::kUInt8); };
+  write_user_h5(dir.file("bits.h5"), {{"train", bits({4, 3, 2, 2})}, {"validation", bits({2, 3, 2, 2})},
+                                      {"test", bits({3, 3, 2, 2})}},
+                {{"/", "layout", "NCHW"}});
+  const Dataset binary = load_dataset("hdf5:" + dir.file("bits.h5"), DatasetOptions{});
+  EXPECT_TRUE(binary.binary);
+  EXPECT_FALSE(binary.eight_bit);
+  // Floats, even when they happen to be multiples of 1/255.
+  write_user_h5(dir.file("float.h5"), {{"train", torch::rand({4, 6})}, {"validation", torch::rand({2, 6})},
+                                       {"test", torch::full({3, 6}, 3.0f / 255.0f)}});
+  EXPECT_FALSE(load_dataset("hdf5:" + dir.file("float.h5"), DatasetOptions{}).eight_bit);
 }
 
 // ---------------------------------------------------------------- HDF5 writer
