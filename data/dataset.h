@@ -24,9 +24,15 @@ struct DataFile {
 struct Dataset {
   std::string name;
   std::vector<int64_t> image_shape;  // {C, H, W} for images; {D} for flat user data
+                                     // (the rows of Split::images are C*H*W values, C-major)
   bool binary = false;   // every value the model sees is 0 or 1 (for a dynamic set,
                          // after the per-batch binarisation of train)
   bool dynamic = false;  // training batches are re-binarised at every draw
+  // Every value the model sees is k/255 for an integer k, because the data were stored as
+  // 8-bit grey or colour levels: mnist, fashion-mnist, colour-mnist, and uint8 HDF5 data that
+  // are not all 0 and 1. False for binary sets (their 0 and 1 are not levels) and for float
+  // HDF5 data. A discretised likelihood over the 256 levels needs it.
+  bool eight_bit = false;
   Split train, validation, test;
   std::vector<DataFile> files;  // what it was read from
   std::string reading;  // how the stored values became the model's, printed when the data load
@@ -47,12 +53,16 @@ struct DatasetOptions {
 };
 
 // Names: binary-mnist (static), binary-mnist-dynamic, mnist (grey), fashion-mnist,
-// binary-fashion-mnist, and hdf5:PATH (see README, "Bring your own data").
+// binary-fashion-mnist, colour-mnist (MNIST drawn in colour on colour, 3x32x32, made by
+// scripts/setup.sh --data with tools/make_colour_mnist.cpp), and hdf5:PATH (see README, "Bring
+// your own data": [N, D], [N, H, W], or [N, C, H, W] / [N, H, W, C] as a string attribute
+// layout=NCHW or NHWC says).
 // MNIST-like sets split the 60,000 training images into the first 50,000 (train) and
 // the last 10,000 (validation); test is the 10,000 t10k images.
-// The named IDX sets are checked against the SHA-256 of the published files: a file that
-// differs (damaged, or other data under the name) throws DataError naming the file and both
-// digests. An unknown name throws DataError listing the valid ones.
+// The named IDX sets are checked against the SHA-256 of the published files (for colour-mnist,
+// of the files scripts/setup.sh makes): a file that differs (damaged, or other data under the
+// name) throws DataError naming the file and both digests. An unknown name throws DataError
+// listing the valid ones.
 Dataset load_dataset(const std::string& name, const DatasetOptions& options);
 
 std::vector<std::string> dataset_names();

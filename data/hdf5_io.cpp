@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 
 #include "data/error.h"
@@ -169,6 +170,100 @@ bool h5_has(const std::string& path, const std::string& dataset) {
   quiet();
   auto file = open_for_reading(path);
   return link_exists(file->getId(), dataset);
+}
+
+namespace {
+
+// Closes an HDF5 C API handle when it goes out of scope.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+// The library's causes on its error stack (see h5_message), for a failed C API call.
+std::string h5_causes() {
+  std::vector<std::string> causes;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &causes);
+  H5Eclear2(H5E_DEFAULT);
+  std::string msg;
+  for (size_t i = 0; i < causes.size() && i < 4; ++i) msg += (i ? "; " : "") + causes[i];
+  return msg.empty() ? "" : " (HDF5: " + msg + ")";
+}
+
+std::string type_class_name(H5T_class_t type_class) {
+  switch (type_class) {
+    case H5T_INTEGER: return "an integer";
+    case H5T_FLOAT: return "a float";
+    case H5T_STRING: return "a string";
+    case H5T_COMPOUND: return "a compound";
+    case H5T_ENUM: return "an enum";
+    case H5T_ARRAY: return "an array";
+    case H5T_VLEN: return "a variable-length sequence";
+    default: return "of another type";
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> h5_string_attribute(const std::string& path, const std::string& object,
+                                               const std::string& key) {
+  quiet();
+  auto file = open_for_reading(path);
+  const std::string name = absolute_name(object);
+  const std::string where = "HDF5 file " + path + ", " + (name == "/" ? std::string("file root") : "object " + name) +
+                            ", attribute " + key;
+  if (name != "/" && !link_exists(file->getId(), name)) throw DataError(where + ": no such object");
+  const Handle obj(H5Oopen(file->getId(), name.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!obj.ok()) throw DataError(where + ": cannot open the object" + h5_causes());
+  const htri_t exists = H5Aexists(obj.get(), key.c_str());
+  if (exists < 0) throw DataError(where + ": cannot look it up" + h5_causes());
+  if (exists == 0) return std::nullopt;
+  const Handle attr(H5Aopen(obj.get(), key.c_str(), H5P_DEFAULT), H5Aclose);
+  if (!attr.ok()) throw DataError(where + ": cannot open it" + h5_causes());
+  const Handle type(H5Aget_type(attr.get()), H5Tclose);
+  const Handle space(H5Aget_space(attr.get()), H5Sclose);
+  if (!type.ok() || !space.ok()) throw DataError(where + ": cannot read its type" + h5_causes());
+  const H5T_class_t type_class = H5Tget_class(type.get());
+  if (type_class != H5T_STRING) throw DataError(where + ": expected a string, found " + type_class_name(type_class) + " value");
+  const hssize_t points = H5Sget_simple_extent_npoints(space.get());
+  if (points != 1)
+    throw DataError(where + ": expected one string, found " + std::to_string(static_cast<long long>(points)));
+  const htri_t variable = H5Tis_variable_str(type.get());
+  if (variable < 0) throw DataError(where + ": cannot read its type" + h5_causes());
+  const Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
+  if (!memory.ok() || H5Tset_cset(memory.get(), H5Tget_cset(type.get())) < 0)
+    throw DataError(where + ": cannot make a string type" + h5_causes());
+  std::string value;
+  if (variable > 0) {
+    H5Tset_size(memory.get(), H5T_VARIABLE);
+    char* text = nullptr;
+    if (H5Aread(attr.get(), memory.get(), &text) < 0) throw DataError(where + ": cannot read it" + h5_causes());
+    if (text != nullptr) {
+      value = text;
+      H5free_memory(text);
+    }
+  } else {
+    const size_t size = H5Tget_size(type.get());
+    if (size == 0) throw DataError(where + ": cannot read its type" + h5_causes());
+    H5Tset_size(memory.get(), size);
+    H5Tset_strpad(memory.get(), H5T_STR_NULLPAD);
+    std::string buffer(size, '\0');
+    if (H5Aread(attr.get(), memory.get(), buffer.data()) < 0) throw DataError(where + ": cannot read it" + h5_causes());
+    value = buffer.substr(0, buffer.find('\0'));
+    while (!value.empty() && value.back() == ' ') value.pop_back();  // space-padded strings
+  }
+  return value;
 }
 
 torch::Tensor h5_read(const std::string& path, const std::string& dataset) {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,12 @@ namespace vae_ebm {
 // float/double -> float32/float64. Throws DataError naming file and dataset.
 torch::Tensor h5_read(const std::string& path, const std::string& dataset);
 bool h5_has(const std::string& path, const std::string& dataset);
+// The string attribute `key` of `object` ("/" for the file root, or a dataset or group path), or
+// std::nullopt when the object has no such attribute. Variable- and fixed-length strings are
+// read alike (fixed-length ones without their padding). Throws DataError naming the file, the
+// object and the attribute when the object is missing or the attribute is not one string.
+std::optional<std::string> h5_string_attribute(const std::string& path, const std::string& object,
+                                               const std::string& key);
 
 // Writes a new HDF5 file (to a temporary name; `close()` renames it into place).
 class H5Writer {

@@ -133,7 +133,7 @@ std::string find_idx(const std::string& dir, const std::string& stem) {
   if (std::filesystem::is_regular_file(raw, ec)) return raw;
   if (std::filesystem::is_regular_file(gz, ec)) return gz;
   throw DataError("IDX file not found: neither " + raw + " nor " + gz +
-                  " exists (did you run scripts/setup.sh, or set VAE_EBM_DATA?)");
+                  " exists (run scripts/setup.sh --data, or set VAE_EBM_DATA)");
 }
 
 }  // namespace vae_ebm

@@ -1,7 +1,8 @@
 // libFuzzer harness: a user's HDF5 data set, as `--dataset hdf5:PATH` reads it: the loader,
 // vae_ebm::load_dataset("hdf5:PATH") (data/dataset.cpp: /train, /validation and /test, each
-// [N, H, W] or [N, D], with optional /SPLIT_labels, and its shape, type and range checks), which
-// reads them with vae_ebm::h5_has and vae_ebm::h5_read (data/hdf5_io.cpp). A DataError (or any
+// [N, H, W], [N, D], or 4-D with a string attribute layout, with optional /SPLIT_labels, and its
+// shape, type and range checks), which reads them with vae_ebm::h5_has, vae_ebm::h5_read and
+// vae_ebm::h5_string_attribute (data/hdf5_io.cpp). A DataError (or any
 // std::exception) is the expected answer to a bad file; a crash or an ASan report is a bug: in
 // our code, or in libhdf5 itself, which is not instrumented (the stack says which).
 // Every file open costs libhdf5 a fresh metadata cache (most of the time of an input), so the

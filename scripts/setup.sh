@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs the Debian packages vae-ebm builds against and
-# fetches the data sets into $VAE_EBM_DATA (default: <repo>/data-cache).
+# fetches the data sets into $VAE_EBM_DATA (default: <repo>/data-cache), making colour-mnist
+# from MNIST.
 #   scripts/setup.sh            packages + data
 #   scripts/setup.sh --deps     packages only
 #   scripts/setup.sh --data     data only
@@ -94,6 +95,38 @@ if [ "$want_data" = 1 ]; then
     done
   fi
   echo "setup: MNIST verified in $data_dir/mnist" >&2
+  # colour-mnist is made here from MNIST by tools/make_colour_mnist.cpp, whose bytes are the same
+  # on every machine; data/dataset.cpp checks the same digests when the set loads.
+  colour_dir="$data_dir/colour-mnist"
+  declare -A colour_sums=(
+    [train-images-idx4-ubyte]=8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a
+    [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+    [t10k-images-idx4-ubyte]=a0bc835baae700d3a722052a41d792d006586f56319c5b365d92ae65820d89c8
+    [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+  )
+  colour_ok() {
+    for f in "${!colour_sums[@]}"; do
+      [ -f "$colour_dir/$f" ] && \
+        [ "$(sha256sum "$colour_dir/$f" | cut -d' ' -f1)" = "${colour_sums[$f]}" ] || return 1
+    done
+  }
+  if ! colour_ok; then
+    echo "setup: making colour-mnist from MNIST (tools/make_colour_mnist.cpp)" >&2
+    tool_dir="$(mktemp -d)"
+    trap 'rm -rf "${tmp:-}" "$tool_dir"' EXIT
+    "${CXX:-c++}" -O2 -std=c++17 -o "$tool_dir/make_colour_mnist" "$here/tools/make_colour_mnist.cpp"
+    "$tool_dir/make_colour_mnist" "$data_dir/mnist" "$colour_dir"
+    for f in "${!colour_sums[@]}"; do
+      got="$(sha256sum "$colour_dir/$f" | cut -d' ' -f1)"
+      if [ "$got" != "${colour_sums[$f]}" ]; then
+        echo "setup: colour-mnist $f has SHA-256 $got, expected ${colour_sums[$f]} (if" \
+             "tools/make_colour_mnist.cpp was changed on purpose, update the digests here and in" \
+             "data/dataset.cpp)" >&2
+        exit 1
+      fi
+    done
+  fi
+  echo "setup: colour-mnist verified in $colour_dir" >&2
   fm=/usr/share/datasets/fashion-mnist
   if [ -d "$fm" ]; then
     ln -sfn "$fm" "$data_dir/fashion-mnist"

@@ -2,6 +2,7 @@
 // HDF5, run directories and generators.
 #include <torch/torch.h>
 
+#include <H5Cpp.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -28,6 +29,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -131,6 +133,23 @@ bool data_required() { return std::getenv("VAE_EBM_REQUIRE_DATA") != nullptr; }
       if (data_required()) FAIL() << "MNIST not found in " << real_data_dir();            \
       GTEST_SKIP() << "MNIST not found in " << real_data_dir()                           \
                    << "/mnist (run scripts/setup.sh or set VAE_EBM_DATA)";                 \
+    }                                                                                     \
+  } while (0)
+
+bool colour_mnist_available(const std::string& dir) {
+  for (const char* stem : {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
+                           "t10k-labels-idx1-ubyte"}) {
+    if (!fs::exists(dir + "/colour-mnist/" + stem)) return false;
+  }
+  return true;
+}
+
+#define SKIP_WITHOUT_COLOUR_MNIST()                                                       \
+  do {                                                                                    \
+    if (!colour_mnist_available(real_data_dir())) {                                       \
+      if (data_required()) FAIL() << "colour-mnist not found in " << real_data_dir();     \
+      GTEST_SKIP() << "colour-mnist not found in " << real_data_dir()                    \
+                   << "/colour-mnist (run scripts/setup.sh --data or set VAE_EBM_DATA)";  \
     }                                                                                     \
   } while (0)
 
@@ -388,6 +407,7 @@ TEST_F(DatasetTest, BinaryMnistShapesAndLabels) {
   EXPECT_EQ(ds.image_shape, (std::vector<int64_t>{1, 28, 28}));
   EXPECT_TRUE(ds.binary);
   EXPECT_FALSE(ds.dynamic);
+  EXPECT_FALSE(ds.eight_bit);
   for (const char* split : {"train", "validation", "test"}) {
     const Split& s = ds.split(split);
     EXPECT_EQ(s.images.scalar_type(), torch::kFloat) << split;
@@ -411,6 +431,7 @@ TEST_F(DatasetTest, GreyMnistAndSplits) {
   SKIP_WITHOUT_MNIST();
   const Dataset& grey = cached_dataset("mnist");
   EXPECT_FALSE(grey.binary);
+  EXPECT_TRUE(grey.eight_bit);
   EXPECT_EQ(grey.train.size(), 50000);
   EXPECT_GE(grey.train.images.min().item<float>(), 0.f);
   EXPECT_LE(grey.train.images.max().item<float>(), 1.f);
@@ -436,6 +457,7 @@ TEST_F(DatasetTest, DynamicMnistKeepsTrainGrey) {
   const Dataset ds = load_dataset("binary-mnist-dynamic", options);
   EXPECT_TRUE(ds.dynamic);
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_TRUE(torch::equal(ds.train.images, cached_dataset("mnist").train.images));
   EXPECT_TRUE(torch::equal(ds.validation.images, cached_dataset("binary-mnist").validation.images));
   EXPECT_TRUE(torch::equal(ds.test.images, cached_dataset("binary-mnist").test.images));
@@ -454,9 +476,11 @@ TEST_F(DatasetTest, FashionMnist) {
   EXPECT_EQ(grey.test.size(), 10000);
   EXPECT_EQ(grey.dim(), 784);
   EXPECT_FALSE(grey.binary);
+  EXPECT_TRUE(grey.eight_bit);
   EXPECT_EQ(grey.train.labels[0].item<int64_t>(), 9);  // ankle boot
   const Dataset binary = load_dataset("binary-fashion-mnist", options);
   EXPECT_TRUE(binary.binary);
+  EXPECT_FALSE(binary.eight_bit);
   EXPECT_TRUE(all_binary(binary.train.images));
   EXPECT_NEAR(binary.train.images.mean().item<double>(), grey.train.images.mean().item<double>(), 0.002);
 }
@@ -506,11 +530,164 @@ TEST_F(DatasetTest, OneFlippedPixelOfTheRealTestSetIsRefused) {
   EXPECT_CONTAINS(msg, "t10k-images-idx3-ubyte is not the published mnist file");
 }
 
+// The grey levels (0..255) of images read as value/255.
+torch::Tensor levels(const torch::Tensor& images) { return images.mul(255.0f).round().to(torch::kLong); }
+
+// Checks colour images [N, 3, 32, 32] (levels) against the grey digits [N, 28, 28] they were
+// made from: the 2-pixel border is the background colour, a pixel of grey level 255 the
+// foreground colour, every pixel (m * fg + (255 - m) * bg + 127) / 255, and the two colours'
+// luma (BT.601, times 1000) at least 100,000 apart. Returns how many images had a pixel of level
+// 255 (those whose foreground is known).
+int64_t expect_colour_blend(const torch::Tensor& colour, const torch::Tensor& grey) {
+  int64_t checked = 0;
+  for (int64_t i = 0; i < colour.size(0); ++i) {
+    const torch::Tensor c = colour[i], m = torch::constant_pad_nd(grey[i], {2, 2, 2, 2}, 0);
+    const torch::Tensor bg = c.select(2, 0).select(1, 0).reshape({3, 1, 1});
+    const auto full = m.eq(255).nonzero();
+    if (full.size(0) == 0) continue;
+    const torch::Tensor fg =
+        c.index({torch::indexing::Slice(), full[0][0].item<int64_t>(), full[0][1].item<int64_t>()}).reshape({3, 1, 1});
+    const torch::Tensor expected = torch::div(m * fg + (255 - m) * bg + 127, 255, "floor");
+    EXPECT_TRUE(torch::equal(c, expected)) << "image " << i;
+    const torch::Tensor weights = torch::tensor({299, 587, 114}, torch::kLong);
+    const int64_t luma_gap = (weights * (fg - bg).reshape({3})).sum().abs().item<int64_t>();
+    EXPECT_GE(luma_gap, 100000) << "image " << i;
+    ++checked;
+  }
+  return checked;
+}
+
+TEST_F(DatasetTest, ColourMnistShapesLevelsAndLabels) {
+  SKIP_WITHOUT_MNIST();
+  SKIP_WITHOUT_COLOUR_MNIST();
+  const Dataset& ds = cached_dataset("colour-mnist");
+  const Dataset& grey = cached_dataset("mnist");
+  EXPECT_EQ(ds.name, "colour-mnist");
+  EXPECT_EQ(ds.image_shape, (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_EQ(ds.dim(), 3072);
+  EXPECT_EQ(ds.train.size(), 50000);
+  EXPECT_EQ(ds.validation.size(), 10000);
+  EXPECT_EQ(ds.test.size(), 10000);
+  EXPECT_TRUE(ds.eight_bit);
+  EXPECT_FALSE(ds.binary);
+  EXPECT_FALSE(ds.dynamic);
+  EXPECT_CONTAINS(ds.reading, "value/255");
+  ASSERT_EQ(ds.files.size(), 4u);
+  EXPECT_EQ(fs::path(ds.files[0].path).filename(), "train-images-idx4-ubyte");
+  EXPECT_EQ(ds.files[0].sha256, "8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a");
+  EXPECT_EQ(ds.files[2].sha256, "a0bc835baae700d3a722052a41d792d006586f56319c5b365d92ae65820d89c8");
+  for (const char* split : {"train", "validation", "test"}) {
+    const Split& s = ds.split(split);
+    EXPECT_EQ(s.images.scalar_type(), torch::kFloat) << split;
+    EXPECT_EQ(s.images.sizes().vec(), (std::vector<int64_t>{s.size(), 3072})) << split;
+    EXPECT_GE(s.images.min().item<float>(), 0.f) << split;
+    EXPECT_LE(s.images.max().item<float>(), 1.f) << split;
+    // Labels are MNIST's, split alike.
+    EXPECT_TRUE(torch::equal(s.labels, grey.split(split).labels)) << split;
+    // The digits too: the first images of each split are MNIST's drawn in colour.
+    const int64_t n = 50;
+    const torch::Tensor colour = levels(s.images.slice(0, 0, n)).reshape({n, 3, 32, 32});
+    EXPECT_TRUE(torch::equal(s.images.slice(0, 0, n), colour.reshape({n, 3072}).to(torch::kFloat).div(255.0f)))
+        << split << ": values are not k/255";
+    EXPECT_GE(expect_colour_blend(colour, levels(grey.split(split).images.slice(0, 0, n)).reshape({n, 28, 28})), n / 2)
+        << split;
+  }
+  // Every value is k/255 (eight_bit's promise), over a whole split.
+  EXPECT_TRUE(torch::equal(ds.test.images, levels(ds.test.images).to(torch::kFloat).div(255.0f)));
+  // Colours differ from image to image.
+  const torch::Tensor corners = levels(ds.train.images.slice(0, 0, 100).select(1, 0));
+  std::set<int64_t> distinct(corners.data_ptr<int64_t>(), corners.data_ptr<int64_t>() + corners.numel());
+  EXPECT_GT(distinct.size(), 50u);
+}
+
+TEST_F(DatasetTest, ColourMnistWithAFlippedByteIsRefused) {
+  SKIP_WITHOUT_COLOUR_MNIST();
+  TempDir dir;
+  fs::create_directories(dir.file("colour-mnist"));
+  const std::string real = fs::absolute(real_data_dir() + "/colour-mnist").string();
+  for (const char* stem : {"train-labels-idx1-ubyte", "t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte"})
+    fs::create_symlink(real + "/" + stem, dir.file(std::string("colour-mnist/") + stem));
+  const std::string images = dir.file("colour-mnist/train-images-idx4-ubyte");
+  auto bytes = read_file(real + "/train-images-idx4-ubyte");
+  bytes[20 + 3072 * 7 + 1024 + 32 * 16 + 16] ^= 0x01;  // image 7, green, the middle pixel
+  write_bytes(images, bytes);
+  DatasetOptions options;
+  options.data_dir = dir.path();
+  const std::string msg = data_error([&] { load_dataset("colour-mnist", options); });
+  EXPECT_CONTAINS(msg, "IDX file " + images + " is not the colour-mnist file train-images-idx4-ubyte");
+  EXPECT_CONTAINS(msg, "its SHA-256 is " + sha256_hex(bytes));
+  EXPECT_CONTAINS(msg, "expected 8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a");
+  EXPECT_CONTAINS(msg, "make it again with scripts/setup.sh --data");
+}
+
+TEST_F(DatasetTest, MissingColourMnistSaysHowToMakeIt) {
+  TempDir dir;
+  DatasetOptions options;
+  options.data_dir = dir.path();
+  const std::string msg = data_error([&] { load_dataset("colour-mnist", options); });
+  EXPECT_CONTAINS(msg, dir.path() + "/colour-mnist/train-images-idx4-ubyte");
+  EXPECT_CONTAINS(msg, "scripts/setup.sh --data");
+}
+
+// tools/make_colour_mnist on a tiny MNIST of its own.
+std::string idx_header(std::vector<uint32_t> sizes) {
+  std::string b = {0, 0, 0x08, static_cast<char>(sizes.size())};
+  for (const uint32_t s : sizes)
+    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>((s >> shift) & 0xFF));
+  return b;
+}
+
+std::string tiny_digits(int n, int offset) {
+  std::string b = idx_header({static_cast<uint32_t>(n), 28, 28});
+  for (int i = 0; i < n; ++i)
+    for (int p = 0; p < 28 * 28; ++p) b.push_back(static_cast<char>((offset + i * 37 + p) % 256));
+  return b;
+}
+
+int run_tool(const std::string& args) {
+  return std::system((std::string(VAE_EBM_MAKE_COLOUR_MNIST) + " " + args + " 2>/dev/null").c_str());
+}
+
+TEST_F(DatasetTest, MakeColourMnistPadsBlendsAndIsDeterministic) {
+  TempDir dir;
+  fs::create_directories(dir.file("mnist"));
+  write_bytes(dir.file("mnist/train-images-idx3-ubyte"), tiny_digits(3, 0));
+  write_bytes(dir.file("mnist/train-labels-idx1-ubyte"), idx_header({3}) + std::string{7, 1, 4});
+  write_bytes(dir.file("mnist/t10k-images-idx3-ubyte"), tiny_digits(2, 0));  // the same digits as train's first
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_header({2}) + std::string{2, 9});
+  ASSERT_EQ(run_tool(dir.file("mnist") + " " + dir.file("out/a")), 0);
+  ASSERT_EQ(run_tool(dir.file("mnist") + " " + dir.file("out/b")), 0);
+  EXPECT_EQ(list_dir(dir.file("out/a")), (std::vector<std::string>{"t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte",
+                                                                    "train-images-idx4-ubyte", "train-labels-idx1-ubyte"}));
+  for (const auto& name : list_dir(dir.file("out/a")))
+    EXPECT_EQ(read_file(dir.file("out/a/" + name)), read_file(dir.file("out/b/" + name))) << name;
+  EXPECT_EQ(read_file(dir.file("out/a/train-labels-idx1-ubyte")), read_file(dir.file("mnist/train-labels-idx1-ubyte")));
+  const torch::Tensor train = read_idx(dir.file("out/a/train-images-idx4-ubyte")).to(torch::kLong);
+  const torch::Tensor test = read_idx(dir.file("out/a/t10k-images-idx4-ubyte")).to(torch::kLong);
+  EXPECT_EQ(train.sizes().vec(), (std::vector<int64_t>{3, 3, 32, 32}));
+  EXPECT_EQ(test.sizes().vec(), (std::vector<int64_t>{2, 3, 32, 32}));
+  const torch::Tensor digits = read_idx(dir.file("mnist/train-images-idx3-ubyte")).to(torch::kLong);
+  EXPECT_EQ(expect_colour_blend(train, digits), 3);
+  EXPECT_EQ(expect_colour_blend(test, digits.slice(0, 0, 2)), 2);
+  // Colours are keyed by split and index: the same digit differs between splits and images.
+  EXPECT_FALSE(torch::equal(train[0], test[0]));
+  EXPECT_FALSE(torch::equal(train[0].select(1, 0).select(1, 0), train[1].select(1, 0).select(1, 0)));
+
+  // Bad input: nothing is written.
+  EXPECT_NE(run_tool(dir.file("nowhere") + " " + dir.file("out/c")), 0);
+  EXPECT_TRUE(list_dir(dir.file("out/c")).empty());
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_header({3}) + std::string{2, 9, 9});
+  EXPECT_NE(run_tool(dir.file("mnist") + " " + dir.file("out/d")), 0);
+  EXPECT_EQ(list_dir(dir.file("out/d")), (std::vector<std::string>{"train-images-idx4-ubyte", "train-labels-idx1-ubyte"}));
+  EXPECT_NE(run_tool(""), 0);
+}
+
 TEST_F(DatasetTest, UnknownNameListsValidNames) {
   DatasetOptions options;
   const std::string msg = data_error([&] { load_dataset("cifar-10", options); });
   EXPECT_CONTAINS(msg, "cifar-10");
   EXPECT_CONTAINS(msg, "binary-mnist");
+  EXPECT_CONTAINS(msg, "colour-mnist");
   EXPECT_CONTAINS(msg, "fashion-mnist");
   EXPECT_CONTAINS(msg, "hdf5:");
   const auto names = dataset_names();
@@ -554,6 +731,7 @@ TEST_F(DatasetTest, Hdf5Uint8Images) {
   EXPECT_EQ(ds.dim(), 6);
   EXPECT_FALSE(ds.binary);
   EXPECT_FALSE(ds.dynamic);
+  EXPECT_TRUE(ds.eight_bit);
   EXPECT_EQ(ds.train.size(), 4);
   EXPECT_EQ(ds.validation.size(), 2);
   EXPECT_EQ(ds.test.size(), 3);
@@ -579,6 +757,7 @@ TEST_F(DatasetTest, Hdf5Uint8ZerosAndOnesAreBinaryImages) {
   write_user_h5(path, {{"train", train}, {"validation", bits(2)}, {"test", bits(3)}});
   const Dataset ds = load_dataset("hdf5:" + path, DatasetOptions{});
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_TRUE(torch::equal(ds.train.images, train.reshape({4, 6}).to(torch::kFloat)));
   EXPECT_CONTAINS(ds.reading, "only 0 and 1: binary images");
   // One grey value anywhere makes every split grey levels.
@@ -586,6 +765,7 @@ TEST_F(DatasetTest, Hdf5Uint8ZerosAndOnesAreBinaryImages) {
   const Dataset grey = load_dataset("hdf5:" + dir.file("grey.h5"), DatasetOptions{});
   EXPECT_FLOAT_EQ(grey.train.images.max().item<float>(), 1.0f / 255.0f);
   EXPECT_CONTAINS(grey.reading, "value/255");
+  EXPECT_TRUE(grey.eight_bit);
 }
 
 TEST_F(DatasetTest, Hdf5FlatFloatBinary) {
@@ -597,6 +777,7 @@ TEST_F(DatasetTest, Hdf5FlatFloatBinary) {
   EXPECT_EQ(ds.image_shape, std::vector<int64_t>{5});
   EXPECT_EQ(ds.dim(), 5);
   EXPECT_TRUE(ds.binary);
+  EXPECT_FALSE(ds.eight_bit);
   EXPECT_EQ(ds.test.images.scalar_type(), torch::kFloat);
   EXPECT_FALSE(ds.train.labels.defined());
 }
@@ -666,6 +847,205 @@ TEST_F(DatasetTest, Hdf5MissingDatasetFileAndRank) {
   EXPECT_CONTAINS(msg, "/train_labels");
 }
 
+// ---------------------------------------------------------------- HDF5 images with channels
+
+// A user data set with attributes: {object, key, value} string attributes after the datasets.
+struct StringAttribute {
+  std::string object, key, value;
+};
+
+void write_user_h5(const std::string& path, std::map<std::string, torch::Tensor> datasets,
+                   const std::vector<StringAttribute>& attributes) {
+  H5Writer writer(path);
+  for (const auto& [name, tensor] : datasets) writer.write(name, tensor);
+  for (const auto& a : attributes) writer.attribute(a.object, a.key, a.value);
+  writer.close();
+}
+
+torch::Tensor nhwc(const torch::Tensor& nchw) { return nchw.permute({0, 2, 3, 1}).contiguous(); }
+
+// Three channels of 2x5 images: train 4, validation 2, test 3, as [N, C, H, W].
+std::map<std::string, torch::Tensor> colour_nchw(bool as_float) {
+  std::map<std::string, torch::Tensor> out = {{"train", bytes_tensor({4, 3, 2, 5}, 0)},
+                                              {"validation", bytes_tensor({2, 3, 2, 5}, 120)},
+                                              {"test", bytes_tensor({3, 3, 2, 5}, 200)}};
+  if (as_float)
+    for (auto& [name, t] : out) t = t.to(torch::kFloat).div(255.0f);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> to_nhwc(std::map<std::string, torch::Tensor> data) {
+  for (auto& [name, t] : data) t = nhwc(t);
+  return data;
+}
+
+void expect_same_data(const Dataset& a, const Dataset& b) {
+  for (const char* split : {"train", "validation", "test"})
+    EXPECT_TRUE(torch::equal(a.split(split).images, b.split(split).images)) << split;
+  EXPECT_EQ(a.image_shape, b.image_shape);
+  EXPECT_EQ(a.eight_bit, b.eight_bit);
+  EXPECT_EQ(a.binary, b.binary);
+}
+
+TEST_F(DatasetTest, Hdf5BothLayoutsGiveTheSameImages) {
+  TempDir dir;
+  const auto data = colour_nchw(false);
+  // NCHW said on the file root; NHWC said on each dataset.
+  write_user_h5(dir.file("nchw.h5"), data, {{"/", "layout", "NCHW"}});
+  write_user_h5(dir.file("nhwc.h5"), to_nhwc(data),
+                {{"train", "layout", "NHWC"}, {"validation", "layout", "NHWC"}, {"test", "layout", "NHWC"}});
+  // A dataset's own attribute wins over the root's: validation NHWC, the others NCHW from the root.
+  auto mixed = data;
+  mixed["validation"] = nhwc(mixed["validation"]);
+  write_user_h5(dir.file("mixed.h5"), mixed, {{"/", "layout", "NCHW"}, {"validation", "layout", "NHWC"}});
+
+  const Dataset a = load_dataset("hdf5:" + dir.file("nchw.h5"), DatasetOptions{});
+  EXPECT_EQ(a.image_shape, (std::vector<int64_t>{3, 2, 5}));
+  EXPECT_EQ(a.dim(), 30);
+  EXPECT_TRUE(a.eight_bit);
+  EXPECT_FALSE(a.binary);
+  EXPECT_EQ(a.train.images.sizes().vec(), (std::vector<int64_t>{4, 30}));
+  EXPECT_EQ(a.train.images.scalar_type(), torch::kFloat);
+  // Rows are C*H*W values, channel-major: [i][c*10 + h*5 + w] is pixel (c, h, w) of image i.
+  for (const auto& [split, nchw] : data) {
+    EXPECT_TRUE(torch::equal(a.split(split).images, nchw.reshape({nchw.size(0), 30}).to(torch::kFloat).div(255.0f)))
+        << split;
+  }
+  EXPECT_FLOAT_EQ(a.validation.images[1][2 * 10 + 1 * 5 + 3].item<float>(),
+                  data.at("validation")[1][2][1][3].item<float>() / 255.0f);
+  EXPECT_CONTAINS(a.reading, "uint8 colour levels, read as value/255");
+  EXPECT_CONTAINS(a.reading, "layout NCHW");
+
+  const Dataset b = load_dataset("hdf5:" + dir.file("nhwc.h5"), DatasetOptions{});
+  expect_same_data(a, b);
+  EXPECT_CONTAINS(b.reading, "NHWC permuted to C, H, W");
+  const Dataset c = load_dataset("hdf5:" + dir.file("mixed.h5"), DatasetOptions{});
+  expect_same_data(a, c);
+  EXPECT_CONTAINS(c.reading, "layouts NCHW (train), NHWC (validation), NCHW (test)");
+
+  // Floats in [0, 1]: the same in both layouts, and not 8-bit.
+  const auto floats = colour_nchw(true);
+  write_user_h5(dir.file("float-nchw.h5"), floats, {{"/", "layout", "NCHW"}});
+  write_user_h5(dir.file("float-nhwc.h5"), to_nhwc(floats), {{"/", "layout", "NHWC"}});
+  const Dataset f = load_dataset("hdf5:" + dir.file("float-nchw.h5"), DatasetOptions{});
+  const Dataset g = load_dataset("hdf5:" + dir.file("float-nhwc.h5"), DatasetOptions{});
+  expect_same_data(f, g);
+  EXPECT_FALSE(f.eight_bit);
+  EXPECT_EQ(f.image_shape, (std::vector<int64_t>{3, 2, 5}));
+  EXPECT_TRUE(torch::allclose(f.train.images, a.train.images));
+}
+
+TEST_F(DatasetTest, Hdf5OneChannelFourDimensionalIsLikeThreeDimensional) {
+  TempDir dir;
+  const torch::Tensor train = bytes_tensor({4, 3, 2}, 0), validation = bytes_tensor({2, 3, 2}, 9),
+                      test = bytes_tensor({3, 3, 2}, 77);
+  write_user_h5(dir.file("3d.h5"), {{"train", train}, {"validation", validation}, {"test", test}});
+  write_user_h5(dir.file("4d.h5"),
+                {{"train", train.unsqueeze(3)}, {"validation", validation.unsqueeze(3)}, {"test", test.unsqueeze(3)}},
+                {{"/", "layout", "NHWC"}});
+  const Dataset a = load_dataset("hdf5:" + dir.file("3d.h5"), DatasetOptions{});
+  const Dataset b = load_dataset("hdf5:" + dir.file("4d.h5"), DatasetOptions{});
+  expect_same_data(a, b);
+  EXPECT_EQ(b.image_shape, (std::vector<int64_t>{1, 3, 2}));
+  EXPECT_CONTAINS(b.reading, "uint8 grey levels");
+}
+
+TEST_F(DatasetTest, Hdf5FourDimensionalWithoutAValidLayoutIsRefused) {
+  TempDir dir;
+  const auto data = colour_nchw(false);
+  const std::string none = dir.file("none.h5");
+  write_user_h5(none, data);
+  std::string msg = data_error([&] { load_dataset("hdf5:" + none, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, "HDF5 file " + none + ", dataset /train");
+  EXPECT_CONTAINS(msg, "[4, 3, 2, 5]");
+  EXPECT_CONTAINS(msg, "neither it nor the file root has a layout attribute");
+  EXPECT_CONTAINS(msg, "add a string attribute layout=NCHW or NHWC");
+
+  const std::string bad_root = dir.file("bad-root.h5");
+  write_user_h5(bad_root, data, {{"/", "layout", "CHW"}});
+  msg = data_error([&] { load_dataset("hdf5:" + bad_root, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, bad_root);
+  EXPECT_CONTAINS(msg, "/train");
+  EXPECT_CONTAINS(msg, "the attribute layout on the file root is \"CHW\", not NCHW or NHWC");
+  EXPECT_CONTAINS(msg, "[4, 3, 2, 5]");
+  EXPECT_CONTAINS(msg, "layout=NCHW or NHWC");
+
+  // Lower case is not accepted, and a dataset's bad value is not rescued by a good root.
+  const std::string bad_dataset = dir.file("bad-dataset.h5");
+  write_user_h5(bad_dataset, data, {{"/", "layout", "NCHW"}, {"test", "layout", "nchw"}});
+  msg = data_error([&] { load_dataset("hdf5:" + bad_dataset, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, bad_dataset + ", dataset /test");
+  EXPECT_CONTAINS(msg, "the attribute layout on the dataset is \"nchw\"");
+  EXPECT_CONTAINS(msg, "[3, 3, 2, 5]");
+
+  // Not a string.
+  const std::string number = dir.file("number.h5");
+  {
+    H5Writer writer(number);
+    for (const auto& [name, tensor] : data) writer.write(name, tensor);
+    writer.attribute("/", "layout", int64_t{4});
+    writer.close();
+  }
+  msg = data_error([&] { load_dataset("hdf5:" + number, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, number);
+  EXPECT_CONTAINS(msg, "attribute layout: expected a string, found an integer value");
+  EXPECT_CONTAINS(msg, "/train");
+  EXPECT_CONTAINS(msg, "layout=NCHW or NHWC");
+
+  // 5-D data: a wrong rank, as before.
+  const std::string five = dir.file("five.h5");
+  write_user_h5(five, {{"train", bytes_tensor({2, 1, 3, 2, 2}, 0)}, {"validation", bytes_tensor({2, 6}, 0)},
+                       {"test", bytes_tensor({2, 6}, 0)}},
+                {{"/", "layout", "NCHW"}});
+  msg = data_error([&] { load_dataset("hdf5:" + five, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, five + ", dataset /train");
+  EXPECT_CONTAINS(msg, "[2, 1, 3, 2, 2]");
+}
+
+TEST_F(DatasetTest, Hdf5ChannelCountsMustAgreeBetweenSplits) {
+  TempDir dir;
+  const std::string path = dir.file("channels.h5");
+  // validation: one channel, stored NHWC; the others three, NCHW.
+  write_user_h5(path, {{"train", bytes_tensor({4, 3, 2, 5}, 0)}, {"validation", bytes_tensor({2, 2, 5, 1}, 0)},
+                       {"test", bytes_tensor({3, 3, 2, 5}, 0)}},
+                {{"/", "layout", "NCHW"}, {"validation", "layout", "NHWC"}});
+  std::string msg = data_error([&] { load_dataset("hdf5:" + path, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "/train has examples of shape [3, 2, 5] (C, H, W; stored [4, 3, 2, 5] with layout NCHW)");
+  EXPECT_CONTAINS(msg, "/validation has examples of shape [1, 2, 5] (C, H, W; stored [2, 2, 5, 1] with layout NHWC)");
+  EXPECT_CONTAINS(msg, "3 channels against 1");
+
+  // The same stored shape read with the other layout is another image shape.
+  const std::string swapped = dir.file("swapped.h5");
+  write_user_h5(swapped, {{"train", bytes_tensor({4, 3, 2, 3}, 0)}, {"validation", bytes_tensor({2, 3, 2, 3}, 0)},
+                          {"test", bytes_tensor({3, 3, 2, 3}, 0)}},
+                {{"/", "layout", "NCHW"}, {"test", "layout", "NHWC"}});
+  msg = data_error([&] { load_dataset("hdf5:" + swapped, DatasetOptions{}); });
+  EXPECT_CONTAINS(msg, "/test has examples of shape [3, 3, 2]");
+  EXPECT_CONTAINS(msg, "/train has examples of shape [3, 2, 3]");
+  EXPECT_EQ(msg.find("channels against"), std::string::npos) << "the same C, other H and W: " << msg;
+}
+
+TEST_F(DatasetTest, EightBitIsSetForLevelsOnly) {
+  TempDir dir;
+  // uint8 grey levels, 3-D.
+  write_user_h5(dir.file("grey.h5"), {{"train", bytes_tensor({4, 3, 2}, 0)}, {"validation", bytes_tensor({2, 3, 2}, 0)},
+                                      {"test", bytes_tensor({3, 3, 2}, 0)}});
+  EXPECT_TRUE(load_dataset("hdf5:" + dir.file("grey.h5"), DatasetOptions{}).eight_bit);
+  // uint8 holding only 0 and 1: binary, not levels.
+  auto bits = [](std::vector<int64_t> shape) { return torch::randint(0, 2, shape).to(torch::kUInt8); };
+  write_user_h5(dir.file("bits.h5"), {{"train", bits({4, 3, 2, 2})}, {"validation", bits({2, 3, 2, 2})},
+                                      {"test", bits({3, 3, 2, 2})}},
+                {{"/", "layout", "NCHW"}});
+  const Dataset binary = load_dataset("hdf5:" + dir.file("bits.h5"), DatasetOptions{});
+  EXPECT_TRUE(binary.binary);
+  EXPECT_FALSE(binary.eight_bit);
+  // Floats, even when they happen to be multiples of 1/255.
+  write_user_h5(dir.file("float.h5"), {{"train", torch::rand({4, 6})}, {"validation", torch::rand({2, 6})},
+                                       {"test", torch::full({3, 6}, 3.0f / 255.0f)}});
+  EXPECT_FALSE(load_dataset("hdf5:" + dir.file("float.h5"), DatasetOptions{}).eight_bit);
+}
+
 // ---------------------------------------------------------------- HDF5 writer
 
 class Hdf5Test : public SeedingFixture {};
@@ -710,6 +1090,53 @@ TEST_F(Hdf5Test, WriteReadRoundTripWithGroups) {
   EXPECT_CONTAINS(msg, path);
   EXPECT_CONTAINS(msg, "/nothing/here");
   EXPECT_CONTAINS(data_error([&] { h5_read(path, "encoder"); }), "not a dataset");
+}
+
+TEST_F(Hdf5Test, StringAttributes) {
+  TempDir dir;
+  const std::string path = dir.file("attributes.h5");
+  {
+    H5Writer writer(path);
+    writer.write("x", torch::zeros({2}));
+    writer.attribute("/", "variable", std::string("NCHW"));  // variable-length UTF-8, as h5py writes a str
+    writer.attribute("x", "variable", std::string("NHWC"));
+    writer.attribute("x", "number", 1.5);
+    writer.close();
+  }
+  {
+    // Fixed-length strings: null-padded as h5py writes numpy bytes, and space-padded and
+    // null-terminated as other writers do.
+    H5::H5File file(path, H5F_ACC_RDWR);
+    H5::DataSet x = file.openDataSet("x");
+    auto fixed = [&](const std::string& key, const std::string& stored, H5T_str_t pad) {
+      H5::StrType type(H5::PredType::C_S1, stored.size());
+      type.setStrpad(pad);
+      H5::Attribute attr = x.createAttribute(key, type, H5::DataSpace(H5S_SCALAR));
+      attr.write(type, stored.data());
+    };
+    fixed("nullpad", "NCHW", H5T_STR_NULLPAD);
+    fixed("nullpad-long", std::string("NCHW\0\0", 6), H5T_STR_NULLPAD);
+    fixed("spacepad", "NHWC  ", H5T_STR_SPACEPAD);
+    fixed("nullterm", std::string("NCHW\0", 5), H5T_STR_NULLTERM);
+    H5::StrType four(H5::PredType::C_S1, 4);
+    const hsize_t two = 2;
+    x.createAttribute("pair", four, H5::DataSpace(1, &two)).write(four, "NCHWNHWC");
+  }
+  EXPECT_EQ(h5_string_attribute(path, "/", "variable"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "x", "variable"), std::optional<std::string>("NHWC"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullpad"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullpad-long"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "spacepad"), std::optional<std::string>("NHWC"));
+  EXPECT_EQ(h5_string_attribute(path, "/x", "nullterm"), std::optional<std::string>("NCHW"));
+  EXPECT_EQ(h5_string_attribute(path, "/", "absent"), std::nullopt);
+  EXPECT_EQ(h5_string_attribute(path, "x", "absent"), std::nullopt);
+  std::string msg = data_error([&] { h5_string_attribute(path, "x", "number"); });
+  EXPECT_CONTAINS(msg, "HDF5 file " + path + ", object /x, attribute number: expected a string, found a float value");
+  EXPECT_CONTAINS(data_error([&] { h5_string_attribute(path, "x", "pair"); }), "expected one string, found 2");
+  msg = data_error([&] { h5_string_attribute(path, "y", "layout"); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "object /y");
+  EXPECT_CONTAINS(data_error([&] { h5_string_attribute(dir.file("absent.h5"), "/", "layout"); }), dir.file("absent.h5"));
 }
 
 TEST_F(Hdf5Test, DestructorWithoutCloseLeavesNothing) {
