@@ -167,7 +167,12 @@ std::string low_ess_warning(const Estimate& log_z) {
   std::ostringstream text;
   text.precision(3);
   text << "WARNING: the log Z estimate has ESS " << log_z.ess << " of " << log_z.count
-       << " samples (below 1%); it and the bounds that use it may be far off (try --log-z-method flow or ais)";
+       << " samples (below 1%); it and the bounds that use it may be far off ("
+       << (log_z.estimator.find("AIS") != std::string::npos
+               ? "try more --ais-temperatures or --ais-chains"
+               : log_z.estimator.find("flow") != std::string::npos ? "try --log-z-method ais, or more --flow-steps"
+                                                                   : "try --log-z-method flow or ais")
+       << ")";
   return text.str();
 }
 
