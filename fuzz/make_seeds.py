@@ -59,6 +59,13 @@ def hdf5_seeds(out):
            "int32", chunks=(4, 16), compression="gzip")
     # float64 grey images, no labels, in the newest file format (other object headers, B-trees).
     splits(os.path.join(out, "double-3x3-latest.h5"), lambda n: rng.random((n, 3, 3)), None, libver="latest")
+    # Colour images channels-last, said by a layout attribute on the file (the attribute
+    # reader and the NHWC permutation); one split overrides it on the dataset.
+    splits(os.path.join(out, "colour-nhwc-4x4x3.h5"),
+           lambda n: rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8), "int64")
+    with h5py.File(os.path.join(out, "colour-nhwc-4x4x3.h5"), "a") as f:
+        f.attrs["layout"] = "NHWC"
+        f["test"].attrs["layout"] = "NHWC"
     # Refused: /validation's examples have another shape than /train's, and /test is missing.
     with h5py.File(os.path.join(out, "mismatched.h5"), "w") as f:
         f.create_dataset("train", data=np.zeros((4, 2, 2), dtype=np.uint8), track_times=False)
