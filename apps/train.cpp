@@ -221,13 +221,19 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     throw;
   }
   steps_done = trainer.state().step;
-  if (!writes) return finished ? 0 : 128 + (g_signal.load() ? g_signal.load() : SIGINT);
+  // In data-parallel training a signal to any rank stops them all at the same step; a rank that
+  // was not signalled itself reports it as SIGTERM from "another rank".
+  const int signal = g_signal.load() ? g_signal.load() : dist->parallel() ? SIGTERM : SIGINT;
+  const std::string signal_text =
+      g_signal.load() || !dist->parallel() ? signal_name(g_signal.load()) : "a signal to another rank";
+  const int status = finished ? 0 : 128 + signal;
+  if (!writes) return status;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Json record = Json::object();
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
       .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
       .set("best_validation_bound", trainer.state().best_validation);
-  if (!finished) record.set("signal", signal_name(g_signal.load()));
+  if (!finished) record.set("signal", signal_text);
   run.append_metrics(record);
   std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",
                finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,
@@ -235,14 +241,14 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
                                                               : "(none yet)",
                c.run_dir.c_str());
   if (!finished)
-    std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_name(g_signal.load()),
+    std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_text.c_str(),
                  c.run_dir.c_str());
   if (c.report) {
     RunReportOptions options;
     options.require_evaluation = false;  // evaluate has not run yet: the page says so
     std::fprintf(stderr, "report: %s\n", write_run_report(c.run_dir, c.common, options).c_str());
   }
-  return finished ? 0 : 128 + (g_signal.load() ? g_signal.load() : SIGINT);
+  return status;
 }
 
 // A data-parallel rank other than 0: the same data and model as rank 0 (which sends its
