@@ -284,11 +284,16 @@ int run_train(TrainConfig c) {
   // data is read, and every one of them checks that the options are data-parallel.
   if (!(c.dist_timeout > 0 && c.dist_timeout <= 7 * 24 * 3600.0))
     throw UsageError("--dist-timeout must be > 0 and at most a week (seconds), got " + shortest(c.dist_timeout));
+  const auto launch = Distributed::launch_from_environment();
+  as_usage([&] { check_data_parallel(c.train, *objective, launch.world_size); });
+  if (launch.world_size > 1 && device.is_cuda() && !device.has_index()) {
+    // One GPU per process on a machine (untested: no CUDA here).
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+    c.train.device(device);
+  }
   Distributed::Options dist_options;
   dist_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.dist_timeout * 1000.0));
   dist_options.device = device;
-  const auto launch = Distributed::launch_from_environment();
-  as_usage([&] { check_data_parallel(c.train, *objective, launch.world_size); });
   auto dist = Distributed::connect(launch, dist_options);
   if (!dist->is_root()) return train_elsewhere(c, device, std::move(objective), dist);
   auto data = load_data(c.dataset, c.common, c.binarisation_seed);

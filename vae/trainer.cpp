@@ -461,7 +461,7 @@ void Trainer::end_epoch() {
   if (writes_) run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
 }
 
-void Trainer::validate_on_root() {
+void Trainer::validate_data_parallel() {
   // The processes must hold the same parameters: a bit that differs is a bug, found here.
   dist_->check_identical(state_tensors(*model_), "parameters and buffers at step " + std::to_string(state_.step));
   if (!validator_) return;  // the same on every process (train.cpp sets one everywhere)
@@ -513,7 +513,7 @@ void Trainer::validate_on_root() {
 }
 
 void Trainer::validate() {
-  if (dist_->parallel()) return validate_on_root();
+  if (dist_->parallel()) return validate_data_parallel();
   if (validator_) {
     Json record = Json::object();
     record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)

@@ -172,7 +172,7 @@ class Trainer {
  private:
   std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
-  void validate_on_root();  // validate() in data-parallel training
+  void validate_data_parallel();  // validate() in data-parallel training
   void set_learning_rates(int64_t epoch);
   bool run_steps();
   // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
