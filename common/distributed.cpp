@@ -238,7 +238,6 @@ std::shared_ptr<Distributed> Distributed::connect(const Launch& launch, const Op
   d->timeout_ = options.timeout;
   if (launch.world_size <= 1) return d;
   const int world = launch.world_size, rank = launch.rank, port = launch.master_port;
-  const char* addr = launch.master_addr.c_str();
   TORCH_CHECK(rank >= 0 && rank < world && port > 0 && port < 65536, "Distributed::connect: rank ", rank, " of ",
               world, ", port ", port);
   d->world_size_ = world;
@@ -249,6 +248,7 @@ std::shared_ptr<Distributed> Distributed::connect(const Launch& launch, const Op
                     ", but this vae-ebm was built without PyTorch's Gloo process group (it needs Gloo's headers, "
                     "Debian's libgloo-dev, and LibTorch with USE_C10D_GLOO): rebuild after scripts/setup.sh --deps");
 #else
+  const char* addr = launch.master_addr.c_str();
   auto engine = std::make_unique<Engine>();
   engine->address = launch.master_addr + ":" + std::to_string(port);
   engine->store_on_rank0 = !launch.agent_store;
