@@ -202,7 +202,10 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
         ("init-from", po::value(&c.init_from)->default_value(c.init_from), "checkpoint whose encoder and decoder start the model")
         ("init-prior", po::value<bool>(&c.init_prior)->default_value(c.init_prior)->implicit_value(true),
          "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
-        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)");
+        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)")
+        ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+         "data-parallel training (torchrun): seconds that meeting the other processes, or any one exchange with them "
+         "(rank 0's validation among them), may take before the run stops with an error");
   }
   add_common(d, c.common);
   return d;
@@ -275,7 +278,7 @@ namespace {
 const std::vector<std::string> kResumable = {
     "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
     "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
-    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report"};
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {

@@ -89,6 +89,9 @@ struct TrainConfig {
   std::string validation_log_z = "is";  // how validation estimates log Z (ebm): a log-Z method
   int64_t validation_ais_chains = 500;
   int64_t validation_ais_temperatures = AisOptions().temperatures();
+  // Data-parallel training (WORLD_SIZE > 1): how long meeting the other processes, and any one
+  // exchange with them, may take before the run gives up (seconds).
+  double dist_timeout = 1800;
   std::string config_text;  // the resolved configuration, in config-file syntax
   // With --resume: the flags given that change the run's config.ini, as flag -> {was, now}.
   std::vector<std::pair<std::string, std::pair<std::string, std::string>>> resume_changes;
@@ -179,6 +182,9 @@ int main_entry(int argc, char** argv);
 // says what was measured). default_threads() is the number of hardware threads.
 void set_threads(int threads);
 int default_threads();
+// --threads' default: the hardware threads, shared among the processes that torchrun starts on
+// this machine (LOCAL_WORLD_SIZE) when it started several.
+int default_threads_per_process();
 // Chooses the BLAS kernel (--blas-kernel, once per process) and prints it to stderr, then
 // sets the threads. Every command calls it before it reads data or computes anything.
 void use_machine(const CommonConfig& common);

@@ -23,7 +23,7 @@ void add_common(po::options_description& d, CommonConfig& c) {
       ("data-dir", po::value(&c.data_dir)->default_value(default_data_dir()),
        "data directory (scripts/setup.sh fills it; env VAE_EBM_DATA)")
       ("device", po::value(&c.device)->default_value(c.device), "cpu, cuda or cuda:N")
-      ("threads", po::value(&c.threads)->default_value(default_threads()),
+      ("threads", po::value(&c.threads)->default_value(default_threads_per_process()),
        "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
       ("blas-kernel", po::value(&c.blas_kernel)->default_value(c.blas_kernel),
        "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "

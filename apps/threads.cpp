@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -24,6 +25,12 @@ void set_threads(int threads) {
 int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+int default_threads_per_process() {
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const int processes = local ? std::atoi(local) : 1;
+  return processes > 1 ? std::max(1, default_threads() / processes) : default_threads();
 }
 
 std::string blas_kernel_line() { return "BLAS kernel: " + blas::kernel_state().summary(); }

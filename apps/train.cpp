@@ -17,6 +17,7 @@
 #include "apps/report.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
+#include "common/distributed.h"
 #include "common/text.h"
 #include "data/archive.h"
 #include "data/error.h"
@@ -130,11 +131,15 @@ std::string with_config_value(const std::string& text, const std::string& key, c
 }
 
 // The run, from its directory on: config.ini, the trainer, validation, the signals, the end.
+// In data-parallel training only rank 0 (`writes`) touches the run directory and prints the
+// run's progress; every process trains.
 int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& initialised, Dataset data,
              std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Device device,
-             int64_t& steps_done) {
-  const std::vector<std::string> comments = {blas_kernel_line(), data_line(data)};
-  if (!resuming) {
+             std::shared_ptr<Distributed> dist, int64_t& steps_done) {
+  std::vector<std::string> comments = {blas_kernel_line(), data_line(data)};
+  if (dist->parallel()) comments.push_back("data-parallel: " + dist->describe());
+  const bool writes = dist->is_root();
+  if (!resuming && writes) {
     atomic_write(run.config_path(), with_comments(c.config_text, comments));
     if (!initialised.empty()) {
       std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
@@ -142,8 +147,10 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     }
   }
   auto train_images = data.train.images;
-  Trainer trainer(model, std::move(objective), train_images, c.train, run);
-  if (resuming) {
+  Trainer trainer(model, std::move(objective), train_images, c.train, run, dist);
+  if (resuming && !writes) {
+    trainer.resume_latest();  // rank 0's checkpoint, sent by rank 0
+  } else if (resuming) {
     // The flags a resumed run may change (how long it goes on, where it runs) are written
     // back, so that config.ini keeps saying what the run is.
     Json changed = Json::object();
@@ -194,10 +201,13 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   g_stop = false;
   g_signal = 0;
   const StopSignals stop_signals;
-  std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s\n", c.prior.c_str(),
-               c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str());
+  if (writes)
+    std::fprintf(stderr, "training %s prior (%s) on %s: %lld train images, run directory %s%s\n", c.prior.c_str(),
+                 c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str(),
+                 dist->parallel() ? ("; data-parallel over " + dist->describe()).c_str() : "");
   trainer.set_stop_flag(&g_stop);
-  // A rollback's lowered rate goes into config.ini, so that a later --resume keeps it.
+  // A rollback's lowered rate goes into config.ini, so that a later --resume keeps it (a
+  // rollback is not data-parallel yet: only one process gets here).
   trainer.set_rate_listener([&](const std::string& flag, double, double now) {
     c.config_text = with_config_value(c.config_text, flag, shortest(now));
     atomic_write(run.config_path(), with_comments(c.config_text, comments));
@@ -211,12 +221,19 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     throw;
   }
   steps_done = trainer.state().step;
+  // In data-parallel training a signal to any rank stops them all at the same step; a rank that
+  // was not signalled itself reports it as SIGTERM from "another rank".
+  const int signal = g_signal.load() ? g_signal.load() : dist->parallel() ? SIGTERM : SIGINT;
+  const std::string signal_text =
+      g_signal.load() || !dist->parallel() ? signal_name(g_signal.load()) : "a signal to another rank";
+  const int status = finished ? 0 : 128 + signal;
+  if (!writes) return status;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Json record = Json::object();
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
       .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
       .set("best_validation_bound", trainer.state().best_validation);
-  if (!finished) record.set("signal", signal_name(g_signal.load()));
+  if (!finished) record.set("signal", signal_text);
   run.append_metrics(record);
   std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",
                finished ? "finished" : "interrupted", (long long)trainer.state().step, seconds,
@@ -224,14 +241,34 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
                                                               : "(none yet)",
                c.run_dir.c_str());
   if (!finished)
-    std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_name(g_signal.load()),
+    std::fprintf(stderr, "stopped by %s; continue with: vae-ebm train --resume %s\n", signal_text.c_str(),
                  c.run_dir.c_str());
   if (c.report) {
     RunReportOptions options;
     options.require_evaluation = false;  // evaluate has not run yet: the page says so
     std::fprintf(stderr, "report: %s\n", write_run_report(c.run_dir, c.common, options).c_str());
   }
-  return finished ? 0 : 128 + (g_signal.load() ? g_signal.load() : SIGINT);
+  return status;
+}
+
+// A data-parallel rank other than 0: the same data and model as rank 0 (which sends its
+// parameters, so --init-from is read there alone), no run directory.
+int train_elsewhere(TrainConfig& c, torch::Device device, std::unique_ptr<PriorObjective> objective,
+                    std::shared_ptr<Distributed> dist) {
+  auto data = load_data(c.dataset, c.common, c.binarisation_seed);
+  c.train.dynamic_binarisation(data.dynamic);
+  torch::manual_seed(c.train.seed());
+  auto model = build_model(c, data);
+  as_usage([&] { objective->check(*model->prior); });
+  RunDir run = RunDir::named(c.run_dir);
+  int64_t steps_done = 0;
+  try {
+    return train_in(run, c, !c.resume.empty(), "", std::move(data), std::move(model), std::move(objective), device,
+                    dist, steps_done);
+  } catch (const TrainingDiverged&) {
+    if (c.resume.empty() && steps_done == 0) throw;
+    return 3;  // as rank 0, which says why
+  }
 }
 
 }  // namespace
@@ -243,6 +280,22 @@ int run_train(TrainConfig c) {
   // The objective, its options and the schedule are checked before any data is read.
   auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
   as_usage([&] { c.train.validate(); });
+  // Many processes when torchrun (or the like) set WORLD_SIZE: they meet here, before any
+  // data is read, and every one of them checks that the options are data-parallel.
+  if (!(c.dist_timeout > 0 && c.dist_timeout <= 7 * 24 * 3600.0))
+    throw UsageError("--dist-timeout must be > 0 and at most a week (seconds), got " + shortest(c.dist_timeout));
+  const auto launch = Distributed::launch_from_environment();
+  as_usage([&] { check_data_parallel(c.train, *objective, launch.world_size); });
+  if (launch.world_size > 1 && device.is_cuda() && !device.has_index()) {
+    // One GPU per process on a machine (untested: no CUDA here).
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+    c.train.device(device);
+  }
+  Distributed::Options dist_options;
+  dist_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.dist_timeout * 1000.0));
+  dist_options.device = device;
+  auto dist = Distributed::connect(launch, dist_options);
+  if (!dist->is_root()) return train_elsewhere(c, device, std::move(objective), dist);
   auto data = load_data(c.dataset, c.common, c.binarisation_seed);
   c.train.dynamic_binarisation(data.dynamic);
   torch::manual_seed(c.train.seed());  // the networks' initialisation draws from the global generator
@@ -266,7 +319,7 @@ int run_train(TrainConfig c) {
   try {
     try {
       return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device,
-                      steps_done);
+                      dist, steps_done);
     } catch (const TrainingDiverged& e) {
       if (!resuming && steps_done == 0) throw;  // nothing to keep: cleaned below, reported as an error
       std::fprintf(stderr, "vae-ebm train: diverged: %s\n", e.what());

@@ -45,14 +45,17 @@ int64_t Batcher::batches_per_epoch() const {
   return options_.drop_last() ? n / b : (n + b - 1) / b;
 }
 
-torch::Tensor Batcher::batch(int64_t epoch, int64_t index) {
+void Batcher::check_index(int64_t epoch, int64_t index) const {
   if (epoch < 0) throw DataError("Batcher: negative epoch " + std::to_string(epoch));
   if (index < 0 || index >= batches_per_epoch()) {
     throw DataError("Batcher: batch index " + std::to_string(index) + " out of range [0, " +
                     std::to_string(batches_per_epoch()) + ")");
   }
-  const int64_t n = data_.size(0);
+}
+
+const torch::Tensor& Batcher::permutation(int64_t epoch) {
   if (!permutation_.defined() || cached_epoch_ != epoch) {
+    const int64_t n = data_.size(0);
     torch::Tensor perm;
     if (options_.shuffle()) {
       at::Generator generator =
@@ -64,9 +67,15 @@ torch::Tensor Batcher::batch(int64_t epoch, int64_t index) {
     permutation_ = perm.to(data_.device());
     cached_epoch_ = epoch;
   }
+  return permutation_;
+}
+
+torch::Tensor Batcher::batch(int64_t epoch, int64_t index) {
+  check_index(epoch, index);
+  const int64_t n = data_.size(0);
   const int64_t start = index * options_.batch_size();
   const int64_t end = std::min(n, start + options_.batch_size());
-  torch::Tensor batch = data_.index_select(0, permutation_.slice(0, start, end));
+  torch::Tensor batch = data_.index_select(0, permutation(epoch).slice(0, start, end));
   if (options_.dynamic_binarisation()) {
     // Drawn on the CPU so that the bits do not depend on the device.
     at::Generator generator =
@@ -75,6 +84,17 @@ torch::Tensor Batcher::batch(int64_t epoch, int64_t index) {
     batch = torch::bernoulli(batch.to(torch::kCPU).clamp(0.0, 1.0), generator).to(data_.device());
   }
   return batch;
+}
+
+torch::Tensor Batcher::rows(int64_t epoch, int64_t index, int64_t begin, int64_t count) {
+  if (options_.dynamic_binarisation()) return batch(epoch, index).narrow(0, begin, count);
+  check_index(epoch, index);
+  const int64_t start = index * options_.batch_size();
+  const int64_t size = std::min(data_.size(0), start + options_.batch_size()) - start;
+  if (begin < 0 || count < 0 || begin + count > size)
+    throw DataError("Batcher: rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
+                    ") of a batch of " + std::to_string(size));
+  return data_.index_select(0, permutation(epoch).slice(0, start + begin, start + begin + count));
 }
 
 }  // namespace vae_ebm

@@ -26,8 +26,16 @@ class Batcher {
   // Batch `index` (0-based) of epoch `epoch`: [batch_size, D] (the last may be
   // shorter without drop_last). The same (seed, epoch, index) always gives the same batch.
   torch::Tensor batch(int64_t epoch, int64_t index);
+  // Rows [begin, begin + count) of that batch, equal to batch(epoch, index).narrow(0, begin,
+  // count): one process's share in data-parallel training, so that the processes together
+  // take each batch of the one shuffle. Only those rows are gathered, except with dynamic
+  // binarisation, whose bits are drawn for the whole batch (and so are the same bits).
+  torch::Tensor rows(int64_t epoch, int64_t index, int64_t begin, int64_t count);
 
  private:
+  void check_index(int64_t epoch, int64_t index) const;  // DataError when out of range
+  const torch::Tensor& permutation(int64_t epoch);
+
   torch::Tensor data_;
   BatcherOptions options_;
   int64_t cached_epoch_ = -1;

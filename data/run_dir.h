@@ -13,6 +13,9 @@ class RunDir {
   static RunDir open(const std::string& path);
   // Creates a new run directory; throws DataError if `path` exists and is not empty.
   static RunDir create(const std::string& path);
+  // Names a run directory without looking at it or making it: for the ranks of a data-parallel
+  // run other than 0, which never write to it (vae/trainer.h).
+  static RunDir named(const std::string& path) { return RunDir(path); }
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const;  // path_/name

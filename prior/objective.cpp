@@ -51,6 +51,12 @@ void PriorObjective::check(const Prior& prior) const {
                                 "' prior");
 }
 
+void PriorObjective::check_data_parallel(int world_size) const {
+  throw OptionError("objective", "'" + name() + "' is not data-parallel yet (" + std::to_string(world_size) +
+                                     " processes): train it in one process, or with exact (gaussian, mog, flow) or "
+                                     "snelbo --proposal base");
+}
+
 bool is_energy_prior(const Prior& prior) { return dynamic_cast<const EnergyPrior*>(&prior) != nullptr; }
 
 EnergyPrior& as_energy_prior(Prior& prior) {

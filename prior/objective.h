@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/distributed.h"
 #include "prior/posterior.h"
 #include "prior/prior.h"
 
@@ -123,6 +124,15 @@ class PriorObjective {
   virtual void set_sampler_step_size(double) {}
   virtual void save(torch::serialize::OutputArchive&) const {}
   virtual void load(torch::serialize::InputArchive&) {}
+
+  // Data-parallel training (common/distributed.h, docs/MATH.md section 10): each process holds
+  // `shard` of every step's batch, and prior_term() sees only those rows. An objective whose
+  // term is per image needs nothing more; one with a batch-wide estimate combines it over the
+  // processes through `dist` (snelbo's Zhat). check_data_parallel() throws OptionError naming
+  // the option when the objective, with its options, cannot be split so (the default: it is not
+  // data-parallel yet); set_data_parallel() is called once, before the first step.
+  virtual void check_data_parallel(int world_size) const;
+  virtual void set_data_parallel(std::shared_ptr<Distributed> /*dist*/, const BatchShard& /*shard*/) {}
 };
 
 using ObjectiveFactory = std::function<std::unique_ptr<PriorObjective>(const ObjectiveOptions&)>;

@@ -19,6 +19,8 @@ class ExactObjective : public PriorObjective {
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z, at::Generator&) override {
     return {prior.expected_log_prob(q, z), {}};
   }
+  // Each image's term is its own: a process needs nothing from the others' rows.
+  void check_data_parallel(int) const override {}
 };
 }  // namespace
 

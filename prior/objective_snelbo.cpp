@@ -29,6 +29,7 @@ class SnelboObjective : public PriorObjective {
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
     auto& ebm = as_energy_prior(prior);
+    if (dist_ && dist_->parallel()) return data_parallel_term(ebm, q, z, generator);
     const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : q.batch();
     auto proposal = proposal_samples(q, s, generator);
     // f at the K x B posterior samples and the S proposal samples in one pass: twice the rows
@@ -49,6 +50,20 @@ class SnelboObjective : public PriorObjective {
     term.diagnostics["ess_fraction"] = (1.0 / (w * w).sum()).item<double>() / static_cast<double>(s);
     if (options_.proposal() == "flow") term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
     return term;
+  }
+
+  void check_data_parallel(int world_size) const override {
+    if (options_.proposal() != "base")
+      throw OptionError("proposal", "'" + options_.proposal() + "' is not data-parallel yet (" +
+                                        std::to_string(world_size) + " processes): only base is; the others depend "
+                                        "on the whole batch's posterior or train a flow alongside");
+    if (options_.base_samples() > 0 && options_.base_samples() < world_size)
+      throw OptionError("base-samples", "must be at least the number of processes (" + std::to_string(world_size) +
+                                            "), got " + std::to_string(options_.base_samples()));
+  }
+  void set_data_parallel(std::shared_ptr<Distributed> dist, const BatchShard& shard) override {
+    dist_ = std::move(dist);
+    shard_ = shard;
   }
 
   void save(torch::serialize::OutputArchive& archive) const override { flow_.save(archive); }
@@ -121,8 +136,44 @@ class SnelboObjective : public PriorObjective {
     return loss.item<double>();
   }
 
+  // prior_term() in one of several processes (docs/MATH.md section 10). The S base samples are
+  // drawn for the whole step, as one process draws them, and each process evaluates its share;
+  // log Zhat over all S is combined by a log-sum-exp over the processes. Its value is the same
+  // on every process; its gradient here is this process's samples' part of d log Zhat, times
+  // global batch / this process's rows, so that the per-image mean over this process's rows
+  // (weighted rows / global batch by the trainer) and the sum over processes give exactly the
+  // single process's gradient.
+  PriorTerm data_parallel_term(EnergyPrior& ebm, const DiagonalGaussian& q, const torch::Tensor& z,
+                               at::Generator& generator) {
+    const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : shard_.global;
+    const auto share = BatchShard::of(s, dist_->rank(), dist_->world_size());
+    const int64_t d = q.dim(), kb = z.numel() / d;
+    auto proposal = share.rows(torch::randn({s, d}, generator, q.mu.options()), 0);
+    auto f = ebm.energy(torch::cat({z.reshape({kb, d}), proposal}));
+    auto log_w = -f.narrow(0, kb, share.size);  // [S_r]
+    auto log_sum = torch::logsumexp(log_w, 0);   // log of this process's sum of weights
+    // log sum w and log sum w^2 over all S samples, in double, the same bits on every process.
+    auto all = dist_->all_reduce_logsumexp(torch::stack({log_sum.detach(), torch::logsumexp(2 * log_w.detach(), 0)}),
+                                           "the log-sum-exp all-reduce of snelbo's Zhat");
+    const double log_total = all[0].item<double>(), log_total_sq = all[1].item<double>();
+    const double log_s = std::log(static_cast<double>(s));
+    auto part = torch::exp(log_sum - log_total);  // this process's share of sum w; its gradient: its part of d log sum w
+    const double scale = static_cast<double>(shard_.global) / static_cast<double>(q.batch());
+    auto log_z_hat = (part - part.detach()) * scale + (log_total - log_s);
+    auto cross_entropy = q.expected_standard_normal_log_prob();
+    auto f_posterior = f.narrow(0, 0, kb).reshape(z.sizes().slice(0, z.dim() - 1));
+    auto log_prior = cross_entropy - f_posterior.mean(0) + snl_terms(ebm.b, log_z_hat);
+    PriorTerm term{log_prior, {}};
+    term.diagnostics["log_z_hat"] = log_total - log_s;
+    term.diagnostics["b"] = ebm.b.item<double>();
+    term.diagnostics["ess_fraction"] = std::exp(2 * log_total - log_total_sq) / static_cast<double>(s);
+    return term;
+  }
+
   SnelboOptions options_;
   TrainedFlow flow_;
+  std::shared_ptr<Distributed> dist_;
+  BatchShard shard_;
 };
 
 }  // namespace

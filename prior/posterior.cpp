@@ -15,6 +15,13 @@ torch::Tensor DiagonalGaussian::rsample(int64_t k, at::Generator& generator) con
   return mu.unsqueeze(0) + torch::exp(0.5 * logvar).unsqueeze(0) * eps;
 }
 
+torch::Tensor DiagonalGaussian::rsample(int64_t k, at::Generator& generator, const BatchShard& shard) const {
+  if (shard.whole()) return rsample(k, generator);
+  TORCH_CHECK(shard.size == mu.size(0), "rsample: a shard of ", shard.size, " rows for a batch of ", mu.size(0));
+  auto eps = shard.rows(torch::randn({k, shard.global, mu.size(1)}, generator, mu.options()), 1);
+  return mu.unsqueeze(0) + torch::exp(0.5 * logvar).unsqueeze(0) * eps;
+}
+
 torch::Tensor DiagonalGaussian::log_prob(const torch::Tensor& z) const {
   auto diff = z - mu;
   auto per_dim = -0.5 * (kLog2Pi + logvar + diff * diff * torch::exp(-logvar));

@@ -2,6 +2,8 @@
 // The diagonal Gaussian q(z|x) = N(mu, diag exp(logvar)) that encoders return.
 #include <torch/torch.h>
 
+#include "common/distributed.h"
+
 namespace vae_ebm {
 
 struct DiagonalGaussian {
@@ -13,6 +15,10 @@ struct DiagonalGaussian {
   torch::Tensor mean() const { return mu; }
   // K reparameterised samples: [K, B, D] = mu + exp(logvar / 2) * eps.
   torch::Tensor rsample(int64_t k, at::Generator& generator) const;
+  // The same for this process's rows of a data-parallel batch (these B rows are `shard` of
+  // shard.global): the noise is drawn for the whole batch, [K, global, D], and this process's
+  // rows kept, so the samples are those a single process would draw for them.
+  torch::Tensor rsample(int64_t k, at::Generator& generator, const BatchShard& shard) const;
   // log q(z|x) for z [K, B, D] (or [B, D]) -> [K, B] (or [B]).
   torch::Tensor log_prob(const torch::Tensor& z) const;
   // Analytic entropy H[q] per row: [B].

@@ -24,6 +24,7 @@ esac
 packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread libopenblas-dev
+  libgloo-dev   # Gloo's headers: LibTorch's c10d process group for data-parallel training (common/distributed.h)
   libhdf5-dev libboost-program-options-dev libgtest-dev libstb-dev zlib1g-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the libFuzzer harnesses (scripts/fuzz.sh): clang only recommends its runtime

@@ -20,9 +20,9 @@ torch::Tensor refine_posterior_samples(VaeModel& model, const torch::Tensor& x, 
 }
 
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
-                     at::Generator& generator, const LangevinOptions* refine) {
+                     at::Generator& generator, const LangevinOptions* refine, const BatchShard* shard) {
   auto q = model.encoder->forward(x);
-  auto z = q.rsample(k, generator);  // [K, B, D]
+  auto z = shard ? q.rsample(k, generator, *shard) : q.rsample(k, generator);  // [K, B, D]
   ElboTerms terms;
   terms.reconstruction = model.log_likelihood(z, x).mean(0);
   terms.entropy = q.entropy();

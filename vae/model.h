@@ -51,7 +51,10 @@ struct ElboTerms {
 // term sees the encoder's samples moved by Langevin on -log p(x|z) + U(z) (MATH.md
 // section 3, posterior refinement), passed straight through: their values are the
 // refined samples, their gradient reaches the encoder as if they were its own samples.
+// With `shard` (data-parallel training, common/distributed.h), x is this process's rows of
+// the step's batch, and the posterior noise is drawn for the whole batch (DiagonalGaussian).
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
-                     at::Generator& generator, const LangevinOptions* refine = nullptr);
+                     at::Generator& generator, const LangevinOptions* refine = nullptr,
+                     const BatchShard* shard = nullptr);
 
 }  // namespace vae_ebm

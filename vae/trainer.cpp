@@ -131,8 +131,32 @@ void TrainOptions::validate() const {
     throw OptionError("rollback-lower", "unknown rate '" + rollback_lower_ + "' (valid: auto, lr, prior-lr, mcmc-step-size)");
 }
 
+void check_data_parallel(const TrainOptions& options, const PriorObjective& objective, int world_size) {
+  if (world_size <= 1) return;
+  const std::string yet = " is not data-parallel yet (" + std::to_string(world_size) + " processes)";
+  if (options.mode() != TrainMode::joint)
+    throw OptionError("mode", "'" + train_mode_name(options.mode()) + "'" + yet + ": only joint training is");
+  if (options.refine_steps() > 0) throw OptionError("refine-steps", "posterior refinement" + yet);
+  if (options.on_divergence() == DivergencePolicy::rollback)
+    throw OptionError("on-divergence", "rollback" + yet + ": use stop, then resume with a lower rate");
+  if (options.batch_size() < world_size)
+    throw OptionError("batch-size", "must be at least the number of processes (" + std::to_string(world_size) +
+                                        "): it is the global batch, split over them; got " +
+                                        std::to_string(options.batch_size()));
+  objective.check_data_parallel(world_size);
+}
+
+namespace {
+// A module's parameters and buffers: what must be the same on every data-parallel process.
+std::vector<torch::Tensor> state_tensors(const torch::nn::Module& module) {
+  auto out = module.parameters();
+  for (const auto& b : module.buffers()) out.push_back(b);
+  return out;
+}
+}  // namespace
+
 Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
-                 TrainOptions options, RunDir run_dir)
+                 TrainOptions options, RunDir run_dir, std::shared_ptr<Distributed> distributed)
     : model_(std::move(model)),
       objective_(std::move(objective)),
       options_(std::move(options)),
@@ -155,6 +179,16 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
     if (!prior_optimizer_) throw std::invalid_argument("post-hoc fitting needs a prior with parameters (mog or ebm)");
     for (auto& p : model_->vae_parameters()) p.set_requires_grad(false);
   }
+  dist_ = distributed ? std::move(distributed) : std::make_shared<Distributed>();
+  shard_ = BatchShard::of(options_.batch_size(), dist_->rank(), dist_->world_size());
+  writes_ = dist_->is_root();
+  if (dist_->parallel()) {
+    check_data_parallel(options_, *objective_, dist_->world_size());
+    objective_->set_data_parallel(dist_, shard_);
+    // Every process starts from rank 0's parameters (the same seed made the same ones; a
+    // checkpoint read by --init-from might not be the same file on every machine).
+    dist_->broadcast(state_tensors(*model_), 0, "the broadcast of rank 0's initial parameters");
+  }
 }
 
 void Trainer::set_learning_rates(int64_t epoch) {
@@ -168,7 +202,39 @@ void Trainer::set_learning_rates(int64_t epoch) {
   apply(prior_optimizer_.get(), options_.prior_lr());
 }
 
+std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x) {
+  model_->train();
+  auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
+  // This process's rows' part of the mean over the global batch: the parts sum to it, and so
+  // do their gradients.
+  const double global = static_cast<double>(shard_.global);
+  auto loss = -terms.total.sum() / global;
+  auto out = terms.diagnostics;
+  auto sums = torch::stack({loss.detach().to(torch::kDouble), terms.reconstruction.detach().sum().to(torch::kDouble) / global,
+                            terms.kl.detach().sum().to(torch::kDouble) / global});
+  dist_->all_reduce_sum({sums}, "the all-reduce of the step's loss");
+  out["reconstruction"] = sums[1].item<double>();
+  out["kl"] = sums[2].item<double>();
+  // The whole batch's loss, the same on every process: all of them stop on a divergence.
+  check_loss(sums[0].item<double>());
+  if (vae_optimizer_) vae_optimizer_->clear_grads();
+  if (prior_optimizer_) prior_optimizer_->clear_grads();
+  loss.backward();
+  std::vector<torch::Tensor> grads;
+  for (auto* optimizer : {vae_optimizer_.get(), prior_optimizer_.get()})
+    if (optimizer)
+      for (const auto& group : optimizer->param_groups())
+        for (const auto& p : group.params())
+          if (p.grad().defined()) grads.push_back(p.grad());
+  dist_->all_reduce_sum(grads, "the gradient all-reduce");
+  if (vae_optimizer_) vae_optimizer_->step();
+  if (prior_optimizer_) prior_optimizer_->step();
+  out["loss"] = sums[0].item<double>();
+  return out;
+}
+
 std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
+  if (dist_->parallel()) return data_parallel_step(x);
   model_->train();
   const auto mode = options_.mode();
   torch::Tensor loss;
@@ -236,6 +302,7 @@ std::string Trainer::likely_cause() const {
 }
 
 bool Trainer::run() {
+  dist_->check_identical(state_tensors(*model_), "parameters and buffers at the start");
   // A rollback needs a checkpoint to return to, also in the first epoch.
   if (options_.on_divergence() == DivergencePolicy::rollback && state_.step == 0 && run_dir_.checkpoints().empty())
     save_checkpoint(run_dir_.checkpoint_path(0));
@@ -259,7 +326,7 @@ void Trainer::handle(const Divergence& d) {
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
       .set("value_text", short_number(d.value)).set("likely_cause", "--" + cause);
-  auto checkpoints = run_dir_.checkpoints();
+  auto checkpoints = writes_ ? run_dir_.checkpoints() : std::vector<std::string>{};
   const bool can = roll_back && !checkpoints.empty() && was > 0;
   if (can) {
     const double now = was * options_.rollback_factor();
@@ -279,7 +346,7 @@ void Trainer::handle(const Divergence& d) {
     return;
   }
   event.set("action", "stop");
-  run_dir_.append_metrics(event);
+  if (writes_) run_dir_.append_metrics(event);
   std::string why;
   if (options_.on_divergence() == DivergencePolicy::rollback)
     why = rollbacks_ >= options_.max_rollbacks() ? " after " + std::to_string(rollbacks_) + " rollback(s)"
@@ -319,15 +386,28 @@ bool Trainer::run_steps() {
     set_learning_rates(state_.epoch);
     while (state_.batch_index < per_epoch && more_steps()) {
       auto step_start = clock::now();
-      auto x = batcher_.batch(state_.epoch, state_.batch_index).to(options_.device());
+      auto x = dist_->parallel() ? batcher_.rows(state_.epoch, state_.batch_index, shard_.begin, shard_.size)
+                                 : batcher_.batch(state_.epoch, state_.batch_index);
+      x = x.to(options_.device());
       last = step(x);
       ++state_.batch_index;
       ++state_.step;
-      images_since += x.size(0);
+      images_since += shard_.global;
       auto now = clock::now();
-      state_.train_seconds += std::chrono::duration<double>(now - step_start).count();
+      bool stop = false;
+      if (dist_->parallel()) {
+        // The processes agree on the time spent (their mean) and on stopping (any one was
+        // asked to), so that a time budget or a signal ends them all at the same step.
+        auto agreed = torch::tensor({std::chrono::duration<double>(now - step_start).count(),
+                                     stop_flag_ && stop_flag_->load() ? 1.0 : 0.0}, torch::kDouble);
+        dist_->all_reduce_sum({agreed}, "the all-reduce of the step's time and stop flag");
+        state_.train_seconds += agreed[0].item<double>() / dist_->world_size();
+        stop = agreed[1].item<double>() > 0;
+      } else {
+        state_.train_seconds += std::chrono::duration<double>(now - step_start).count();
+      }
       double since_print = std::chrono::duration<double>(now - last_print).count();
-      if ((tty && since_print > 0.25) || (!tty && since_print > options_.log_every_seconds())) {
+      if (writes_ && ((tty && since_print > 0.25) || (!tty && since_print > options_.log_every_seconds()))) {
         double window = std::chrono::duration<double>(now - window_start).count();
         rate = images_since / std::max(window, 1e-9);
         double steps_per_s = (state_.step - started_step) / std::chrono::duration<double>(now - started).count();
@@ -353,21 +433,22 @@ bool Trainer::run_steps() {
         for (const auto& [k, v] : last) record.set(k, v);
         run_dir_.append_metrics(record);
       }
-      if (stop_flag_ && stop_flag_->load()) {
-        if (tty) std::fprintf(stderr, "\n");
+      if (dist_->parallel() ? stop : stop_flag_ && stop_flag_->load()) {
+        if (tty && writes_) std::fprintf(stderr, "\n");
         save_checkpoint(run_dir_.checkpoint_path(state_.step));
-        std::fprintf(stderr, "stopped at step %lld; checkpoint saved in %s\n", (long long)state_.step,
-                     run_dir_.path().c_str());
+        if (writes_)
+          std::fprintf(stderr, "stopped at step %lld; checkpoint saved in %s\n", (long long)state_.step,
+                       run_dir_.path().c_str());
         return false;
       }
     }
     if (state_.batch_index >= per_epoch) end_epoch();
   }
-  if (tty) std::fprintf(stderr, "\n");
+  if (tty && writes_) std::fprintf(stderr, "\n");
   // A time budget or --max-steps that ended the run mid-epoch: validate the model as it stands.
   if (state_.batch_index > 0 && state_.step > started_step) validate();
   save_checkpoint(run_dir_.checkpoint_path(state_.step));
-  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+  if (writes_) run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
   return true;
 }
 
@@ -377,10 +458,62 @@ void Trainer::end_epoch() {
   const bool last = state_.epoch == options_.epochs();
   if (state_.epoch % options_.eval_every() == 0 || last) validate();
   save_checkpoint(run_dir_.checkpoint_path(state_.step));
-  run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+  if (writes_) run_dir_.prune_checkpoints(static_cast<int>(options_.keep_checkpoints()));
+}
+
+void Trainer::validate_data_parallel() {
+  // The processes must hold the same parameters: a bit that differs is a bug, found here.
+  dist_->check_identical(state_tensors(*model_), "parameters and buffers at step " + std::to_string(state_.step));
+  if (!validator_) return;  // the same on every process (train.cpp sets one everywhere)
+  // Only rank 0 validates; the others wait for its outcome (within the collectives' timeout):
+  // "ok VALUE", or a divergence or an error, which every process then raises alike.
+  Json record = Json::object();
+  std::string outcome;
+  std::exception_ptr failure;
+  if (writes_) {
+    record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)
+        .set("train_seconds", state_.train_seconds);
+    char text[64];
+    try {
+      std::snprintf(text, sizeof text, "ok %.17g", validator_(*model_, record));
+      outcome = text;
+    } catch (const Divergence& d) {
+      std::snprintf(text, sizeof text, "diverged %.17g ", d.value);
+      outcome = text + d.quantity;
+    } catch (const std::exception& e) {
+      failure = std::current_exception();
+      outcome = std::string("error ") + e.what();
+    }
+  }
+  outcome = dist_->broadcast_bytes(outcome, 0, "the broadcast of rank 0's validation");
+  const auto space = outcome.find(' ');
+  const std::string kind = outcome.substr(0, space);
+  if (kind == "error") {
+    if (failure) std::rethrow_exception(failure);
+    throw DistributedError("rank 0 failed while validating: " + outcome.substr(space + 1));
+  }
+  const auto rest = outcome.substr(space + 1);
+  const double value = std::strtod(rest.c_str(), nullptr);
+  if (kind == "diverged") throw Divergence(state_.step, rest.substr(rest.find(' ') + 1), value);
+  if (!std::isfinite(value) || std::abs(value) > kMaxAbsLoss ||
+      (std::isfinite(state_.best_validation) && exploded(-value, -state_.best_validation)))
+    throw Divergence(state_.step, "validation bound", value);
+  const bool best = value > state_.best_validation;
+  if (writes_) {
+    record.set("validation_bound", value);
+    record.set("best", best);
+    run_dir_.append_metrics(record);
+    std::fprintf(stderr, "%sepoch %lld: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
+                 (long long)state_.epoch, value, best ? " (best)" : "");
+  }
+  if (best) {
+    state_.best_validation = value;
+    save_checkpoint(run_dir_.best_checkpoint_path());
+  }
 }
 
 void Trainer::validate() {
+  if (dist_->parallel()) return validate_data_parallel();
   if (validator_) {
     Json record = Json::object();
     record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)
@@ -406,6 +539,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   // A checkpoint is what a rollback returns to: never one with NaN or infinite parameters.
   if (const auto bad = first_non_finite(*model_); !bad.empty())
     throw Divergence(state_.step, "parameters (" + bad + ")", std::nan(""));
+  if (!writes_) return;  // only rank 0 writes (the parameters are the same on every process)
   torch::serialize::OutputArchive archive;
   archive.write("format", scalar(kCheckpointFormat));
   torch::serialize::OutputArchive model_archive;
@@ -433,12 +567,13 @@ void Trainer::save_checkpoint(const std::string& path) const {
   atomic_write(path, sealed_archive_bytes(archive));
 }
 
-void Trainer::load_checkpoint(const std::string& path) {
-  auto bytes = read_file(path);
+void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
+
+void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string& path) {
   try {
     ArchiveReader reader(bytes, options_.device(), "checkpoint " + path);
     reader.check_format(kCheckpointFormat, "checkpoint " + path);
-    warn_if_unsealed(reader, path);
+    if (writes_) warn_if_unsealed(reader, path);
     auto& archive = reader.archive();
     auto read = [&reader](const char* key) { return reader.tensor(key); };
     torch::serialize::InputArchive model_archive;
@@ -473,22 +608,31 @@ void Trainer::load_checkpoint(const std::string& path) {
 }
 
 bool Trainer::resume_latest() {
-  auto all = run_dir_.checkpoints();
-  while (!all.empty()) {
-    try {
-      load_checkpoint(all.back());
-      return true;
-    } catch (const DataError& e) {
-      // Set aside, not deleted: the user may want to look at it; it no longer counts as a checkpoint.
-      const std::string aside = all.back() + ".corrupt";
-      std::error_code ec;
-      std::filesystem::rename(all.back(), aside, ec);
-      std::fprintf(stderr, "skipping a damaged checkpoint (renamed to %s): %s\n", aside.c_str(), e.what());
-      skipped_.push_back(all.back() + ": " + first_line(e.what()));
-      all.pop_back();
+  // In data-parallel training rank 0 finds the checkpoint and sends its bytes to the others.
+  std::string bytes;
+  if (writes_) {
+    auto all = run_dir_.checkpoints();
+    while (!all.empty()) {
+      try {
+        bytes = read_file(all.back());
+        load_checkpoint_bytes(bytes, all.back());
+        break;
+      } catch (const DataError& e) {
+        bytes.clear();
+        // Set aside, not deleted: the user may want to look at it; it no longer counts as a checkpoint.
+        const std::string aside = all.back() + ".corrupt";
+        std::error_code ec;
+        std::filesystem::rename(all.back(), aside, ec);
+        std::fprintf(stderr, "skipping a damaged checkpoint (renamed to %s): %s\n", aside.c_str(), e.what());
+        skipped_.push_back(all.back() + ": " + first_line(e.what()));
+        all.pop_back();
+      }
     }
   }
-  return false;
+  if (!dist_->parallel()) return !bytes.empty();
+  bytes = dist_->broadcast_bytes(bytes, 0, "the broadcast of the checkpoint to resume from");
+  if (!bytes.empty() && !writes_) load_checkpoint_bytes(bytes, "rank 0's checkpoint");
+  return !bytes.empty();
 }
 
 std::string first_non_finite(const torch::nn::Module& module) {

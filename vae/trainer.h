@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/distributed.h"
 #include "data/batcher.h"
 #include "data/run_dir.h"
 #include "prior/objective.h"
@@ -108,14 +109,27 @@ struct TrainState {
   double train_seconds = 0;  // wall time spent in training steps (validation excluded)
 };
 
+// Data-parallel training (common/distributed.h, docs/MATH.md section 10) of these options and
+// this objective over `world_size` processes: throws OptionError naming the option that is not
+// data-parallel yet (a mode other than joint, posterior refinement, rollback, the objective's
+// own) or a batch smaller than the number of processes. Nothing for one process.
+void check_data_parallel(const TrainOptions& options, const PriorObjective& objective, int world_size);
+
 // The validation callback returns the mean validation bound (higher is better) and
 // may add fields to the record it is given.
 using Validator = std::function<double(VaeModel&, class Json&)>;
 
 class Trainer {
  public:
+  // With `distributed` of more than one process (data-parallel training), this is one of them:
+  // options.batch_size() is the global batch, of which this process takes its rows
+  // (BatchShard); gradients are summed over the processes before each optimiser step, and
+  // the loss, the stop flag and the time spent are agreed, so every process takes the same
+  // steps and holds the same parameters (checked at each validation). Rank 0's parameters
+  // start all processes; only rank 0 validates (the validator is called there alone) and
+  // writes to the run directory, which the other ranks never touch (RunDir::named).
   Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective> objective, torch::Tensor train_data,
-          TrainOptions options, RunDir run_dir);
+          TrainOptions options, RunDir run_dir, std::shared_ptr<Distributed> distributed = nullptr);
 
   void set_validator(Validator validator) { validator_ = std::move(validator); }
   // When set and true, the loop saves a checkpoint after the current step and returns.
@@ -131,7 +145,9 @@ class Trainer {
   // Throws TrainingDiverged when training diverged and the policy (or the rollbacks left) says stop.
   bool run();
 
-  // One optimisation step on x [B, P]; returns the loss and the mean terms.
+  // One optimisation step on x [B, P]; returns the loss and the mean terms. In data-parallel
+  // training x is this process's rows of the batch, and the loss and terms are the whole
+  // batch's.
   std::map<std::string, double> step(const torch::Tensor& x);
 
   void save_checkpoint(const std::string& path) const;
@@ -139,7 +155,8 @@ class Trainer {
   void load_checkpoint(const std::string& path);
   // Loads the newest intact step checkpoint of the run directory; false if there is none. A
   // checkpoint that fails to load (damaged, corrupt) is renamed to NAME.corrupt, named on stderr
-  // and in skipped_checkpoints(), and the one before it is tried.
+  // and in skipped_checkpoints(), and the one before it is tried. In data-parallel training rank
+  // 0 does so and sends the checkpoint's bytes to the others.
   bool resume_latest();
   const std::vector<std::string>& skipped_checkpoints() const { return skipped_; }
 
@@ -150,8 +167,12 @@ class Trainer {
   const TrainState& state() const { return state_; }
   VaeModel& model() { return *model_; }
   PriorObjective& objective() { return *objective_; }
+  const Distributed& distributed() const { return *dist_; }
 
  private:
+  std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
+  void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
+  void validate_data_parallel();  // validate() in data-parallel training
   void set_learning_rates(int64_t epoch);
   bool run_steps();
   // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
@@ -176,6 +197,9 @@ class Trainer {
   std::deque<double> recent_losses_;
   int64_t rollbacks_ = 0;
   std::vector<std::string> skipped_;
+  std::shared_ptr<Distributed> dist_;  // never null: one process unless data-parallel
+  BatchShard shard_;                   // this process's rows of each batch
+  bool writes_ = true;                 // rank 0 writes the run directory, the others nothing
 };
 
 // Loads a module's parameters and buffers from an archive. Module::load re-targets each tensor
