@@ -47,7 +47,7 @@ torch::Tensor images_to_evaluate(const EvaluateConfig& c, const LoadedRun& run) 
 }
 
 // The bounds in bits per dimension, -nats / (P ln 2), where they bound the log of a probability
-// (docs/MATH.md section 10): for the discretised logistic on 8-bit data and the Bernoulli on
+// (docs/MATH.md section 9): for the discretised logistic on 8-bit data and the Bernoulli on
 // binary data; none for a density (the Gaussian) or the Bernoulli on grey values.
 std::vector<Estimate> bits_per_dim_estimates(const LoadedRun& run, const BoundReport& bounds) {
   const bool mass = run.model->likelihood->probability_mass() &&

@@ -17,7 +17,7 @@ namespace vae_ebm::cli {
 
 namespace {
 
-// How the decoder's M P outputs (parameter j of value p at j P + p) make p(x|z) (docs/MATH.md 10).
+// How the decoder's M P outputs (parameter j of value p at j P + p) make p(x|z) (docs/MATH.md section 9).
 std::string likelihood_layout(const LikelihoodOptions& o) {
   if (o.kind() == "gaussian")
     return std::string("M = 1: the mean mu of y = ") + (o.range() == "-1,1" ? "2x - 1" : "x") + "; sigma " +

@@ -1,6 +1,6 @@
 #pragma once
 // The decoder's likelihood p(x|z): Bernoulli, Gaussian or discretised logistic (docs/MATH.md,
-// section 10). The decoder maps z to M parameters per data value (vae/networks.h); the
+// section 9). The decoder maps z to M parameters per data value (vae/networks.h); the
 // likelihood turns them into log p(x|z), the mean image and a draw.
 #include <torch/torch.h>
 
