@@ -495,6 +495,10 @@ void Trainer::validate_data_parallel() {
   const auto rest = outcome.substr(space + 1);
   const double value = std::strtod(rest.c_str(), nullptr);
   if (kind == "diverged") throw Divergence(state_.step, rest.substr(rest.find(' ') + 1), value);
+  accept_validation(value, record);
+}
+
+void Trainer::accept_validation(double value, Json& record) {
   if (!std::isfinite(value) || std::abs(value) > kMaxAbsLoss ||
       (std::isfinite(state_.best_validation) && exploded(-value, -state_.best_validation)))
     throw Divergence(state_.step, "validation bound", value);
@@ -518,20 +522,7 @@ void Trainer::validate() {
     Json record = Json::object();
     record.set("event", "validation").set("step", state_.step).set("epoch", state_.epoch)
         .set("train_seconds", state_.train_seconds);
-    double value = validator_(*model_, record);
-    if (!std::isfinite(value) || std::abs(value) > kMaxAbsLoss ||
-        (std::isfinite(state_.best_validation) && exploded(-value, -state_.best_validation)))
-      throw Divergence(state_.step, "validation bound", value);
-    record.set("validation_bound", value);
-    const bool best = value > state_.best_validation;
-    record.set("best", best);
-    run_dir_.append_metrics(record);
-    std::fprintf(stderr, "%sepoch %lld: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
-                 (long long)state_.epoch, value, best ? " (best)" : "");
-    if (best) {
-      state_.best_validation = value;
-      save_checkpoint(run_dir_.best_checkpoint_path());
-    }
+    accept_validation(validator_(*model_, record), record);
   }
 }
 

@@ -173,6 +173,8 @@ class Trainer {
   std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
   void validate_data_parallel();  // validate() in data-parallel training
+  // A validation bound: a divergence, or recorded (rank 0), printed and kept as best if it is.
+  void accept_validation(double value, Json& record);
   void set_learning_rates(int64_t epoch);
   bool run_steps();
   // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
