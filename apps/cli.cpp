@@ -426,9 +426,14 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
       ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
        "ebm: log Z by auto (is when its ESS is at least 10% of the samples, else flow), is (importance "
-       "sampling from the base), flow (from a flow fitted to the energy) or ais (annealed importance sampling)")
+       "sampling from the base), flow (from a flow fitted to the energy), flow-ais (annealed importance sampling "
+       "from that flow) or ais (annealed importance sampling from the base)")
       ("flow-steps", po::value(&c.flow_steps)->default_value(c.flow_steps),
-       "flow: reverse-KL steps fitting the proposal flow to the energy")
+       "flow, flow-ais: reverse-KL steps fitting the proposal flow to the energy")
+      ("flow-refine-steps", po::value(&c.flow_refine_steps)->default_value(c.flow_refine_steps),
+       "flow, flow-ais: then steps of a mass-covering refinement (importance-weighted forward KL)")
+      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow, flow-ais: the flow's coupling layers")
+      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow, flow-ais: width of its conditioners")
       ("flow-base-fraction", real(&c.flow_base_fraction, c.flow_base_fraction),
        "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
       ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
@@ -461,6 +466,10 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (!(c.flow_base_fraction >= 0 && c.flow_base_fraction < 1))
     throw UsageError("--flow-base-fraction must be in [0, 1), got " + shortest(c.flow_base_fraction));
   if (c.flow_steps < 0) throw UsageError("--flow-steps must be >= 0, got " + std::to_string(c.flow_steps));
+  if (c.flow_refine_steps < 0)
+    throw UsageError("--flow-refine-steps must be >= 0, got " + std::to_string(c.flow_refine_steps));
+  if (c.flow_layers < 1) throw UsageError("--flow-layers must be >= 1, got " + std::to_string(c.flow_layers));
+  if (c.flow_hidden < 1) throw UsageError("--flow-hidden must be >= 1, got " + std::to_string(c.flow_hidden));
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
   return true;

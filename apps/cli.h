@@ -113,8 +113,11 @@ struct EvaluateConfig {
   int64_t log_z_samples = 100000;
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
-  std::string log_z_method = "auto";  // energy prior: auto | is | flow | ais (the log-Z registry)
+  std::string log_z_method = "auto";  // energy prior: auto | is | flow | flow-ais | ais (the log-Z registry)
   int64_t flow_steps = FlowFitOptions().steps();
+  int64_t flow_refine_steps = FlowFitOptions().refine_steps();
+  int64_t flow_layers = FlowOptions().layers();
+  int64_t flow_hidden = FlowOptions().hidden();
   double flow_base_fraction = 0.1;
   int64_t ais_temperatures = AisOptions().temperatures();
   int64_t ais_chains = AisOptions().chains();

@@ -94,7 +94,8 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
   LogZSettings settings;
   settings.samples = c.log_z_samples;
   settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
-  settings.flow.steps(c.flow_steps);
+  settings.flow.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
+  settings.flow.flow().layers(c.flow_layers).hidden(c.flow_hidden);
   settings.flow_base_fraction = c.flow_base_fraction;
   const auto method = log_z_method(c.log_z_method, settings);
   return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "apps/flags.h"
 #include "common/registry.h"
 #include "data/error.h"
 #include "data/files.h"
@@ -179,6 +180,27 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
 namespace {
 constexpr double kAutoEssFraction = 0.1;
 using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
+
+// A flow fitted to the energy for its log Z: reverse KL from the identity (drawn from the seeded
+// generator), then the mass-covering refinement (estimators/flow_log_z.h).
+Flow fit_log_z_flow(EnergyPrior& prior, const LogZSettings& settings, at::Generator& gen) {
+  Flow flow(prior.latent_dim(), settings.flow.flow());
+  flow->reset_parameters(gen);
+  flow->to(prior.b.device());
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  fit_flow_reverse_kl(flow, energy, settings.flow, gen);
+  if (settings.flow.refine_steps() > 0) refine_flow_forward_kl(flow, energy, settings.flow, settings.flow_base_fraction, gen);
+  for (auto& p : flow->parameters()) p.set_requires_grad(false);
+  return flow;
+}
+
+std::string describe_flow_fit(const LogZSettings& s) {
+  std::ostringstream how;
+  how << "a flow (" << s.flow.flow().layers() << " affine coupling layers of width " << s.flow.flow().hidden()
+      << ") fitted to the energy by reverse KL (" << s.flow.steps() << " steps)";
+  if (s.flow.refine_steps() > 0) how << " and refined towards the forward KL (" << s.flow.refine_steps() << " steps)";
+  return how.str();
+}
 const Registry<LogZFactory>& log_z_registry() {
   static const auto registry =
       Registry<LogZFactory>("log-Z method")
@@ -213,20 +235,27 @@ const Registry<LogZFactory>& log_z_registry() {
                [](const LogZSettings& s) {
                  s.flow.validate();
                  const LogZSettings settings = s;
-                 std::ostringstream how;
-                 how << "importance sampling from a flow (" << s.flow.flow().layers()
-                     << " affine coupling layers) fitted to the energy by reverse KL (" << s.flow.steps()
-                     << " steps), with " << s.flow_base_fraction << " of the samples from the base N(0, I)";
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     Flow flow(prior.latent_dim(), settings.flow.flow());
-                                     flow->reset_parameters(gen);  // from the seeded generator
-                                     flow->to(prior.b.device());
                                      EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
-                                     fit_flow_reverse_kl(flow, energy, settings.flow, gen);
+                                     auto flow = fit_log_z_flow(prior, settings, gen);
                                      return log_z_flow_importance(flow, energy, settings.samples,
                                                                   settings.flow_base_fraction, gen);
                                    },
-                                   how.str()};
+                                   "importance sampling from " + describe_flow_fit(s) + ", with " +
+                                       shortest(s.flow_base_fraction) + " of the samples from the base N(0, I)"};
+               })
+          .add("flow-ais",
+               [](const LogZSettings& s) {
+                 s.flow.validate();
+                 s.ais.validate();
+                 const LogZSettings settings = s;
+                 return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
+                                     EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+                                     auto flow = fit_log_z_flow(prior, settings, gen);
+                                     return ais_log_z(energy, flow_ais_start(flow), settings.ais, gen).log_z;
+                                   },
+                                   "annealed importance sampling (forward, MALA transitions) from " +
+                                       describe_flow_fit(s)};
                })
           .add("ais", [](const LogZSettings& s) {
             s.ais.validate();

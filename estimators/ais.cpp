@@ -46,7 +46,7 @@ torch::Tensor ais_schedule(const AisOptions& options) {
 
 namespace {
 
-std::string describe(const char* direction, const AisOptions& o, int64_t chains) {
+std::string describe(const std::string& direction, const AisOptions& o, int64_t chains) {
   std::ostringstream out;
   out << "AIS(" << direction << ", T=" << o.temperatures() << " " << o.schedule() << ", chains=" << chains
       << ", MALA " << o.steps() << "x s=" << o.step_size() << ")";
@@ -139,6 +139,24 @@ AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator
   EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
   return forward_ais(energy, prior_transition(prior, generator), prior.latent_dim(), options, generator,
                      prior.b.options());
+}
+
+AisResult ais_log_z(const EnergyFn& energy, const AisStart& start, const AisOptions& options, at::Generator& generator) {
+  options.validate();
+  // The path's energy relative to its start, and the potential of its MALA transitions.
+  EnergyFn relative = [&energy, &start](const torch::Tensor& z) { return energy(z) - start.relative_energy(z); };
+  Transition transition = [&](const torch::Tensor& z, double beta, const LangevinOptions& mala) {
+    auto potential = [&](const torch::Tensor& x) {
+      auto g = start.relative_energy(x);
+      return 0.5 * (x * x).sum(-1) + g + beta * (energy(x) - g);
+    };
+    return langevin(potential, z, mala, generator);
+  };
+  auto z0 = start.sample(options.chains(), generator);
+  auto out = run_path(relative, transition, z0, ais_schedule(options), options, /*transition_last=*/true);
+  out.log_z = log_z_from_log_weights(out.log_weights, describe("forward from " + start.name, options,
+                                                               options.chains()));
+  return out;
 }
 
 AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,

@@ -55,6 +55,21 @@ AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& optio
                     torch::TensorOptions tensor_options = {});
 AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator);
 
+// A start for forward AIS other than the base: a distribution q with exact samples and
+// g(z) = log p0(z) - log q(z) (so that q = p0 exp(-g)), differentiable in z. A flow fitted to
+// the target makes a start from which few temperatures reach it (estimators/flow_log_z.h).
+struct AisStart {
+  std::function<torch::Tensor(int64_t n, at::Generator& generator)> sample;  // [n, D], detached
+  EnergyFn relative_energy;                                                  // g: [S, D] -> [S]
+  std::string name;                                                          // "flow", in the estimator's name
+};
+
+// Forward AIS from q along pi_beta(z) ~ p0(z) exp(-((1 - beta) g(z) + beta f(z))): for
+// t = 1..T, log w += -(beta_t - beta_{t-1}) (f - g)(z_{t-1}), then MALA on
+// U_t = |z|^2 / 2 + g + beta_t (f - g). Z_0 = 1 (q is normalised), so E[w] = Z as from the
+// base; with g = 0 it is the path above. Transitions differentiate f and g by autograd.
+AisResult ais_log_z(const EnergyFn& energy, const AisStart& start, const AisOptions& options, at::Generator& generator);
+
 // Reverse AIS from exact samples of the target p = p0 exp(-f) / Z, target_samples [N, D]: one
 // chain per row (options.chains() is not used). The schedule runs backwards: for
 // t = T..1, log w_rev += (beta_t - beta_{t-1}) f(z), then MALA on U_{t-1} (skipped for t = 1,
