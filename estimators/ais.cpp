@@ -141,6 +141,8 @@ AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator
                      prior.b.options());
 }
 
+std::string ais_estimator_name(const AisOptions& options) { return describe("forward", options, options.chains()); }
+
 AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,
                             at::Generator& generator) {
   return reverse_ais(energy, autograd_transition(energy, generator), target_samples, options);

@@ -54,6 +54,9 @@ struct AisResult {
 AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& options, at::Generator& generator,
                     torch::TensorOptions tensor_options = {});
 AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator);
+// The name of forward AIS's estimate with these options ("AIS(forward, T=..., chains=C, ...)"):
+// with log_z_from_log_weights, the estimate from the log weights of chains run in parts.
+std::string ais_estimator_name(const AisOptions& options);
 
 // Reverse AIS from exact samples of the target p = p0 exp(-f) / Z, target_samples [N, D]: one
 // chain per row (options.chains() is not used). The schedule runs backwards: for

@@ -33,4 +33,12 @@ double fit_flow_reverse_kl(Flow& flow, const EnergyFn& energy, const FlowFitOpti
 Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
                                at::Generator& generator, int64_t chunk = 8192);
 
+// The log weights of samples [first, first + n) of that estimate's S (the first round(a S) of
+// the S from the base), drawn from `generator`: [n] float64 on the CPU. The estimate is
+// log_z_from_log_weights of all S, named flow_importance_name(S, a): drawn in parts (by several
+// processes), it is the same estimate.
+torch::Tensor flow_importance_log_weights(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
+                                         int64_t first, int64_t n, at::Generator& generator);
+std::string flow_importance_name(int64_t samples, double base_fraction);
+
 }  // namespace vae_ebm
