@@ -237,8 +237,11 @@ int run_local_world(int nproc, const std::string& command) {
       others += (others.empty() ? "; then " : ", ") + ("rank " + std::to_string(r) + " " + status_text(statuses[r]));
   const std::string late =
       killed ? "; the ranks still running " + std::to_string(kGrace.count()) + " s later were killed" : "";
-  std::fprintf(stderr, "vae-ebm %s: error: --nproc %d: rank %d of %d %s%s%s (see the ranks' output above)\n",
-               command.c_str(), nproc, first_failed, nproc, status_text(statuses[first_failed]).c_str(),
+  // Stopped on purpose (a signal passed on), or failed.
+  const char* passed_on = g_signalled ? sigabbrev_np(g_signalled) : nullptr;
+  const std::string why = passed_on ? "SIG" + std::string(passed_on) + " passed on to the ranks" : "error";
+  std::fprintf(stderr, "vae-ebm %s: %s: --nproc %d: rank %d of %d %s%s%s (see the ranks' output above)\n",
+               command.c_str(), why.c_str(), nproc, first_failed, nproc, status_text(statuses[first_failed]).c_str(),
                others.c_str(), late.c_str());
   return exit_code(statuses[first_failed]);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -421,6 +422,22 @@ TEST(DistributedTest, WorkInBlocksIsSharedOutAndGatheredAsOneProcessDrawsIt) {
   EXPECT_EQ(blocks[0], (std::vector<int64_t>{0}));
   EXPECT_EQ(blocks[1], (std::vector<int64_t>{100, 200}));
   for (const auto& g : got) EXPECT_TRUE(g.defined() && torch::equal(g, expected));
+}
+
+// SIGTERM to the parent of --nproc reaches every rank once: they stop after the same step with a
+// checkpoint (a second signal would end a rank at once, without one), and the parent says so.
+TEST_F(DataParallelTrainTest, NprocPassesSigtermOnToTheRanksOnce) {
+  const auto log = tmp.file("term.log"), run = tmp.file("term-run");
+  const auto rc = shell_output(kBinary + train_flags("gaussian", run, "--epochs 100000 --eval-every 100000") +
+                               " --nproc 2 > " + log + " 2>&1 & parent=$!; for i in $(seq 300); do grep -q "
+                               "\"^training\" " + log + " && break; sleep 0.1; done; sleep 1; kill -TERM $parent; "
+                               "wait $parent; echo -n $?");
+  const auto said = read_file(log);
+  EXPECT_EQ(rc, std::to_string(128 + SIGTERM)) << said;
+  EXPECT_NE(said.find("vae-ebm train: SIGTERM passed on to the ranks: --nproc 2: rank "), std::string::npos) << said;
+  EXPECT_NE(said.find("stopped by SIGTERM; continue with: vae-ebm train --resume"), std::string::npos) << said;
+  EXPECT_NE(read_file(run + "/metrics.jsonl").find("\"event\":\"interrupted\""), std::string::npos);
+  EXPECT_FALSE(RunDir::open(run).checkpoints().empty());
 }
 
 }  // namespace vae_ebm::test
