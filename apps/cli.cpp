@@ -208,6 +208,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
          "(rank 0's validation among them), may take before the run stops with an error");
   }
   add_common(d, c.common);
+  add_nproc(d, c.common);
   return d;
 }
 
@@ -278,7 +279,7 @@ namespace {
 const std::vector<std::string> kResumable = {
     "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
     "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
-    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout"};
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout", "nproc"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {
@@ -342,7 +343,8 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
   if (!c.resume.empty()) c.run_dir = c.resume;
   if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
-  auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior"});
+  // --nproc is how the run was started, not what it is: config.ini leaves it out.
+  auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior", "nproc"});
   set_resolved(resolved, "run-dir", c.run_dir);
   set_resolved(resolved, "mode", c.mode);
   c.config_text = render(resolved, "train");
@@ -379,7 +381,7 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
   c.train.mode(TrainMode::post_hoc);
   c.train.on_divergence(as_usage([&] { return divergence_policy_from(c.on_divergence); }));
   if (c.run_dir.empty()) c.run_dir = parent + "-posthoc-" + c.prior;
-  auto resolved = resolve(desc, vm, {"help", "parent-run"});
+  auto resolved = resolve(desc, vm, {"help", "parent-run", "nproc"});
   set_resolved(resolved, "run-dir", c.run_dir);
   set_resolved(resolved, "mode", "post-hoc");
   set_resolved(resolved, "init-from", c.init_from);
@@ -454,7 +456,11 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "directory for evaluation.json and evaluation-SPLIT.h5 (default: the run directory); checked for writing "
        "before anything is computed")
       ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
-       "then (re)write report.html beside the records: the run's page, as vae-ebm report writes it");
+       "then (re)write report.html beside the records: the run's page, as vae-ebm report writes it")
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel evaluation (torchrun or --nproc): seconds that meeting the other processes, or any one "
+       "exchange with them, may take before evaluate stops with an error");
+  add_nproc(d, c.common);
   if (!parse_run_command(args, d, c.common, "evaluate",
                          "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
     return false;
@@ -503,8 +509,15 @@ bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConf
        "labelled image data set (the MNIST network for 1x28x28, a shape-generic one for other C x H x W)")
       ("out", po::value(&c.out)->default_value(c.out), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "training epochs")
-      ("seed", po::value(&c.seed)->default_value(c.seed), "seed (training is deterministic for a seed and thread count)");
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+       "images per step (data-parallel: the global batch, shared out over the processes)")
+      ("limit", po::value(&c.limit)->default_value(c.limit), "train on the first N training images only (0: all)")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed (training is deterministic for a seed and thread count)")
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel training (torchrun or --nproc): seconds that meeting the other processes, or any one exchange "
+       "with them, may take before it stops with an error");
   add_common(d, c.common);
+  add_nproc(d, c.common);
   po::positional_options_description none;
   po::variables_map vm;
   if (!parse(args, d, none, vm,
@@ -513,6 +526,8 @@ bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConf
     return false;
   notify_all(vm);
   if (c.epochs < 1) throw UsageError("--epochs must be >= 1, got " + std::to_string(c.epochs));
+  if (c.batch_size < 1) throw UsageError("--batch-size must be >= 1, got " + std::to_string(c.batch_size));
+  if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   return true;
 }
 

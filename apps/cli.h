@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "data/error.h"
 #include "estimators/ais.h"
+#include "estimators/classifier.h"
 #include "estimators/flow_log_z.h"
 #include "prior/energy.h"
 #include "prior/langevin.h"
@@ -51,6 +52,9 @@ struct CommonConfig {
   std::string device = "cpu";
   int threads = 1;  // set from default_threads() by the parsers
   std::string blas_kernel = "auto";  // auto | keep | an OpenBLAS core name (common/blas_kernel.h)
+  // --nproc (train, fit-prior, evaluate, train-classifier): processes to start on this machine,
+  // as torchrun would (run_local_world); 1: this one process.
+  int nproc = 1;
 };
 
 // "512,512" for {512, 512}: widths as the flags write them.
@@ -128,6 +132,7 @@ struct EvaluateConfig {
   double langevin_noise = 1.0;      // energy prior: eta of the Langevin sampling for the scores
   uint64_t seed = 1;
   bool report = false;              // then (re)write report.html beside the records (apps/report.h)
+  double dist_timeout = 1800;       // as train's: seconds the processes of a data-parallel run wait for each other
 };
 
 struct ClassifierConfig {
@@ -135,7 +140,10 @@ struct ClassifierConfig {
   std::string dataset = "binary-mnist";
   std::string out;  // default DATA_DIR/classifiers/DATASET.pt
   int64_t epochs = 10;
+  int64_t batch_size = ClassifierTrainOptions().batch_size();  // global: shared out over the processes
+  int64_t limit = 0;  // train on the first N training images only (0: all)
   uint64_t seed = 0;
+  double dist_timeout = 1800;  // as train's
 };
 
 struct SampleConfig {
@@ -180,6 +188,18 @@ std::string default_classifier_path(const std::string& data_dir, const std::stri
 
 // The whole program: `vae-ebm SUBCOMMAND [flags]`.
 int main_entry(int argc, char** argv);
+
+// --nproc N (apps/local_world.cpp): starts N processes of this program on this machine (ranks
+// 0..N-1 meeting at 127.0.0.1 and a free port, the environment torchrun would give them), each
+// with this command line less --nproc, and waits for them: 0 when all succeed; otherwise it
+// names the rank that failed first and returns its exit status. UsageError under torchrun
+// (WORLD_SIZE set). `command` names the command in its messages.
+int run_local_world(int nproc, const std::string& command);
+// main_entry keeps the command line for run_local_world.
+void keep_command_line(int argc, char** argv);
+// --nproc's value; UsageError naming the flag when it is not an integer in [1, kMaxNproc].
+constexpr int kMaxNproc = 4096;
+int parse_nproc(const std::string& text);
 
 // Gives `threads` to OpenBLAS and keeps LibTorch's OpenMP pool at one (threads.cpp
 // says what was measured). default_threads() is the number of hardware threads.

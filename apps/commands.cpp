@@ -61,6 +61,7 @@ int print_version(const std::vector<std::string>& args) {
 }  // namespace
 
 int main_entry(int argc, char** argv) {
+  keep_command_line(argc, argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::printf("%s", usage_text().c_str());

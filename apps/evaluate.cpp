@@ -15,6 +15,7 @@
 #include "apps/report.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
+#include "common/distributed.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/hdf5_io.h"
@@ -87,7 +88,8 @@ Json describe(const EvaluateConfig& c, const LoadedRun& run, const torch::Tensor
 }
 
 // An energy prior's log Z, by the method asked for, held fixed in the bounds (set_normaliser).
-Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, EnergyPrior& ebm, Json& report) {
+Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, EnergyPrior& ebm,
+                             const std::shared_ptr<Distributed>& dist, Json& report) {
   const bool learned = c.normaliser == "learned" ||
                        (c.normaliser == "auto" &&
                         make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
@@ -97,8 +99,51 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
   settings.flow.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
   settings.flow.flow().layers(c.flow_layers).hidden(c.flow_hidden);
   settings.flow_base_fraction = c.flow_base_fraction;
+  settings.blocks_over = dist;  // the same estimate from one process or several
   const auto method = log_z_method(c.log_z_method, settings);
   return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
+}
+
+// The images' random numbers come in blocks of kImageBlock images, each block's from a
+// generator of its own (in_blocks), so that one process and many draw the same numbers; a block
+// is a few of evaluate_bounds' chunks, and a generator per block costs nothing measurable.
+constexpr int64_t kImageBlock = 100;
+
+// The bounds of the images, each process computing its blocks; every process gets them all.
+BoundReport bounds_in_blocks(const EvaluateConfig& c, const LoadedRun& run, const torch::Tensor& images,
+                             Distributed& dist) {
+  auto& m = *run.model;
+  const auto options = BoundOptions().samples(c.samples);
+  auto terms = in_blocks(
+      dist, images.size(0), kImageBlock, 4, mix_seed(c.seed, 0x626f756eULL), run.device,
+      [&](int64_t first, int64_t n, at::Generator& gen) {
+        auto r = evaluate_bounds(*m.encoder, *m.decoder, *m.likelihood, *m.prior, images.narrow(0, first, n), options, gen);
+        return torch::stack({r.per_image_bound, r.per_image_iwae, r.per_image_reconstruction, r.per_image_kl}, 1);
+      },
+      "the gather of the per-image bounds");
+  auto column = [&terms](int64_t i) { return terms.select(1, i).contiguous(); };
+  return bound_report(column(0), column(1), column(2), column(3), c.samples, !m.prior->exact());
+}
+
+// Ranks that would compute different things (other flags, another checkpoint or data) stop
+// here, named, instead of gathering numbers that do not belong together.
+void check_same_on_all_ranks(Distributed& dist, const EvaluateConfig& c, const LoadedRun& run,
+                             const torch::Tensor& images) {
+  if (!dist.parallel()) return;
+  std::ostringstream flags;
+  flags.precision(17);
+  flags << c.checkpoint << '\n' << c.dataset << '\n' << c.split << '\n' << c.samples << '\n' << c.log_z_samples << '\n'
+        << c.limit << '\n' << c.normaliser << '\n' << c.log_z_method << '\n' << c.flow_steps << '\n'
+        << c.flow_base_fraction << '\n' << c.ais_temperatures << '\n' << c.ais_chains << '\n' << c.ais_step_size << '\n'
+        << c.seed;
+  const auto text = flags.str();
+  auto bytes = torch::tensor(std::vector<int64_t>(text.begin(), text.end()), torch::kLong);
+  dist.check_identical({bytes}, "evaluate flags (--checkpoint, --dataset, --split, --samples, --limit, --seed, the log-Z "
+                                "flags)");
+  std::vector<torch::Tensor> state = {images};
+  for (const auto& p : run.model->named_parameters()) state.push_back(p.value());
+  for (const auto& b : run.model->named_buffers()) state.push_back(b.value());
+  dist.check_identical(state, "model (the checkpoint read) and images");
 }
 
 // Generated images (binary draws from the decoder at prior samples: the feature network is
@@ -252,25 +297,42 @@ void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, 
 
 }  // namespace
 
-int run_evaluate(const EvaluateConfig& c) {
+int run_evaluate(const EvaluateConfig& config) {
+  if (config.common.nproc > 1) return run_local_world(config.common.nproc, "evaluate");
   const auto t0 = std::chrono::steady_clock::now();
+  auto c = config;
+  // Many processes when torchrun (or --nproc) started them: each evaluates its blocks of the
+  // images and of log Z's samples; rank 0 alone scores samples and writes.
+  auto device = parse_device(c.common.device);
+  const auto launch = Distributed::launch_from_environment();
+  if (launch.world_size > 1 && device.is_cuda() && !device.has_index()) {
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));  // untested: no CUDA here
+    c.common.device = device.str();
+  }
+  const auto dist = connect_processes(c.dist_timeout, device);
+  const bool writes = dist->is_root();
   // A read-only run directory, or a bad --out, fails now rather than after the computing.
-  try {
-    check_writable(out_dir(c));
-  } catch (const DataError& e) {
-    throw DataError(std::string(e.what()) + (c.out.empty() ? " (evaluate writes its records into the run directory; "
-                                                             "give --out DIR to write them elsewhere)"
-                                                           : ""));
+  if (writes) {
+    try {
+      check_writable(out_dir(c));
+    } catch (const DataError& e) {
+      throw DataError(std::string(e.what()) + (c.out.empty() ? " (evaluate writes its records into the run directory; "
+                                                               "give --out DIR to write them elsewhere)"
+                                                             : ""));
+    }
   }
   auto run = load_run(c.run_dir, c.checkpoint, c.common, c.dataset);
   const auto images = images_to_evaluate(c, run);
+  if (images.size(0) == 0) throw DataError("the " + c.split + " split of " + dataset_of(c, run) + " has no images");
+  check_same_on_all_ranks(*dist, c, run, images);
   Json report = describe(c, run, images);
+  if (dist->parallel()) report.set("processes", dist->describe());
   std::optional<Estimate> log_z;
-  if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get())) log_z = estimate_normaliser(c, run, *ebm, report);
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get()))
+    log_z = estimate_normaliser(c, run, *ebm, dist, report);
+  const auto bounds = bounds_in_blocks(c, run, images, *dist);
+  if (!writes) return 0;
   const auto quality = score_samples(c, run, report);
-  auto gen = make_generator(mix_seed(c.seed, 0x626f756eULL), run.device);
-  const auto bounds = evaluate_bounds(*run.model->encoder, *run.model->decoder, *run.model->likelihood, *run.model->prior, images,
-                                      BoundOptions().samples(c.samples), gen);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_record(c, run, bounds, log_z, report, seconds);
   print_table(c, run, images.size(0), bounds, log_z, quality);

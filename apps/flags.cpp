@@ -30,6 +30,11 @@ void add_common(po::options_description& d, CommonConfig& c) {
        "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
 }
 
+void add_nproc(po::options_description& d, CommonConfig& c) {
+  d.add_options()("nproc", po::value<std::string>()->notifier([&c](const std::string& v) { c.nproc = parse_nproc(v); }),
+                  "start N processes on this machine that run this command data-parallel, as torchrun "
+                  "--nproc_per_node N would (see README, \"Many processes, many machines\"); not under torchrun");
+}
 
 // The shortest text that reads back as the same double.
 std::string shortest(double v) {

@@ -15,6 +15,8 @@ namespace po = boost::program_options;
 
 // --data-dir, --device, --threads, --blas-kernel.
 void add_common(po::options_description& d, CommonConfig& c);
+// --nproc (into common.nproc): the commands that can run data-parallel.
+void add_nproc(po::options_description& d, CommonConfig& c);
 // The shortest text that reads back as the same double.
 std::string shortest(double v);
 // A double flag's default, shown as written.

@@ -2,8 +2,10 @@
 
 #include "apps/run_support.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -16,6 +18,7 @@
 #include "data/json.h"
 #include "data/seed.h"
 #include "estimators/log_z.h"
+#include "estimators/flow_log_z.h"
 #include "vae/trainer.h"
 
 namespace vae_ebm::cli {
@@ -177,9 +180,43 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   return out;
 }
 
+torch::Tensor in_blocks(Distributed& dist, int64_t total, int64_t block, int64_t columns, uint64_t seed,
+                        torch::Device device, const BlockFn& fn, const std::string& what) {
+  TORCH_CHECK(total > 0 && block > 0 && columns > 0, "in_blocks: ", total, " items in blocks of ", block, ", ", columns,
+              " columns");
+  const int64_t blocks = (total + block - 1) / block;
+  const auto mine = BatchShard::of(blocks, dist.rank(), dist.world_size());
+  auto out = torch::zeros({total, columns}, torch::kDouble);
+  for (int64_t j = mine.begin; j < mine.begin + mine.size; ++j) {
+    const int64_t first = j * block, n = std::min(block, total - first);
+    auto gen = make_generator(mix_seed(seed, static_cast<uint64_t>(j)), device);
+    auto part = fn(first, n, gen).to(torch::kCPU, torch::kDouble);
+    TORCH_CHECK(part.dim() == 2 && part.size(0) == n && part.size(1) == columns, "in_blocks: block ", j, " gave ",
+                part.sizes(), ", expected [", n, ", ", columns, "]");
+    out.narrow(0, first, n).copy_(part);
+  }
+  // Each item is one rank's and zero on the others: the sum is every rank's items, exactly.
+  dist.all_reduce_sum({out}, what);
+  return out;
+}
+
+uint64_t draw_seed(at::Generator& generator) {
+  auto draw = torch::randint(std::numeric_limits<int64_t>::max(), {1}, generator,
+                             torch::TensorOptions().dtype(torch::kLong).device(generator.device()));
+  return static_cast<uint64_t>(draw.item<int64_t>());
+}
+
+std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device device) {
+  if (!(timeout > 0 && timeout <= 7 * 24 * 3600.0))
+    throw UsageError("--dist-timeout must be > 0 and at most a week (seconds), got " + shortest(timeout));
+  Distributed::Options options;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout * 1000.0));
+  options.device = device;
+  return Distributed::connect(Distributed::launch_from_environment(), options);
+}
+
 namespace {
 constexpr double kAutoEssFraction = 0.1;
-using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
 
 // A flow fitted to the energy for its log Z: reverse KL from the identity (drawn from the seeded
 // generator), then the mass-covering refinement (estimators/flow_log_z.h).
@@ -201,6 +238,68 @@ std::string describe_flow_fit(const LogZSettings& s) {
   if (s.flow.refine_steps() > 0) how << " and refined towards the forward KL (" << s.flow.refine_steps() << " steps)";
   return how.str();
 }
+
+// log Z by importance sampling from the base: from the one generator, or in blocks
+// (LogZSettings::blocks_over).
+Estimate base_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
+  if (!s.blocks_over) return log_z_importance(prior, s.samples, gen);
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  auto log_w = in_blocks(
+      *s.blocks_over, s.samples, kImportanceBlock, 1, draw_seed(gen), prior.b.device(),
+      [&](int64_t, int64_t n, at::Generator& g) {
+        return base_log_weights(energy, prior.latent_dim(), n, g, prior.b.options(), kImportanceBlock).unsqueeze(1);
+      },
+      "the gather of log Z's importance weights");
+  return log_z_from_log_weights(log_w.squeeze(1), base_importance_name(s.samples));
+}
+
+// log Z by importance sampling from a flow fitted to the energy. Every process fits the same
+// flow (the same generator); the importance samples are drawn in blocks where asked.
+Estimate flow_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
+  auto flow = fit_log_z_flow(prior, s, gen);
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  if (!s.blocks_over) return log_z_flow_importance(flow, energy, s.samples, s.flow_base_fraction, gen);
+  auto log_w = in_blocks(
+      *s.blocks_over, s.samples, kImportanceBlock, 1, draw_seed(gen), prior.b.device(),
+      [&](int64_t first, int64_t n, at::Generator& g) {
+        return flow_importance_log_weights(flow, energy, s.samples, s.flow_base_fraction, first, n, g).unsqueeze(1);
+      },
+      "the gather of log Z's importance weights");
+  return log_z_from_log_weights(log_w.squeeze(1), flow_importance_name(s.samples, s.flow_base_fraction));
+}
+
+// log Z by forward AIS: all chains from the one generator, or in blocks of chains.
+Estimate annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
+  if (!s.blocks_over) return ais_log_z(prior, s.ais, gen).log_z;
+  auto options = s.ais;
+  auto log_w = in_blocks(
+      *s.blocks_over, s.ais.chains(), kAisChainBlock, 1, draw_seed(gen), prior.b.device(),
+      [&](int64_t, int64_t n, at::Generator& g) {
+        auto block = options;
+        return ais_log_z(prior, block.chains(n), g).log_weights.unsqueeze(1);
+      },
+      "the gather of AIS's log weights");
+  return log_z_from_log_weights(log_w.squeeze(1), ais_estimator_name(s.ais));
+}
+// log Z by forward AIS from a flow fitted to the energy: every process fits the same flow; the
+// chains are run in blocks where asked.
+Estimate flow_annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
+  auto flow = fit_log_z_flow(prior, s, gen);
+  EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
+  const auto start = flow_ais_start(flow);
+  if (!s.blocks_over) return ais_log_z(energy, start, s.ais, gen).log_z;
+  auto options = s.ais;
+  auto log_w = in_blocks(
+      *s.blocks_over, s.ais.chains(), kAisChainBlock, 1, draw_seed(gen), prior.b.device(),
+      [&](int64_t, int64_t n, at::Generator& g) {
+        auto block = options;
+        return ais_log_z(energy, start, block.chains(n), g).log_weights.unsqueeze(1);
+      },
+      "the gather of AIS's log weights");
+  return log_z_from_log_weights(log_w.squeeze(1), ais_estimator_name(s.ais, start.name));
+}
+using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
+
 const Registry<LogZFactory>& log_z_registry() {
   static const auto registry =
       Registry<LogZFactory>("log-Z method")
@@ -214,7 +313,7 @@ const Registry<LogZFactory>& log_z_registry() {
                  return LogZMethod{
                      [settings, use_flow](EnergyPrior& prior, at::Generator& gen) {
                        if (!*use_flow || !**use_flow) {
-                         auto base = log_z_importance(prior, settings.samples, gen);
+                         auto base = base_importance(prior, settings, gen);
                          if (!*use_flow) *use_flow = base.ess < kAutoEssFraction * static_cast<double>(base.count);
                          if (!**use_flow) return base;
                        }
@@ -225,9 +324,9 @@ const Registry<LogZFactory>& log_z_registry() {
                })
           .add("is",
                [](const LogZSettings& s) {
-                 const int64_t samples = s.samples;
-                 return LogZMethod{[samples](EnergyPrior& prior, at::Generator& gen) {
-                                     return log_z_importance(prior, samples, gen);
+                 const LogZSettings settings = s;
+                 return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
+                                     return base_importance(prior, settings, gen);
                                    },
                                    "importance sampling from the base N(0, I)"};
                })
@@ -236,10 +335,7 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.flow.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
-                                     auto flow = fit_log_z_flow(prior, settings, gen);
-                                     return log_z_flow_importance(flow, energy, settings.samples,
-                                                                  settings.flow_base_fraction, gen);
+                                     return flow_importance(prior, settings, gen);
                                    },
                                    "importance sampling from " + describe_flow_fit(s) + ", with " +
                                        shortest(s.flow_base_fraction) + " of the samples from the base N(0, I)"};
@@ -250,18 +346,16 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.ais.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
-                                     auto flow = fit_log_z_flow(prior, settings, gen);
-                                     return ais_log_z(energy, flow_ais_start(flow), settings.ais, gen).log_z;
+                                     return flow_annealed_importance(prior, settings, gen);
                                    },
                                    "annealed importance sampling (forward, MALA transitions) from " +
                                        describe_flow_fit(s)};
                })
           .add("ais", [](const LogZSettings& s) {
             s.ais.validate();
-            const AisOptions options = s.ais;
+            const LogZSettings settings = s;
             return LogZMethod{
-                [options](EnergyPrior& prior, at::Generator& gen) { return ais_log_z(prior, options, gen).log_z; },
+                [settings](EnergyPrior& prior, at::Generator& gen) { return annealed_importance(prior, settings, gen); },
                 "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
           });
   return registry;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "apps/cli.h"
+#include "common/distributed.h"
 #include "data/dataset.h"
 #include "data/json.h"
 #include "data/run_dir.h"
@@ -62,7 +63,32 @@ struct LogZSettings {
   std::string ais_flag_prefix = "ais-";  // how the command spells AIS's options as flags
   FlowFitOptions flow;                    // flow: the proposal's fit to the energy
   double flow_base_fraction = 0.1;        // flow: share of the samples drawn from the base
+  // Set (evaluate): the importance samples and AIS chains are drawn in blocks, each from a
+  // generator of its own seeded from the one the method is given (in_blocks), shared out over
+  // these processes: the estimate is the same for any number of them (one included). Unset
+  // (training's validation): everything is drawn from the one generator, in one process.
+  std::shared_ptr<Distributed> blocks_over;
 };
+// The block sizes of LogZSettings::blocks_over: importance samples (the chunk that
+// log_z_importance draws at once anyway) and AIS chains (two blocks of AIS's default 100 chains:
+// smaller blocks cost one process a transition call per block and temperature).
+constexpr int64_t kImportanceBlock = 8192;
+constexpr int64_t kAisChainBlock = 50;
+
+// Work in blocks, shared out over the processes of a run, whose numbers do not depend on how
+// many processes there are: block j holds items [j * block, min((j + 1) * block, total)) and is
+// computed by fn(first, n, generator) on one rank (rank r holds the consecutive blocks
+// BatchShard::of(blocks, r, world) names) with a generator of its own, make_generator(mix_seed(seed,
+// j), device). fn returns [n, columns] float64; the blocks are gathered, in order, into
+// [total, columns] on every rank (an all-reduce of each rank's rows within zeros: exact).
+using BlockFn = std::function<torch::Tensor(int64_t first, int64_t n, at::Generator& generator)>;
+torch::Tensor in_blocks(Distributed& dist, int64_t total, int64_t block, int64_t columns, uint64_t seed,
+                        torch::Device device, const BlockFn& fn, const std::string& what);
+// A 64-bit seed drawn from `generator` (the same on every rank that holds the same state).
+uint64_t draw_seed(at::Generator& generator);
+// Connects the processes torchrun (or --nproc) started, as train does: one process when the
+// environment names none. `timeout` is --dist-timeout (seconds), checked here.
+std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device device);
 // The method named (is | ais; the registry of log-Z estimators), or UsageError naming the
 // value, the valid names and bad options.
 LogZMethod log_z_method(const std::string& name, const LogZSettings& settings);

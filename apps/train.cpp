@@ -276,7 +276,6 @@ int train_elsewhere(TrainConfig& c, torch::Device device, std::unique_ptr<PriorO
 int run_train(TrainConfig c) {
   auto device = parse_device(c.common.device);
   c.train.device(device);
-  use_machine(c.common);
   // The objective, its options and the schedule are checked before any data is read.
   auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
   as_usage([&] { c.train.validate(); });
@@ -284,6 +283,12 @@ int run_train(TrainConfig c) {
   // data is read, and every one of them checks that the options are data-parallel.
   if (!(c.dist_timeout > 0 && c.dist_timeout <= 7 * 24 * 3600.0))
     throw UsageError("--dist-timeout must be > 0 and at most a week (seconds), got " + shortest(c.dist_timeout));
+  if (c.common.nproc > 1) {
+    // What would refuse the processes is said once, here, before they start.
+    as_usage([&] { check_data_parallel(c.train, *objective, c.common.nproc); });
+    return run_local_world(c.common.nproc, c.train.mode() == TrainMode::post_hoc ? "fit-prior" : "train");
+  }
+  use_machine(c.common);
   const auto launch = Distributed::launch_from_environment();
   as_usage([&] { check_data_parallel(c.train, *objective, launch.world_size); });
   if (launch.world_size > 1 && device.is_cuda() && !device.has_index()) {

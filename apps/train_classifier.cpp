@@ -8,6 +8,7 @@
 
 #include "apps/command.h"
 #include "apps/run_support.h"
+#include "common/distributed.h"
 #include "data/error.h"
 #include "estimators/classifier.h"
 
@@ -21,7 +22,12 @@ std::string default_classifier_path(const std::string& data_dir, const std::stri
 }
 
 int run_train_classifier(const ClassifierConfig& c) {
+  if (c.common.nproc > 1) return run_local_world(c.common.nproc, "train-classifier");
   use_machine(c.common);
+  // Many processes when torchrun (or --nproc) started them: data-parallel over the global batch;
+  // rank 0 alone measures the accuracy, writes and prints.
+  const auto dist = connect_processes(c.dist_timeout, torch::kCPU);
+  const bool writes = dist->is_root();
   auto data = load_data(c.dataset, c.common, 0);
   if (!data.train.labels.defined()) throw DataError("data set " + c.dataset + " has no labels to train a classifier on");
   if (data.image_shape.size() != 3)
@@ -29,21 +35,39 @@ int run_train_classifier(const ClassifierConfig& c) {
                     std::to_string(data.dim()) + " values per example");
   const auto network = ClassifierOptions().image_shape(data.image_shape);
   as_usage([&] { network.validate(); });
+  auto images = data.train.images, labels = data.train.labels;
+  if (c.limit > 0 && c.limit < images.size(0)) {
+    images = images.narrow(0, 0, c.limit);
+    labels = labels.narrow(0, 0, c.limit);
+  }
   auto out = c.out.empty() ? default_classifier_path(c.common.data_dir, c.dataset) : c.out;
-  std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
-                                          ? std::filesystem::path(".")
-                                          : std::filesystem::path(out).parent_path());
+  if (writes)
+    std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
+                                            ? std::filesystem::path(".")
+                                            : std::filesystem::path(out).parent_path());
+  if (dist->parallel()) {
+    // Ranks given other flags would train apart: named here, before the first step.
+    const std::string flags = c.dataset + "\n" + std::to_string(c.epochs) + "\n" + std::to_string(c.batch_size) + "\n" +
+                              std::to_string(c.limit) + "\n" + std::to_string(c.seed);
+    dist->check_identical({torch::tensor(std::vector<int64_t>(flags.begin(), flags.end()))},
+                          "train-classifier flags (--dataset, --epochs, --batch-size, --limit, --seed)");
+  }
   auto t0 = std::chrono::steady_clock::now();
-  auto model = train_classifier(
-      data.train.images, data.train.labels,
-      ClassifierTrainOptions().network(network).epochs(c.epochs).seed(c.seed).on_epoch([](const ClassifierEpoch& e) {
-        std::fprintf(stderr, "epoch %lld: training loss %.4f\n", (long long)e.epoch, e.loss);
-      }));
+  auto options = ClassifierTrainOptions().network(network).epochs(c.epochs).batch_size(c.batch_size).seed(c.seed)
+                     .distributed(dist);
+  if (writes)
+    options.on_epoch([](const ClassifierEpoch& e) {
+      std::fprintf(stderr, "epoch %lld: training loss %.4f\n", (long long)e.epoch, e.loss);
+    });
+  auto model = train_classifier(images, labels, options);
+  if (!writes) return 0;
   auto accuracy = classifier_accuracy(model, data.test.images, data.test.labels);
   save_classifier(model, out);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("test accuracy %.4f +- %.4f (%lld images); %.0f s\nwrote %s\nweights SHA-256 %s\n", accuracy.value,
-              accuracy.std_error, (long long)accuracy.count, seconds, out.c_str(), model->weights_sha256().c_str());
+  std::printf("test accuracy %.4f +- %.4f (%lld images); %.0f s%s\nwrote %s\nweights SHA-256 %s\n", accuracy.value,
+              accuracy.std_error, (long long)accuracy.count, seconds,
+              dist->parallel() ? ("; data-parallel over " + dist->describe()).c_str() : "", out.c_str(),
+              model->weights_sha256().c_str());
   return 0;
 }
 

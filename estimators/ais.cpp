@@ -154,9 +154,12 @@ AisResult ais_log_z(const EnergyFn& energy, const AisStart& start, const AisOpti
   };
   auto z0 = start.sample(options.chains(), generator);
   auto out = run_path(relative, transition, z0, ais_schedule(options), options, /*transition_last=*/true);
-  out.log_z = log_z_from_log_weights(out.log_weights, describe("forward from " + start.name, options,
-                                                               options.chains()));
+  out.log_z = log_z_from_log_weights(out.log_weights, ais_estimator_name(options, start.name));
   return out;
+}
+
+std::string ais_estimator_name(const AisOptions& options, const std::string& start) {
+  return describe(start.empty() ? "forward" : "forward from " + start, options, options.chains());
 }
 
 AisResult reverse_ais_log_z(const EnergyFn& energy, const torch::Tensor& target_samples, const AisOptions& options,

@@ -54,6 +54,10 @@ struct AisResult {
 AisResult ais_log_z(const EnergyFn& energy, int64_t dim, const AisOptions& options, at::Generator& generator,
                     torch::TensorOptions tensor_options = {});
 AisResult ais_log_z(EnergyPrior& prior, const AisOptions& options, at::Generator& generator);
+// The name of forward AIS's estimate with these options ("AIS(forward, T=..., chains=C, ...)"):
+// with log_z_from_log_weights, the estimate from the log weights of chains run in parts. start:
+// the name of an AisStart ("forward from flow"), empty for the base.
+std::string ais_estimator_name(const AisOptions& options, const std::string& start = "");
 
 // A start for forward AIS other than the base: a distribution q with exact samples and
 // g(z) = log p0(z) - log q(z) (so that q = p0 exp(-g)), differentiable in z. A flow fitted to

@@ -33,16 +33,23 @@ BoundReport evaluate_bounds(Encoder& encoder, Decoder& decoder, Likelihood& like
       iwae.push_back(torch::logsumexp(log_w, 0) - std::log(static_cast<double>(k)));
     }
   }
-  const bool energy = !prior.exact();
-  const std::string ks = std::to_string(k);
+  return bound_report(torch::cat(bound), options.importance_weighted() ? torch::cat(iwae) : torch::Tensor(),
+                      torch::cat(recon), torch::cat(kl), k, !prior.exact());
+}
+
+BoundReport bound_report(torch::Tensor bound, torch::Tensor iwae, torch::Tensor reconstruction, torch::Tensor kl,
+                         int64_t samples, bool energy_prior) {
+  const std::string ks = std::to_string(samples);
   BoundReport report;
-  report.per_image_bound = torch::cat(bound);
-  report.bound = mean_estimate(report.per_image_bound, (energy ? "SNELBO_" : "ELBO_") + ks);
-  report.reconstruction = mean_estimate(torch::cat(recon), "reconstruction_" + ks);
-  report.kl = mean_estimate(torch::cat(kl), (energy ? "SN-KL_" : "KL_") + ks);
-  if (options.importance_weighted()) {
-    report.per_image_iwae = torch::cat(iwae);
-    report.iwae = mean_estimate(report.per_image_iwae, (energy ? "SN-IWAE_" : "IWAE_") + ks);
+  report.per_image_bound = std::move(bound);
+  report.per_image_reconstruction = std::move(reconstruction);
+  report.per_image_kl = std::move(kl);
+  report.bound = mean_estimate(report.per_image_bound, (energy_prior ? "SNELBO_" : "ELBO_") + ks);
+  report.reconstruction = mean_estimate(report.per_image_reconstruction, "reconstruction_" + ks);
+  report.kl = mean_estimate(report.per_image_kl, (energy_prior ? "SN-KL_" : "KL_") + ks);
+  if (iwae.defined()) {
+    report.per_image_iwae = std::move(iwae);
+    report.iwae = mean_estimate(report.per_image_iwae, (energy_prior ? "SN-IWAE_" : "IWAE_") + ks);
   }
   return report;
 }

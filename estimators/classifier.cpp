@@ -123,27 +123,33 @@ void FeatureClassifierImpl::reset() {
 
 namespace {
 
-// Inverted dropout with our own generator (torch::dropout would draw from the global one).
-torch::Tensor dropout(const torch::Tensor& h, double p, at::Generator& generator) {
+// Inverted dropout with our own generator (torch::dropout would draw from the global one). With
+// a shard, h holds the shard's rows of the batch: the uniforms are drawn for the whole batch.
+torch::Tensor dropout(const torch::Tensor& h, double p, at::Generator& generator, const BatchShard* shard) {
   if (p <= 0) return h;
-  auto keep = torch::rand(h.sizes(), generator, h.options()) >= p;
+  auto sizes = h.sizes().vec();
+  if (shard) sizes[0] = shard->global;
+  auto u = torch::rand(sizes, generator, h.options());
+  auto keep = (shard ? shard->rows(u, 0) : u) >= p;
   return h * keep.to(h.dtype()) / (1.0 - p);
 }
 
 }  // namespace
 
-torch::Tensor FeatureClassifierImpl::trunk(const torch::Tensor& images, at::Generator* generator) {
+torch::Tensor FeatureClassifierImpl::trunk(const torch::Tensor& images, at::Generator* generator,
+                                          const BatchShard* shard) {
   auto x = as_images(images, options_, "FeatureClassifier").to(fc1->weight.device());
   for (auto& conv : convs) x = torch::max_pool2d(torch::relu(conv->forward(x)), 2);
-  if (generator != nullptr) x = dropout(x, options_.conv_dropout(), *generator);
+  if (generator != nullptr) x = dropout(x, options_.conv_dropout(), *generator, shard);
   return torch::relu(fc1->forward(x.flatten(1)));
 }
 
 torch::Tensor FeatureClassifierImpl::forward(const torch::Tensor& images) { return fc2->forward(trunk(images)); }
 
-torch::Tensor FeatureClassifierImpl::forward_train(const torch::Tensor& images, at::Generator& generator) {
-  auto h = trunk(images, &generator);
-  return fc2->forward(dropout(h, options_.feature_dropout(), generator));
+torch::Tensor FeatureClassifierImpl::forward_train(const torch::Tensor& images, at::Generator& generator,
+                                                  const BatchShard* shard) {
+  auto h = trunk(images, &generator, shard);
+  return fc2->forward(dropout(h, options_.feature_dropout(), generator, shard));
 }
 
 torch::Tensor FeatureClassifierImpl::features(const torch::Tensor& images, int64_t batch) {
@@ -219,6 +225,10 @@ FeatureClassifier train_classifier(const torch::Tensor& images, const torch::Ten
   auto dropout_gen = make_generator(mix_seed(options.seed(), 0x64726f70ULL));  // "drop"
   auto shift_gen = make_generator(mix_seed(options.seed(), 0x73686674ULL));    // "shft": shifts, binarisation
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr()));
+  Distributed* dist = options.distributed() && options.distributed()->parallel() ? options.distributed().get() : nullptr;
+  // The same seed gives every process the same initial network; checked, as the data are.
+  if (dist) dist->check_identical({x, y}, "training images and labels of the classifier");
+  if (dist) dist->check_identical(model->parameters(), "classifier's initial parameters");
   const int64_t n = x.size(0);
   double lr = options.lr();
   for (int64_t epoch = 1; epoch <= options.epochs(); ++epoch) {
@@ -228,17 +238,39 @@ FeatureClassifier train_classifier(const torch::Tensor& images, const torch::Ten
     int64_t correct = 0;
     for (int64_t b = 0; b < n; b += options.batch_size()) {
       auto idx = order.slice(0, b, std::min(n, b + options.batch_size()));
+      const int64_t rows = idx.size(0);
+      // The random numbers are the whole batch's (one process's), each process keeps its rows.
+      const auto shard = BatchShard::of(rows, dist ? dist->rank() : 0, dist ? dist->world_size() : 1);
       auto xb = x.index_select(0, idx);
       if (options.binarize()) xb = torch::bernoulli(xb, shift_gen);
-      xb = random_shift(xb, options.max_shift(), shift_gen);
-      auto yb = y.index_select(0, idx);
-      auto logits = model->forward_train(xb, dropout_gen);
-      auto loss = torch::nn::functional::cross_entropy(logits, yb);
+      xb = shard.rows(random_shift(xb, options.max_shift(), shift_gen), 0);
+      auto yb = shard.rows(y.index_select(0, idx), 0);
+      auto logits = model->forward_train(xb, dropout_gen, &shard);
+      // Alone: the batch's mean. Data-parallel: this process's part of it (its rows' sum over the
+      // global batch size), whose gradients summed over the processes are the mean's.
+      auto loss = dist ? torch::nn::functional::cross_entropy(
+                             logits, yb, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+                             static_cast<double>(rows)
+                       : torch::nn::functional::cross_entropy(logits, yb);
       optimizer.zero_grad();
       loss.backward();
+      if (dist) {
+        std::vector<torch::Tensor> grads;
+        for (auto& p : model->parameters()) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // a process without rows
+          grads.push_back(p.grad());
+        }
+        dist->all_reduce_sum(grads, "the classifier's gradient all-reduce");
+      }
       optimizer.step();
-      loss_sum += loss.item<double>() * static_cast<double>(idx.size(0));
+      loss_sum += loss.item<double>() * static_cast<double>(rows);
       correct += (logits.argmax(1) == yb).sum().item<int64_t>();
+    }
+    if (dist) {
+      auto totals = torch::tensor({loss_sum, static_cast<double>(correct)}, torch::kDouble);
+      dist->all_reduce_sum({totals}, "the all-reduce of the classifier's epoch loss");
+      loss_sum = totals[0].item<double>();
+      correct = static_cast<int64_t>(totals[1].item<double>());
     }
     lr *= options.lr_decay();
     for (auto& group : optimizer.param_groups())
@@ -252,6 +284,7 @@ FeatureClassifier train_classifier(const torch::Tensor& images, const torch::Ten
       options.on_epoch()(e);
     }
   }
+  if (dist) dist->check_identical(model->parameters(), "classifier's parameters after training");
   return model;
 }
 

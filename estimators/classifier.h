@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/distributed.h"
 #include "estimators/estimate.h"
 
 namespace vae_ebm {
@@ -46,8 +47,11 @@ class FeatureClassifierImpl : public torch::nn::Module {
 
   // Logits [N, classes], no dropout (the evaluation network), with gradient.
   torch::Tensor forward(const torch::Tensor& images);
-  // Training logits: both dropouts, with masks drawn from `generator`.
-  torch::Tensor forward_train(const torch::Tensor& images, at::Generator& generator);
+  // Training logits: both dropouts, with masks drawn from `generator`. With `shard`, the images
+  // are the shard's rows of a batch of shard->global: the masks are drawn for the whole batch
+  // and the shard's rows kept (the numbers one process would use for these rows).
+  torch::Tensor forward_train(const torch::Tensor& images, at::Generator& generator,
+                              const BatchShard* shard = nullptr);
   // Penultimate features (after the ReLU): [N, feature_dim] float32 on the CPU, computed
   // without gradient in batches of `batch` images.
   torch::Tensor features(const torch::Tensor& images, int64_t batch = 1000);
@@ -66,7 +70,8 @@ class FeatureClassifierImpl : public torch::nn::Module {
 
  private:
   // -> features, with gradient; dropout on the conv maps iff `generator` is given.
-  torch::Tensor trunk(const torch::Tensor& images, at::Generator* generator = nullptr);
+  torch::Tensor trunk(const torch::Tensor& images, at::Generator* generator = nullptr,
+                      const BatchShard* shard = nullptr);
   ClassifierOptions options_;
 };
 TORCH_MODULE(FeatureClassifier);
@@ -92,6 +97,12 @@ struct ClassifierTrainOptions {
   TORCH_ARG(uint64_t, seed) = 0;       // initialisation (torch::manual_seed just before
                                        // construction), shuffling, shift and dropout generators
   TORCH_ARG(std::function<void(const ClassifierEpoch&)>, on_epoch) = nullptr;  // progress
+  // Data-parallel training over these processes (each started with the same options and data):
+  // batch_size is the global batch; each process takes its rows of every batch (BatchShard),
+  // draws the random numbers for the whole batch, and the gradients are summed over the
+  // processes (one bucketed all-reduce a step) before every process takes the same Adam step.
+  // on_epoch's loss and accuracy are over all the processes' rows. Null or one process: alone.
+  TORCH_ARG(std::shared_ptr<Distributed>, distributed) = nullptr;
 
  public:
   void validate() const;  // throws std::invalid_argument naming the bad value

@@ -80,9 +80,11 @@ AisStart flow_ais_start(Flow& flow) {
   return start;
 }
 
-Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
-                               at::Generator& generator, int64_t chunk) {
+torch::Tensor flow_importance_log_weights(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
+                                         int64_t first, int64_t n, at::Generator& generator) {
   TORCH_CHECK(samples > 0, "log Z estimate needs samples > 0, got ", samples);
+  TORCH_CHECK(first >= 0 && n > 0 && first + n <= samples, "flow importance samples [", first, ", ", first + n,
+              ") are not within the ", samples, " samples");
   if (!(base_fraction >= 0 && base_fraction < 1))
     throw OptionError("flow-base-fraction", "must be in [0, 1), got " + std::to_string(base_fraction));
   torch::NoGradGuard no_grad;
@@ -90,18 +92,27 @@ Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t sampl
   // The mixture's weight is the fraction actually drawn (round(a S) / S), which keeps the
   // estimate unbiased for any S; the first from_base samples come from the base.
   const double a = static_cast<double>(from_base) / static_cast<double>(samples);
-  std::vector<torch::Tensor> parts;
-  for (int64_t done = 0; done < samples; done += chunk) {
-    const int64_t n = std::min(chunk, samples - done);
-    const int64_t base_here = std::max<int64_t>(0, std::min(n, from_base - done));
-    auto mixture = sample_flow_mixture(flow, base_here, n - base_here, a, generator);
-    parts.push_back(-energy(mixture.z) + mixture.log_correction);
-  }
+  const int64_t base_here = std::max<int64_t>(0, std::min(n, from_base - first));
+  auto mixture = sample_flow_mixture(flow, base_here, n - base_here, a, generator);
+  return (-energy(mixture.z) + mixture.log_correction).to(torch::kCPU, torch::kDouble);
+}
+
+std::string flow_importance_name(int64_t samples, double base_fraction) {
   std::ostringstream name;
   name << "IS(flow";
   if (base_fraction > 0) name << " + " << base_fraction << " base";
   name << ", S=" << samples << ")";
-  return log_z_from_log_weights(torch::cat(parts), name.str());
+  return name.str();
+}
+
+Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
+                               at::Generator& generator, int64_t chunk) {
+  TORCH_CHECK(samples > 0, "log Z estimate needs samples > 0, got ", samples);
+  std::vector<torch::Tensor> parts;
+  for (int64_t done = 0; done < samples; done += chunk)
+    parts.push_back(flow_importance_log_weights(flow, energy, samples, base_fraction, done,
+                                                std::min(chunk, samples - done), generator));
+  return log_z_from_log_weights(torch::cat(parts), flow_importance_name(samples, base_fraction));
 }
 
 }  // namespace vae_ebm

@@ -52,5 +52,12 @@ Estimate log_z_flow_importance(Flow& flow, const EnergyFn& energy, int64_t sampl
 
 // The flow as the start of forward AIS (estimators/ais.h): its samples, and g = log p0 - log q.
 AisStart flow_ais_start(Flow& flow);
+// The log weights of samples [first, first + n) of that estimate's S (the first round(a S) of
+// the S from the base), drawn from `generator`: [n] float64 on the CPU. The estimate is
+// log_z_from_log_weights of all S, named flow_importance_name(S, a): drawn in parts (by several
+// processes), it is the same estimate.
+torch::Tensor flow_importance_log_weights(Flow& flow, const EnergyFn& energy, int64_t samples, double base_fraction,
+                                         int64_t first, int64_t n, at::Generator& generator);
+std::string flow_importance_name(int64_t samples, double base_fraction);
 
 }  // namespace vae_ebm

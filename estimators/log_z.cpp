@@ -22,8 +22,8 @@ Estimate log_z_from_log_weights(const torch::Tensor& log_weights, const std::str
   return e;
 }
 
-Estimate log_z_importance(const EnergyFn& energy, int64_t dim, int64_t samples, at::Generator& generator,
-                          torch::TensorOptions options, int64_t chunk) {
+torch::Tensor base_log_weights(const EnergyFn& energy, int64_t dim, int64_t samples, at::Generator& generator,
+                               torch::TensorOptions options, int64_t chunk) {
   TORCH_CHECK(samples > 0, "log Z estimate needs samples > 0, got ", samples);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> parts;
@@ -31,7 +31,15 @@ Estimate log_z_importance(const EnergyFn& energy, int64_t dim, int64_t samples, 
     const int64_t n = std::min(chunk, samples - done);
     parts.push_back(-energy(torch::randn({n, dim}, generator, options)));
   }
-  return log_z_from_log_weights(torch::cat(parts), "IS(base, S=" + std::to_string(samples) + ")");
+  return torch::cat(parts).to(torch::kCPU, torch::kDouble);
+}
+
+std::string base_importance_name(int64_t samples) { return "IS(base, S=" + std::to_string(samples) + ")"; }
+
+Estimate log_z_importance(const EnergyFn& energy, int64_t dim, int64_t samples, at::Generator& generator,
+                          torch::TensorOptions options, int64_t chunk) {
+  return log_z_from_log_weights(base_log_weights(energy, dim, samples, generator, options, chunk),
+                                base_importance_name(samples));
 }
 
 Estimate log_z_importance(EnergyPrior& prior, int64_t samples, at::Generator& generator, int64_t chunk) {

@@ -29,6 +29,21 @@ class TempDir {
 // binary images, each pixel 1 with probability 0.4, drawn from a generator seeded with `seed`.
 void write_tiny_binary_data(const std::string& path, uint64_t seed);
 
+// A labelled user data set: HDF5 /train, /validation and /test (with NAME_labels) of 12x16
+// binary images of two classes, a bright left or a bright right half (pixels 1 with probability
+// 0.9 there, 0.1 elsewhere), drawn from a generator seeded with `seed`.
+void write_two_class_data(const std::string& path, uint64_t seed, int64_t train, int64_t validation, int64_t test);
+
+// The processes of a data-parallel run as the tests start them (test_distributed*.cpp).
+// A port nothing listens on now (the kernel's choice of a free one).
+int free_port();
+// Runs a bash script; its stdout.
+std::string shell_output(const std::string& script);
+// Starts `binary` + `args` as ranks 0..world-1 with the environment torchrun would give them
+// (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, a free MASTER_PORT), waits for all, and
+// returns their exit statuses as "rc0 rc1 ... "; each rank's output is in LOG.rankN.
+std::string launch_ranks(const std::string& binary, int world, const std::string& args, const std::string& log);
+
 // The message of the std::exception that fn throws; "" and a test failure if it throws none.
 template <typename Fn>
 std::string thrown_message(Fn&& fn) {

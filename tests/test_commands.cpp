@@ -318,18 +318,7 @@ TEST_F(CommandsTest, TheUsageListsEveryCommandOfTheTable) {
 TEST(ConvFamilyCommandsTest, TrainSampleExportAndScoreImagesOtherThan28x28) {
   torch::manual_seed(0);
   TempDir tmp;
-  {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
-    H5Writer writer(tmp.file("data.h5"));
-    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 64}, {"validation", 16}, {"test", 16}}) {
-      auto labels = torch::randint(0, 2, {n}, gen, torch::kLong);
-      auto left = (torch::arange(16) < 8).to(torch::kFloat).view({1, 1, 16});
-      auto half = torch::where(labels.view({n, 1, 1}) == 0, left, 1 - left);
-      writer.write(name, torch::bernoulli(0.1 + 0.8 * half.expand({n, 12, 16}), gen));
-      writer.write(name + "_labels", labels);
-    }
-    writer.close();
-  }
+  write_two_class_data(tmp.file("data.h5"), 3, 64, 16, 16);
   auto run = [](const std::string& name, const std::vector<std::string>& arguments) {
     return command(name).run(arguments);
   };

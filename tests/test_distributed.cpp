@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,20 +26,6 @@
 namespace vae_ebm::test {
 
 namespace {
-
-// A port nothing listens on now (the kernel's choice of a free one).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 Distributed::Options quick(double seconds) {
   Distributed::Options o;
@@ -68,17 +55,6 @@ std::vector<std::string> on_two_ranks(const std::function<void(Distributed&)>& f
     }));
   std::vector<std::string> out;
   for (auto& f : ranks) out.push_back(f.get());
-  return out;
-}
-
-// Runs a bash script; its stdout.
-std::string shell(const std::string& script) {
-  FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
-  if (!p) throw std::runtime_error("popen failed");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  pclose(p);
   return out;
 }
 
@@ -229,14 +205,7 @@ class DataParallelTrainTest : public ::testing::Test {
   // Starts ranks 0..world-1 with the environment torchrun would give them; returns
   // "rc0 rc1 ..." and leaves each rank's output in LOG.rankN.
   std::string launch(int world, const std::string& args, const std::string& log) const {
-    const int port = free_port();
-    std::string script;
-    for (int r = 0; r < world; ++r)
-      script += "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " WORLD_SIZE=" +
-                std::to_string(world) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " " + kBinary +
-                args + " > " + log + ".rank" + std::to_string(r) + " 2>&1 & p" + std::to_string(r) + "=$!; ";
-    for (int r = 0; r < world; ++r) script += "wait $p" + std::to_string(r) + "; echo -n \"$? \"; ";
-    return shell(script);
+    return launch_ranks(kBinary, world, args, log);
   }
 
   // max |a - b| over the parameters of the two runs' latest checkpoints.
@@ -254,7 +223,7 @@ class DataParallelTrainTest : public ::testing::Test {
 
   void expect_equal_to_one_process(const std::string& prior, double tolerance, int batch) {
     const auto one = tmp.file(prior + "-one"), two = tmp.file(prior + "-two");
-    ASSERT_EQ(shell(kBinary + train_flags(prior, one, "--epochs 2", batch) + " > " + tmp.file("one.log") +
+    ASSERT_EQ(shell_output(kBinary + train_flags(prior, one, "--epochs 2", batch) + " > " + tmp.file("one.log") +
                     " 2>&1; echo -n $?"),
               "0")
         << read_file(tmp.file("one.log"));
@@ -311,7 +280,7 @@ TEST_F(DataParallelTrainTest, OptionsThatAreNotDataParallelYetAreRefusedBeforeMe
 }
 
 TEST_F(DataParallelTrainTest, MissingMasterAddrIsAClearError) {
-  const auto out = shell("WORLD_SIZE=2 RANK=0 MASTER_PORT=29999 " + kBinary + train_flags("gaussian", tmp.file("x")) +
+  const auto out = shell_output("WORLD_SIZE=2 RANK=0 MASTER_PORT=29999 " + kBinary + train_flags("gaussian", tmp.file("x")) +
                          " 2>&1; echo \"rc=$?\"");
   EXPECT_NE(out.find("MASTER_ADDR is not set: with WORLD_SIZE=2"), std::string::npos) << out;
   EXPECT_NE(out.find("rc=1"), std::string::npos) << out;
@@ -329,7 +298,7 @@ TEST_F(DataParallelTrainTest, APortInUseIsAClearError) {
   ASSERT_EQ(::listen(fd, 1), 0);
   socklen_t n = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  const auto out = shell("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(ntohs(a.sin_port)) +
+  const auto out = shell_output("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(ntohs(a.sin_port)) +
                          " " + kBinary + train_flags("gaussian", tmp.file("x")) + " 2>&1; echo \"rc=$?\"");
   ::close(fd);
   EXPECT_NE(out.find("rank 0 of 2 cannot hold the store at 127.0.0.1:"), std::string::npos) << out;
@@ -355,7 +324,7 @@ TEST_F(DataParallelTrainTest, KillingARankEndsTheOtherWithAnErrorNamingIt) {
     script += "for i in $(seq 200); do grep -q \"^training\" " + log + ".rank0 && break; sleep 0.1; done; sleep 1; "
               "kill -9 $p" + std::to_string(victim) + "; t0=$(date +%s%N); wait $p" + std::to_string(survivor) +
               "; rc=$?; t1=$(date +%s%N); wait $p" + std::to_string(victim) + " 2>/dev/null; echo \"$rc $(( (t1 - t0) / 1000000 ))\"";
-    const auto out = shell(script);
+    const auto out = shell_output(script);
     int rc = -1;
     long milliseconds = -1;
     std::sscanf(out.c_str(), "%d %ld", &rc, &milliseconds);
@@ -367,6 +336,108 @@ TEST_F(DataParallelTrainTest, KillingARankEndsTheOtherWithAnErrorNamingIt) {
     EXPECT_NE(said.find("lost rank " + std::to_string(victim) + " of 2"), std::string::npos) << said;
     std::fprintf(stderr, "rank %d killed: rank %d stopped %.1f s later\n", victim, survivor, seconds);
   }
+}
+
+// --nproc 2: vae-ebm starts the two ranks itself, with the environment of the launch above (and
+// waits for them): the same run, bit for bit.
+TEST_F(DataParallelTrainTest, NprocTwoEqualsTheTorchrunLaunch) {
+  const auto launched = tmp.file("launched"), started = tmp.file("started");
+  ASSERT_EQ(launch(2, train_flags("ebm", launched, "--epochs 2", 7), tmp.file("launched.log")), "0 0 ")
+      << read_file(tmp.file("launched.log.rank0")) << read_file(tmp.file("launched.log.rank1"));
+  ASSERT_EQ(shell_output(kBinary + train_flags("ebm", started, "--epochs 2", 7) + " --nproc 2 > " + tmp.file("started.log") +
+                  " 2>&1; echo -n $?"),
+            "0")
+      << read_file(tmp.file("started.log"));
+  const auto log = read_file(tmp.file("started.log"));
+  EXPECT_NE(log.find("vae-ebm train: started 2 processes on this machine: rank 0 pid "), std::string::npos) << log;
+  EXPECT_EQ(parameter_distance(launched, started), 0.0);
+  const auto config = read_file(started + "/config.ini");
+  EXPECT_NE(config.find("# data-parallel: 2 processes (gloo"), std::string::npos) << config;
+  EXPECT_EQ(config.find("nproc"), std::string::npos) << "how the run was started is not what it is: " << config;
+}
+
+TEST_F(DataParallelTrainTest, BadNprocValuesAndNprocUnderTorchrunAreRefused) {
+  for (const std::string value : {"0", "two", "2x", "100000"}) {
+    const auto out = shell_output(kBinary + train_flags("gaussian", tmp.file("x")) + " --nproc " + value + " 2>&1; echo \"rc=$?\"");
+    EXPECT_NE(out.find("--nproc expects the number of processes to start on this machine, an integer in [1, 4096], got '" +
+                       value + "'"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("rc=2"), std::string::npos) << out;
+  }
+  const auto out = shell_output("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + kBinary +
+                         train_flags("gaussian", tmp.file("x")) + " --nproc 2 2>&1; echo \"rc=$?\"");
+  EXPECT_NE(out.find("--nproc 2: WORLD_SIZE=2 is set"), std::string::npos) << out;
+  EXPECT_NE(out.find("rc=2"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("x")));
+}
+
+// A rank of --nproc that dies: the other stops (naming the lost rank), and the parent exits
+// with the dead rank's status, naming it. Killing the parent takes the ranks with it.
+TEST_F(DataParallelTrainTest, NprocNamesARankThatDiedAndItsRanksDieWithIt) {
+  const auto log = tmp.file("nproc.log");
+  const auto args = train_flags("gaussian", tmp.file("nproc-run"), "--epochs 100000 --eval-every 100000") + " --nproc 2";
+  const std::string wait_for_training =
+      "for i in $(seq 300); do grep -q \"^training\" " + log + " && break; sleep 0.1; done; sleep 1; ";
+  const auto rc = shell_output(kBinary + args + " > " + log + " 2>&1 & parent=$!; " + wait_for_training +
+                        "kill -9 $(sed -n \"s/.*rank 1 pid \\([0-9]*\\).*/\\1/p\" " + log + "); wait $parent; echo -n $?");
+  const auto said = read_file(log);
+  EXPECT_EQ(rc, "137") << said;
+  EXPECT_NE(said.find("vae-ebm train: error: --nproc 2: rank 1 of 2 was killed by SIGKILL; then rank 0 exited with status 1"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("lost rank 1 of 2"), std::string::npos) << said;
+  // The parent killed: both ranks end (PR_SET_PDEATHSIG), a zombie or gone.
+  std::filesystem::remove_all(tmp.file("nproc-run"));
+  const auto alive = shell_output(kBinary + args + " > " + log + " 2>&1 & parent=$!; " + wait_for_training +
+                           "pids=$(sed -n \"s/.*rank 0 pid \\([0-9]*\\), rank 1 pid \\([0-9]*\\).*/\\1 \\2/p\" " + log +
+                           "); kill -9 $parent; sleep 1; for p in $pids; do if [ -e /proc/$p ] && ! grep -q zombie "
+                           "/proc/$p/status; then echo -n \"alive:$p \"; kill -9 $p; fi; done; echo -n \"ranks:$pids\"");
+  EXPECT_EQ(alive.find("alive"), std::string::npos) << alive << read_file(log);
+  EXPECT_NE(alive.find("ranks:"), std::string::npos);
+  EXPECT_GT(alive.size(), std::string("ranks:").size() + 3) << "no pids read: " << read_file(log);
+}
+
+// evaluate's work in blocks (apps/run_support.h): each rank computes its consecutive blocks, each
+// block from its own generator, and every rank gets all of them, in order: the numbers of one
+// process.
+TEST(DistributedTest, WorkInBlocksIsSharedOutAndGatheredAsOneProcessDrawsIt) {
+  auto draw = [](std::vector<int64_t>& blocks) {
+    return [&blocks](int64_t first, int64_t n, at::Generator& gen) {
+      blocks.push_back(first);
+      return torch::stack({torch::arange(first, first + n, torch::kDouble), torch::rand({n}, gen, torch::kDouble)}, 1);
+    };
+  };
+  std::vector<int64_t> alone_blocks;
+  Distributed alone;
+  const auto expected = cli::in_blocks(alone, 250, 100, 2, 42, torch::kCPU, draw(alone_blocks), "a test's gather");
+  EXPECT_EQ(alone_blocks, (std::vector<int64_t>{0, 100, 200}));
+  EXPECT_TRUE(torch::equal(expected.select(1, 0), torch::arange(250, torch::kDouble)));
+  std::vector<int64_t> blocks[2];
+  std::vector<torch::Tensor> got(2);
+  const auto errors = on_two_ranks([&](Distributed& d) {
+    got[d.rank()] = cli::in_blocks(d, 250, 100, 2, 42, torch::kCPU, draw(blocks[d.rank()]), "a test's gather");
+  });
+  EXPECT_EQ(errors, (std::vector<std::string>{"", ""}));
+  EXPECT_EQ(blocks[0], (std::vector<int64_t>{0}));
+  EXPECT_EQ(blocks[1], (std::vector<int64_t>{100, 200}));
+  for (const auto& g : got) EXPECT_TRUE(g.defined() && torch::equal(g, expected));
+}
+
+// SIGTERM to the parent of --nproc reaches every rank once: they stop after the same step with a
+// checkpoint (a second signal would end a rank at once, without one), and the parent says so.
+TEST_F(DataParallelTrainTest, NprocPassesSigtermOnToTheRanksOnce) {
+  const auto log = tmp.file("term.log"), run = tmp.file("term-run");
+  const auto rc = shell_output(kBinary + train_flags("gaussian", run, "--epochs 100000 --eval-every 100000") +
+                               " --nproc 2 > " + log + " 2>&1 & parent=$!; for i in $(seq 300); do grep -q "
+                               "\"^training\" " + log + " && break; sleep 0.1; done; sleep 1; kill -TERM $parent; "
+                               "wait $parent; echo -n $?");
+  const auto said = read_file(log);
+  EXPECT_EQ(rc, std::to_string(128 + SIGTERM)) << said;
+  EXPECT_NE(said.find("vae-ebm train: SIGTERM passed on to the ranks: --nproc 2: rank "), std::string::npos) << said;
+  EXPECT_NE(said.find("stopped by SIGTERM; continue with: vae-ebm train --resume"), std::string::npos) << said;
+  EXPECT_NE(read_file(run + "/metrics.jsonl").find("\"event\":\"interrupted\""), std::string::npos);
+  EXPECT_FALSE(RunDir::open(run).checkpoints().empty());
 }
 
 }  // namespace vae_ebm::test

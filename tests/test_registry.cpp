@@ -42,7 +42,7 @@ TEST(RegistryTest, EveryChoiceByNameListsItselfInItsError) {
     EXPECT_NE(std::string(e.what()).find("unknown data set 'cifar' (valid: binary-mnist, "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("hdf5:PATH"), std::string::npos) << e.what();
   }
-  EXPECT_THROW_WITH(cli::log_z_method("guess", cli::LogZSettings()), "unknown log-Z method 'guess' (valid: auto, is, flow, ais)");
+  EXPECT_THROW_WITH(cli::log_z_method("guess", cli::LogZSettings()), "unknown log-Z method 'guess' (valid: auto, is, flow, flow-ais, ais)");
   EXPECT_EQ(prior_kinds(), (std::vector<std::string>{"gaussian", "mog", "ebm", "flow"}));
 }
 
