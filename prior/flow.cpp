@@ -71,7 +71,8 @@ std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(int64_t n
   return push(torch::randn({n, dim_}, generator, masks_[0].options()));
 }
 
-std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(const BatchShard& share, at::Generator& generator) {
+std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(const BatchShard& share,
+                                                                       at::Generator& generator) {
   return push(share.rows(torch::randn({share.global, dim_}, generator, masks_[0].options()), 0));
 }
 

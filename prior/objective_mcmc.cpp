@@ -44,9 +44,9 @@ class McmcObjective : public PriorObjective {
                        at::Generator& generator) override {
     auto& ebm = as_energy_prior(prior);
     // In data-parallel training this process runs its share of the n negatives (docs/MATH.md
-    // section 10); their random numbers come from its own generator, except the fresh chains'
-    // starts, drawn for all n from the shared one (each process keeping its rows) as a single
-    // process draws them.
+    // section 10); their random numbers come from its own generator, except the short-run
+    // chains' starts, drawn for all n from the shared one (each process keeping its rows) as a
+    // single process draws them.
     const bool parallel = dist_ && dist_->parallel();
     const auto rows = parallel ? rows_ : BatchShard::of(q.batch(), 0, 1);
     const int64_t n = options_.negatives() > 0 ? options_.negatives() : rows.global;
@@ -59,7 +59,8 @@ class McmcObjective : public PriorObjective {
                                     : options_.buffer_size();
       if (!buffer_.defined() || buffer_.size(1) != q.dim())
         buffer_ = torch::randn({size, q.dim()}, own, q.mu.options().requires_grad(false));
-      index = torch::randint(buffer_.size(0), {negatives.size}, own, torch::TensorOptions().dtype(torch::kLong).device(buffer_.device()));
+      index = torch::randint(buffer_.size(0), {negatives.size}, own,
+                             torch::TensorOptions().dtype(torch::kLong).device(buffer_.device()));
       start = buffer_.index_select(0, index);
       // Re-draw a fraction of the chains from the base before continuing them.
       auto fresh = torch::rand({negatives.size, 1}, own, start.options()) < options_.reinit_fraction();
@@ -78,7 +79,8 @@ class McmcObjective : public PriorObjective {
     // (The positives' mean over this process's K x B_r samples, weighted B_r / B by the
     // trainer, is already its part of the mean over all K x B.)
     if (options_.energy_l2() > 0)
-      surrogate = surrogate - options_.energy_l2() * (f_z.pow(2).mean() + shared_mean(negative_energy.pow(2), rows, negatives));
+      surrogate = surrogate - options_.energy_l2() *
+                                  (f_z.pow(2).mean() + shared_mean(negative_energy.pow(2), rows, negatives));
     PriorTerm term{surrogate, {}};
     term.diagnostics["energy_positive"] = positive_energy.mean().item<double>();
     term.diagnostics["energy_negative"] = negative_energy.mean().item<double>();

@@ -26,10 +26,11 @@ namespace {
 // samples: mean log sigma(logit_pos) + nu mean log sigma(-logit_noise), nu = noise / positives.
 // In data-parallel training (positives and noise: this process's shares of all of them) it is
 // this process's part of J over all of them: the parts sum to J, in value and gradient.
-torch::Tensor nce_objective(const torch::Tensor& logit_pos, const torch::Tensor& logit_noise, const BatchShard& positives,
-                            const BatchShard& noise) {
+torch::Tensor nce_objective(const torch::Tensor& logit_pos, const torch::Tensor& logit_noise,
+                            const BatchShard& positives, const BatchShard& noise) {
   const double nu = static_cast<double>(noise.global) / static_cast<double>(positives.global);
-  return part_of_mean(torch::log_sigmoid(logit_pos), positives) + nu * part_of_mean(torch::log_sigmoid(-logit_noise), noise);
+  return part_of_mean(torch::log_sigmoid(logit_pos), positives) +
+         nu * part_of_mean(torch::log_sigmoid(-logit_noise), noise);
 }
 
 class NceObjective : public PriorObjective {

@@ -19,7 +19,8 @@ namespace vae_ebm {
 
 torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
                                             const torch::Tensor& x, double sigma, at::Generator& generator) {
-  return denoising_score_matching_loss(score, x, sigma, torch::randn(x.sizes(), generator, x.options().requires_grad(false)));
+  auto eps = torch::randn(x.sizes(), generator, x.options().requires_grad(false));
+  return denoising_score_matching_loss(score, x, sigma, eps);
 }
 
 torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
@@ -51,9 +52,10 @@ class ScoreMatchingObjective : public PriorObjective {
     // The noise of the whole batch's K x B samples, this process's rows kept (docs/MATH.md
     // section 10). The loss is the mean over this process's K x B_r samples: weighted B_r / B
     // by the trainer, its part of the mean over all of them.
-    auto eps = rows_ ? rows_->rows(torch::randn({z.size(0), rows_->global, q.dim()}, generator, z.options().requires_grad(false)), 1)
+    const auto options = z.options().requires_grad(false);
+    auto eps = rows_ ? rows_->rows(torch::randn({z.size(0), rows_->global, q.dim()}, generator, options), 1)
                            .reshape({-1, q.dim()})
-                     : torch::randn({z.numel() / q.dim(), q.dim()}, generator, z.options().requires_grad(false));
+                     : torch::randn({z.numel() / q.dim(), q.dim()}, generator, options);
     auto dsm = denoising_score_matching_loss(score, z.detach().reshape({-1, q.dim()}), options_.noise(), eps);
     PriorTerm term{encoder_prior_term(ebm, q, z) - dsm, {}};
     term.diagnostics["score_matching"] = dsm.item<double>();

@@ -432,7 +432,8 @@ TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithADetachedPosterior) {
 // weighting of each rank's negatives in the global mean. Without Langevin noise the negatives are
 // determined by their starts, and then 2 ranks equal 1 process.
 TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithShortRunMcmcWithoutLangevinNoise) {
-  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective short-run-mcmc --mcmc-noise 0 --mcmc-steps 10 --negatives 5", "mcmc");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective short-run-mcmc --mcmc-noise 0 --mcmc-steps 10 --negatives 5",
+                              "mcmc");
 }
 
 // fit-prior (post hoc: the parent's VAE frozen, an energy prior fitted to its posterior).
