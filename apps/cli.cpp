@@ -202,11 +202,12 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
         ("init-from", po::value(&c.init_from)->default_value(c.init_from), "checkpoint whose encoder and decoder start the model")
         ("init-prior", po::value<bool>(&c.init_prior)->default_value(c.init_prior)->implicit_value(true),
          "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
-        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)")
-        ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
-         "data-parallel training (torchrun): seconds that meeting the other processes, or any one exchange with them "
-         "(rank 0's validation among them), may take before the run stops with an error");
+        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)");
   }
+  d.add_options()
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel training (torchrun): seconds that meeting the other processes, or any one exchange with them "
+       "(rank 0's validation among them), may take before the run stops with an error");
   add_common(d, c.common);
   add_nproc(d, c.common);
   return d;

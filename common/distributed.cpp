@@ -416,6 +416,34 @@ std::string Distributed::broadcast_bytes(const std::string& bytes, int root, con
 #endif
 }
 
+std::vector<std::string> Distributed::all_gather_bytes(const std::string& bytes, const std::string& what) {
+  if (!parallel()) return {bytes};
+#ifdef VAE_EBM_HAVE_GLOO
+  // The sizes first, then every rank's bytes padded to the largest (Gloo's all-gather takes
+  // tensors of one size).
+  auto gather = [&](const torch::Tensor& t) {
+    std::vector<torch::Tensor> input{t.to(engine_->device)};
+    std::vector<std::vector<torch::Tensor>> output(1);
+    for (int r = 0; r < world_size_; ++r) output[0].push_back(torch::empty_like(input[0]));
+    COLLECTIVE(what, engine_->group->allgather(output, input));
+    for (auto& o : output[0]) o = o.to(torch::kCPU);
+    return output[0];
+  };
+  const auto sizes = gather(torch::full({1}, static_cast<int64_t>(bytes.size()), torch::kLong));
+  int64_t longest = 1;  // a tensor of no bytes cannot be sent
+  for (const auto& s : sizes) longest = std::max(longest, s.item<int64_t>());
+  auto data = torch::zeros({longest}, torch::kByte);
+  std::memcpy(data.data_ptr(), bytes.data(), bytes.size());
+  const auto all = gather(data);
+  std::vector<std::string> out;
+  for (int r = 0; r < world_size_; ++r)
+    out.emplace_back(static_cast<const char*>(all[r].data_ptr()), static_cast<size_t>(sizes[r].item<int64_t>()));
+  return out;
+#else
+  return {bytes};
+#endif
+}
+
 void Distributed::check_identical(const std::vector<torch::Tensor>& tensors, const std::string& what) {
   if (!parallel()) return;
 #ifdef VAE_EBM_HAVE_GLOO

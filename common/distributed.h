@@ -116,6 +116,9 @@ class Distributed {
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0, const std::string& what = "a broadcast");
   // root's bytes on every rank (the others' `bytes` are ignored): a checkpoint, a message.
   std::string broadcast_bytes(const std::string& bytes, int root = 0, const std::string& what = "a broadcast");
+  // Every rank's bytes, in rank order, on every rank: what differs between the processes (an
+  // MCMC objective's chains), gathered for rank 0's checkpoint. One process: {bytes}.
+  std::vector<std::string> all_gather_bytes(const std::string& bytes, const std::string& what = "an all-gather");
   // Checks that the tensors hold the same bits on every rank: a 64-bit hash of their values,
   // shapes and dtypes is gathered from all ranks. Throws DistributedError naming `what`
   // and the ranks whose tensors differ from rank 0's.

@@ -2,6 +2,7 @@
 
 #include "prior/flow.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -67,8 +68,15 @@ std::pair<torch::Tensor, torch::Tensor> FlowImpl::couple(int64_t k, const torch:
 }
 
 std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(int64_t n, at::Generator& generator) {
-  auto options = masks_[0].options();
-  auto u = torch::randn({n, dim_}, generator, options);
+  return push(torch::randn({n, dim_}, generator, masks_[0].options()));
+}
+
+std::pair<torch::Tensor, torch::Tensor> FlowImpl::sample_with_log_prob(const BatchShard& share,
+                                                                       at::Generator& generator) {
+  return push(share.rows(torch::randn({share.global, dim_}, generator, masks_[0].options()), 0));
+}
+
+std::pair<torch::Tensor, torch::Tensor> FlowImpl::push(const torch::Tensor& u) {
   auto log_q = standard_normal_log_prob(u);
   auto x = u;
   for (int64_t k = 0; k < options_.layers(); ++k) {
@@ -94,16 +102,26 @@ torch::Tensor FlowImpl::log_prob(const torch::Tensor& x) {
 }
 
 FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t from_flow, double a,
-                                       at::Generator& generator) {
+                                       at::Generator& generator, const BatchShard* share) {
   torch::NoGradGuard no_grad;
+  const auto options = flow->parameters().front().options();
+  // The noise of all from_base + from_flow samples, in the order one process draws it; a
+  // share keeps its rows [lo, hi) of them, of the base's first and then of the flow's.
+  const int64_t lo = share ? share->begin : 0, hi = share ? share->begin + share->size : from_base + from_flow;
   std::vector<torch::Tensor> zs, log_qs;
   if (from_base > 0) {
-    auto z = torch::randn({from_base, flow->dim()}, generator, flow->parameters().front().options());
+    auto z = torch::randn({from_base, flow->dim()}, generator, options);
+    if (share) z = z.narrow(0, std::min(lo, from_base), std::max<int64_t>(0, std::min(hi, from_base) - lo));
     log_qs.push_back(flow->log_prob(z));
     zs.push_back(z);
   }
   if (from_flow > 0) {
-    auto [z, log_q] = flow->sample_with_log_prob(from_flow, generator);
+    auto u = torch::randn({from_flow, flow->dim()}, generator, options);
+    if (share) {
+      const int64_t begin = std::max(lo, from_base) - from_base;
+      u = u.narrow(0, begin, std::max<int64_t>(0, hi - from_base - begin));
+    }
+    auto [z, log_q] = flow->push(u);
     zs.push_back(z);
     log_qs.push_back(log_q);
   }
@@ -115,14 +133,16 @@ FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t fr
 }
 
 torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,
-                             at::Generator& generator) {
-  auto [z, log_q] = flow->sample_with_log_prob(n, generator);
-  return (log_q + energy(z) - standard_normal_log_prob(z)).mean();
+                             at::Generator& generator, const BatchShard* share) {
+  auto [z, log_q] = share ? flow->sample_with_log_prob(*share, generator) : flow->sample_with_log_prob(n, generator);
+  auto gap = log_q + energy(z) - standard_normal_log_prob(z);
+  return share ? gap.sum() / static_cast<double>(n) : gap.mean();
 }
 
-void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss) {
+void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss, Distributed* dist) {
   auto params = flow->parameters();
   auto grads = torch::autograd::grad({loss}, params);
+  if (dist) dist->all_reduce_sum(grads, "the all-reduce of a trained flow's gradients");
   for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
   optimizer.step();
 }

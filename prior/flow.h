@@ -17,6 +17,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/distributed.h"
 #include "prior/prior.h"
 
 namespace vae_ebm {
@@ -36,6 +37,11 @@ class FlowImpl : public torch::nn::Module {
 
   // n samples x ~ q [n, D] and log q(x) [n], reparameterised: differentiable in the parameters.
   std::pair<torch::Tensor, torch::Tensor> sample_with_log_prob(int64_t n, at::Generator& generator);
+  // The same for `share`'s rows of the n samples (data-parallel training: the base noise is
+  // drawn for all n, as one process draws it, and only this process's rows go through the flow).
+  std::pair<torch::Tensor, torch::Tensor> sample_with_log_prob(const BatchShard& share, at::Generator& generator);
+  // The flow's image of base noise u [n, D] and its log q [n].
+  std::pair<torch::Tensor, torch::Tensor> push(const torch::Tensor& u);
   // log q(x) for x [..., D] -> [...] (the inverse pass).
   torch::Tensor log_prob(const torch::Tensor& x);
   // Draws the conditioners' hidden layers afresh from `generator` (uniform, +-1/sqrt(fan-in), as
@@ -61,17 +67,22 @@ TORCH_MODULE(Flow);
 struct FlowMixtureSamples {
   torch::Tensor z, log_correction;
 };
+// With `share` (data-parallel training), its rows of the from_base + from_flow samples: all of
+// their noise drawn, this process's rows kept.
 FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t from_flow, double a,
-                                       at::Generator& generator);
+                                       at::Generator& generator, const BatchShard* share = nullptr);
 
 // mean over n fresh flow samples of log q(z) + f(z) - log p0(z): an estimate of KL(q || p) - log Z
 // for p = p0 exp(-f) / Z, differentiable in the flow's parameters (the reverse-KL loss).
+// With `share`, this process's part of it: its rows' sum over n (the parts sum to the mean).
 torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,
-                             at::Generator& generator);
+                             at::Generator& generator, const BatchShard* share = nullptr);
 
 // One step of `optimizer` (over the flow's parameters) on `loss`, taking the gradients of the
 // flow's parameters only: whatever else `loss` depends on (an energy's parameters) is left alone.
-void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss);
+// With `dist` (data-parallel training, `loss` this process's part of the whole), the gradients
+// are summed over the processes first, so that every process takes the same step.
+void step_flow(Flow& flow, torch::optim::Optimizer& optimizer, const torch::Tensor& loss, Distributed* dist = nullptr);
 
 // A flow trained alongside an objective (SNELBO's proposal, NCE's noise, FCE's adversary), with
 // its own Adam. It is made at the first step, when the latent dimension is known, its hidden
@@ -83,7 +94,7 @@ class TrainedFlow {
   // The flow, made at the first call.
   Flow& get(int64_t dim, torch::Device device, at::Generator& generator);
   // One Adam step on `loss`, for the flow's parameters only (step_flow).
-  void step(const torch::Tensor& loss) { step_flow(flow_, *optimizer_, loss); }
+  void step(const torch::Tensor& loss, Distributed* dist = nullptr) { step_flow(flow_, *optimizer_, loss, dist); }
   void save(torch::serialize::OutputArchive& archive) const;
   // Nothing to load when the checkpoint was written before the first step.
   void load(torch::serialize::InputArchive& archive);

@@ -53,8 +53,8 @@ void PriorObjective::check(const Prior& prior) const {
 
 void PriorObjective::check_data_parallel(int world_size) const {
   throw OptionError("objective", "'" + name() + "' is not data-parallel yet (" + std::to_string(world_size) +
-                                     " processes): train it in one process, or with exact (gaussian, mog, flow) or "
-                                     "snelbo --proposal base");
+                                     " processes): train it in one process, or with another objective (see README, "
+                                     "\"Many processes, many machines\")");
 }
 
 bool is_energy_prior(const Prior& prior) { return dynamic_cast<const EnergyPrior*>(&prior) != nullptr; }
@@ -72,6 +72,26 @@ torch::Tensor encoder_prior_term(EnergyPrior& prior, const DiagonalGaussian& q, 
   auto f_z = prior.energy(z);
   auto f_through_z = f_z - prior.energy(z.detach()) + f_z.detach();
   return q.expected_standard_normal_log_prob() - f_through_z.mean(0) - prior.b.detach();
+}
+
+torch::Tensor part_of_mean(const torch::Tensor& values, const BatchShard& items) {
+  TORCH_CHECK(values.size(0) == items.size, "part_of_mean: ", values.size(0), " values for ", items.size, " items");
+  return items.whole() ? values.mean() : values.sum() / static_cast<double>(items.global);
+}
+
+torch::Tensor shared_mean(const torch::Tensor& values, const BatchShard& rows, const BatchShard& items) {
+  auto part = part_of_mean(values, items);
+  return rows.whole() ? part : part * (static_cast<double>(rows.global) / static_cast<double>(rows.size));
+}
+
+DiagonalGaussian whole_batch_posterior(const DiagonalGaussian& q, Distributed& dist, const BatchShard& rows) {
+  // Each process's rows in place, zeros elsewhere: the sum over the processes is the batch, exactly.
+  auto mu = torch::zeros({rows.global, q.dim()}, q.mu.options().requires_grad(false));
+  auto logvar = torch::zeros_like(mu);
+  mu.narrow(0, rows.begin, rows.size).copy_(q.mu.detach());
+  logvar.narrow(0, rows.begin, rows.size).copy_(q.logvar.detach());
+  dist.all_reduce_sum({mu, logvar}, "the all-reduce of the whole batch's posterior");
+  return {mu, logvar};
 }
 
 torch::Tensor log_mean_exp(const torch::Tensor& log_weights) {

@@ -128,11 +128,18 @@ class PriorObjective {
   // Data-parallel training (common/distributed.h, docs/MATH.md section 10): each process holds
   // `shard` of every step's batch, and prior_term() sees only those rows. An objective whose
   // term is per image needs nothing more; one with a batch-wide estimate combines it over the
-  // processes through `dist` (snelbo's Zhat). check_data_parallel() throws OptionError naming
-  // the option when the objective, with its options, cannot be split so (the default: it is not
-  // data-parallel yet); set_data_parallel() is called once, before the first step.
+  // processes through `dist` (snelbo's Zhat) or weights its part (shared_mean). check_data_parallel()
+  // throws OptionError naming the option when the objective, with its options, cannot be split
+  // so (the default: it is not data-parallel yet); set_data_parallel() is called once, before
+  // the first step and before a checkpoint is loaded, with the run's seed, from which an
+  // objective seeds a generator of each process's own (seeded from seed and rank).
   virtual void check_data_parallel(int world_size) const;
-  virtual void set_data_parallel(std::shared_ptr<Distributed> /*dist*/, const BatchShard& /*shard*/) {}
+  virtual void set_data_parallel(std::shared_ptr<Distributed> /*dist*/, const BatchShard& /*shard*/,
+                                 uint64_t /*seed*/, torch::Device /*device*/) {}
+  // True when, in data-parallel training, save() writes state that differs between the
+  // processes (an MCMC objective's chains and their generator): the trainer then keeps every
+  // process's in a checkpoint, and resuming it needs as many processes as wrote it.
+  virtual bool per_process_state() const { return false; }
 };
 
 using ObjectiveFactory = std::function<std::unique_ptr<PriorObjective>(const ObjectiveOptions&)>;
@@ -160,6 +167,28 @@ torch::Tensor encoder_prior_term(EnergyPrior& prior, const DiagonalGaussian& q, 
 // Differentiable in whatever `score` depends on.
 torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
                                             const torch::Tensor& x, double sigma, at::Generator& generator);
+// The same with the noise given: eps [N, D] (data-parallel training: this process's rows of the
+// whole batch's noise).
+torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                            const torch::Tensor& x, double sigma, const torch::Tensor& eps);
+
+// Helper for objective files: a term that is the same for every image, the mean of `values`
+// over N items (negatives, noise samples, posterior samples), in a process that holds `rows`
+// of the batch's images and `items` of the N items (values [items.size]). In one process (both
+// whole) it is values.mean(). In data-parallel training it is (B / B_r) (sum of this process's
+// values) / N: the trainer weights this process's images by B_r / B, so the processes' parts of
+// the loss sum to the single process's term, in value and in gradient (docs/MATH.md section 10).
+torch::Tensor shared_mean(const torch::Tensor& values, const BatchShard& rows, const BatchShard& items);
+// This process's part of the mean over N items of which it holds `items`: the sum of its
+// values / N (values.mean() when whole), summing over the processes to the mean. For a loss
+// whose gradients are summed over the processes as they are (a trained flow's).
+torch::Tensor part_of_mean(const torch::Tensor& values, const BatchShard& items);
+
+// Data-parallel training: the posterior of the whole batch, detached, on every process, from each
+// process's `rows` of it (one all-reduce of B x D means and log-variances): for what is fitted
+// to the whole batch's posterior (the aggregate-gaussian, defensive and batch-posterior
+// proposals, NCE's aggregate-gaussian noise), so that it is the single process's.
+DiagonalGaussian whole_batch_posterior(const DiagonalGaussian& q, Distributed& dist, const BatchShard& rows);
 
 // Helper for objective files: log of the importance-sampling estimate of Z for an
 // energy prior, log Zhat = logsumexp_s(-f(z_s) + log p0(z_s) - log r(z_s)) - log S,

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "data/seed.h"
 
 namespace vae_ebm {
 
@@ -42,28 +43,44 @@ class McmcObjective : public PriorObjective {
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
     auto& ebm = as_energy_prior(prior);
-    const int64_t n = options_.negatives() > 0 ? options_.negatives() : q.batch();
+    // In data-parallel training this process runs its share of the n negatives (docs/MATH.md
+    // section 10); their random numbers come from its own generator, except the short-run
+    // chains' starts, drawn for all n from the shared one (each process keeping its rows) as a
+    // single process draws them.
+    const bool parallel = dist_ && dist_->parallel();
+    const auto rows = parallel ? rows_ : BatchShard::of(q.batch(), 0, 1);
+    const int64_t n = options_.negatives() > 0 ? options_.negatives() : rows.global;
+    const auto negatives = parallel ? BatchShard::of(n, dist_->rank(), dist_->world_size()) : BatchShard::of(n, 0, 1);
+    at::Generator& own = parallel ? chain_generator_ : generator;
     torch::Tensor start, index;
     if (options_.persistent()) {
+      // This process's shard of the buffer's chains (all of them in one process).
+      const int64_t size = parallel ? BatchShard::of(options_.buffer_size(), dist_->rank(), dist_->world_size()).size
+                                    : options_.buffer_size();
       if (!buffer_.defined() || buffer_.size(1) != q.dim())
-        buffer_ = torch::randn({options_.buffer_size(), q.dim()}, generator, q.mu.options().requires_grad(false));
-      index = torch::randint(buffer_.size(0), {n}, generator, torch::TensorOptions().dtype(torch::kLong).device(buffer_.device()));
+        buffer_ = torch::randn({size, q.dim()}, own, q.mu.options().requires_grad(false));
+      index = torch::randint(buffer_.size(0), {negatives.size}, own,
+                             torch::TensorOptions().dtype(torch::kLong).device(buffer_.device()));
       start = buffer_.index_select(0, index);
       // Re-draw a fraction of the chains from the base before continuing them.
-      auto fresh = torch::rand({n, 1}, generator, start.options()) < options_.reinit_fraction();
-      start = torch::where(fresh, torch::randn(start.sizes(), generator, start.options()), start);
+      auto fresh = torch::rand({negatives.size, 1}, own, start.options()) < options_.reinit_fraction();
+      start = torch::where(fresh, torch::randn(start.sizes(), own, start.options()), start);
     } else {
-      start = torch::randn({n, q.dim()}, generator, q.mu.options().requires_grad(false));
+      start = negatives.rows(torch::randn({n, q.dim()}, generator, q.mu.options().requires_grad(false)), 0);
     }
-    auto chains = ebm.run_langevin(start, langevin_, generator);
+    auto chains = ebm.run_langevin(start, langevin_, own);
     if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
     auto negative_energy = ebm.energy(chains.z);
     auto f_z = ebm.energy(z);  // [K, B]
     auto positive_energy = f_z.mean(0);
     auto cross_entropy = q.expected_standard_normal_log_prob();
-    auto surrogate = cross_entropy - positive_energy + negative_energy.mean();
+    // The mean over the negatives is one term for the whole batch: each process its part.
+    auto surrogate = cross_entropy - positive_energy + shared_mean(negative_energy, rows, negatives);
+    // (The positives' mean over this process's K x B_r samples, weighted B_r / B by the
+    // trainer, is already its part of the mean over all K x B.)
     if (options_.energy_l2() > 0)
-      surrogate = surrogate - options_.energy_l2() * (f_z.pow(2).mean() + negative_energy.pow(2).mean());
+      surrogate = surrogate - options_.energy_l2() *
+                                  (f_z.pow(2).mean() + shared_mean(negative_energy.pow(2), rows, negatives));
     PriorTerm term{surrogate, {}};
     term.diagnostics["energy_positive"] = positive_energy.mean().item<double>();
     term.diagnostics["energy_negative"] = negative_energy.mean().item<double>();
@@ -74,20 +91,44 @@ class McmcObjective : public PriorObjective {
   double sampler_step_size() const override { return langevin_.step_size(); }
   void set_sampler_step_size(double step_size) override { langevin_.step_size(step_size); }
 
+  void check_data_parallel(int world_size) const override {
+    const auto at_least = [world_size](const char* option, int64_t value) {
+      if (value > 0 && value < world_size)
+        throw OptionError(option, "must be at least the number of processes (" + std::to_string(world_size) +
+                                      "), each running its share, got " + std::to_string(value));
+    };
+    at_least("negatives", options_.negatives());
+    if (options_.persistent()) at_least("buffer-size", options_.buffer_size());
+  }
+  void set_data_parallel(std::shared_ptr<Distributed> dist, const BatchShard& rows, uint64_t seed,
+                         torch::Device device) override {
+    dist_ = std::move(dist);
+    rows_ = rows;
+    chain_generator_ = make_generator(mix_seed(seed, 0x636861696e73ULL, static_cast<uint64_t>(dist_->rank())), device);
+  }
+  // The chains' generator and a persistent buffer's shard are this process's own.
+  bool per_process_state() const override { return true; }
+
   void save(torch::serialize::OutputArchive& archive) const override {
     if (buffer_.defined()) archive.write("buffer", buffer_, /*is_buffer=*/true);
+    if (dist_ && dist_->parallel()) archive.write("chain_generator", generator_state(chain_generator_));
   }
   void load(torch::serialize::InputArchive& archive) override {
-    if (!options_.persistent()) return;
-    torch::Tensor t;
-    if (archive.try_read("buffer", t, /*is_buffer=*/true)) buffer_ = t;
+    // A fresh tensor for each read: reading into a defined one would re-target its storage.
+    torch::Tensor state, buffer;
+    if (dist_ && dist_->parallel() && archive.try_read("chain_generator", state))
+      set_generator_state(chain_generator_, state);
+    if (options_.persistent() && archive.try_read("buffer", buffer, /*is_buffer=*/true)) buffer_ = buffer;
   }
 
  private:
   std::string name_;
   McmcOptions options_;
   LangevinOptions langevin_;
-  torch::Tensor buffer_;  // persistent chains [buffer_size, D]
+  torch::Tensor buffer_;  // persistent chains [buffer_size, D]; in data-parallel training this process's shard
+  std::shared_ptr<Distributed> dist_;
+  BatchShard rows_;                // this process's rows of each batch
+  at::Generator chain_generator_;  // data-parallel: this process's own, for its chains
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "prior/objective.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -19,6 +20,11 @@ namespace vae_ebm {
 torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
                                             const torch::Tensor& x, double sigma, at::Generator& generator) {
   auto eps = torch::randn(x.sizes(), generator, x.options().requires_grad(false));
+  return denoising_score_matching_loss(score, x, sigma, eps);
+}
+
+torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                            const torch::Tensor& x, double sigma, const torch::Tensor& eps) {
   auto noisy = (x.detach() + sigma * eps).detach();
   return 0.5 * (sigma * score(noisy) + eps).pow(2).sum(-1).mean();
 }
@@ -43,14 +49,28 @@ class ScoreMatchingObjective : public PriorObjective {
       return -v - grad_f;
     };
     torch::AutoGradMode enable_grad(true);
-    auto dsm = denoising_score_matching_loss(score, z.detach().reshape({-1, q.dim()}), options_.noise(), generator);
+    // The noise of the whole batch's K x B samples, this process's rows kept (docs/MATH.md
+    // section 10). The loss is the mean over this process's K x B_r samples: weighted B_r / B
+    // by the trainer, its part of the mean over all of them.
+    const auto options = z.options().requires_grad(false);
+    auto eps = rows_ ? rows_->rows(torch::randn({z.size(0), rows_->global, q.dim()}, generator, options), 1)
+                           .reshape({-1, q.dim()})
+                     : torch::randn({z.numel() / q.dim(), q.dim()}, generator, options);
+    auto dsm = denoising_score_matching_loss(score, z.detach().reshape({-1, q.dim()}), options_.noise(), eps);
     PriorTerm term{encoder_prior_term(ebm, q, z) - dsm, {}};
     term.diagnostics["score_matching"] = dsm.item<double>();
     return term;
   }
 
+  // Each image's loss is the mean over its own samples' noise: nothing to combine.
+  void check_data_parallel(int) const override {}
+  void set_data_parallel(std::shared_ptr<Distributed>, const BatchShard& rows, uint64_t, torch::Device) override {
+    rows_ = rows;
+  }
+
  private:
   ScoreMatchingOptions options_;
+  std::optional<BatchShard> rows_;  // data-parallel: this process's rows of each batch
 };
 
 }  // namespace

@@ -53,15 +53,11 @@ class SnelboObjective : public PriorObjective {
   }
 
   void check_data_parallel(int world_size) const override {
-    if (options_.proposal() != "base")
-      throw OptionError("proposal", "'" + options_.proposal() + "' is not data-parallel yet (" +
-                                        std::to_string(world_size) + " processes): only base is; the others depend "
-                                        "on the whole batch's posterior or train a flow alongside");
     if (options_.base_samples() > 0 && options_.base_samples() < world_size)
       throw OptionError("base-samples", "must be at least the number of processes (" + std::to_string(world_size) +
                                             "), got " + std::to_string(options_.base_samples()));
   }
-  void set_data_parallel(std::shared_ptr<Distributed> dist, const BatchShard& shard) override {
+  void set_data_parallel(std::shared_ptr<Distributed> dist, const BatchShard& shard, uint64_t, torch::Device) override {
     dist_ = std::move(dist);
     shard_ = shard;
   }
@@ -77,18 +73,31 @@ class SnelboObjective : public PriorObjective {
   struct Proposal {
     torch::Tensor z, log_correction;
   };
-  Proposal proposal_samples(const DiagonalGaussian& q, int64_t s, at::Generator& generator) {
+  // With a share (data-parallel training), its rows of the S samples: all of their noise drawn,
+  // as one process draws it, and this process's rows kept.
+  Proposal proposal_samples(const DiagonalGaussian& q, int64_t s, at::Generator& generator,
+                            const BatchShard* share = nullptr) {
     const int64_t d = q.dim();
     auto opts = q.mu.options();
     const auto& p = options_.proposal();
-    if (p == "base") return {torch::randn({s, d}, generator, opts), torch::zeros({s}, opts)};
+    if (p == "base") {
+      auto zs = torch::randn({s, d}, generator, opts);
+      if (share) zs = share->rows(zs, 0);
+      return {zs, torch::zeros({zs.size(0)}, opts)};
+    }
     if (p == "flow") {
       auto& flow = flow_.get(d, q.mu.device(), generator);
       // round(a S) samples from the base, the rest from the flow, weighted by their mixture.
       const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
       auto mixture = sample_flow_mixture(flow, from_base, s - from_base,
-                                         static_cast<double>(from_base) / static_cast<double>(s), generator);
+                                         static_cast<double>(from_base) / static_cast<double>(s), generator, share);
       return {mixture.z, mixture.log_correction};
+    }
+    if (share) {
+      // Fitted to the whole batch's posterior: all S drawn from it, as one process draws them,
+      // and this process's rows kept.
+      auto all = proposal_samples(whole_batch_posterior(q, *dist_, shard_), s, generator);
+      return {share->rows(all.z, 0), share->rows(all.log_correction, 0)};
     }
     if (p == "aggregate-gaussian") {
       auto r = q.aggregate_moment_match();
@@ -124,20 +133,28 @@ class SnelboObjective : public PriorObjective {
   // One Adam step of the flow on its own loss; no gradient reaches the energy, b or the VAE.
   // ml: -mean log q_flow(z) over the batch's posterior samples (detached); reverse-kl:
   // mean over S flow samples of log q_flow(z) + f(z) - log p0(z), i.e. KL(q_flow || p) - log Z.
-  double fit_flow_step(EnergyPrior& ebm, const torch::Tensor& z, int64_t s, at::Generator& generator) {
+  // In data-parallel training (share: this process's part of the S samples) each process
+  // computes its part of the loss (its posterior samples' part of the mean over K x B, its
+  // flow samples' part of the mean over S) and the flow's gradients are summed over the
+  // processes; the value returned is this process's part.
+  double fit_flow_step(EnergyPrior& ebm, const torch::Tensor& z, int64_t s, at::Generator& generator,
+                       const BatchShard* share = nullptr) {
     torch::AutoGradMode enable_grad(true);
     const auto& fit = options_.flow_fit();
     auto& flow = flow_.get(z.size(-1), z.device(), generator);
     torch::Tensor loss = torch::zeros({}, z.options().requires_grad(false));
-    if (fit == "ml" || fit == "mix") loss = loss - flow->log_prob(z.detach().reshape({-1, flow->dim()})).mean();
+    if (fit == "ml" || fit == "mix") {
+      auto log_q = flow->log_prob(z.detach().reshape({-1, flow->dim()}));
+      loss = loss - (share ? log_q.sum() / static_cast<double>(z.size(0) * shard_.global) : log_q.mean());
+    }
     if (fit == "reverse-kl" || fit == "mix")
-      loss = loss + reverse_kl_gap(flow, [&ebm](const torch::Tensor& x) { return ebm.energy(x); }, s, generator);
-    flow_.step(loss);
+      loss = loss + reverse_kl_gap(flow, [&ebm](const torch::Tensor& x) { return ebm.energy(x); }, s, generator, share);
+    flow_.step(loss, share ? dist_.get() : nullptr);
     return loss.item<double>();
   }
 
-  // prior_term() in one of several processes (docs/MATH.md section 10). The S base samples are
-  // drawn for the whole step, as one process draws them, and each process evaluates its share;
+  // prior_term() in one of several processes (docs/MATH.md section 10). The S proposal samples
+  // are drawn for the whole step, as one process draws them, and each process evaluates its share;
   // log Zhat over all S is combined by a log-sum-exp over the processes. Its value is the same
   // on every process; its gradient here is this process's samples' part of d log Zhat, times
   // global batch / this process's rows, so that the per-image mean over this process's rows
@@ -148,9 +165,9 @@ class SnelboObjective : public PriorObjective {
     const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : shard_.global;
     const auto share = BatchShard::of(s, dist_->rank(), dist_->world_size());
     const int64_t d = q.dim(), kb = z.numel() / d;
-    auto proposal = share.rows(torch::randn({s, d}, generator, q.mu.options()), 0);
-    auto f = ebm.energy(torch::cat({z.reshape({kb, d}), proposal}));
-    auto log_w = -f.narrow(0, kb, share.size);  // [S_r]
+    auto proposal = proposal_samples(q, s, generator, &share);
+    auto f = ebm.energy(torch::cat({z.reshape({kb, d}), proposal.z}));
+    auto log_w = -f.narrow(0, kb, share.size) + proposal.log_correction;  // [S_r]
     auto log_sum = torch::logsumexp(log_w, 0);   // log of this process's sum of weights
     // log sum w and log sum w^2 over all S samples, in double, the same bits on every process.
     auto all = dist_->all_reduce_logsumexp(torch::stack({log_sum.detach(), torch::logsumexp(2 * log_w.detach(), 0)}),
@@ -167,6 +184,7 @@ class SnelboObjective : public PriorObjective {
     term.diagnostics["log_z_hat"] = log_total - log_s;
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = std::exp(2 * log_total - log_total_sq) / static_cast<double>(s);
+    if (options_.proposal() == "flow") term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator, &share);
     return term;
   }
 

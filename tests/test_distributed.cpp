@@ -21,6 +21,9 @@
 #include "apps/run_support.h"
 #include "common/distributed.h"
 #include "data/files.h"
+#include "data/seed.h"
+#include "prior/energy.h"
+#include "prior/objective.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {
@@ -188,19 +191,99 @@ TEST(DistributedTest, ARankThatNeverComesIsAnErrorAfterTheTimeout) {
   EXPECT_LT(waited, 15);
 }
 
+// An objective's term over a batch of 7 (K = 2 samples, D = 3) in one process, and on two ranks
+// holding 3 and 4 of its rows: the ranks' gradients, each of its loss -sum(term) / 7 and summed
+// over the ranks as the trainer sums them, must be the single process's gradient of -mean(term),
+// for the energy's parameters and b and (per row) for the posterior means. This checks the
+// weights of every batch-wide term directly: two runs' parameters after a few Adam steps would
+// not see a weight a few percent off (Adam's first steps are nearly sign(g)).
+TEST(DataParallelObjectiveTest, TheRanksGradientsSumToOneProcesssForEachObjective) {
+  const int64_t b = 7, k = 2, d = 3;
+  auto gen = make_generator(5);
+  const auto mu = torch::randn({b, d}, gen), logvar = 0.3 * torch::randn({b, d}, gen) - 0.5;
+  const auto eps = torch::randn({k, b, d}, gen);
+  torch::manual_seed(3);
+  const EnergyPrior reference(d, {8, 8}, 0.2);
+  struct Gradients {
+    std::vector<torch::Tensor> prior;
+    torch::Tensor mu;
+  };
+  // The term over `rows` of the batch (all of it when dist is null), its loss's gradients.
+  auto gradients = [&](const std::string& name, const ObjectiveOptions& options, Distributed* dist) {
+    EnergyPrior prior(d, {8, 8}, 0.2);
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < prior.parameters().size(); ++i) prior.parameters()[i].copy_(reference.parameters()[i]);
+    }
+    const auto rows = dist ? BatchShard::of(b, dist->rank(), dist->world_size()) : BatchShard::of(b, 0, 1);
+    auto objective = make_objective(name, options);
+    if (dist) {
+      objective->check_data_parallel(dist->world_size());
+      objective->set_data_parallel(std::shared_ptr<Distributed>(dist, [](Distributed*) {}), rows, 0, torch::kCPU);
+    }
+    auto m = rows.rows(mu, 0).clone().requires_grad_(true);
+    DiagonalGaussian q{m, rows.rows(logvar, 0)};
+    auto z = m + torch::exp(q.logvar / 2) * rows.rows(eps, 1);
+    auto generator = make_generator(11);  // the trainer's, the same on every rank
+    auto term = objective->prior_term(prior, q, z, generator).log_prior;
+    auto loss = dist ? -term.sum() / static_cast<double>(b) : -term.mean();
+    loss.backward();
+    Gradients out;
+    for (const auto& p : prior.parameters()) out.prior.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
+    if (dist) dist->all_reduce_sum(out.prior, "the test's gradient sum");
+    out.mu = m.grad();
+    return out;
+  };
+  struct Case {
+    std::string label, objective;
+    ObjectiveOptions options;
+  };
+  const std::vector<Case> cases = {
+      {"snelbo, 5 base samples", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().base_samples(5))},
+      {"snelbo, defensive", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("defensive"))},
+      {"snelbo, batch-posterior", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("batch-posterior"))},
+      {"snelbo, flow", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("flow").flow_base_fraction(0.3))},
+      {"nce, base noise, ratio 0.7", "nce", ObjectiveOptions().nce(NceOptions().ratio(0.7))},
+      {"nce, aggregate-gaussian", "nce", ObjectiveOptions().nce(NceOptions().noise("aggregate-gaussian"))},
+      {"nce, flow", "nce", ObjectiveOptions().nce(NceOptions().noise("flow"))},
+      {"fce", "fce", ObjectiveOptions()},
+      {"score-matching", "score-matching", ObjectiveOptions()},
+      // Without Langevin noise, the negatives are the single process's (docs/MATH.md section 10);
+      // 5 of them split 2 and 3 against rows split 3 and 4, and with the energy penalty.
+      {"short-run-mcmc, no noise", "short-run-mcmc",
+       ObjectiveOptions().mcmc(McmcOptions().noise(0).steps(5).negatives(5).energy_l2(0.1))},
+  };
+  for (const auto& [label, name, options] : cases) {
+    const auto one = gradients(name, options, nullptr);
+    std::vector<Gradients> ranks(2);
+    const auto errors = on_two_ranks([&](Distributed& dist) { ranks[dist.rank()] = gradients(name, options, &dist); });
+    ASSERT_EQ(errors, std::vector<std::string>({"", ""})) << label;
+    double worst = 0;
+    for (size_t i = 0; i < one.prior.size(); ++i) {
+      const double scale = 1e-6 * (1 + one.prior[i].abs().max().item<double>());
+      worst = std::max(worst, (ranks[0].prior[i] - one.prior[i]).abs().max().item<double>() / scale);
+    }
+    const auto mu_two = torch::cat({ranks[0].mu, ranks[1].mu});
+    worst = std::max(worst, (mu_two - one.mu).abs().max().item<double>() / (1e-6 * (1 + one.mu.abs().max().item<double>())));
+    EXPECT_LT(worst, 1.0) << label << ": the ranks' gradients differ from one process's by " << worst << " x 1e-6";
+    std::fprintf(stderr, "%s: |gradient difference| / (1 + |gradient|), 2 ranks vs 1: %.2g\n", label.c_str(), worst * 1e-6);
+  }
+}
+
 // `vae-ebm train` in two processes, as torchrun starts them, against one process.
 class DataParallelTrainTest : public ::testing::Test {
  protected:
   TempDir tmp;
   void SetUp() override { write_tiny_binary_data(tmp.file("data.h5"), 7); }
 
+  // Without a run directory (""), the flags lack --run-dir.
   std::string train_flags(const std::string& prior, const std::string& run_dir,
                           const std::string& schedule = "--epochs 2", int batch = 8) const {
     // 32 images in batches of 8: 4 steps an epoch; 2 epochs (a second shuffle), with a validation
     // (and the parameter check) after each.
     return " train --dataset hdf5:" + tmp.file("data.h5") + " --hidden 16 --latent 3 --energy-hidden 8,8 --prior " +
            prior + " --batch-size " + std::to_string(batch) + " " + schedule + " --lr 1e-3 --prior-lr 1e-3 --eval-samples 2 --log-z-samples 64"
-           " --threads 1 --log-every 1000 --dist-timeout 30 --run-dir " + run_dir;
+           " --threads 1 --log-every 1000 --dist-timeout 30" + (run_dir.empty() ? "" : " --run-dir " + run_dir);
   }
   // Starts ranks 0..world-1 with the environment torchrun would give them; returns
   // "rc0 rc1 ..." and leaves each rank's output in LOG.rankN.
@@ -221,25 +304,38 @@ class DataParallelTrainTest : public ::testing::Test {
     return worst;
   }
 
-  void expect_equal_to_one_process(const std::string& prior, double tolerance, int batch) {
-    const auto one = tmp.file(prior + "-one"), two = tmp.file(prior + "-two");
-    ASSERT_EQ(shell_output(kBinary + train_flags(prior, one, "--epochs 2", batch) + " > " + tmp.file("one.log") +
-                    " 2>&1; echo -n $?"),
-              "0")
-        << read_file(tmp.file("one.log"));
-    ASSERT_EQ(launch(2, train_flags(prior, two, "--epochs 2", batch), tmp.file("two.log")), "0 0 ")
-        << read_file(tmp.file("two.log.rank0")) << read_file(tmp.file("two.log.rank1"));
+  // Runs `args` (a command and its flags, less --run-dir) in one process and in two; the two
+  // runs' directories are NAME-one and NAME-two.
+  void run_one_and_two(const std::string& args, const std::string& name) {
+    const auto one = tmp.file(name + "-one"), two = tmp.file(name + "-two");
+    ASSERT_EQ(shell_output(kBinary + args + " --run-dir " + one + " > " + tmp.file(name + "-one.log") + " 2>&1; echo -n $?"), "0")
+        << read_file(tmp.file(name + "-one.log"));
+    ASSERT_EQ(launch(2, args + " --run-dir " + two, tmp.file(name + "-two.log")), "0 0 ")
+        << read_file(tmp.file(name + "-two.log.rank0")) << read_file(tmp.file(name + "-two.log.rank1"));
+  }
+
+  // `vae-ebm train` with `prior` and `extra` flags in two processes equals one within
+  // `tolerance` (max |parameter difference| after 8 steps); prints the distance.
+  void expect_equal_to_one_process(const std::string& prior, double tolerance, int batch, const std::string& extra = "",
+                                   const std::string& name = "") {
+    const auto label = name.empty() ? prior : name;
+    const auto one = tmp.file(label + "-one"), two = tmp.file(label + "-two");
+    ASSERT_NO_FATAL_FAILURE(run_one_and_two(train_flags(prior, "", "--epochs 2", batch) + " " + extra, label));
+    expect_written_by_rank_zero(two, label);
+    const double distance = parameter_distance(one, two);
+    EXPECT_LT(distance, tolerance) << label;
+    std::fprintf(stderr, "%s: max |parameter difference| after 8 steps, 2 processes vs 1: %g\n", label.c_str(), distance);
+  }
+
+  void expect_written_by_rank_zero(const std::string& two, const std::string& label) {
     // Only rank 0 wrote: one run directory, one "finished" record; its config notes the world.
     const auto metrics = read_file(two + "/metrics.jsonl");
     const auto finished = metrics.find("\"event\":\"finished\"");
     EXPECT_NE(finished, std::string::npos) << metrics;
     EXPECT_EQ(metrics.find("\"event\":\"finished\"", finished + 1), std::string::npos) << metrics;
     EXPECT_NE(read_file(two + "/config.ini").find("# data-parallel: 2 processes (gloo"), std::string::npos);
-    EXPECT_EQ(read_file(tmp.file("two.log.rank1")).find("training"), std::string::npos) << "rank 1 prints no progress";
-    const double distance = parameter_distance(one, two);
-    EXPECT_LT(distance, tolerance) << prior;
-    std::fprintf(stderr, "%s prior: max |parameter difference| after 8 steps, 2 processes vs 1: %g\n", prior.c_str(),
-                 distance);
+    EXPECT_EQ(read_file(tmp.file(label + "-two.log.rank1")).find("training"), std::string::npos)
+        << "rank 1 prints no progress";
   }
 };
 
@@ -270,11 +366,112 @@ TEST_F(DataParallelTrainTest, TwoProcessesResumedEqualTwoThatNeverStopped) {
   EXPECT_EQ(parameter_distance(straight, resumed), 0.0);
 }
 
+// The objectives whose batch-wide terms are combined over the ranks (docs/MATH.md section 10),
+// with the uneven batch of 7 (ranks of 3 and 4 rows, and of 3 and 4 of the 7 noise samples;
+// the flows' noise and the score-matching noise drawn for the whole batch): the same 1e-6.
+TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithNceFceAndScoreMatching) {
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective nce", "nce");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective nce --nce-noise flow --nce-ratio 2", "nce-flow");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective fce", "fce");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective score-matching", "score-matching");
+}
+
+// SNELBO with the flow proposal: the mixture's base and flow samples split unevenly over the
+// ranks (round(0.3 x 7) = 2 from the base), and the flow fitted on both losses (mix: the
+// posterior samples' and the reverse KL's) with its gradients summed over the ranks.
+TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithTheSnelbosFlowProposal) {
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--proposal flow --proposal-base-fraction 0.3", "snelbo-flow");
+}
+
+// The proposals and noise fitted to the whole batch's posterior, which each rank gathers.
+TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithWhatIsFittedToTheWholeBatch) {
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--proposal defensive", "snelbo-defensive");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--proposal batch-posterior", "snelbo-batch-posterior");
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective nce --nce-noise aggregate-gaussian", "nce-aggregate");
+}
+
+TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithADetachedPosterior) {
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--detach-posterior", "detach-posterior");
+}
+
+// MCMC: each rank runs its share of the negatives, their Langevin noise from a generator of its
+// own, so 2 ranks draw other negatives than 1 process and "equal" cannot mean the same numbers.
+// What must be the same is everything but that noise: the chains' starts (drawn for all
+// negatives from the shared generator, each rank keeping its rows), the chains' dynamics, and the
+// weighting of each rank's negatives in the global mean. Without Langevin noise the negatives are
+// determined by their starts, and then 2 ranks equal 1 process.
+TEST_F(DataParallelTrainTest, TwoProcessesEqualOneWithShortRunMcmcWithoutLangevinNoise) {
+  expect_equal_to_one_process("ebm", 1e-6, 7, "--objective short-run-mcmc --mcmc-noise 0 --mcmc-steps 10 --negatives 5",
+                              "mcmc");
+}
+
+// fit-prior (post hoc: the parent's VAE frozen, an energy prior fitted to its posterior).
+TEST_F(DataParallelTrainTest, FitPriorInTwoProcessesEqualsOne) {
+  const auto parent = tmp.file("parent");
+  ASSERT_EQ(shell_output(kBinary + train_flags("gaussian", parent, "--epochs 1") + " > " + tmp.file("parent.log") +
+                  " 2>&1; echo -n $?"),
+            "0")
+      << read_file(tmp.file("parent.log"));
+  const std::string args = " fit-prior " + parent + " --prior ebm --energy-hidden 8,8 --batch-size 7 --epochs 2 "
+                           "--prior-lr 1e-3 --eval-samples 2 --log-z-samples 64 --threads 1 --log-every 1000 "
+                           "--dist-timeout 30";
+  ASSERT_NO_FATAL_FAILURE(run_one_and_two(args, "posthoc"));
+  expect_written_by_rank_zero(tmp.file("posthoc-two"), "posthoc");
+  const double distance = parameter_distance(tmp.file("posthoc-one"), tmp.file("posthoc-two"));
+  EXPECT_LT(distance, 1e-6);
+  std::fprintf(stderr, "fit-prior: max |parameter difference| after 8 steps, 2 processes vs 1: %g\n", distance);
+}
+
+// Persistent chains: each rank's buffer shard and chain generator go into rank 0's checkpoint
+// and come back to their rank, so the resumed run draws the negatives the straight one drew.
+TEST_F(DataParallelTrainTest, TwoProcessesWithPersistentChainsResumedEqualTwoThatNeverStopped) {
+  const std::string mcmc = " --objective long-run-mcmc --persistent --mcmc-steps 5 --buffer-size 64 --reinit-fraction 0.2";
+  const auto straight = tmp.file("straight"), resumed = tmp.file("resumed");
+  ASSERT_EQ(launch(2, train_flags("ebm", straight) + mcmc, tmp.file("straight.log")), "0 0 ")
+      << read_file(tmp.file("straight.log.rank0")) << read_file(tmp.file("straight.log.rank1"));
+  ASSERT_EQ(launch(2, train_flags("ebm", resumed, "--epochs 2 --max-steps 3") + mcmc, tmp.file("first.log")), "0 0 ")
+      << read_file(tmp.file("first.log.rank0")) << read_file(tmp.file("first.log.rank1"));
+  ASSERT_EQ(launch(2, " train --resume " + resumed + " --max-steps 0", tmp.file("second.log")), "0 0 ")
+      << read_file(tmp.file("second.log.rank0")) << read_file(tmp.file("second.log.rank1"));
+  EXPECT_NE(read_file(tmp.file("second.log.rank0")).find("resuming " + resumed + " at step 3"), std::string::npos);
+  EXPECT_EQ(parameter_distance(straight, resumed), 0.0);
+}
+
+// Chains of 2 processes cannot go on in 1, nor 1's in 2: a clear error, naming both numbers, and
+// the checkpoint is left as it was (not set aside as damaged).
+TEST_F(DataParallelTrainTest, ChainsResumedWithAnotherNumberOfProcessesAreRefused) {
+  const std::string mcmc = " --objective long-run-mcmc --persistent --mcmc-steps 2 --buffer-size 16";
+  const auto two = tmp.file("by-two"), one = tmp.file("by-one");
+  ASSERT_EQ(launch(2, train_flags("ebm", two, "--epochs 2 --max-steps 2") + mcmc, tmp.file("by-two.log")), "0 0 ")
+      << read_file(tmp.file("by-two.log.rank0")) << read_file(tmp.file("by-two.log.rank1"));
+  const auto in_one = shell_output(kBinary + " train --resume " + two + " --max-steps 0 2>&1; echo \"rc=$?\"");
+  EXPECT_NE(in_one.find("was written by 2 processes, and its 'long-run-mcmc' chains are each process's own: resume "
+                        "it with 2 (torchrun --nproc_per_node 2), not 1"),
+            std::string::npos)
+      << in_one;
+  EXPECT_NE(in_one.find("rc=1"), std::string::npos) << in_one;
+  EXPECT_EQ(in_one.find(".corrupt"), std::string::npos) << in_one;
+
+  ASSERT_EQ(shell_output(kBinary + train_flags("ebm", one, "--epochs 2 --max-steps 2") + mcmc + " > " + tmp.file("by-one.log") +
+                  " 2>&1; echo -n $?"),
+            "0")
+      << read_file(tmp.file("by-one.log"));
+  EXPECT_EQ(launch(2, " train --resume " + one + " --max-steps 0", tmp.file("in-two.log")), "1 1 ");
+  for (int r = 0; r < 2; ++r) {
+    const auto said = read_file(tmp.file("in-two.log.rank" + std::to_string(r)));
+    EXPECT_NE(said.find("was written by 1 process, and its 'long-run-mcmc' chains are each process's own: resume it "
+                        "with 1 (torchrun --nproc_per_node 1), not 2"),
+              std::string::npos)
+        << said;
+  }
+}
+
 TEST_F(DataParallelTrainTest, OptionsThatAreNotDataParallelYetAreRefusedBeforeMeeting) {
-  const auto args = train_flags("ebm", tmp.file("refused")) + " --proposal flow";
+  const auto args = train_flags("ebm", tmp.file("refused")) + " --refine-steps 2";
   const auto rcs = launch(2, args, tmp.file("refused.log"));
   EXPECT_EQ(rcs, "2 2 ");
-  EXPECT_NE(read_file(tmp.file("refused.log.rank1")).find("--proposal: 'flow' is not data-parallel yet (2 processes)"),
+  EXPECT_NE(read_file(tmp.file("refused.log.rank1"))
+                .find("--refine-steps: posterior refinement is not data-parallel yet (2 processes)"),
             std::string::npos)
       << read_file(tmp.file("refused.log.rank1"));
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -27,6 +28,19 @@ constexpr int64_t kCheckpointFormat = 1;
 
 torch::Tensor scalar(int64_t v) { return torch::full({}, v, torch::kLong); }
 torch::Tensor scalar(double v) { return torch::full({}, v, torch::kDouble); }
+
+// Bytes (an archive of their own) as a tensor of an archive, and back.
+torch::Tensor bytes_tensor(const std::string& bytes) {
+  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kByte);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+std::string rank_bytes(torch::serialize::InputArchive& ranks, int rank) {
+  torch::Tensor t;
+  ranks.read(std::to_string(rank), t);
+  t = t.to(torch::kCPU).contiguous();
+  return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
+}
 
 void warn_if_unsealed(const ArchiveReader& reader, const std::string& path) {
   if (!reader.sealed())
@@ -134,9 +148,8 @@ void TrainOptions::validate() const {
 void check_data_parallel(const TrainOptions& options, const PriorObjective& objective, int world_size) {
   if (world_size <= 1) return;
   const std::string yet = " is not data-parallel yet (" + std::to_string(world_size) + " processes)";
-  if (options.mode() != TrainMode::joint)
-    throw OptionError("mode", "'" + train_mode_name(options.mode()) + "'" + yet + ": only joint training is");
-  if (options.refine_steps() > 0) throw OptionError("refine-steps", "posterior refinement" + yet);
+  if (options.mode() == TrainMode::joint && options.refine_steps() > 0)
+    throw OptionError("refine-steps", "posterior refinement" + yet);
   if (options.on_divergence() == DivergencePolicy::rollback)
     throw OptionError("on-divergence", "rollback" + yet + ": use stop, then resume with a lower rate");
   if (options.batch_size() < world_size)
@@ -184,7 +197,7 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
   writes_ = dist_->is_root();
   if (dist_->parallel()) {
     check_data_parallel(options_, *objective_, dist_->world_size());
-    objective_->set_data_parallel(dist_, shard_);
+    objective_->set_data_parallel(dist_, shard_, options_.seed(), options_.device());
     // Every process starts from rank 0's parameters (the same seed made the same ones; a
     // checkpoint read by --init-from might not be the same file on every machine).
     dist_->broadcast(state_tensors(*model_), 0, "the broadcast of rank 0's initial parameters");
@@ -202,19 +215,63 @@ void Trainer::set_learning_rates(int64_t epoch) {
   apply(prior_optimizer_.get(), options_.prior_lr());
 }
 
+Trainer::PriorFitTerms Trainer::prior_fit_terms(const torch::Tensor& x, const BatchShard* shard) {
+  PriorFitTerms out;
+  DiagonalGaussian q;
+  torch::Tensor z;
+  auto sample = [&] { z = shard ? q.rsample(options_.samples(), generator_, *shard) : q.rsample(options_.samples(), generator_); };
+  if (options_.mode() == TrainMode::post_hoc) {
+    torch::NoGradGuard no_grad;
+    q = model_->encoder->forward(x);
+    sample();
+  } else {
+    // detach-posterior: the VAE trains on the Gaussian ELBO, the prior on detached samples.
+    q = model_->encoder->forward(x);
+    sample();
+    out.reconstruction = model_->log_likelihood(z, x).mean(0);
+    out.kl = -(q.entropy() + q.expected_standard_normal_log_prob());
+    q = q.detach();
+    z = z.detach();
+  }
+  auto term = objective_->prior_term(*model_->prior, q, z, generator_);
+  out.log_prior = term.log_prior;
+  out.diagnostics = std::move(term.diagnostics);
+  return out;
+}
+
 std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x) {
   model_->train();
-  auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
+  // Per image of this process's rows: what the step maximises, and the terms reported.
+  torch::Tensor total, reconstruction, kl, log_prior;
+  std::map<std::string, double> out;
+  if (options_.mode() == TrainMode::joint) {
+    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
+    total = terms.total;
+    reconstruction = terms.reconstruction;
+    kl = terms.kl;
+    out = std::move(terms.diagnostics);
+  } else {
+    auto terms = prior_fit_terms(x, &shard_);
+    log_prior = terms.log_prior;
+    total = terms.reconstruction.defined() ? log_prior + terms.reconstruction - terms.kl : log_prior;
+    reconstruction = terms.reconstruction;
+    kl = terms.kl;
+    out = std::move(terms.diagnostics);
+  }
   // This process's rows' part of the mean over the global batch: the parts sum to it, and so
   // do their gradients.
   const double global = static_cast<double>(shard_.global);
-  auto loss = -terms.total.sum() / global;
-  auto out = terms.diagnostics;
-  auto sums = torch::stack({loss.detach().to(torch::kDouble), terms.reconstruction.detach().sum().to(torch::kDouble) / global,
-                            terms.kl.detach().sum().to(torch::kDouble) / global});
+  auto loss = -total.sum() / global;
+  auto part = [global](const torch::Tensor& t) {
+    return t.defined() ? t.detach().sum().to(torch::kDouble) / global : torch::zeros({}, torch::kDouble);
+  };
+  auto sums = torch::stack({loss.detach().to(torch::kDouble), part(reconstruction), part(kl), part(log_prior)});
   dist_->all_reduce_sum({sums}, "the all-reduce of the step's loss");
-  out["reconstruction"] = sums[1].item<double>();
-  out["kl"] = sums[2].item<double>();
+  if (reconstruction.defined()) {
+    out["reconstruction"] = sums[1].item<double>();
+    out["kl"] = sums[2].item<double>();
+  }
+  if (log_prior.defined()) out["log_prior"] = sums[3].item<double>();
   // The whole batch's loss, the same on every process: all of them stop on a divergence.
   check_loss(sums[0].item<double>());
   if (vae_optimizer_) vae_optimizer_->clear_grads();
@@ -236,10 +293,9 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
 std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   if (dist_->parallel()) return data_parallel_step(x);
   model_->train();
-  const auto mode = options_.mode();
   torch::Tensor loss;
   std::map<std::string, double> out;
-  if (mode == TrainMode::joint) {
+  if (options_.mode() == TrainMode::joint) {
     const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
                             options_.refine_steps() > 0 ? &refine : nullptr);
@@ -248,30 +304,15 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     out["reconstruction"] = terms.reconstruction.mean().item<double>();
     out["kl"] = terms.kl.mean().item<double>();
   } else {
-    DiagonalGaussian q;
-    torch::Tensor z;
-    torch::Tensor vae_loss;
-    if (mode == TrainMode::post_hoc) {
-      torch::NoGradGuard no_grad;
-      q = model_->encoder->forward(x);
-      z = q.rsample(options_.samples(), generator_);
-    } else {
-      // detach-posterior: the VAE trains on the Gaussian ELBO, the prior on detached samples.
-      q = model_->encoder->forward(x);
-      z = q.rsample(options_.samples(), generator_);
-      auto recon = model_->log_likelihood(z, x).mean(0);
-      auto kl = -(q.entropy() + q.expected_standard_normal_log_prob());
-      vae_loss = -(recon - kl).mean();
-      out["reconstruction"] = recon.mean().item<double>();
-      out["kl"] = kl.mean().item<double>();
-      q = q.detach();
-      z = z.detach();
+    auto terms = prior_fit_terms(x, nullptr);
+    out = std::move(terms.diagnostics);
+    if (terms.reconstruction.defined()) {
+      out["reconstruction"] = terms.reconstruction.mean().item<double>();
+      out["kl"] = terms.kl.mean().item<double>();
     }
-    auto term = objective_->prior_term(*model_->prior, q, z, generator_);
-    out = [&] { auto d = term.diagnostics; d.insert(out.begin(), out.end()); return d; }();
-    out["log_prior"] = term.log_prior.mean().item<double>();
-    loss = -term.log_prior.mean();
-    if (vae_loss.defined()) loss = loss + vae_loss;
+    out["log_prior"] = terms.log_prior.mean().item<double>();
+    loss = -terms.log_prior.mean();
+    if (terms.reconstruction.defined()) loss = loss - (terms.reconstruction - terms.kl).mean();
   }
   check_loss(loss.item<double>());
   if (vae_optimizer_) vae_optimizer_->clear_grads();
@@ -530,6 +571,15 @@ void Trainer::save_checkpoint(const std::string& path) const {
   // A checkpoint is what a rollback returns to: never one with NaN or infinite parameters.
   if (const auto bad = first_non_finite(*model_); !bad.empty())
     throw Divergence(state_.step, "parameters (" + bad + ")", std::nan(""));
+  // An objective's state of each process's own (MCMC chains) comes to rank 0 from every process.
+  std::vector<std::string> per_process;
+  if (dist_->parallel() && objective_->per_process_state()) {
+    torch::serialize::OutputArchive own;
+    objective_->save(own);
+    std::ostringstream bytes;
+    own.save_to(bytes);
+    per_process = dist_->all_gather_bytes(bytes.str(), "the gathering of every rank's chains for a checkpoint");
+  }
   if (!writes_) return;  // only rank 0 writes (the parameters are the same on every process)
   torch::serialize::OutputArchive archive;
   archive.write("format", scalar(kCheckpointFormat));
@@ -549,6 +599,13 @@ void Trainer::save_checkpoint(const std::string& path) const {
   torch::serialize::OutputArchive objective_archive;
   objective_->save(objective_archive);
   archive.write("objective", objective_archive);
+  if (!per_process.empty()) {
+    // Rank r's objective archive, as bytes; rank 0's is "objective" above.
+    torch::serialize::OutputArchive ranks;
+    for (size_t r = 1; r < per_process.size(); ++r) ranks.write(std::to_string(r), bytes_tensor(per_process[r]));
+    archive.write("objective_of_rank", ranks);
+  }
+  archive.write("world_size", scalar(static_cast<int64_t>(dist_->world_size())));
   archive.write("generator", generator_state(generator_));
   archive.write("step", scalar(state_.step));
   archive.write("epoch", scalar(state_.epoch));
@@ -580,8 +637,23 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
       archive.read("prior_optimizer", a);
       prior_optimizer_->load(a);
     }
+    // A checkpoint without a world size is one process's (written before data-parallel training).
+    torch::Tensor world;
+    const int64_t wrote = archive.try_read("world_size", world) ? world.item<int64_t>() : 1;
+    if (wrote != dist_->world_size() && objective_->per_process_state())
+      throw ResumeError("checkpoint " + path + " was written by " + std::to_string(wrote) + " process" +
+                        (wrote == 1 ? "" : "es") + ", and its '" + objective_->name() + "' chains are each process's "
+                        "own: resume it with " + std::to_string(wrote) + " (torchrun --nproc_per_node " +
+                        std::to_string(wrote) + "), not " + std::to_string(dist_->world_size()));
     torch::serialize::InputArchive objective_archive;
-    archive.read("objective", objective_archive);
+    if (dist_->rank() == 0 || !objective_->per_process_state()) {
+      archive.read("objective", objective_archive);
+    } else {
+      torch::serialize::InputArchive ranks;
+      archive.read("objective_of_rank", ranks);
+      const auto bytes = rank_bytes(ranks, dist_->rank());
+      objective_archive.load_from(bytes.data(), bytes.size(), options_.device());
+    }
     objective_->load(objective_archive);
     set_generator_state(generator_, read("generator"));
     TrainState s;
@@ -593,6 +665,8 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
     state_ = s;
   } catch (const DataError&) {
     throw;
+  } catch (const ResumeError&) {
+    throw;
   } catch (const std::exception& e) {
     throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + first_line(e.what()));
   }
@@ -600,13 +674,18 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
 
 bool Trainer::resume_latest() {
   // In data-parallel training rank 0 finds the checkpoint and sends its bytes to the others.
-  std::string bytes;
+  std::string bytes, refused;
   if (writes_) {
     auto all = run_dir_.checkpoints();
     while (!all.empty()) {
       try {
         bytes = read_file(all.back());
         load_checkpoint_bytes(bytes, all.back());
+        break;
+      } catch (const ResumeError& e) {
+        if (!dist_->parallel()) throw;
+        refused = e.what();  // said to every process below, so that all of them stop with it
+        bytes.clear();
         break;
       } catch (const DataError& e) {
         bytes.clear();
@@ -621,6 +700,8 @@ bool Trainer::resume_latest() {
     }
   }
   if (!dist_->parallel()) return !bytes.empty();
+  refused = dist_->broadcast_bytes(refused, 0, "the broadcast of whether rank 0 can resume");
+  if (!refused.empty()) throw ResumeError(refused);
   bytes = dist_->broadcast_bytes(bytes, 0, "the broadcast of the checkpoint to resume from");
   if (!bytes.empty() && !writes_) load_checkpoint_bytes(bytes, "rank 0's checkpoint");
   return !bytes.empty();

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/distributed.h"
+#include "common/error.h"
 #include "data/batcher.h"
 #include "data/run_dir.h"
 #include "prior/objective.h"
@@ -101,6 +102,12 @@ constexpr double kMaxAbsLoss = 1e10;
 constexpr double kMaxAbsLogZ = 1000.0;
 bool exploded(double value, double reference);  // value above reference by max(10 |ref|, 1000)
 
+// A checkpoint that cannot go on under this launch (see check_data_parallel): not damaged, so
+// resume_latest() does not set it aside; the message says how to resume it.
+struct ResumeError : UserError {
+  using UserError::UserError;
+};
+
 struct TrainState {
   int64_t step = 0;
   int64_t epoch = 0;        // epochs completed
@@ -111,8 +118,12 @@ struct TrainState {
 
 // Data-parallel training (common/distributed.h, docs/MATH.md section 10) of these options and
 // this objective over `world_size` processes: throws OptionError naming the option that is not
-// data-parallel yet (a mode other than joint, posterior refinement, rollback, the objective's
-// own) or a batch smaller than the number of processes. Nothing for one process.
+// data-parallel yet (posterior refinement, rollback, the objective's own) or a batch smaller
+// than the number of processes. Nothing for one process.
+//
+// A checkpoint of an objective with state of each process's own (PriorObjective::
+// per_process_state: the MCMC chains) resumes only with as many processes as wrote it:
+// otherwise ResumeError, naming both numbers.
 void check_data_parallel(const TrainOptions& options, const PriorObjective& objective, int world_size);
 
 // The validation callback returns the mean validation bound (higher is better) and
@@ -170,6 +181,15 @@ class Trainer {
   const Distributed& distributed() const { return *dist_; }
 
  private:
+  // The detach-posterior and post-hoc modes' terms per image of x (this process's `shard` of
+  // the batch in data-parallel training, drawing the posterior noise as BatchShard says): the
+  // prior's term on the posterior samples, and in detach-posterior the Gaussian ELBO's
+  // reconstruction and KL, which train the VAE (undefined in post-hoc).
+  struct PriorFitTerms {
+    torch::Tensor log_prior, reconstruction, kl;
+    std::map<std::string, double> diagnostics;
+  };
+  PriorFitTerms prior_fit_terms(const torch::Tensor& x, const BatchShard* shard);
   std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
   void validate_data_parallel();  // validate() in data-parallel training
