@@ -214,10 +214,13 @@ std::string low_ess_warning(const Estimate& log_z) {
   text.precision(3);
   text << "WARNING: the log Z estimate has ESS " << log_z.ess << " of " << log_z.count
        << " samples (below 1%); it and the bounds that use it may be far off ("
-       << (log_z.estimator.find("AIS") != std::string::npos
-               ? "try more --ais-temperatures or --ais-chains"
-               : log_z.estimator.find("flow") != std::string::npos ? "try --log-z-method ais, or more --flow-steps"
-                                                                   : "try --log-z-method flow or ais")
+       << (log_z.estimator.find("AIS(forward from") != std::string::npos
+               ? "try more --ais-temperatures or --ais-chains, or more --flow-refine-steps"
+           : log_z.estimator.find("AIS") != std::string::npos
+               ? "try --log-z-method flow-ais, or more --ais-temperatures or --ais-chains"
+           : log_z.estimator.find("flow") != std::string::npos
+               ? "try --log-z-method flow-ais, or more --flow-steps or --flow-refine-steps"
+               : "try --log-z-method flow or flow-ais")
        << ")";
   return text.str();
 }

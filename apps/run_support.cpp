@@ -253,10 +253,9 @@ Estimate base_importance(EnergyPrior& prior, const LogZSettings& s, at::Generato
   return log_z_from_log_weights(log_w.squeeze(1), base_importance_name(s.samples));
 }
 
-// log Z by importance sampling from a flow fitted to the energy. Every process fits the same
-// flow (the same generator); the importance samples are drawn in blocks where asked.
-Estimate flow_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
-  auto flow = fit_log_z_flow(prior, s, gen);
+// log Z by importance sampling from `flow`, fitted to the energy on every process alike; the
+// importance samples are drawn in blocks where asked.
+Estimate flow_importance(EnergyPrior& prior, const LogZSettings& s, Flow& flow, at::Generator& gen) {
   EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
   if (!s.blocks_over) return log_z_flow_importance(flow, energy, s.samples, s.flow_base_fraction, gen);
   auto log_w = in_blocks(
@@ -268,36 +267,37 @@ Estimate flow_importance(EnergyPrior& prior, const LogZSettings& s, at::Generato
   return log_z_from_log_weights(log_w.squeeze(1), flow_importance_name(s.samples, s.flow_base_fraction));
 }
 
-// log Z by forward AIS: all chains from the one generator, or in blocks of chains.
-Estimate annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
-  if (!s.blocks_over) return ais_log_z(prior, s.ais, gen).log_z;
-  auto options = s.ais;
+// log Z by forward AIS: all chains from the one generator, or in blocks of chains. `run` runs
+// the chains the options it is given ask for; `name` is the estimator's.
+using RunChains = std::function<AisResult(const AisOptions&, at::Generator&)>;
+Estimate annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen, const RunChains& run,
+                             const std::string& name) {
+  if (!s.blocks_over) return run(s.ais, gen).log_z;
   auto log_w = in_blocks(
       *s.blocks_over, s.ais.chains(), kAisChainBlock, 1, draw_seed(gen), prior.b.device(),
       [&](int64_t, int64_t n, at::Generator& g) {
-        auto block = options;
-        return ais_log_z(prior, block.chains(n), g).log_weights.unsqueeze(1);
+        auto block = s.ais;
+        return run(block.chains(n), g).log_weights.unsqueeze(1);
       },
       "the gather of AIS's log weights");
-  return log_z_from_log_weights(log_w.squeeze(1), ais_estimator_name(s.ais));
+  return log_z_from_log_weights(log_w.squeeze(1), name);
 }
-// log Z by forward AIS from a flow fitted to the energy: every process fits the same flow; the
-// chains are run in blocks where asked.
-Estimate flow_annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
-  auto flow = fit_log_z_flow(prior, s, gen);
+
+Estimate base_annealed_importance(EnergyPrior& prior, const LogZSettings& s, at::Generator& gen) {
+  return annealed_importance(
+      prior, s, gen, [&](const AisOptions& o, at::Generator& g) { return ais_log_z(prior, o, g); },
+      ais_estimator_name(s.ais));
+}
+
+// From `flow`, fitted to the energy on every process alike.
+Estimate flow_annealed_importance(EnergyPrior& prior, const LogZSettings& s, Flow& flow, at::Generator& gen) {
   EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
   const auto start = flow_ais_start(flow);
-  if (!s.blocks_over) return ais_log_z(energy, start, s.ais, gen).log_z;
-  auto options = s.ais;
-  auto log_w = in_blocks(
-      *s.blocks_over, s.ais.chains(), kAisChainBlock, 1, draw_seed(gen), prior.b.device(),
-      [&](int64_t, int64_t n, at::Generator& g) {
-        auto block = options;
-        return ais_log_z(energy, start, block.chains(n), g).log_weights.unsqueeze(1);
-      },
-      "the gather of AIS's log weights");
-  return log_z_from_log_weights(log_w.squeeze(1), ais_estimator_name(s.ais, start.name));
+  return annealed_importance(
+      prior, s, gen, [&](const AisOptions& o, at::Generator& g) { return ais_log_z(energy, start, o, g); },
+      ais_estimator_name(s.ais, start.name));
 }
+
 using LogZFactory = std::function<LogZMethod(const LogZSettings&)>;
 
 const Registry<LogZFactory>& log_z_registry() {
@@ -305,22 +305,34 @@ const Registry<LogZFactory>& log_z_registry() {
       Registry<LogZFactory>("log-Z method")
           .add("auto",
                [](const LogZSettings& s) {
-                 // Base importance sampling when its weights are even enough, else the flow.
+                 s.flow.validate();
+                 s.ais.validate();
                  const LogZSettings settings = s;
+                 // The first method whose ESS is at least 10% of its samples: importance sampling
+                 // from the base, from a flow fitted to the energy, else AIS from that flow.
                  // Decided at the first estimate and kept for the next (evaluation's two
-                 // estimates, for b and for Zhat, then come from one method).
-                 auto use_flow = std::make_shared<std::optional<bool>>();
+                 // estimates, for b and for Zhat, then come from one method): 0, 1, 2.
+                 auto chosen = std::make_shared<int>(-1);
                  return LogZMethod{
-                     [settings, use_flow](EnergyPrior& prior, at::Generator& gen) {
-                       if (!*use_flow || !**use_flow) {
+                     [settings, chosen](EnergyPrior& prior, at::Generator& gen) {
+                       auto even = [](const Estimate& e) {
+                         return e.ess >= kAutoEssFraction * static_cast<double>(e.count);
+                       };
+                       if (*chosen < 0 || *chosen == 0) {
                          auto base = base_importance(prior, settings, gen);
-                         if (!*use_flow) *use_flow = base.ess < kAutoEssFraction * static_cast<double>(base.count);
-                         if (!**use_flow) return base;
+                         if (*chosen == 0 || even(base)) return *chosen = 0, base;
                        }
-                       return log_z_registry().at("flow")(settings).estimate(prior, gen);
+                       auto flow = fit_log_z_flow(prior, settings, gen);
+                       if (*chosen < 0 || *chosen == 1) {
+                         auto from_flow = flow_importance(prior, settings, flow, gen);
+                         if (*chosen == 1 || even(from_flow)) return *chosen = 1, from_flow;
+                       }
+                       *chosen = 2;
+                       return flow_annealed_importance(prior, settings, flow, gen);
                      },
                      "importance sampling from the base N(0, I) when its ESS is at least 10% of the samples, "
-                     "else from a flow fitted to the energy (the estimator's name says which)"};
+                     "else from " + describe_flow_fit(s) + " when its ESS is, else AIS from that flow (the "
+                     "estimator's name says which)"};
                })
           .add("is",
                [](const LogZSettings& s) {
@@ -335,7 +347,8 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.flow.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     return flow_importance(prior, settings, gen);
+                                     auto flow = fit_log_z_flow(prior, settings, gen);
+                                     return flow_importance(prior, settings, flow, gen);
                                    },
                                    "importance sampling from " + describe_flow_fit(s) + ", with " +
                                        shortest(s.flow_base_fraction) + " of the samples from the base N(0, I)"};
@@ -346,7 +359,8 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.ais.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     return flow_annealed_importance(prior, settings, gen);
+                                     auto flow = fit_log_z_flow(prior, settings, gen);
+                                     return flow_annealed_importance(prior, settings, flow, gen);
                                    },
                                    "annealed importance sampling (forward, MALA transitions) from " +
                                        describe_flow_fit(s)};
@@ -355,7 +369,7 @@ const Registry<LogZFactory>& log_z_registry() {
             s.ais.validate();
             const LogZSettings settings = s;
             return LogZMethod{
-                [settings](EnergyPrior& prior, at::Generator& gen) { return annealed_importance(prior, settings, gen); },
+                [settings](EnergyPrior& prior, at::Generator& gen) { return base_annealed_importance(prior, settings, gen); },
                 "annealed importance sampling from the base N(0, I) (forward, MALA transitions)"};
           });
   return registry;
