@@ -441,7 +441,10 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
       ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
       ("ais-chains", po::value(&c.ais_chains)->default_value(c.ais_chains), "ais: chains")
-      ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais: MALA step size")
+      ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais, flow-ais: MALA step size (the first, when adapted)")
+      ("ais-target-acceptance", real(&c.ais_target_acceptance, c.ais_target_acceptance),
+       "ais, flow-ais: the MALA acceptance rate the step size is adapted towards, temperature by temperature (0: a "
+       "fixed step)")
       ("feature-network", po::value(&c.feature_network)->default_value(c.feature_network),
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")

@@ -126,6 +126,7 @@ struct EvaluateConfig {
   int64_t ais_temperatures = AisOptions().temperatures();
   int64_t ais_chains = AisOptions().chains();
   double ais_step_size = AisOptions().step_size();
+  double ais_target_acceptance = AisOptions().target_acceptance();
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)

@@ -95,7 +95,8 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
                         make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
   LogZSettings settings;
   settings.samples = c.log_z_samples;
-  settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size);
+  settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size).target_acceptance(
+      c.ais_target_acceptance);
   settings.flow.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
   settings.flow.flow().layers(c.flow_layers).hidden(c.flow_hidden);
   settings.flow_base_fraction = c.flow_base_fraction;
@@ -135,6 +136,7 @@ void check_same_on_all_ranks(Distributed& dist, const EvaluateConfig& c, const L
   flags << c.checkpoint << '\n' << c.dataset << '\n' << c.split << '\n' << c.samples << '\n' << c.log_z_samples << '\n'
         << c.limit << '\n' << c.normaliser << '\n' << c.log_z_method << '\n' << c.flow_steps << '\n'
         << c.flow_base_fraction << '\n' << c.ais_temperatures << '\n' << c.ais_chains << '\n' << c.ais_step_size << '\n'
+        << c.ais_target_acceptance << '\n' << c.flow_refine_steps << '\n' << c.flow_layers << '\n' << c.flow_hidden << '\n'
         << c.seed;
   const auto text = flags.str();
   auto bytes = torch::tensor(std::vector<int64_t>(text.begin(), text.end()), torch::kLong);

@@ -25,6 +25,9 @@ void AisOptions::validate() const {
   if (chains_ < 1) fail("chains", "AIS chains must be >= 1, got " + std::to_string(chains_));
   if (steps_ < 1) fail("steps", "AIS steps per temperature must be >= 1, got " + std::to_string(steps_));
   if (!(step_size_ > 0)) fail("step-size", "AIS step size must be > 0, got " + std::to_string(step_size_));
+  if (!(target_acceptance_ >= 0 && target_acceptance_ < 1))
+    fail("target-acceptance", "AIS target acceptance must be in [0, 1) (0: a fixed step), got " +
+                                  std::to_string(target_acceptance_));
 }
 
 torch::Tensor ais_schedule(const AisOptions& options) {
@@ -49,7 +52,9 @@ namespace {
 std::string describe(const std::string& direction, const AisOptions& o, int64_t chains) {
   std::ostringstream out;
   out << "AIS(" << direction << ", T=" << o.temperatures() << " " << o.schedule() << ", chains=" << chains
-      << ", MALA " << o.steps() << "x s=" << o.step_size() << ")";
+      << ", MALA " << o.steps() << "x s=" << o.step_size();
+  if (o.target_acceptance() > 0) out << " adapted to acceptance " << o.target_acceptance();
+  out << ")";
   return out.str();
 }
 
@@ -78,7 +83,7 @@ AisResult run_path(const EnergyFn& energy, const Transition& transition, torch::
   auto beta = betas.accessor<double, 1>();
   const int64_t last = betas.size(0) - 1;
   auto log_w = torch::zeros({z.size(0)}, torch::kDouble);
-  const auto mala = LangevinOptions().steps(options.steps()).step_size(options.step_size()).noise(1.0).metropolis(true);
+  auto mala = LangevinOptions().steps(options.steps()).step_size(options.step_size()).noise(1.0).metropolis(true);
   double accepted = 0;
   int64_t transitions = 0;
   for (int64_t k = 1; k <= last; ++k) {
@@ -95,11 +100,15 @@ AisResult run_path(const EnergyFn& energy, const Transition& transition, torch::
     z = result.z;
     accepted += result.acceptance_rate;
     ++transitions;
+    if (options.target_acceptance() > 0)
+      mala.step_size(std::clamp(mala.step_size() * std::exp(0.1 * (result.acceptance_rate - options.target_acceptance())),
+                                1e-4, 10.0));
   }
   AisResult out;
   out.log_weights = log_w;
   out.samples = z.detach();
   out.acceptance_rate = transitions > 0 ? accepted / static_cast<double>(transitions) : 1.0;
+  out.last_step_size = mala.step_size();
   return out;
 }
 

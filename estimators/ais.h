@@ -20,7 +20,12 @@ struct AisOptions {
   TORCH_ARG(double, sigmoid_width) = 4.0;        // delta of the sigmoidal schedule
   TORCH_ARG(int64_t, chains) = 100;              // forward AIS: chains from p0
   TORCH_ARG(int64_t, steps) = 1;                 // MALA steps per temperature
-  TORCH_ARG(double, step_size) = 0.1;            // Langevin step size s
+  TORCH_ARG(double, step_size) = 0.1;            // Langevin step size s (the first, when adapted)
+  // After each temperature's transitions the step size moves towards this MALA acceptance rate
+  // (over the chains): s *= exp(0.1 (acceptance - target)), within [1e-4, 10]. 0: s stays fixed.
+  // A transition that depends on the chains' past still leaves its temperature's distribution
+  // invariant, so the weights stay valid (as in Wu et al. 2017's AIS for decoder-based models).
+  TORCH_ARG(double, target_acceptance) = 0.6;
 
  public:
   // Throws std::invalid_argument naming the bad value.
@@ -45,6 +50,7 @@ struct AisResult {
   torch::Tensor samples;         // [C, D] final states: approximate samples of the target
                                  // (forward) or of p0 (reverse), detached
   double acceptance_rate = 1.0;  // MALA acceptance over all transitions and chains
+  double last_step_size = 0;     // the MALA step size at the last temperature (adapted)
 };
 
 // Forward AIS with options.chains() chains of dimension `dim` started from exact p0 samples

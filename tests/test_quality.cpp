@@ -127,9 +127,31 @@ TEST_F(AisTest, ImportanceSamplingAndAisAgreeWithTheClosedForm) {
   EXPECT_EQ(forward.log_z.count, 400);
   EXPECT_EQ(forward.log_weights.scalar_type(), torch::kDouble);
   EXPECT_EQ(forward.samples.sizes(), (torch::IntArrayRef{400, 4}));
-  // The forward chains end near the target: their mean is the target mean.
+  // The forward chains end near the target: their mean is the target mean, within 4 standard
+  // errors of a mean of 400 draws (sd from the target's covariance, the precision's inverse).
   auto target_mean = -torch::linalg_solve(q.precision, q.c);
-  EXPECT_TRUE(torch::allclose(forward.samples.mean(0), target_mean, 0, 0.15)) << forward.samples.mean(0) << target_mean;
+  auto standard_error = torch::linalg_inv(q.precision).diagonal().sqrt() / std::sqrt(400.0);
+  EXPECT_TRUE(((forward.samples.mean(0) - target_mean).abs() < 4 * standard_error).all().item<bool>())
+      << forward.samples.mean(0) << target_mean << standard_error;
+}
+
+// Started far too small or far too large, the MALA step size moves to where about 60% of the
+// proposals are accepted, the same place from either side; with target 0 it stays put.
+TEST_F(AisTest, TheStepSizeAdaptsTowardsTheTargetAcceptance) {
+  auto q = make_quadratic();
+  auto energy = q.energy();
+  auto gen = make_generator(12);
+  auto options = AisOptions().temperatures(300).chains(200);
+  auto small = ais_log_z(energy, q.dim(), AisOptions(options).step_size(0.01), gen, torch::kDouble);
+  auto large = ais_log_z(energy, q.dim(), AisOptions(options).step_size(5.0), gen, torch::kDouble);
+  EXPECT_GT(small.last_step_size, 0.3);
+  EXPECT_LT(large.last_step_size, 3.0);
+  EXPECT_NEAR(std::log(small.last_step_size / large.last_step_size), 0.0, std::log(1.5))
+      << small.last_step_size << " " << large.last_step_size;
+  auto fixed = ais_log_z(energy, q.dim(), AisOptions(options).step_size(0.01).target_acceptance(0), gen, torch::kDouble);
+  EXPECT_EQ(fixed.last_step_size, 0.01);
+  EXPECT_GT(fixed.acceptance_rate, 0.95);
+  EXPECT_THROW(AisOptions().target_acceptance(1.0).validate(), std::invalid_argument);
 }
 
 // A short path: forward AIS falls below log Z and reverse AIS lands above it, on average
