@@ -12,13 +12,13 @@
 namespace vae_ebm {
 
 struct FlowFitOptions {
-  TORCH_ARG(int64_t, steps) = 1000;   // Adam steps of the reverse-KL fit
+  TORCH_ARG(int64_t, steps) = 2000;   // Adam steps of the reverse-KL fit
   TORCH_ARG(int64_t, batch) = 512;    // flow samples per step
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(FlowOptions, flow);
   // Then steps of the mass-covering refinement (refine_flow_forward_kl), each on refine_batch
   // importance samples.
-  TORCH_ARG(int64_t, refine_steps) = 0;
+  TORCH_ARG(int64_t, refine_steps) = 1000;
   TORCH_ARG(int64_t, refine_batch) = 4096;
 
  public:

@@ -123,7 +123,7 @@ TEST_F(CommandsTest, EvaluateWritesBoundsThatKeepTheirOrder) {
 
 TEST_F(CommandsTest, EvaluateEstimatesLogZWithAFlowProposal) {
   ASSERT_EQ(command("evaluate").run(args({{"samples", "5"}, {"log-z-samples", "2000"}, {"log-z-method", "flow"},
-                                          {"flow-steps", "50"}, {"threads", "1"}, {"quality-samples", "0"}},
+                                          {"flow-steps", "50"}, {"flow-refine-steps", "20"}, {"threads", "1"}, {"quality-samples", "0"}},
                                          {file("ebm")})),
             0);
   const auto json = read_file(file("ebm") + "/evaluation.json");
@@ -131,6 +131,19 @@ TEST_F(CommandsTest, EvaluateEstimatesLogZWithAFlowProposal) {
   EXPECT_GT(json_number(json, "ess"), 0);
   EXPECT_THROW_WITH(command("evaluate").run(args({{"log-z-method", "flow"}, {"flow-base-fraction", "1"}}, {file("ebm")})),
                     "--flow-base-fraction must be in [0, 1), got 1");
+  // AIS from the fitted flow, its step adapted: the record names the start and the adaptation.
+  ASSERT_EQ(command("evaluate").run(args({{"samples", "5"}, {"log-z-method", "flow-ais"}, {"flow-steps", "50"},
+                                          {"flow-refine-steps", "20"}, {"ais-chains", "40"}, {"ais-temperatures", "30"},
+                                          {"threads", "1"}, {"quality-samples", "0"}},
+                                         {file("ebm")})),
+            0);
+  const auto annealed = read_file(file("ebm") + "/evaluation.json");
+  EXPECT_NE(annealed.find("AIS(forward from flow, T=30 sigmoid, chains=40, MALA 1x s=0.1 adapted to acceptance 0.6)"),
+            std::string::npos)
+      << annealed;
+  EXPECT_GT(json_number(annealed, "ess"), 0);
+  EXPECT_THROW_WITH(command("evaluate").run(args({{"log-z-method", "flow-ais"}, {"ais-target-acceptance", "1"}}, {file("ebm")})),
+                    "target acceptance");
 }
 
 TEST_F(CommandsTest, EvaluationRecordsOfOtherDataSplitsAndCheckpointsDoNotOverwriteEachOther) {

@@ -118,10 +118,14 @@ TEST_F(DistributedEvaluateTest, TwoProcessesEqualOneWithTheSnelboForEachLogZMeth
   expect_two_equal_one("ebm", "--log-z-method is --log-z-samples 20000", "ebm-is", kEvaluateTolerance);
   expect_two_equal_one("ebm", "--log-z-method ais --ais-chains 120 --ais-temperatures 20", "ebm-ais", kEvaluateTolerance);
   // The flow is fitted on every rank alike; its importance samples are shared out.
-  expect_two_equal_one("ebm", "--log-z-method flow --flow-steps 20 --log-z-samples 20000", "ebm-flow", kEvaluateTolerance);
+  expect_two_equal_one("ebm", "--log-z-method flow --flow-steps 20 --flow-refine-steps 10 --log-z-samples 20000",
+                       "ebm-flow", kEvaluateTolerance);
+  // AIS from that flow: the chains in blocks, each block's step size adapted by its own chains.
+  expect_two_equal_one("ebm", "--log-z-method flow-ais --flow-steps 20 --flow-refine-steps 10 --ais-chains 120 "
+                       "--ais-temperatures 20", "ebm-flow-ais", kEvaluateTolerance);
   // Two estimates (b replaced, then Zhat), by auto's choice.
-  expect_two_equal_one("ebm", "--log-z-method auto --normaliser estimated --log-z-samples 20000", "ebm-auto",
-                       kEvaluateTolerance);
+  expect_two_equal_one("ebm", "--log-z-method auto --normaliser estimated --log-z-samples 20000 --flow-steps 20 "
+                       "--flow-refine-steps 10", "ebm-auto", kEvaluateTolerance);
 }
 
 TEST_F(DistributedEvaluateTest, RanksGivenOtherFlagsStopNamingTheRank) {
