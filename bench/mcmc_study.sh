@@ -7,6 +7,7 @@
 # default (IS from the base, or a flow) and by forward AIS (evaluation-ais.json), so that a row
 # is rankable when the two agree.
 #   bench/mcmc_study.sh OUT_DIR [SECONDS]
+#   ROWS="snelbo-flow fce" bench/mcmc_study.sh OUT_DIR [SECONDS]   # only these rows (no tables)
 # Then the noise study: prior samples of one trained EBM after Langevin with eta = 1 and 0.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,7 @@ common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 -
 
 run() {  # name, flags...
   local name="$1"; shift
+  if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $name "* ]]; then return; fi
   if [ -f "$out/$name/evaluation.json" ]; then echo "study: $name done already" >&2; return; fi
   rm -rf "$out/$name"
   "$bin" train --run-dir "$out/$name" "${common[@]}" "$@" 2> "$out/$name.log"
@@ -44,6 +46,7 @@ run snelbo-flow       --objective snelbo --proposal flow --flow-fit reverse-kl
 run nce-flow          --objective nce --nce-noise flow
 run fce               --objective fce
 run score-matching    --objective score-matching
+[ -n "${ROWS:-}" ] && exit 0
 
 python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-run-persistent nce snelbo-flow nce-flow \
     fce score-matching > "$out/table.md"
