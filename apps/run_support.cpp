@@ -320,12 +320,18 @@ const Registry<LogZFactory>& log_z_registry() {
                        };
                        if (*chosen < 0 || *chosen == 0) {
                          auto base = base_importance(prior, settings, gen);
-                         if (*chosen == 0 || even(base)) return *chosen = 0, base;
+                         if (*chosen == 0 || even(base)) {
+                           *chosen = 0;
+                           return base;
+                         }
                        }
                        auto flow = fit_log_z_flow(prior, settings, gen);
                        if (*chosen < 0 || *chosen == 1) {
                          auto from_flow = flow_importance(prior, settings, flow, gen);
-                         if (*chosen == 1 || even(from_flow)) return *chosen = 1, from_flow;
+                         if (*chosen == 1 || even(from_flow)) {
+                           *chosen = 1;
+                           return from_flow;
+                         }
                        }
                        *chosen = 2;
                        return flow_annealed_importance(prior, settings, flow, gen);
