@@ -17,8 +17,11 @@ def num(v, digits=2):
 
 
 def method(log_z):
-    """AIS or IS, from the estimator's name in evaluation.json."""
-    return "AIS" if "AIS" in log_z.get("estimator", "") else "IS"
+    """AIS (from the base or a flow) or IS (from the base or a flow), from the estimator's name."""
+    name = log_z.get("estimator", "")
+    if "AIS" in name:
+        return "AIS from a flow" if "forward from flow" in name else "AIS"
+    return "IS from a flow" if name.startswith("IS(flow") else "IS"
 
 
 def finished_record(run):
@@ -43,7 +46,7 @@ def config(run):
 def main():
     out, rows = sys.argv[1], sys.argv[2:]
     print("| row | test bound (nats) ± s.e. | importance-weighted ± s.e. | log Z ± s.e. [ESS / n] | b learned / used | "
-          "bound with log Z by evaluate's default (IS from the base, or a flow when IS's ESS < 10%) [ESS / S] | train s | train images/s | SNL paper |")
+          "the bound with the second log Z estimate (evaluation-is.json, or ais/evaluation.json) [ESS / n] | train s | train images/s | SNL paper |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in rows:
         run = os.path.join(out, name)
@@ -51,16 +54,20 @@ def main():
         if not os.path.exists(path):
             continue
         ev = json.load(open(path))
-        est = {e["estimator"].split("_")[0]: e for e in ev["estimates"]}
+        # Nats only: evaluate also records bits/dim rows under the same estimator names.
+        est = {e["estimator"].split("_")[0]: e for e in ev["estimates"] if e.get("units", "nats") == "nats"}
         bound = est.get("SNELBO") or est.get("ELBO")
         iw = est.get("SN-IWAE") or est.get("IWAE")
         lz = ev.get("log_z")
         lz_text = f"{method(lz)} {num(lz['value'], 3)} ± {num(lz['std_error'], 3)} [{num(lz.get('ess'), 0)} / {lz['count']}]" if lz else "exact prior"
         is_text = ""
         is_path = os.path.join(run, "evaluation-is.json")
-        if os.path.exists(is_path):  # the same bound with log Z by importance sampling from the base
+        if not os.path.exists(is_path):
+            is_path = os.path.join(run, "ais", "evaluation.json")  # bench/mcmc_study.sh's second evaluation
+        if os.path.exists(is_path):  # the same bound with log Z by the second estimator
             ev_is = json.load(open(is_path))
-            bound_is = next(e for e in ev_is["estimates"] if e["estimator"].startswith("SNELBO"))
+            bound_is = next(e for e in ev_is["estimates"]
+                            if e["estimator"].startswith("SNELBO") and e.get("units", "nats") == "nats")
             lz_is = ev_is["log_z"]
             how = lz_is.get("estimator", "").split("(")[0] or "IS"
             is_text = f"{num(bound_is['value'])} (log Z {how} {num(lz_is['value'], 3)} [{num(lz_is.get('ess'), 0)} / {lz_is['count']}])"
