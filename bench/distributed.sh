@@ -96,4 +96,7 @@ if [ "${SKIP_ALLREDUCE:-0}" != 1 ]; then
   sed -n 's/^\[\(default\)\?0\]://p' "$out/allreduce.log" | grep -v '^blas_kernel' > "$out/allreduce.txt"
   cat "$out/allreduce.txt"
 fi
-$py "$here/bench/distributed_projection.py" "$out"
+# The projection needs parts 2 and 3 (from this run or an earlier one into OUT_DIR).
+if [ -f "$out/allreduce.txt" ] && [ -f "$out/compute.md" ]; then
+  $py "$here/bench/distributed_projection.py" "$out"
+fi
