@@ -233,6 +233,8 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   record.set("event", finished ? "finished" : "interrupted").set("step", trainer.state().step)
       .set("seconds", seconds).set("train_seconds", trainer.state().train_seconds)
       .set("best_validation_bound", trainer.state().best_validation);
+  // The part of train_seconds spent in the steps' collectives (TrainState::allreduce_seconds).
+  if (dist->parallel()) record.set("allreduce_seconds", trainer.state().allreduce_seconds);
   if (!finished) record.set("signal", signal_text);
   run.append_metrics(record);
   std::fprintf(stderr, "%s after %lld steps in %.1f s; best validation bound %s\nrun directory: %s\n",

@@ -66,6 +66,19 @@ std::string rank_list(const std::vector<int>& ranks) {
   return out;
 }
 
+// Adds the wall time of its scope to `total` (Distributed::collective_seconds).
+class ScopeTimer {
+ public:
+  explicit ScopeTimer(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ScopeTimer() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ScopeTimer(const ScopeTimer&) = delete;
+  ScopeTimer& operator=(const ScopeTimer&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -364,6 +377,7 @@ void Distributed::collective(const std::string& what, Start&& start) {
 void Distributed::all_reduce_sum(const std::vector<torch::Tensor>& tensors, const std::string& what) {
   if (!parallel()) return;
 #ifdef VAE_EBM_HAVE_GLOO
+  ScopeTimer timer(collective_seconds_);
   for (const auto& bucket : buckets(tensors)) {
     std::vector<torch::Tensor> flat{flatten(bucket, engine_->device)};
     COLLECTIVE(what, engine_->group->allreduce(flat));
@@ -376,6 +390,7 @@ torch::Tensor Distributed::all_reduce_logsumexp(const torch::Tensor& t, const st
   auto local = t.detach().to(torch::kDouble);
   if (!parallel()) return local.clone();
 #ifdef VAE_EBM_HAVE_GLOO
+  ScopeTimer timer(collective_seconds_);
   std::vector<torch::Tensor> input{local.to(engine_->device).contiguous()};
   std::vector<std::vector<torch::Tensor>> output(1);
   for (int r = 0; r < world_size_; ++r) output[0].push_back(torch::empty_like(input[0]));
@@ -390,6 +405,7 @@ torch::Tensor Distributed::all_reduce_logsumexp(const torch::Tensor& t, const st
 void Distributed::broadcast(const std::vector<torch::Tensor>& tensors, int root, const std::string& what) {
   if (!parallel()) return;
 #ifdef VAE_EBM_HAVE_GLOO
+  ScopeTimer timer(collective_seconds_);
   c10d::BroadcastOptions o;
   o.rootRank = root;
   for (const auto& bucket : buckets(tensors)) {
@@ -419,6 +435,7 @@ std::string Distributed::broadcast_bytes(const std::string& bytes, int root, con
 std::vector<std::string> Distributed::all_gather_bytes(const std::string& bytes, const std::string& what) {
   if (!parallel()) return {bytes};
 #ifdef VAE_EBM_HAVE_GLOO
+  ScopeTimer timer(collective_seconds_);
   // The sizes first, then every rank's bytes padded to the largest (Gloo's all-gather takes
   // tensors of one size).
   auto gather = [&](const torch::Tensor& t) {
@@ -448,6 +465,7 @@ void Distributed::check_identical(const std::vector<torch::Tensor>& tensors, con
   if (!parallel()) return;
 #ifdef VAE_EBM_HAVE_GLOO
   std::vector<torch::Tensor> input{torch::full({1}, fingerprint(tensors), torch::kLong).to(engine_->device)};
+  ScopeTimer timer(collective_seconds_);
   std::vector<std::vector<torch::Tensor>> output(1);
   for (int r = 0; r < world_size_; ++r) output[0].push_back(torch::empty_like(input[0]));
   COLLECTIVE("the check that " + what + " are the same on all ranks", engine_->group->allgather(output, input));

@@ -125,6 +125,12 @@ class Distributed {
   void check_identical(const std::vector<torch::Tensor>& tensors, const std::string& what);
   void barrier(const std::string& what = "a barrier");
 
+  // Wall seconds this process has spent in the collectives above since it connected (0 for
+  // one process): from the call to its return, so the copies into and out of the buckets and
+  // the wait for the slowest rank count as well as the transfer itself. The trainer reads it
+  // around each step (TrainState::allreduce_seconds).
+  double collective_seconds() const { return collective_seconds_; }
+
   // The 64-bit hash check_identical compares (exposed for tests).
   static int64_t fingerprint(const std::vector<torch::Tensor>& tensors);
 
@@ -139,6 +145,7 @@ class Distributed {
   int world_size_ = 1;
   int local_rank_ = 0;
   std::chrono::milliseconds timeout_ = Options().timeout;
+  double collective_seconds_ = 0;
   std::unique_ptr<Engine> engine_;
 };
 

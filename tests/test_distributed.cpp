@@ -84,6 +84,7 @@ TEST(DistributedTest, OneProcessWithoutTheEnvironmentAndEveryCollectiveDoesNothi
   auto l = dist->all_reduce_logsumexp(torch::tensor({-kInf, 3.0f}));
   EXPECT_EQ(l.scalar_type(), torch::kDouble);
   EXPECT_TRUE(torch::equal(l, torch::tensor({-kInf, 3.0f}).to(torch::kDouble)));
+  EXPECT_EQ(dist->collective_seconds(), 0.0);
 }
 
 TEST(DistributedTest, ShardsSplitABatchIntoDisjointRowsThatCoverIt) {
@@ -138,7 +139,9 @@ TEST(DistributedTest, CollectivesBetweenTwoRanks) {
     auto a = torch::full({3, 2}, static_cast<float>(r + 1));
     auto b = torch::arange(5, torch::kDouble) * (r + 1);
     auto c = torch::full({1}, static_cast<float>(10 * r));
+    const double before = d.collective_seconds();
     d.all_reduce_sum({a, b, c}, "the test's sum");
+    EXPECT_GT(d.collective_seconds(), before) << "the time in collectives is counted";
     EXPECT_TRUE(torch::equal(a, torch::full({3, 2}, 3.0f)));
     EXPECT_TRUE(torch::equal(b, torch::arange(5, torch::kDouble) * 3));
     EXPECT_TRUE(torch::equal(c, torch::full({1}, 10.0f)));
@@ -333,6 +336,7 @@ class DataParallelTrainTest : public ::testing::Test {
     const auto finished = metrics.find("\"event\":\"finished\"");
     EXPECT_NE(finished, std::string::npos) << metrics;
     EXPECT_EQ(metrics.find("\"event\":\"finished\"", finished + 1), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("\"allreduce_seconds\":", finished), std::string::npos) << metrics;
     EXPECT_NE(read_file(two + "/config.ini").find("# data-parallel: 2 processes (gloo"), std::string::npos);
     EXPECT_EQ(read_file(tmp.file(label + "-two.log.rank1")).find("training"), std::string::npos)
         << "rank 1 prints no progress";

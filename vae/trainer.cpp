@@ -427,6 +427,7 @@ bool Trainer::run_steps() {
     set_learning_rates(state_.epoch);
     while (state_.batch_index < per_epoch && more_steps()) {
       auto step_start = clock::now();
+      const double collective_start = dist_->collective_seconds();
       auto x = dist_->parallel() ? batcher_.rows(state_.epoch, state_.batch_index, shard_.begin, shard_.size)
                                  : batcher_.batch(state_.epoch, state_.batch_index);
       x = x.to(options_.device());
@@ -440,10 +441,12 @@ bool Trainer::run_steps() {
         // The processes agree on the time spent (their mean) and on stopping (any one was
         // asked to), so that a time budget or a signal ends them all at the same step.
         auto agreed = torch::tensor({std::chrono::duration<double>(now - step_start).count(),
-                                     stop_flag_ && stop_flag_->load() ? 1.0 : 0.0}, torch::kDouble);
+                                     stop_flag_ && stop_flag_->load() ? 1.0 : 0.0,
+                                     dist_->collective_seconds() - collective_start}, torch::kDouble);
         dist_->all_reduce_sum({agreed}, "the all-reduce of the step's time and stop flag");
         state_.train_seconds += agreed[0].item<double>() / dist_->world_size();
         stop = agreed[1].item<double>() > 0;
+        state_.allreduce_seconds += agreed[2].item<double>() / dist_->world_size();
       } else {
         state_.train_seconds += std::chrono::duration<double>(now - step_start).count();
       }
@@ -612,6 +615,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   archive.write("batch_index", scalar(state_.batch_index));
   archive.write("best_validation", scalar(state_.best_validation));
   archive.write("train_seconds", scalar(state_.train_seconds));
+  archive.write("allreduce_seconds", scalar(state_.allreduce_seconds));
   atomic_write(path, sealed_archive_bytes(archive));
 }
 
@@ -662,6 +666,8 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
     s.batch_index = read("batch_index").item<int64_t>();
     s.best_validation = read("best_validation").item<double>();
     s.train_seconds = read("train_seconds").item<double>();
+    torch::Tensor allreduce;  // absent from checkpoints written before it was timed
+    if (archive.try_read("allreduce_seconds", allreduce)) s.allreduce_seconds = allreduce.item<double>();
     state_ = s;
   } catch (const DataError&) {
     throw;

@@ -114,6 +114,10 @@ struct TrainState {
   int64_t batch_index = 0;  // next batch within the current epoch
   double best_validation = -std::numeric_limits<double>::infinity();
   double train_seconds = 0;  // wall time spent in training steps (validation excluded)
+  // Data-parallel training: the part of train_seconds spent in the steps' collectives (the
+  // gradient all-reduce, the loss's, SNELBO's log-sum-exp; Distributed::collective_seconds),
+  // the ranks' mean; it includes waiting for the slowest rank. 0 in one process.
+  double allreduce_seconds = 0;
 };
 
 // Data-parallel training (common/distributed.h, docs/MATH.md section 10) of these options and
