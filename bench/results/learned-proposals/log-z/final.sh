@@ -2,7 +2,7 @@
 # issue 13: log Z of the snl13 energies, AIS from the base (5000 temperatures, adaptive step) on
 # the full test split, and AIS from a flow fitted to the energy (reverse KL + refinement).
 B=/tmp/bench-bin/vae-ebm-lz3
-cd /work/main
+cd "$(dirname "${BASH_SOURCE[0]}")/../../../.."  # the repository root
 stream=$1
 for r in vae-ebm-posthoc vae-ebm-snelbo-flow-reverse-kl vae-ebm-fce vae-ebm-nce-flow vae-ebm-score-matching; do
   s=$(date +%s)
