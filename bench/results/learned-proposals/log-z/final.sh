@@ -1,7 +1,7 @@
 #!/bin/bash
 # issue 13: log Z of the snl13 energies, AIS from the base (5000 temperatures, adaptive step) on
 # the full test split, and AIS from a flow fitted to the energy (reverse KL + refinement).
-B=/tmp/bench-bin/vae-ebm-lz3
+B="${BIN:-build/apps/vae-ebm}"  # run with a copy of the binary at commit 8e3a4c5
 cd "$(dirname "${BASH_SOURCE[0]}")/../../../.."  # the repository root
 stream=$1
 for r in vae-ebm-posthoc vae-ebm-snelbo-flow-reverse-kl vae-ebm-fce vae-ebm-nce-flow vae-ebm-score-matching; do
