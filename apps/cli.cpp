@@ -185,8 +185,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
       ("log-every", real(&t.log_every_seconds(), t.log_every_seconds()), "seconds between progress lines off a terminal")
       ("on-divergence", po::value(&c.on_divergence)->default_value(c.on_divergence),
-       "when a loss, bound or log Z is not finite or explodes: stop (naming the likely cause), or rollback to the "
-       "newest checkpoint with a lowered rate")
+       "when a loss, bound or log Z is not finite or explodes: stop (naming the likely cause), rollback to the "
+       "newest checkpoint with a lowered rate, or warn (a finite training-loss spike is logged and the step taken)")
       ("max-rollbacks", po::value(&t.max_rollbacks())->default_value(t.max_rollbacks()), "rollback: at most this many, then stop")
       ("rollback-factor", real(&t.rollback_factor(), t.rollback_factor()), "rollback: the lowered rate is the old one times this")
       ("rollback-lower", po::value(&t.rollback_lower())->default_value(t.rollback_lower()),

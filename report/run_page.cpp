@@ -148,6 +148,15 @@ std::string events_html(const RunFiles& run) {
                 number_text(r.number("now"), 6);
       else if (!r.text("action").empty())
         text += "; " + r.text("action");
+    } else if (event == "spike") {
+      text = r.text("quantity") + " spiked at step " + number_text(r.number("step"), 0) + ": " +
+             number_text(r.number("value"), 2) + " against a median of " + number_text(r.number("median"), 2);
+      if (const JsonValue* terms = r.find("diagnostics"); terms && terms->is_object()) {
+        std::string listed;
+        for (const auto& [name, value] : terms->members()) listed += (listed.empty() ? "" : ", ") + name + " " + json_scalar_text(value);
+        text += " (" + listed + ")";
+      }
+      text += "; the step was taken (--on-divergence warn)";
     } else if (event == "resumed") {
       text = "resumed at step " + number_text(r.number("step"), 0);
       if (const JsonValue* changed = r.find("changed"); changed && changed->is_object())
@@ -165,11 +174,12 @@ std::string events_html(const RunFiles& run) {
     } else {
       continue;
     }
-    items += "<li" + std::string(event == "diverged" ? " class=\"warning\"" : "") + ">" + html_escape(text) + "</li>\n";
+    const bool warning = event == "diverged" || event == "spike";
+    items += "<li" + std::string(warning ? " class=\"warning\"" : "") + ">" + html_escape(text) + "</li>\n";
   }
   std::string out;
   if (!run.metrics.note.empty()) out += note(run.metrics.note);
-  if (items.empty()) return out + note("No divergence, rollback, interruption or resumption in metrics.jsonl.");
+  if (items.empty()) return out + note("No divergence, spike, rollback, interruption or resumption in metrics.jsonl.");
   return out + "<ul class=\"events\">\n" + items + "</ul>\n";
 }
 

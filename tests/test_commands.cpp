@@ -80,6 +80,18 @@ TEST_F(CommandsTest, TrainWritesARunDirectory) {
   }
 }
 
+TEST_F(CommandsTest, AValidationInTheMiddleOfAnEpochNamesItsStep) {
+  // 32 training images in batches of 8: 4 batches an epoch. --max-steps 3 stops in the first
+  // epoch, whose validation used to print as "epoch 0"; a whole epoch still prints as "epoch N".
+  const std::string train = std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
+                            " --hidden 16 --latent 3 --batch-size 8 --eval-samples 2 --threads 1 --run-dir ";
+  const auto partial = shell_output(train + file("partial") + " --max-steps 3 2>&1");
+  EXPECT_NE(partial.find("step 3 (epoch 1, batch 3/4): validation bound "), std::string::npos) << partial;
+  EXPECT_EQ(partial.find("epoch 0"), std::string::npos) << partial;
+  const auto whole = shell_output(train + file("whole") + " --epochs 1 2>&1");
+  EXPECT_NE(whole.find("epoch 1: validation bound "), std::string::npos) << whole;
+}
+
 TEST_F(CommandsTest, FitPriorFitsAnEnergyToTheTrainedVae) {
   ASSERT_EQ(command("fit-prior").run(args({{"prior", "ebm"}, {"energy-hidden", "8"}, {"epochs", "1"},
                                            {"batch-size", "8"}, {"log-z-samples", "64"}, {"threads", "1"},
@@ -240,7 +252,7 @@ TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
                       "--log-every: must be > 0 (seconds), got " + std::string(bad == std::string("nan") ? "nan" : "-1"));
   EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"on-divergence", "retry"},
                                                {"threads", "1"}, {"run-dir", file("never")}})),
-                    "unknown policy 'retry' (valid: stop, rollback)");
+                    "unknown policy 'retry' (valid: stop, rollback, warn)");
   EXPECT_THROW_WITH(command("sample").run(args({{"langevin-step-size", "0"}}, {file("ebm")})),
                     "--langevin-step-size: Langevin step size must be finite and > 0, got 0");
   EXPECT_FALSE(std::filesystem::exists(file("never")));

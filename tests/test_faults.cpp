@@ -212,6 +212,22 @@ TEST_F(FaultsTest, RollbackLowersTheRateInConfigAndGoesOn) {
   EXPECT_EQ(steps_of(metrics, "validation"), std::vector<int64_t>({4, 8}));
 }
 
+TEST_F(FaultsTest, ADivergenceThatComesBackAtTheSameStepIsNotBlamedOnTheRate) {
+  // --lr 1e30 diverges at step 2, and halving it twice leaves it diverging there: the stop
+  // must not blame the rate again, and the event keeps the step's own terms.
+  const auto dir = file("same-step");
+  const auto out = shell_output(binary_train("--run-dir " + dir + " --lr 1e30 --on-divergence rollback --max-rollbacks 2") +
+                                " 2>&1; echo rc=$?");
+  EXPECT_NE(out.find("rc=3"), std::string::npos) << out;
+  EXPECT_NE(out.find("training loss diverged at step 2 (nan) (kl "), std::string::npos) << out;
+  EXPECT_NE(out.find("it diverged at the same step after --lr was lowered, so the rate is probably not the cause"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("the likely cause is"), std::string::npos) << out;
+  const auto metrics = read_file(dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find(R"("action":"stop","diagnostics":{"kl":null,"reconstruction":null},"same_step_as_before":true})"), std::string::npos) << metrics;
+}
+
 TEST_F(FaultsTest, EvaluateChecksItCanWriteBeforeComputing) {
   ASSERT_EQ(train({{"run-dir", file("evaluated")}}), 0);
   std::ofstream(file("a-file")) << "x";

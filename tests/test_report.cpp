@@ -249,6 +249,7 @@ TEST(ReportRunFiles, EventsWarningsAndTheClockOfTrainRecords) {
       << R"({"event":"validation","step":100,"train_seconds":10,"validation":{"estimator":"SNELBO_10","value":-110,"std_error":0.3}})" "\n"
       << R"({"event":"diverged","step":130,"quantity":"training loss","value":1e12,"value_text":"1e+12","likely_cause":"--mcmc-step-size","action":"rollback","lowered":"--mcmc-step-size","was":0.4,"now":0.2})" "\n"
       << R"({"event":"train","step":150,"loss":110.25})" "\n"
+      << R"({"event":"spike","step":160,"quantity":"training loss","value":1720.08,"median":94.7,"diagnostics":{"b":0.03,"log_z_hat":7.43}})" "\n"
       << R"({"event":"interrupted","step":200,"seconds":25,"train_seconds":30,"signal":"SIGTERM"})" "\n"
       << R"({"event":"resumed","step":200,"changed":{"epochs":{"was":"10","now":"20"}},"rolled_back_records":3,"skipped_checkpoints":[]})" "\n"
       << R"({"event":"train","step":250,"loss":105})" "\n";
@@ -280,6 +281,10 @@ TEST(ReportRunFiles, EventsWarningsAndTheClockOfTrainRecords) {
   const auto events = events_html(files);
   EXPECT_NE(events.find("diverged at step 130: training loss = 1e+12; likely cause --mcmc-step-size; rolled back, "
                         "--mcmc-step-size lowered from 0.400000 to 0.200000"),
+            std::string::npos)
+      << events;
+  EXPECT_NE(events.find("<li class=\"warning\">training loss spiked at step 160: 1720.08 against a median of 94.70 "
+                        "(b 0.0300, log_z_hat 7.4300); the step was taken"),
             std::string::npos)
       << events;
   EXPECT_NE(events.find("interrupted at step 200 by SIGTERM"), std::string::npos) << events;

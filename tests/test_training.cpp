@@ -88,6 +88,40 @@ TEST_F(TrainingTest, ResumeEqualsNeverStoppingFlowProposal) {
   resume_equals_never_stopping("ebm", "joint", "snelbo", 0, "flow");
 }
 
+// A finite training loss far above the recent median: --on-divergence stop raises Divergence
+// with the step's terms; warn logs a "spike" event and takes the step.
+TEST_F(TrainingTest, AFiniteSpikeStopsTheRunOrUnderWarnIsLoggedAndTaken) {
+  const auto x = data().narrow(0, 0, 8);
+  const auto spike = x * 100;  // Bernoulli terms scaled a hundredfold: finite, far above the median
+  for (const auto policy : {DivergencePolicy::stop, DivergencePolicy::warn}) {
+    TempDir tmp;
+    auto dir = RunDir::create(tmp.file("run"));
+    Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(),
+              options(100).on_divergence(policy), dir);
+    for (int i = 0; i < 20; ++i) t.step(x);
+    if (policy == DivergencePolicy::stop) {
+      try {
+        t.step(spike);
+        ADD_FAILURE() << "a spike under stop must raise Divergence";
+      } catch (const Divergence& d) {
+        EXPECT_EQ(d.quantity, "training loss");
+        EXPECT_GT(d.value, 1000.0);
+        EXPECT_TRUE(std::isfinite(d.value));
+        EXPECT_EQ(d.diagnostics.count("kl"), 1u);
+      }
+    } else {
+      const auto before = t.model().vae_parameters()[0].detach().clone();
+      const auto terms = t.step(spike);
+      EXPECT_GT(terms.at("loss"), 1000.0);
+      EXPECT_FALSE(torch::equal(before, t.model().vae_parameters()[0])) << "the step was taken";
+      const auto metrics = read_file(dir.path() + "/metrics.jsonl");
+      EXPECT_NE(metrics.find(R"({"event":"spike","step":1,"quantity":"training loss","value":)"), std::string::npos)
+          << metrics;
+      EXPECT_NE(metrics.find(R"("diagnostics":{"kl":)"), std::string::npos) << metrics;
+    }
+  }
+}
+
 TEST_F(TrainingTest, TruncatedCheckpointIsRefusedAndTheRunDirectoryKept) {
   TempDir tmp;
   auto dir = RunDir::create(tmp.file("run"));

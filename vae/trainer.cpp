@@ -63,8 +63,8 @@ std::string format_duration(double seconds) {
 namespace {
 const std::pair<TrainMode, const char*> kModes[] = {
     {TrainMode::joint, "joint"}, {TrainMode::detach_posterior, "detach-posterior"}, {TrainMode::post_hoc, "post-hoc"}};
-const std::pair<DivergencePolicy, const char*> kPolicies[] = {{DivergencePolicy::stop, "stop"},
-                                                              {DivergencePolicy::rollback, "rollback"}};
+const std::pair<DivergencePolicy, const char*> kPolicies[] = {
+    {DivergencePolicy::stop, "stop"}, {DivergencePolicy::rollback, "rollback"}, {DivergencePolicy::warn, "warn"}};
 
 // An enum's name in its table of names.
 template <typename E, size_t N>
@@ -99,6 +99,19 @@ std::string short_number(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", v);
   return text;
+}
+
+// A step's own terms (the objective's diagnostics), as " (b 0.03, log_z_hat 7.2, ...)" for a
+// message ("" when there are none) and as a JSON object for the event.
+std::pair<std::string, Json> step_terms(const std::map<std::string, double>& diagnostics) {
+  std::string text;
+  Json values = Json::object();
+  for (const auto& [name, value] : diagnostics) {
+    values.set(name, value);
+    text += (text.empty() ? " (" : ", ") + name + " " + short_number(value);
+  }
+  if (!text.empty()) text += ")";
+  return {text, values};
 }
 }  // namespace
 
@@ -273,7 +286,7 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
   }
   if (log_prior.defined()) out["log_prior"] = sums[3].item<double>();
   // The whole batch's loss, the same on every process: all of them stop on a divergence.
-  check_loss(sums[0].item<double>());
+  check_loss(sums[0].item<double>(), out);
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
@@ -314,7 +327,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     loss = -terms.log_prior.mean();
     if (terms.reconstruction.defined()) loss = loss - (terms.reconstruction - terms.kl).mean();
   }
-  check_loss(loss.item<double>());
+  check_loss(loss.item<double>(), out);
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
@@ -324,13 +337,34 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   return out;
 }
 
-void Trainer::check_loss(double loss) {
+void Trainer::check_loss(double loss, const std::map<std::string, double>& diagnostics) {
   // The step that diverged is the one being taken: state_.step + 1.
-  if (!std::isfinite(loss) || std::abs(loss) > kMaxAbsLoss) throw Divergence(state_.step + 1, "training loss", loss);
+  auto diverged = [&] {
+    Divergence d(state_.step + 1, "training loss", loss);
+    d.diagnostics = diagnostics;
+    return d;
+  };
+  if (!std::isfinite(loss) || std::abs(loss) > kMaxAbsLoss) throw diverged();
   if (recent_losses_.size() >= 20) {
     std::vector<double> sorted(recent_losses_.begin(), recent_losses_.end());
     std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
-    if (exploded(loss, sorted[sorted.size() / 2])) throw Divergence(state_.step + 1, "training loss", loss);
+    const double median = sorted[sorted.size() / 2];
+    if (exploded(loss, median)) {
+      if (options_.on_divergence() != DivergencePolicy::warn) throw diverged();
+      // Logged and taken, but kept out of the window so that the median stays the typical loss.
+      const auto [terms, values] = step_terms(diagnostics);
+      Json event = Json::object();
+      event.set("event", "spike").set("step", state_.step + 1).set("quantity", "training loss").set("value", loss)
+          .set("median", median);
+      if (!terms.empty()) event.set("diagnostics", values);
+      if (writes_) {
+        run_dir_.append_metrics(event);
+        std::fprintf(stderr, "%straining loss spiked at step %lld (%s against a median of %s)%s; taking the step "
+                     "(--on-divergence warn)\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
+                     (long long)state_.step + 1, short_number(loss).c_str(), short_number(median).c_str(), terms.c_str());
+      }
+      return;
+    }
   }
   recent_losses_.push_back(loss);
   if (recent_losses_.size() > kLossWindow) recent_losses_.pop_front();
@@ -364,17 +398,29 @@ void Trainer::handle(const Divergence& d) {
   if (lower == kBlameLr) was = options_.lr();
   else if (lower == kBlamePriorLr) was = options_.prior_lr();
   else was = objective_->sampler_step_size();
+  // Lowering a rate moves a divergence that the rate causes; one that comes back at the same
+  // step after a rollback comes from the data or the draws of that step, not the rate.
+  const bool same_step = rollbacks_ > 0 && d.step == last_divergence_step_;
+  last_divergence_step_ = d.step;
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
       .set("value_text", short_number(d.value)).set("likely_cause", "--" + cause);
+  const auto described = step_terms(d.diagnostics);  // what in the loss exploded
+  const std::string& terms = described.first;
+  const Json& values = described.second;
+  auto append = [&] {  // the step's terms after the fields every event has
+    if (!terms.empty()) event.set("diagnostics", values);
+    if (same_step) event.set("same_step_as_before", true);
+    if (writes_) run_dir_.append_metrics(event);
+  };
   auto checkpoints = writes_ ? run_dir_.checkpoints() : std::vector<std::string>{};
   const bool can = roll_back && !checkpoints.empty() && was > 0;
   if (can) {
     const double now = was * options_.rollback_factor();
     event.set("action", "rollback").set("lowered", "--" + lower).set("was", was).set("now", now);
-    run_dir_.append_metrics(event);
-    std::fprintf(stderr, "%s%s; rolling back to the newest checkpoint and lowering --%s from %g to %g (rollback %lld of %lld)\n",
-                 isatty(fileno(stderr)) ? "\r\033[K" : "", d.what(), lower.c_str(), was, now,
+    append();
+    std::fprintf(stderr, "%s%s%s; rolling back to the newest checkpoint and lowering --%s from %g to %g (rollback %lld of %lld)\n",
+                 isatty(fileno(stderr)) ? "\r\033[K" : "", d.what(), terms.c_str(), lower.c_str(), was, now,
                  (long long)rollbacks_ + 1, (long long)options_.max_rollbacks());
     ++rollbacks_;
     resume_latest();
@@ -387,13 +433,25 @@ void Trainer::handle(const Divergence& d) {
     return;
   }
   event.set("action", "stop");
-  if (writes_) run_dir_.append_metrics(event);
+  append();
   std::string why;
   if (options_.on_divergence() == DivergencePolicy::rollback)
     why = rollbacks_ >= options_.max_rollbacks() ? " after " + std::to_string(rollbacks_) + " rollback(s)"
                                                  : " (no checkpoint to roll back to)";
   std::ostringstream text;
-  text << d.what() << why << "; the likely cause is --" << cause;
+  text << d.what() << terms << why;
+  if (same_step) {
+    // Say so rather than blame the rate again; for SNELBO, name the term that exploded.
+    text << "; it diverged at the same step after --" << lower << " was lowered, so the rate is probably not the cause";
+    const auto log_z_hat = d.diagnostics.find("log_z_hat");
+    const auto b = d.diagnostics.find("b");
+    if (log_z_hat != d.diagnostics.end() && b != d.diagnostics.end())
+      text << ". The normaliser term exp(log_z_hat - b) is " << short_number(std::exp(log_z_hat->second - b->second))
+           << ": a proposal sample met energy mass the proposal rarely reaches. A wider proposal keeps the weights "
+              "bounded: --proposal-base-fraction, another --proposal or --flow-fit (docs/MATH.md 8.4)";
+    throw TrainingDiverged(text.str());
+  }
+  text << "; the likely cause is --" << cause;
   if (cause == kBlameStepSize) text << " (" << objective_->sampler_step_size() << ")";
   else if (cause == kBlamePriorLr) text << " (" << options_.prior_lr() << ")";
   else text << " (" << options_.lr() << ")";
@@ -551,8 +609,15 @@ void Trainer::accept_validation(double value, Json& record) {
     record.set("validation_bound", value);
     record.set("best", best);
     run_dir_.append_metrics(record);
-    std::fprintf(stderr, "%sepoch %lld: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
-                 (long long)state_.epoch, value, best ? " (best)" : "");
+    // At an epoch's end, the epochs done; in the middle of one (--max-steps, a time budget, a
+    // signal), the step and where in the epoch it falls, not "epoch 0".
+    const std::string when =
+        state_.batch_index == 0
+            ? "epoch " + std::to_string(state_.epoch)
+            : "step " + std::to_string(state_.step) + " (epoch " + std::to_string(state_.epoch + 1) + ", batch " +
+                  std::to_string(state_.batch_index) + "/" + std::to_string(batcher_.batches_per_epoch()) + ")";
+    std::fprintf(stderr, "%s%s: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
+                 when.c_str(), value, best ? " (best)" : "");
   }
   if (best) {
     state_.best_validation = value;

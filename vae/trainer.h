@@ -34,9 +34,13 @@ std::string train_mode_name(TrainMode mode);
 TrainMode train_mode_from(const std::string& name);
 
 // What the loop does when training diverges (see Divergence): stop with a message naming the
-// likely cause, or roll back to the newest good checkpoint, lower the rate to blame and go on.
-enum class DivergencePolicy { stop, rollback };
-std::string divergence_policy_name(DivergencePolicy policy);  // "stop", "rollback"
+// likely cause, or roll back to the newest good checkpoint, lower the rate to blame and go on,
+// or (warn) log a finite training loss that explodes by the relative rule as a "spike" event and
+// take the step: a heavy-tailed estimate, such as SNELBO's Zhat when a proposal sample meets
+// energy mass the proposal rarely reaches, is then kept, not fatal. A loss that is not finite or
+// above kMaxAbsLoss, and a validation bound that explodes, still stop under warn.
+enum class DivergencePolicy { stop, rollback, warn };
+std::string divergence_policy_name(DivergencePolicy policy);  // "stop", "rollback", "warn"
 DivergencePolicy divergence_policy_from(const std::string& name);  // OptionError "on-divergence"
 
 // The rates a divergence can be blamed on, by their flag names.
@@ -85,6 +89,9 @@ struct Divergence : std::runtime_error {
   int64_t step;
   std::string quantity;  // "training loss", "validation bound", "validation log Z", "parameters"
   double value;
+  // The training step's own diagnostics (the objective's, e.g. log_z_hat, b and ess_fraction
+  // for SNELBO), which say what in the loss exploded: empty for the other quantities.
+  std::map<std::string, double> diagnostics;
 };
 
 // The run stopped because it diverged (policy stop, or no rollback left); the message says
@@ -204,7 +211,7 @@ class Trainer {
   // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
   // TrainingDiverged.
   void handle(const Divergence& d);
-  void check_loss(double loss);
+  void check_loss(double loss, const std::map<std::string, double>& diagnostics);
   void end_epoch();
   void validate();  // runs the validator (if any), logs it, keeps best.pt
 
@@ -222,6 +229,7 @@ class Trainer {
   std::function<void(const std::string&, double, double)> rate_listener_;
   std::deque<double> recent_losses_;
   int64_t rollbacks_ = 0;
+  int64_t last_divergence_step_ = -1;  // the step of the divergence handled last, if any
   std::vector<std::string> skipped_;
   std::shared_ptr<Distributed> dist_;  // never null: one process unless data-parallel
   BatchShard shard_;                   // this process's rows of each batch
