@@ -90,7 +90,7 @@ struct TrainConfig {
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;
-  std::string validation_log_z = "is";  // how validation estimates log Z (ebm): a log-Z method
+  std::string validation_log_z = "ais";  // how validation estimates log Z (ebm): a log-Z method
   int64_t validation_ais_chains = 500;
   int64_t validation_ais_temperatures = AisOptions().temperatures();
   // Data-parallel training (WORLD_SIZE > 1): how long meeting the other processes, and any one

@@ -61,7 +61,7 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   cli::TrainConfig a;
   ASSERT_TRUE(cli::parse_train({"--run-dir", "r1", "--prior", "ebm", "--lr", "0.00031", "--hidden", "300,200",
                                 "--detach-posterior", "--epochs", "7", "--seed", "12345678901",
-                                "--validation-log-z", "ais", "--validation-ais-chains", "64"},
+                                "--validation-log-z", "is", "--validation-ais-chains", "64"},
                                a));
   std::ofstream(tmp.file("config.ini")) << a.config_text;
   cli::TrainConfig b;
@@ -73,7 +73,7 @@ TEST_F(CliTest, ResolvedConfigRepeatsTheRun) {
   EXPECT_EQ(b.mode, "detach-posterior");
   EXPECT_EQ(b.train.epochs(), 7);
   EXPECT_EQ(b.train.seed(), 12345678901ULL);
-  EXPECT_EQ(b.validation_log_z, "ais");
+  EXPECT_EQ(b.validation_log_z, "is");
   EXPECT_EQ(b.validation_ais_chains, 64);
   EXPECT_EQ(b.config_text, a.config_text);
   // The command line wins over the file.
