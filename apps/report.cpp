@@ -332,16 +332,32 @@ report::EvaluatedRun evaluated_run(const RunView& view) {
   return e;
 }
 
-// The labels the tables use: each run directory's name, or its path where two names agree.
+// The labels the tables use: each run directory's name or, where names agree, the fewest last
+// components of its path that tell it apart (a/ais and b/ais, not a path and "ais").
 std::vector<std::string> labels_of(const std::vector<std::string>& dirs) {
-  std::vector<std::string> names;
+  std::vector<std::vector<std::string>> parts;  // each path's components, last first
   for (const auto& d : dirs) {
     auto p = fs::path(d).lexically_normal();
     if (p.filename().empty()) p = p.parent_path();
-    names.push_back(p.filename().string());
+    std::vector<std::string> reversed;
+    for (const auto& c : p) reversed.insert(reversed.begin(), c.string());
+    parts.push_back(std::move(reversed));
   }
-  for (size_t i = 0; i < names.size(); ++i)
-    if (std::count(names.begin(), names.end(), names[i]) > 1) names[i] = dirs[i];
+  auto suffix = [&](size_t i, size_t k) {  // the last k components of path i, as a path
+    std::string out;
+    for (size_t c = std::min(k, parts[i].size()); c-- > 0;) out += (out.empty() || out == "/" ? "" : "/") + parts[i][c];
+    return out;
+  };
+  std::vector<std::string> names;
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    size_t k = 1;
+    for (;; ++k) {
+      bool unique = true;
+      for (size_t j = 0; j < dirs.size() && unique; ++j) unique = j == i || suffix(j, k) != suffix(i, k);
+      if (unique || k >= parts[i].size()) break;
+    }
+    names.push_back(suffix(i, k));
+  }
   return names;
 }
 

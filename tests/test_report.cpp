@@ -368,6 +368,20 @@ TEST_F(ReportCommandTest, TwoRunsGetAComparisonTable) {
       << read_file(file("table.tex"));
 }
 
+TEST_F(ReportCommandTest, RunsOfTheSameNameAreLabelledByTheirPathsLastParts) {
+  for (const char* dir : {"x/first/same", "x/second/same"}) {
+    std::filesystem::create_directories(file(dir));
+    std::filesystem::copy(file("ebm"), file(dir), std::filesystem::copy_options::recursive);
+  }
+  ASSERT_EQ(command("report").run({file("vae"), file("x/first/same"), file("x/second/same"), "--format", "markdown",
+                                   "--out", file("same.md")}),
+            0);
+  const auto markdown = read_file(file("same.md"));
+  EXPECT_NE(markdown.find("| first/same | SNELBO_4 - ELBO_4 |"), std::string::npos) << markdown;
+  EXPECT_NE(markdown.find("| second/same | SNELBO_4 - ELBO_4 |"), std::string::npos) << markdown;
+  EXPECT_NE(markdown.find("| vae | ELBO_4 |"), std::string::npos) << markdown;
+}
+
 TEST_F(ReportCommandTest, BadInputIsAClearError) {
   EXPECT_THROW_WITH(command("report").run({file("no-such-run")}), "no run directory " + file("no-such-run"));
   EXPECT_THROW_WITH(command("report").run({file("vae"), "--format", "pdf"}),
