@@ -39,7 +39,7 @@ PY
 }
 flags_of() {  # net objective steps batch
   local f=(--dataset binary-mnist --architecture "$1" --latent 16 --batch-size "$4" --max-steps "$3"
-           --eval-every 1000 --eval-samples 1 --log-z-samples 256 --seed 0)
+           --eval-every 1000 --eval-samples 1 --log-z-samples 256 --validation-log-z is --seed 0)
   case "$2" in
     gaussian) f+=(--prior gaussian) ;;
     snelbo) f+=(--prior ebm --objective snelbo --proposal base) ;;

@@ -25,7 +25,7 @@ k="${EVAL_K:-100}"
 threads="${THREADS:-1}"
 mkdir -p "$out"
 common=(--dataset "$dataset" --likelihood "${LIKELIHOOD:-logistic}" --architecture mlp --hidden 512,512 --latent 16
-        --batch-size 128 --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --eval-every 5 --seed 0
+        --batch-size 128 --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --eval-every 5 --seed 0 --validation-log-z is
         --log-every 60 --threads "$threads" --epochs "$epochs")
 ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
@@ -54,7 +54,7 @@ for row in "${rows[@]}"; do
     vae-mog) run vae-mog train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4 ;;
     vae-ebm-posthoc)
       run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" --lr-decay 1.0 \
-          --beta1 0.9 --batch-size 128 --epochs "$(( epochs / 4 > 0 ? epochs / 4 : 1 ))" --eval-every 5 --seed 0 \
+          --beta1 0.9 --batch-size 128 --epochs "$(( epochs / 4 > 0 ? epochs / 4 : 1 ))" --eval-every 5 --seed 0 --validation-log-z is \
           --log-every 60 --threads "$threads" ;;
     vae-ebm-snelbo)
       run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}" --proposal flow \

@@ -19,7 +19,7 @@ threads="${THREADS:-1}"
 mkdir -p "$out"
 common=(--dataset binary-mnist --architecture mlp --hidden 512,512 --latent 16 --batch-size 128
         --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs 1000 --time-budget "$budget"
-        --eval-every 5 --seed 0 --log-every 60 --threads "$threads"
+        --eval-every 5 --seed 0 --log-every 60 --threads "$threads" --validation-log-z is
         --prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
 run() {  # name, flags...
