@@ -33,13 +33,27 @@ int run_train_classifier(const ClassifierConfig& c) {
   if (data.image_shape.size() != 3)
     throw DataError("train-classifier needs images {C, H, W}; " + c.dataset + " is flat, " +
                     std::to_string(data.dim()) + " values per example");
-  const auto network = ClassifierOptions().image_shape(data.image_shape);
-  as_usage([&] { network.validate(); });
   auto images = data.train.images, labels = data.train.labels;
   if (c.limit > 0 && c.limit < images.size(0)) {
     images = images.narrow(0, 0, c.limit);
     labels = labels.narrow(0, 0, c.limit);
   }
+  // As many classes as the training labels name: 0 .. the largest (at least 2). The test labels
+  // must lie among them.
+  const auto train_labels = labels.to(torch::kLong);
+  if (train_labels.numel() == 0) throw DataError("data set " + c.dataset + " has no training images");
+  const int64_t lowest = train_labels.min().item<int64_t>();
+  if (lowest < 0) throw DataError("data set " + c.dataset + " has a negative training label (" + std::to_string(lowest) + ")");
+  const int64_t classes = std::max<int64_t>(2, train_labels.max().item<int64_t>() + 1);
+  if (data.test.labels.defined() && data.test.labels.numel() > 0) {
+    const auto test = data.test.labels.to(torch::kLong);
+    const int64_t lo = test.min().item<int64_t>(), hi = test.max().item<int64_t>();
+    if (lo < 0 || hi >= classes)
+      throw DataError("data set " + c.dataset + " has test labels in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                      "], outside the training labels' classes 0.." + std::to_string(classes - 1));
+  }
+  const auto network = ClassifierOptions().image_shape(data.image_shape).num_classes(classes);
+  as_usage([&] { network.validate(); });
   auto out = c.out.empty() ? default_classifier_path(c.common.data_dir, c.dataset) : c.out;
   if (writes)
     std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
@@ -64,8 +78,8 @@ int run_train_classifier(const ClassifierConfig& c) {
   auto accuracy = classifier_accuracy(model, data.test.images, data.test.labels);
   save_classifier(model, out);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("test accuracy %.4f +- %.4f (%lld images); %.0f s%s\nwrote %s\nweights SHA-256 %s\n", accuracy.value,
-              accuracy.std_error, (long long)accuracy.count, seconds,
+  std::printf("test accuracy %.4f +- %.4f (%lld images, %lld classes); %.0f s%s\nwrote %s\nweights SHA-256 %s\n",
+              accuracy.value, accuracy.std_error, (long long)accuracy.count, (long long)classes, seconds,
               dist->parallel() ? ("; data-parallel over " + dist->describe()).c_str() : "", out.c_str(),
               model->weights_sha256().c_str());
   return 0;

@@ -362,6 +362,7 @@ TEST(ConvFamilyCommandsTest, TrainSampleExportAndScoreImagesOtherThan28x28) {
   ASSERT_EQ(run("train-classifier", {"--dataset", data, "--epochs", "1", "--threads", "1", "--out",
                                      tmp.file("classifier.pt")}),
             0);
+  EXPECT_EQ(load_classifier(tmp.file("classifier.pt"))->options().num_classes(), 2) << "as many classes as the labels";
   ASSERT_EQ(run("evaluate", {tmp.file("conv"), "--samples", "2", "--quality-samples", "32", "--classifier",
                              tmp.file("classifier.pt"), "--threads", "1"}),
             0);
