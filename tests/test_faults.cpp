@@ -224,6 +224,9 @@ TEST_F(FaultsTest, ADivergenceThatComesBackAtTheSameStepIsNotBlamedOnTheRate) {
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("the likely cause is"), std::string::npos) << out;
+  EXPECT_NE(out.find("to take such a step and go on: vae-ebm train --resume " + dir + " --on-divergence warn"),
+            std::string::npos)
+      << out;
   const auto metrics = read_file(dir + "/metrics.jsonl");
   EXPECT_NE(metrics.find(R"("action":"stop","diagnostics":{"kl":null,"reconstruction":null},"same_step_as_before":true})"), std::string::npos) << metrics;
 }

@@ -447,8 +447,10 @@ void Trainer::handle(const Divergence& d) {
     const auto b = d.diagnostics.find("b");
     if (log_z_hat != d.diagnostics.end() && b != d.diagnostics.end())
       text << ". The normaliser term exp(log_z_hat - b) is " << short_number(std::exp(log_z_hat->second - b->second))
-           << ": a proposal sample met energy mass the proposal rarely reaches. A wider proposal keeps the weights "
-              "bounded: --proposal-base-fraction, another --proposal or --flow-fit (docs/MATH.md 8.4)";
+           << ": a proposal sample met energy mass the proposal rarely reaches (more of it reaches there with a larger "
+              "--proposal-base-fraction, or another --proposal or --flow-fit; docs/MATH.md 8.4)";
+    text << ". Nothing after the newest checkpoint was saved; to take such a step and go on: vae-ebm train --resume "
+         << run_dir_.path() << " --on-divergence warn";
     throw TrainingDiverged(text.str());
   }
   text << "; the likely cause is --" << cause;
