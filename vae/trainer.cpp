@@ -115,6 +115,20 @@ std::pair<std::string, Json> step_terms(const std::map<std::string, double>& dia
 }
 }  // namespace
 
+std::string normaliser_spike(const Divergence& d) {
+  const auto log_z_hat = d.diagnostics.find("log_z_hat");
+  const auto b = d.diagnostics.find("b");
+  if (d.quantity != "training loss" || log_z_hat == d.diagnostics.end() || b == d.diagnostics.end() ||
+      !std::isfinite(d.value) || d.value <= 0)
+    return "";
+  const double term = std::exp(log_z_hat->second - b->second);
+  if (!(term > 0.5 * d.value)) return "";
+  return "most of the loss is SNELBO's normaliser term exp(log_z_hat - b) = " + short_number(term) +
+         ": a proposal sample met energy mass the proposal rarely reaches (a larger --proposal-base-fraction, or "
+         "another --proposal or --flow-fit, reaches it more often; docs/MATH.md 8.4), so the rate is probably not "
+         "the cause.";
+}
+
 Divergence::Divergence(int64_t at_step, std::string what, double v)
     : std::runtime_error(what + " diverged at step " + std::to_string(at_step) + " (" + short_number(v) + ")"),
       step(at_step),
@@ -440,19 +454,15 @@ void Trainer::handle(const Divergence& d) {
                                                  : " (no checkpoint to roll back to)";
   std::ostringstream text;
   text << d.what() << terms << why;
-  if (same_step) {
-    // Say so rather than blame the rate again; for SNELBO, name the term that exploded.
-    text << "; it diverged at the same step after --" << lower << " was lowered, so the rate is probably not the cause";
-    const auto log_z_hat = d.diagnostics.find("log_z_hat");
-    const auto b = d.diagnostics.find("b");
-    if (log_z_hat != d.diagnostics.end() && b != d.diagnostics.end())
-      text << ". The normaliser term exp(log_z_hat - b) is " << short_number(std::exp(log_z_hat->second - b->second))
-           << ": a proposal sample met energy mass the proposal rarely reaches (more of it reaches there with a larger "
-              "--proposal-base-fraction, or another --proposal or --flow-fit; docs/MATH.md 8.4)";
-    text << ". Nothing after the newest checkpoint was saved; to take such a step and go on: vae-ebm train --resume "
+  if (const auto spike = normaliser_spike(d); !spike.empty()) {
+    // Not the rate: lowering it leaves the draw that met the mass where it was.
+    text << "; " << spike;
+    if (same_step) text << " Lowering --" << lower << " did not move it.";
+    text << " Nothing after the newest checkpoint was saved; to take such a step and go on: vae-ebm train --resume "
          << run_dir_.path() << " --on-divergence warn";
     throw TrainingDiverged(text.str());
   }
+  if (same_step) text << "; it diverged again at the same step after --" << lower << " was lowered";
   text << "; the likely cause is --" << cause;
   if (cause == kBlameStepSize) text << " (" << objective_->sampler_step_size() << ")";
   else if (cause == kBlamePriorLr) text << " (" << options_.prior_lr() << ")";

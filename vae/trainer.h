@@ -94,6 +94,10 @@ struct Divergence : std::runtime_error {
   std::map<std::string, double> diagnostics;
 };
 
+// For a training loss that diverged because SNELBO's normaliser term exp(log_z_hat - b) (the
+// step's diagnostics) is more than half of it: a sentence that says so. Otherwise "".
+std::string normaliser_spike(const Divergence& d);
+
 // The run stopped because it diverged (policy stop, or no rollback left); the message says
 // where, what, the likely cause and how to go on.
 struct TrainingDiverged : std::runtime_error {
