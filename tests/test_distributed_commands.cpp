@@ -169,7 +169,7 @@ TEST(DistributedClassifierTest, TwoProcessesEqualOne) {
   double worst = 0, moved = 0;
   auto fresh = [] {
     torch::manual_seed(0);  // train_classifier's initialisation with --seed 0
-    return FeatureClassifier(ClassifierOptions().image_shape({1, 12, 16}));
+    return FeatureClassifier(ClassifierOptions().image_shape({1, 12, 16}).num_classes(2));  // two labels
   }();
   for (const auto& p : pa) {
     worst = std::max(worst, (p.value() - pb[p.key()]).abs().max().item<double>());
