@@ -43,13 +43,17 @@ void write_png_grid(const std::string& path, const torch::Tensor& images, int64_
   if (!images.defined()) throw DataError("write_png_grid(" + path + "): undefined tensor");
   torch::Tensor x = images.detach().to(torch::kCPU, torch::kFloat);
   if (x.dim() == 3) x = x.unsqueeze(1);
-  if (x.dim() != 4 || (x.size(1) != 1 && x.size(1) != 3) || x.size(0) < 1 || x.size(2) < 1 ||
-      x.size(3) < 1) {
-    throw DataError("write_png_grid(" + path +
-                    "): expected images of shape [N, H, W], [N, 1, H, W] or [N, 3, H, W] with N >= 1, got " +
+  if (x.dim() != 4 || x.size(0) < 1 || x.size(1) < 1 || x.size(2) < 1 || x.size(3) < 1) {
+    throw DataError("write_png_grid(" + path + "): expected images of shape [N, H, W] or [N, C, H, W] with N >= 1, got " +
                     shape_text(images));
   }
   if (nrow < 1) throw DataError("write_png_grid(" + path + "): nrow must be >= 1, got " + std::to_string(nrow));
+  if (x.size(1) != 1 && x.size(1) != 3) {
+    // Neither grey nor RGB (2 channels, 4, ...): each channel a grey tile, an image's C tiles
+    // side by side in its row.
+    nrow *= x.size(1);
+    x = x.reshape({x.size(0) * x.size(1), 1, x.size(2), x.size(3)});
+  }
   if (padding < 0) {
     throw DataError("write_png_grid(" + path + "): padding must be >= 0, got " + std::to_string(padding));
   }

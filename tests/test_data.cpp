@@ -1398,10 +1398,36 @@ TEST_F(PngTest, RgbAndThreeDimensionalAndClamped) {
   EXPECT_EQ(big_endian(flat, 20), 6u + 4);
 }
 
+TEST_F(PngTest, OtherChannelCountsAreGreyTilesSideBySide) {
+  TempDir dir;
+  // Three 2-channel 4x4 images, 2 images per row: each row holds 2 x 2 grey tiles. Channel k of
+  // image i has the value (10 i + k + 1) / 255.
+  torch::Tensor images = torch::empty({3, 2, 4, 4});
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t k = 0; k < 2; ++k) images[i][k].fill_(static_cast<double>(10 * i + k + 1) / 255.0);
+  write_png_grid(dir.file("two.png"), images, 2, 1);
+  const std::string png = read_file(dir.file("two.png"));
+  EXPECT_EQ(big_endian(png, 16), 4u * (4 + 1) + 1);
+  EXPECT_EQ(big_endian(png, 20), 2u * (4 + 1) + 1);
+  EXPECT_EQ(static_cast<uint8_t>(png[25]), 0);  // grey
+  int w = 0, h = 0, c = 0;
+  unsigned char* pixels = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(png.data()),
+                                                static_cast<int>(png.size()), &w, &h, &c, 1);
+  ASSERT_NE(pixels, nullptr);
+  auto at = [&](int x, int y) { return static_cast<int>(pixels[y * w + x]); };
+  EXPECT_EQ(at(1, 1), 1);    // image 0, channel 0
+  EXPECT_EQ(at(6, 1), 2);    // image 0, channel 1
+  EXPECT_EQ(at(11, 1), 11);  // image 1, channel 0
+  EXPECT_EQ(at(16, 1), 12);  // image 1, channel 1
+  EXPECT_EQ(at(1, 6), 21);   // image 2 starts the second row
+  EXPECT_EQ(at(11, 6), 255);  // no fourth image
+  stbi_image_free(pixels);
+}
+
 TEST_F(PngTest, BadShapeOrPath) {
   TempDir dir;
-  EXPECT_CONTAINS(data_error([&] { write_png_grid(dir.file("a.png"), torch::rand({2, 2, 4, 4}), 2); }),
-                  "[2, 2, 4, 4]");
+  EXPECT_CONTAINS(data_error([&] { write_png_grid(dir.file("a.png"), torch::rand({2, 0, 4, 4}), 2); }),
+                  "[2, 0, 4, 4]");
   data_error([&] { write_png_grid(dir.file("a.png"), torch::rand({4, 4}), 2); });
   data_error([&] { write_png_grid(dir.file("a.png"), torch::rand({2, 4, 4}), 0); });
   data_error([&] { write_png_grid(dir.file("no/dir/a.png"), torch::rand({2, 4, 4}), 2); });
