@@ -412,13 +412,16 @@ void Trainer::handle(const Divergence& d) {
   if (lower == kBlameLr) was = options_.lr();
   else if (lower == kBlamePriorLr) was = options_.prior_lr();
   else was = objective_->sampler_step_size();
-  // Lowering a rate moves a divergence that the rate causes; one that comes back at the same
-  // step after a rollback comes from the data or the draws of that step, not the rate.
+  // A divergence that comes back at the same step after a rollback is said to have done so: a
+  // rate far too large does that too, so it alone does not clear the rate. A SNELBO loss that is
+  // mostly its normaliser term does: the draw that met the mass stays where it was.
   const bool same_step = rollbacks_ > 0 && d.step == last_divergence_step_;
   last_divergence_step_ = d.step;
+  const std::string spike = normaliser_spike(d);
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
-      .set("value_text", short_number(d.value)).set("likely_cause", "--" + cause);
+      .set("value_text", short_number(d.value))
+      .set("likely_cause", spike.empty() ? "--" + cause : std::string("SNELBO's normaliser term"));
   const auto described = step_terms(d.diagnostics);  // what in the loss exploded
   const std::string& terms = described.first;
   const Json& values = described.second;
@@ -452,13 +455,13 @@ void Trainer::handle(const Divergence& d) {
   if (options_.on_divergence() == DivergencePolicy::rollback)
     why = rollbacks_ >= options_.max_rollbacks() ? " after " + std::to_string(rollbacks_) + " rollback(s)"
                                                  : " (no checkpoint to roll back to)";
+  const std::string saved = checkpoints.empty() ? "the start" : "the newest checkpoint";
   std::ostringstream text;
   text << d.what() << terms << why;
-  if (const auto spike = normaliser_spike(d); !spike.empty()) {
-    // Not the rate: lowering it leaves the draw that met the mass where it was.
+  if (!spike.empty()) {
     text << "; " << spike;
     if (same_step) text << " Lowering --" << lower << " did not move it.";
-    text << " Nothing after the newest checkpoint was saved; to take such a step and go on: vae-ebm train --resume "
+    text << " Nothing after " << saved << " was saved; to take such a step and go on: vae-ebm train --resume "
          << run_dir_.path() << " --on-divergence warn";
     throw TrainingDiverged(text.str());
   }
@@ -470,8 +473,7 @@ void Trainer::handle(const Divergence& d) {
   if (state_.step == 0 && checkpoints.empty())
     text << ". Start again with a smaller --" << cause;
   else
-    text << ". Nothing after " << (checkpoints.empty() ? "the start" : "the newest checkpoint")
-         << " was saved; go on from there with a smaller value: vae-ebm train --resume " << run_dir_.path() << " --"
+    text << ". Nothing after " << saved << " was saved; go on from there with a smaller value: vae-ebm train --resume " << run_dir_.path() << " --"
          << cause << " VALUE, or let the run do it: --on-divergence rollback";
   throw TrainingDiverged(text.str());
 }
