@@ -18,6 +18,7 @@
 #include "apps/run_support.h"
 #include "common/registry.h"
 #include "data/dataset.h"
+#include "data/run_dir.h"
 
 namespace vae_ebm::cli {
 
@@ -72,6 +73,11 @@ std::string render(const Resolved& r, const std::string& command) {
 
 
 
+// Keys that only the command line may give: a config file naming the run to resume (or another
+// config file) would bypass the checks that --resume makes, build the model from the file's flags
+// and meet the run's checkpoints with it.
+const std::vector<std::string> kCommandLineOnly = {"resume", "config"};
+
 void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
                        const std::vector<std::string>& keep_only = {}) {
   if (!std::filesystem::is_regular_file(path)) throw UsageError("config file '" + path + "' is not a file");
@@ -81,6 +87,12 @@ void store_config_file(const std::string& path, const po::options_description& d
     // With keep_only (a parent's config read by fit-prior) the keys this command does not
     // know are dropped rather than refused.
     auto parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/!keep_only.empty());
+    if (keep_only.empty())
+      for (const auto& o : parsed.options)
+        if (std::find(kCommandLineOnly.begin(), kCommandLineOnly.end(), o.string_key) != kCommandLineOnly.end())
+          throw UsageError("config file '" + path + "' sets '" + o.string_key + "', which only the command line may give" +
+                           (o.string_key == "resume" ? ": vae-ebm train --resume RUN_DIR (the run's own config.ini says the rest)"
+                                                     : ""));
     if (!keep_only.empty()) {
       std::vector<po::option> kept;
       for (auto& o : parsed.options)
@@ -318,7 +330,12 @@ bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
   if (vm.count("resume")) {
     auto dir = vm["resume"].as<std::string>();
     if (!std::filesystem::exists(dir + "/config.ini"))
-      throw UsageError("--resume " + dir + ": not a run directory (no config.ini)");
+      throw UsageError("--resume " + dir + ": not a run directory (no config.ini)" +
+                       (std::filesystem::is_directory(dir) && unstarted_run(dir)
+                            ? std::string("; its run was stopped before its config.ini was written, so it has nothing "
+                                          "to resume: start it again with the command that made it (vae-ebm train "
+                                          "--run-dir ") + dir + " ...), which reuses the directory"
+                            : std::string()));
     check_resume_flags(vm, dir);
     po::variables_map saved;
     store_config_file(dir + "/config.ini", desc, saved);
@@ -416,6 +433,37 @@ bool parse_run_command(const std::vector<std::string>& args, po::options_descrip
 }
 }  // namespace
 
+namespace {
+// --sampler and its options (sample and evaluate): estimators/samplers.h.
+void add_sampler_flags(po::options_description& d, std::string& sampler, SamplerOptions& o) {
+  std::string names;
+  for (const auto& name : sampler_names())
+    names += "\n  " + name + (name == default_sampler() ? " (default)" : "") + ": " + sampler_registry().at(name).help;
+  d.add_options()
+      ("sampler", po::value(&sampler)->default_value(sampler),
+       ("ebm: how prior samples are drawn (all: each sampler in turn):" + names +
+        "\nexact priors (gaussian, mog, flow) are sampled exactly").c_str())
+      ("sampler-steps", po::value(&o.steps())->default_value(o.steps()), "langevin, mala: steps")
+      ("sampler-step-size", real(&o.step_size(), o.step_size()), "langevin, mala: step size s; hmc: leapfrog step")
+      ("sampler-flow-steps", po::value(&o.flow_steps())->default_value(o.flow_steps()),
+       "flow-langevin, flow-mala, transport: steps")
+      ("sampler-flow-step-size", real(&o.flow_step_size(), o.flow_step_size()),
+       "flow-langevin, flow-mala: step size s; transport: s in the flow's base space")
+      ("hmc-trajectories", po::value(&o.trajectories())->default_value(o.trajectories()), "hmc: trajectories")
+      ("hmc-leapfrog", po::value(&o.leapfrog())->default_value(o.leapfrog()), "hmc: leapfrog steps per trajectory")
+      ("sir-candidates", po::value(&o.candidates())->default_value(o.candidates()), "flow-sir: candidates per draw")
+      ("sir-base-fraction", real(&o.base_fraction(), o.base_fraction()),
+       "flow-sir: share of the candidates drawn from the base N(0, I) (bounds the weights)")
+      ("langevin-noise", real(&o.noise(), o.noise()), "langevin, flow-langevin: noise scale eta (0: gradient flow)");
+}
+void check_sampler(const std::string& sampler, const SamplerOptions& o) {
+  auto names = sampler_names();
+  names.push_back("all");
+  check_choice("--sampler", sampler, names);
+  as_usage([&] { o.validate(); }, "");
+}
+}  // namespace
+
 bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   po::options_description d("evaluate flags");
   add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
@@ -449,10 +497,9 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
       ("quality-samples", po::value(&c.quality_samples)->default_value(c.quality_samples),
-       "generated images scored against the split (0: no sample-quality scores)")
-      ("langevin-noise", real(&c.langevin_noise, c.langevin_noise),
-       ("ebm: noise scale eta of the sampling (" + EnergyPrior::describe_default_sampling() +
-        ") for the scores (0: gradient flow)").c_str())
+       "generated images scored against the split (0: no sample-quality scores)");
+  add_sampler_flags(d, c.sampler, c.sampler_options);
+  d.add_options()
       ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
        "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples")
@@ -471,7 +518,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
-  if (!(c.langevin_noise >= 0)) throw UsageError("--langevin-noise must be >= 0, got " + std::to_string(c.langevin_noise));
+  check_sampler(c.sampler, c.sampler_options);
   check_choice("--log-z-method", c.log_z_method, log_z_method_names());
   if (!(c.flow_base_fraction >= 0 && c.flow_base_fraction < 1))
     throw UsageError("--flow-base-fraction must be in [0, 1), got " + shortest(c.flow_base_fraction));
@@ -488,20 +535,16 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
 bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
   po::options_description d("sample flags");
   add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
-  auto& l = c.langevin;
   d.add_options()
       ("out", po::value(&c.out)->default_value(c.out), "output directory (default RUN_DIR/samples)")
       ("count", po::value(&c.count)->default_value(c.count), "images per grid")
-      ("seed", po::value(&c.seed)->default_value(c.seed), "sampling seed")
-      ("langevin-steps", po::value(&l.steps())->default_value(l.steps()), "ebm: Langevin steps from the base")
-      ("langevin-step-size", real(&l.step_size(), l.step_size()), "ebm: Langevin step size s")
-      ("langevin-noise", real(&l.noise(), l.noise()), "ebm: noise scale eta (0: noiseless gradient flow)")
-      ("langevin-metropolis", po::value<bool>(&l.metropolis())->default_value(l.metropolis())->implicit_value(true), "ebm: MALA correction");
+      ("seed", po::value(&c.seed)->default_value(c.seed), "sampling seed");
+  add_sampler_flags(d, c.sampler, c.sampler_options);
   if (!parse_run_command(args, d, c.common, "sample",
                          "usage: vae-ebm sample RUN_DIR [flags]\nWrites PNG grids of prior samples and reconstructions."))
     return false;
   if (c.count < 1) throw UsageError("--count must be >= 1, got " + std::to_string(c.count));
-  as_usage([&] { l.validate(); }, "langevin-");
+  check_sampler(c.sampler, c.sampler_options);
   return true;
 }
 

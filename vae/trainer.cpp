@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -700,61 +701,146 @@ void Trainer::save_checkpoint(const std::string& path) const {
 
 void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
 
+// Everything a checkpoint load sets, as it is now, unchecked (no seal, no finiteness test): what
+// a load that fails half-way puts back.
+std::string Trainer::snapshot() const {
+  torch::serialize::OutputArchive archive, model_archive, objective_archive;
+  model_->save(model_archive);
+  archive.write("model", model_archive);
+  if (vae_optimizer_) {
+    torch::serialize::OutputArchive a;
+    vae_optimizer_->save(a);
+    archive.write("vae_optimizer", a);
+  }
+  if (prior_optimizer_) {
+    torch::serialize::OutputArchive a;
+    prior_optimizer_->save(a);
+    archive.write("prior_optimizer", a);
+  }
+  objective_->save(objective_archive);
+  archive.write("objective", objective_archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+void Trainer::restore(const std::string& snapshot) {
+  std::istringstream in(snapshot);
+  torch::serialize::InputArchive archive, model_archive, objective_archive;
+  archive.load_from(in, options_.device());
+  archive.read("model", model_archive);
+  model_->load(model_archive);
+  if (vae_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("vae_optimizer", a);
+    vae_optimizer_->load(a);
+  }
+  if (prior_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("prior_optimizer", a);
+    prior_optimizer_->load(a);
+  }
+  archive.read("objective", objective_archive);
+  objective_->load(objective_archive);
+}
+
 void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string& path) {
+  // Opening: a file that is cut short, changed after it was written (its seal) or not an
+  // archive at all is damaged (DataError: resume_latest sets it aside). Nothing is touched yet.
+  std::optional<ArchiveReader> opened;
   try {
-    ArchiveReader reader(bytes, options_.device(), "checkpoint " + path);
-    reader.check_format(kCheckpointFormat, "checkpoint " + path);
-    if (writes_) warn_if_unsealed(reader, path);
-    auto& archive = reader.archive();
-    auto read = [&reader](const char* key) { return reader.tensor(key); };
-    torch::serialize::InputArchive model_archive;
-    archive.read("model", model_archive);
-    load_module_checked(*model_, model_archive);
-    if (vae_optimizer_) {
-      torch::serialize::InputArchive a;
-      archive.read("vae_optimizer", a);
-      vae_optimizer_->load(a);
-    }
-    if (prior_optimizer_) {
-      torch::serialize::InputArchive a;
-      archive.read("prior_optimizer", a);
-      prior_optimizer_->load(a);
-    }
-    // A checkpoint without a world size is one process's (written before data-parallel training).
-    torch::Tensor world;
-    const int64_t wrote = archive.try_read("world_size", world) ? world.item<int64_t>() : 1;
-    if (wrote != dist_->world_size() && objective_->per_process_state())
-      throw ResumeError("checkpoint " + path + " was written by " + std::to_string(wrote) + " process" +
-                        (wrote == 1 ? "" : "es") + ", and its '" + objective_->name() + "' chains are each process's "
-                        "own: resume it with " + std::to_string(wrote) + " (torchrun --nproc_per_node " +
-                        std::to_string(wrote) + "), not " + std::to_string(dist_->world_size()));
-    torch::serialize::InputArchive objective_archive;
-    if (dist_->rank() == 0 || !objective_->per_process_state()) {
-      archive.read("objective", objective_archive);
-    } else {
-      torch::serialize::InputArchive ranks;
-      archive.read("objective_of_rank", ranks);
-      const auto bytes = rank_bytes(ranks, dist_->rank());
-      objective_archive.load_from(bytes.data(), bytes.size(), options_.device());
-    }
-    objective_->load(objective_archive);
-    set_generator_state(generator_, read("generator"));
-    TrainState s;
-    s.step = read("step").item<int64_t>();
-    s.epoch = read("epoch").item<int64_t>();
-    s.batch_index = read("batch_index").item<int64_t>();
-    s.best_validation = read("best_validation").item<double>();
-    s.train_seconds = read("train_seconds").item<double>();
-    torch::Tensor allreduce;  // absent from checkpoints written before it was timed
-    if (archive.try_read("allreduce_seconds", allreduce)) s.allreduce_seconds = allreduce.item<double>();
-    state_ = s;
+    opened.emplace(bytes, options_.device(), "checkpoint " + path);
   } catch (const DataError&) {
     throw;
-  } catch (const ResumeError&) {
-    throw;
   } catch (const std::exception& e) {
-    throw DataError("checkpoint " + path + " is truncated, corrupt or from another model: " + first_line(e.what()));
+    throw DataError("checkpoint " + path + " is truncated, corrupt or not a checkpoint: " + first_line(e.what()));
   }
+  auto& reader = *opened;
+  if (writes_) warn_if_unsealed(reader, path);
+  // An intact file that does not fit this run (another format, model, optimiser or objective)
+  // is not damage: ResumeError naming both sides, the file left where it is. The load is all or
+  // nothing: what it set before it failed is put back, so a caller that goes on (a fresh start,
+  // an older checkpoint) goes on from the trainer as it was.
+  const std::string config = run_dir_.path().empty() ? std::string("this run's configuration")
+                                                     : run_dir_.config_path() + " (this run's configuration)";
+  auto mismatch = [&](const std::string& detail) {
+    return ResumeError("checkpoint " + path + " does not fit the model, optimiser and objective that " + config +
+                       " describes: " + detail + ". Nothing was changed or set aside: the checkpoint was written by "
+                       "another configuration (was config.ini edited, or the checkpoint copied from another run?); "
+                       "restore the config.ini it was written with, or move the checkpoint out of the run" +
+                       (reader.sealed() ? "" : " (it has no seal, so damage is possible too)"));
+  };
+  {
+    torch::Tensor format;
+    if (!reader.archive().try_read("format", format))
+      throw mismatch("it has no format record");
+    if (format.item<int64_t>() != kCheckpointFormat)
+      throw mismatch("it has format " + std::to_string(format.item<int64_t>()) + ", this version reads " +
+                     std::to_string(kCheckpointFormat));
+  }
+  const auto before = snapshot();
+  const auto state_before = state_;
+  const auto generator_before = generator_state(generator_);
+  try {
+    load_checkpoint_state(reader, path);
+  } catch (...) {
+    restore(before);
+    state_ = state_before;
+    set_generator_state(generator_, generator_before);
+    try {
+      throw;
+    } catch (const ResumeError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw mismatch(first_line(e.what()));
+    }
+  }
+}
+
+void Trainer::load_checkpoint_state(ArchiveReader& reader, const std::string& path) {
+  auto& archive = reader.archive();
+  auto read = [&reader](const char* key) { return reader.tensor(key); };
+  torch::serialize::InputArchive model_archive;
+  archive.read("model", model_archive);
+  load_module_checked(*model_, model_archive);
+  if (vae_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("vae_optimizer", a);
+    vae_optimizer_->load(a);
+  }
+  if (prior_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("prior_optimizer", a);
+    prior_optimizer_->load(a);
+  }
+  // A checkpoint without a world size is one process's (written before data-parallel training).
+  torch::Tensor world;
+  const int64_t wrote = archive.try_read("world_size", world) ? world.item<int64_t>() : 1;
+  if (wrote != dist_->world_size() && objective_->per_process_state())
+    throw ResumeError("checkpoint " + path + " was written by " + std::to_string(wrote) + " process" +
+                      (wrote == 1 ? "" : "es") + ", and its '" + objective_->name() + "' chains are each process's "
+                      "own: resume it with " + std::to_string(wrote) + " (torchrun --nproc_per_node " +
+                      std::to_string(wrote) + "), not " + std::to_string(dist_->world_size()));
+  torch::serialize::InputArchive objective_archive;
+  if (dist_->rank() == 0 || !objective_->per_process_state()) {
+    archive.read("objective", objective_archive);
+  } else {
+    torch::serialize::InputArchive ranks;
+    archive.read("objective_of_rank", ranks);
+    const auto bytes = rank_bytes(ranks, dist_->rank());
+    objective_archive.load_from(bytes.data(), bytes.size(), options_.device());
+  }
+  objective_->load(objective_archive);
+  set_generator_state(generator_, read("generator"));
+  TrainState s;
+  s.step = read("step").item<int64_t>();
+  s.epoch = read("epoch").item<int64_t>();
+  s.batch_index = read("batch_index").item<int64_t>();
+  s.best_validation = read("best_validation").item<double>();
+  s.train_seconds = read("train_seconds").item<double>();
+  torch::Tensor allreduce;  // absent from checkpoints written before it was timed
+  if (archive.try_read("allreduce_seconds", allreduce)) s.allreduce_seconds = allreduce.item<double>();
+  state_ = s;
 }
 
 bool Trainer::resume_latest() {
@@ -810,14 +896,26 @@ void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchi
     return out;
   };
   const auto expected = shapes();
-  module.load(archive);
-  const auto stored = shapes();
-  for (size_t i = 0; i < expected.size(); ++i)
-    if (stored[i].second != expected[i].second)
-      throw std::runtime_error("tensor " + expected[i].first + " has shape " + c10::str(c10::IntArrayRef(stored[i].second)) +
-                      " in the checkpoint where the model has " + c10::str(c10::IntArrayRef(expected[i].second)));
-  if (const auto bad = first_non_finite(module); !bad.empty())
-    throw std::runtime_error("tensor " + bad + " holds NaN or infinite values");
+  // Module::load re-targets each tensor in turn: on a failure the ones before it would hold the
+  // checkpoint's values. These share the old storage, so that the module can be put back.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> was;
+  for (auto& p : module.named_parameters()) was.emplace_back(p.value(), p.value().detach());
+  for (auto& b : module.named_buffers()) was.emplace_back(b.value(), b.value().detach());
+  try {
+    module.load(archive);
+    const auto stored = shapes();
+    for (size_t i = 0; i < expected.size(); ++i)
+      if (stored[i].second != expected[i].second)
+        throw std::runtime_error("tensor " + expected[i].first + " has shape " +
+                                 c10::str(c10::IntArrayRef(stored[i].second)) + " in the checkpoint where the model has " +
+                                 c10::str(c10::IntArrayRef(expected[i].second)));
+    if (const auto bad = first_non_finite(module); !bad.empty())
+      throw std::runtime_error("tensor " + bad + " holds NaN or infinite values");
+  } catch (...) {
+    torch::NoGradGuard no_grad;
+    for (auto& [tensor, old] : was) tensor.set_(old);
+    throw;
+  }
 }
 
 void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {

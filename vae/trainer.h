@@ -24,6 +24,8 @@
 
 namespace vae_ebm {
 
+class ArchiveReader;
+
 // What trains: encoder, decoder and prior together on the objective's bound (joint); the VAE on
 // the Gaussian ELBO with the prior fitted to detached posterior samples (detach-posterior); or
 // only the prior, fitted to a frozen VAE's posterior samples (post-hoc).
@@ -177,12 +179,16 @@ class Trainer {
   std::map<std::string, double> step(const torch::Tensor& x);
 
   void save_checkpoint(const std::string& path) const;
-  // Throws DataError naming the file if it is missing, truncated or not a checkpoint.
+  // All or nothing: on any failure the trainer is as it was before the call. Throws DataError
+  // naming the file if it is missing, truncated, changed after it was written (its seal) or not
+  // a checkpoint; ResumeError naming the file and the run's config.ini when an intact
+  // checkpoint does not fit this model, optimiser or objective (another configuration's).
   void load_checkpoint(const std::string& path);
   // Loads the newest intact step checkpoint of the run directory; false if there is none. A
-  // checkpoint that fails to load (damaged, corrupt) is renamed to NAME.corrupt, named on stderr
-  // and in skipped_checkpoints(), and the one before it is tried. In data-parallel training rank
-  // 0 does so and sends the checkpoint's bytes to the others.
+  // damaged checkpoint (DataError) is renamed to NAME.corrupt, named on stderr and in
+  // skipped_checkpoints(), and the one before it is tried; one that does not fit the run
+  // (ResumeError) stops the resume and is left where it is. In data-parallel training rank 0
+  // does so and sends the checkpoint's bytes to the others.
   bool resume_latest();
   const std::vector<std::string>& skipped_checkpoints() const { return skipped_; }
 
@@ -207,6 +213,11 @@ class Trainer {
   PriorFitTerms prior_fit_terms(const torch::Tensor& x, const BatchShard* shard);
   std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
+  // The parts of load_checkpoint_bytes after the file opened intact; may leave the trainer half
+  // loaded, which load_checkpoint_bytes undoes with snapshot() and restore().
+  void load_checkpoint_state(ArchiveReader& reader, const std::string& name);
+  std::string snapshot() const;
+  void restore(const std::string& snapshot);
   void validate_data_parallel();  // validate() in data-parallel training
   // A validation bound: a divergence, or recorded (rank 0), printed and kept as best if it is.
   void accept_validation(double value, Json& record);
