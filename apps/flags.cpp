@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <iostream>
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -35,18 +38,6 @@ void add_nproc(po::options_description& d, CommonConfig& c) {
                   "start N processes on this machine that run this command data-parallel, as torchrun "
                   "--nproc_per_node N would (see README, \"Many processes, many machines\"); not under torchrun");
 }
-
-// The shortest text that reads back as the same double.
-std::string shortest(double v) {
-  for (int precision = 6; precision <= 17; ++precision) {
-    std::ostringstream s;
-    s.precision(precision);
-    s << v;
-    if (std::stod(s.str()) == v) return s.str();
-  }
-  return std::to_string(v);
-}
-
 
 // A double flag's default, shown as written.
 po::typed_value<double>* real(double* target, double value) {
@@ -107,6 +98,12 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 
 
 void notify_all(po::variables_map& vm) {
+  // A subnormal value (below 2.2e-308 in magnitude) of any real flag has lost its precision and
+  // is no rate, size or scale anyone means: refused by name, with the flag's own spelling.
+  for (const auto& [name, value] : vm)
+    if (const auto* v = boost::any_cast<double>(&value.value()); v && std::fpclassify(*v) == FP_SUBNORMAL)
+      throw UsageError("--" + name + " " + shortest(*v) + " is subnormal (below " + shortest(DBL_MIN) +
+                       " in magnitude): give 0 or a normal number");
   try {
     po::notify(vm);
   } catch (po::error& e) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apps/cli.h"
+#include "common/text.h"
 
 namespace vae_ebm::cli {
 
@@ -17,8 +18,6 @@ namespace po = boost::program_options;
 void add_common(po::options_description& d, CommonConfig& c);
 // --nproc (into common.nproc): the commands that can run data-parallel.
 void add_nproc(po::options_description& d, CommonConfig& c);
-// The shortest text that reads back as the same double.
-std::string shortest(double v);
 // A double flag's default, shown as written.
 po::typed_value<double>* real(double* target, double value);
 // Parses a command line into vm; false when --help was given (help printed). Bad flags throw

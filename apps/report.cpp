@@ -244,7 +244,7 @@ ModelSections model_sections(const report::RunFiles& files, LoadedRun* loaded, c
   ModelSections out;
   // The run's own sample grids, when `vae-ebm sample` wrote them.
   for (const auto& name : files.sample_pngs)
-    out.samples += image_figure(read_file(files.dir + "/samples/" + name), name,
+    out.samples += image_figure(report::read_run_file(files.dir + "/samples/" + name, report::kMaxPngBytes), name,
                                 "samples/" + name + " (written by vae-ebm sample).");
   std::optional<LoadedRun> own;
   LoadedRun* run = loaded;
@@ -477,7 +477,7 @@ int run_report(const ReportConfig& c) {
     for (const auto& v : views) evaluated.push_back(evaluated_run(v));
     const auto text = report::comparison_table(evaluated, baseline).render(report::table_format(c.format));
     if (c.out.empty()) {
-      std::printf("%s", text.c_str());
+      std::printf("%s", report::printable(text).c_str());
     } else {
       check_output(c.out);
       atomic_write(c.out, text);

@@ -268,7 +268,6 @@ int train_elsewhere(TrainConfig& c, torch::Device device, std::unique_ptr<PriorO
     return train_in(run, c, !c.resume.empty(), "", std::move(data), std::move(model), std::move(objective), device,
                     dist, steps_done);
   } catch (const TrainingDiverged&) {
-    if (c.resume.empty() && steps_done == 0) throw;
     return 3;  // as rank 0, which says why
   }
 }
@@ -328,7 +327,8 @@ int run_train(TrainConfig c) {
       return train_in(run, c, resuming, initialised, std::move(data), std::move(model), std::move(objective), device,
                       dist, steps_done);
     } catch (const TrainingDiverged& e) {
-      if (!resuming && steps_done == 0) throw;  // nothing to keep: cleaned below, reported as an error
+      // At any step, the first included: exit 3, the directory kept (its metrics.jsonl records the
+      // divergence, and the message says how to go on).
       std::fprintf(stderr, "vae-ebm train: diverged: %s\n", e.what());
       return 3;
     }
@@ -337,8 +337,10 @@ int run_train(TrainConfig c) {
     // data, a batch larger than the data set) leaves nothing behind, so the same command,
     // corrected, can run again. RunDir::create found the directory absent or empty, so all in
     // it is this run's; a directory the user made stays, emptied. Once a step has run, the
-    // directory and its metrics stay: they record what happened.
-    if (!resuming && steps_done == 0) {
+    // directory and its metrics stay: they record what happened. A directory that holds a
+    // checkpoint is never removed, whatever the step count says.
+    const bool holds_checkpoint = !run.checkpoints().empty() || std::filesystem::exists(run.best_checkpoint_path());
+    if (!resuming && steps_done == 0 && !holds_checkpoint) {
       std::error_code ec;
       if (existed) {
         std::vector<std::filesystem::path> made;

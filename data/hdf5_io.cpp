@@ -343,10 +343,19 @@ struct H5Writer::Impl {
 H5Writer::H5Writer(const std::string& path) : impl_(std::make_unique<Impl>()) {
   quiet();
   impl_->path = path;
-  impl_->tmp = path + ".tmp";
+  // A name of its own (PATH.tmp-XXXXXX, made by mkstemp): two writers of the same record never
+  // share a temporary, and the last rename wins whole.
+  std::string tmpl = path + ".tmp-XXXXXX";
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  const int fd = ::mkstemp(name.data());
+  if (fd < 0) throw DataError("cannot create a temporary file " + tmpl + " (for " + path + "): " + std::strerror(errno));
+  ::close(fd);
+  impl_->tmp = name.data();
   try {
     impl_->file = std::make_unique<H5::H5File>(impl_->tmp, H5F_ACC_TRUNC);
   } catch (const H5::Exception& e) {
+    std::remove(impl_->tmp.c_str());
     throw DataError("cannot create HDF5 file " + impl_->tmp + " (for " + path + "): " + h5_message(e));
   }
 }
@@ -355,9 +364,12 @@ H5Writer::~H5Writer() {
   if (impl_ && impl_->file) {
     try {
       impl_->file->close();
+      impl_->file.reset();
     } catch (...) {
+      // A failed close leaves the H5File's id open, and its destructor would close it again
+      // (a crash inside libhdf5 on a full disk): the object is let go instead.
+      (void)impl_->file.release();
     }
-    impl_->file.reset();
     std::remove(impl_->tmp.c_str());
   }
 }
@@ -484,9 +496,9 @@ void H5Writer::close() {
   try {
     impl_->file->close();
   } catch (const H5::Exception& e) {
-    impl_->file.reset();
+    (void)impl_->file.release();  // not reset: its destructor would close the failed file again
     std::remove(impl_->tmp.c_str());
-    throw DataError("cannot close HDF5 file " + impl_->tmp + ": " + h5_message(e));
+    throw DataError("cannot close HDF5 file " + impl_->tmp + " (for " + impl_->path + "): " + h5_message(e));
   }
   impl_->file.reset();
   fsync_file(impl_->tmp);

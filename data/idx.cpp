@@ -34,6 +34,24 @@ bool is_gzip(const std::string& path) {
   return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
 }
 
+// The size in bytes that an IDX file whose first bytes are `prefix` claims (header and data); 0
+// while the header is incomplete; 1 for bytes that are no IDX header.
+uint64_t idx_claimed_size(const std::string& prefix) {
+  const auto* p = reinterpret_cast<const unsigned char*>(prefix.data());
+  if (prefix.size() < 4) return 0;
+  if (p[0] != 0 || p[1] != 0 || p[2] != 0x08 || p[3] < 1 || p[3] > 4) return 1;
+  const size_t header = 4 + 4 * static_cast<size_t>(p[3]);
+  if (prefix.size() < header) return 0;
+  uint64_t total = 1;
+  for (int k = 0; k < p[3]; ++k) {
+    const unsigned char* d = p + 4 + 4 * k;
+    const uint64_t size = (uint64_t{d[0]} << 24) | (uint64_t{d[1]} << 16) | (uint64_t{d[2]} << 8) | uint64_t{d[3]};
+    if (size == 0 || total > (uint64_t{1} << 62) / size) return 1;  // read_idx says which
+    total *= size;
+  }
+  return total + header;
+}
+
 std::string read_gzip(const std::string& path) {
   gzFile gz = gzopen(path.c_str(), "rb");
   if (gz == nullptr) {
@@ -44,6 +62,10 @@ std::string read_gzip(const std::string& path) {
   std::string out;
   char buffer[1 << 16];
   for (;;) {
+    // The header says how many bytes the file holds: past them (or past a header that is no
+    // IDX header) decompressing stops, and read_idx names what is wrong from what was read. A
+    // small file that inflates to gigabytes is refused after one buffer more than it claims.
+    if (const auto claimed = idx_claimed_size(out); claimed != 0 && out.size() > claimed) break;
     const int n = gzread(gz, buffer, sizeof buffer);
     if (n < 0) {
       int code = 0;
@@ -52,7 +74,13 @@ std::string read_gzip(const std::string& path) {
       throw DataError("cannot decompress IDX file " + path + ": " + message);
     }
     if (n == 0) break;
-    out.append(buffer, static_cast<size_t>(n));
+    try {
+      out.append(buffer, static_cast<size_t>(n));
+    } catch (const std::bad_alloc&) {
+      gzclose(gz);
+      throw DataError("cannot decompress IDX file " + path + ": out of memory after " + std::to_string(out.size()) +
+                      " bytes");
+    }
   }
   // gzread returns 0 both at the end and on a truncated stream: ask which.
   int code = Z_OK;

@@ -52,6 +52,23 @@ RunDir RunDir::open(const std::string& path) {
   return RunDir(path);
 }
 
+bool unstarted_run(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(fs::path(path) / "config.ini", ec)) return false;
+  bool partial = false;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name == "checkpoints" && entry.is_directory() && fs::is_empty(entry.path(), ec)) continue;
+    if (name == ".lock" && entry.is_regular_file()) continue;
+    if (name.rfind("config.ini.tmp-", 0) == 0 && entry.is_regular_file()) {
+      partial = true;
+      continue;
+    }
+    return false;
+  }
+  return partial;
+}
+
 RunDir RunDir::create(const std::string& path) {
   if (path.empty()) throw DataError("RunDir::create: empty path");
   std::error_code ec;
@@ -60,8 +77,13 @@ RunDir RunDir::create(const std::string& path) {
       throw DataError("cannot create run directory " + path + ": it exists and is not a directory");
     }
     if (!fs::is_empty(path, ec)) {
-      throw DataError("cannot create run directory " + path +
-                      ": it exists and is not empty (choose a new --run-dir, or remove it)");
+      if (!unstarted_run(path))
+        throw DataError("cannot create run directory " + path +
+                        ": it exists and is not empty (choose a new --run-dir, or remove it)");
+      // A run killed before its config.ini was whole: nothing of it is worth keeping. Its
+      // partial writes go (under the run's lock, so that a live run's are never touched).
+      const auto held = RunDir(path).lock();
+      remove_partial_writes(path);
     }
   }
   fs::create_directories(fs::path(path) / "checkpoints", ec);

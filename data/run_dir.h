@@ -11,7 +11,8 @@ class RunDir {
  public:
   // Opens an existing run directory; throws DataError if it is not one (no config.ini).
   static RunDir open(const std::string& path);
-  // Creates a new run directory; throws DataError if `path` exists and is not empty.
+  // Creates a new run directory; throws DataError if `path` exists and is not empty, unless it
+  // is an unstarted run's (unstarted_run), whose partial writes it removes.
   static RunDir create(const std::string& path);
   // Names a run directory without looking at it or making it: for the ranks of a data-parallel
   // run other than 0, which never write to it (vae/trainer.h).
@@ -60,5 +61,10 @@ class RunDir {
   explicit RunDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
 };
+
+// A directory that a run was killed in before its config.ini was whole (kill -9 inside the first
+// write of config.ini): no config.ini, an empty checkpoints/, perhaps the lock file, and a partial
+// config.ini.tmp-XXXXXX. Neither resumable nor worth keeping: RunDir::create reuses it.
+bool unstarted_run(const std::string& path);
 
 }  // namespace vae_ebm

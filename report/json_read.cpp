@@ -340,8 +340,9 @@ std::string JsonValue::text(const std::string& key, const std::string& fallback)
 
 JsonValue parse_json(const std::string& text) { return Parser(text).document(); }
 
-JsonLines read_json_lines(const std::string& path) {
-  const std::string text = read_file(path);
+JsonLines read_json_lines(const std::string& path) { return parse_json_lines(read_file(path), path); }
+
+JsonLines parse_json_lines(const std::string& text, const std::string& path) {
   JsonLines out;
   size_t start = 0;
   int64_t line_number = 0;
@@ -366,9 +367,11 @@ JsonLines read_json_lines(const std::string& path) {
   return out;
 }
 
-JsonValue read_json_file(const std::string& path) {
+JsonValue read_json_file(const std::string& path) { return parse_json_file(read_file(path), path); }
+
+JsonValue parse_json_file(const std::string& text, const std::string& path) {
   try {
-    return parse_json(read_file(path));
+    return parse_json(text);
   } catch (const JsonError& e) {
     throw DataError(path + " is not valid JSON: " + e.what());
   }

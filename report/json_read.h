@@ -74,7 +74,10 @@ struct JsonLines {
 // Throws DataError naming the file and line for a malformed line other than a partial last
 // one, or a file that cannot be read.
 JsonLines read_json_lines(const std::string& path);
+// The same for text already read from `path` (named in messages).
+JsonLines parse_json_lines(const std::string& text, const std::string& path);
 // Reads and parses one JSON file; DataError naming the file.
 JsonValue read_json_file(const std::string& path);
+JsonValue parse_json_file(const std::string& text, const std::string& path);
 
 }  // namespace vae_ebm::report

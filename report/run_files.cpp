@@ -8,6 +8,14 @@
 #include <map>
 #include <set>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "data/error.h"
 #include "data/files.h"
 
 namespace vae_ebm::report {
@@ -52,17 +60,59 @@ bool same_evaluation(const JsonValue& a, const JsonValue& b) {
   return a.number("seconds") == b.number("seconds") && a.number("images") == b.number("images");
 }
 
+// The regular files (not links to one) of a directory with the extension.
 std::vector<std::string> files_with_extension(const std::string& dir, const std::string& extension) {
   std::vector<std::string> out;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
+  if (!fs::is_directory(fs::symlink_status(dir, ec)) ) return out;
   for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && entry.path().extension() == extension) out.push_back(entry.path().filename().string());
+    if (fs::is_regular_file(entry.symlink_status(ec)) && entry.path().extension() == extension)
+      out.push_back(entry.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
 }
 
 }  // namespace
+
+std::string read_run_file(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      throw DataError(path + " is a symbolic link: a report reads only the run directory's own regular files");
+    throw DataError("cannot read " + path + ": " + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw DataError(path + " is not a regular file (a FIFO, a device or a directory): a report reads only the run "
+                           "directory's own regular files");
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    throw DataError(path + " is " + std::to_string(st.st_size) + " bytes, more than a report reads of it (" +
+                    std::to_string(max_bytes) + ")");
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
+}
+
+std::string printable(const std::string& text) {
+  std::string out = text;
+  for (auto& c : out)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f) c = '?';
+  return out;
+}
 
 RunFiles read_run_files(const std::string& dir, const std::string& records_dir) {
   RunFiles run;
@@ -71,18 +121,20 @@ RunFiles read_run_files(const std::string& dir, const std::string& records_dir) 
   if (!fs::is_directory(dir, ec)) throw DataError("no run directory " + dir);
   if (!file_exists(dir + "/config.ini"))
     throw DataError(dir + " is not a run directory: it has no config.ini (made by vae-ebm train or fit-prior)");
-  run.config_text = read_file(dir + "/config.ini");
+  run.config_text = read_run_file(dir + "/config.ini", kMaxConfigBytes);
   run.config = config_lines(run.config_text);
   if (file_exists(dir + "/metrics.jsonl")) {
-    run.metrics = read_json_lines(dir + "/metrics.jsonl");
+    run.metrics = parse_json_lines(read_run_file(dir + "/metrics.jsonl", kMaxMetricsBytes), dir + "/metrics.jsonl");
     run.has_metrics = true;
   }
   const std::string records = records_dir.empty() ? dir : records_dir;
   run.records_dir = records;
   for (const auto& name : files_with_extension(records + "/evaluations", ".json"))
-    run.evaluations.push_back({"evaluations/" + name, read_json_file(records + "/evaluations/" + name)});
+    run.evaluations.push_back({"evaluations/" + name, parse_json_file(read_run_file(records + "/evaluations/" + name, kMaxRecordBytes),
+                                                                        records + "/evaluations/" + name)});
   if (file_exists(records + "/evaluation.json")) {
-    run.evaluation_json = read_json_file(records + "/evaluation.json");
+    run.evaluation_json =
+        parse_json_file(read_run_file(records + "/evaluation.json", kMaxRecordBytes), records + "/evaluation.json");
     const bool repeated = std::any_of(run.evaluations.begin(), run.evaluations.end(), [&](const auto& e) {
       return same_evaluation(e.record, *run.evaluation_json);
     });

@@ -39,6 +39,20 @@ struct RunFiles {
 // path) or a file in it is malformed (naming the file and line).
 RunFiles read_run_files(const std::string& dir, const std::string& records_dir = "");
 
+// A file of a run directory as a report may read it: a regular file, not a symbolic link (a run
+// directory from someone else could link /etc/passwd or /dev/zero in), opened without blocking
+// (a FIFO would hang the reader) and at most `max_bytes` long. Throws DataError naming the file
+// and what it is.
+std::string read_run_file(const std::string& path, size_t max_bytes);
+// Its limits: config.ini 1 MB, metrics.jsonl 512 MB, an evaluation record 64 MB, a PNG 64 MB.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+constexpr size_t kMaxMetricsBytes = size_t{512} << 20;
+constexpr size_t kMaxRecordBytes = size_t{64} << 20;
+constexpr size_t kMaxPngBytes = size_t{64} << 20;
+// `text` with its control bytes (below 0x20 but tab and newline, and 0x7f) as '?': what reaches a
+// terminal from a run directory cannot move its cursor or change its colours.
+std::string printable(const std::string& text);
+
 // The seconds of training steps at a step: train records carry none, so they are read off
 // the (step, train_seconds) points of the validation, finished and interrupted records,
 // linearly between them and from (0, 0); NaN past the last such point (not extrapolated).
