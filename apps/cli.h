@@ -12,6 +12,7 @@
 #include "estimators/ais.h"
 #include "estimators/classifier.h"
 #include "estimators/flow_log_z.h"
+#include "estimators/samplers.h"
 #include "prior/energy.h"
 #include "prior/langevin.h"
 #include "prior/objective.h"
@@ -130,7 +131,8 @@ struct EvaluateConfig {
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
-  double langevin_noise = 1.0;      // energy prior: eta of the Langevin sampling for the scores
+  std::string sampler = default_sampler();  // energy prior: the sampler behind the scores
+  SamplerOptions sampler_options;
   uint64_t seed = 1;
   bool report = false;              // then (re)write report.html beside the records (apps/report.h)
   double dist_timeout = 1800;       // as train's: seconds the processes of a data-parallel run wait for each other
@@ -154,7 +156,8 @@ struct SampleConfig {
   std::string out;  // default RUN_DIR/samples
   int64_t count = 64;
   uint64_t seed = 1;
-  LangevinOptions langevin = EnergyPrior::default_sampling();
+  std::string sampler = default_sampler();  // energy prior: a sampler's name, or "all"
+  SamplerOptions sampler_options;
 };
 
 struct ExportConfig {

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "apps/command.h"
+#include "apps/flags.h"
 #include "apps/report.h"
 #include "apps/run_support.h"
 #include "common/blas_kernel.h"
@@ -33,6 +34,7 @@ namespace {
 struct Quality {
   QualityReport report;
   double classifier_score = std::numeric_limits<double>::quiet_NaN();
+  PriorDraws sampler;  // how the latents were drawn; its seconds, all of them
 };
 
 std::string out_dir(const EvaluateConfig& c) { return c.out.empty() ? c.run_dir : c.out; }
@@ -174,38 +176,105 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
                     " (train one with vae-ebm train-classifier --dataset " + dataset + ")");
   }
   auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get());
-  if (ebm) ebm->sampling_options().noise(c.langevin_noise);
-  auto gen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
-  std::vector<torch::Tensor> fake, generated;
-  for (int64_t done = 0; done < c.quality_samples; done += 1000) {
-    const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
-    auto z = run.model->prior->sample(n, gen);
-    auto x = run.model->decode_sample(z, gen).to(torch::kCPU);
-    fake.push_back(network.features(x));
-    generated.push_back(x);
+  auto flow_how = std::make_shared<std::string>();
+  FlowSource flow;
+  std::vector<std::string> samplers = {c.sampler == "all" ? default_sampler() : c.sampler};
+  if (ebm) {
+    FlowFitOptions fit;
+    fit.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
+    fit.flow().layers(c.flow_layers).hidden(c.flow_hidden);
+    flow = sampling_flow(run, *ebm, fit, c.flow_base_fraction, c.seed, flow_how);
+    if (c.sampler == "all") {  // the default first: its scores are the record's sample_quality
+      for (const auto& name : sampler_names())
+        if (name != default_sampler()) samplers.push_back(name);
+    }
+    // A fitted flow's cost is the flow's, not the sampler's: made before any clock starts.
+    for (const auto& name : samplers)
+      if (sampler_registry().at(name).needs_flow) flow();
   }
   auto real = network.features(run.data.split(c.split).images.to(torch::kCPU));
-  auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
-  Quality quality;
-  quality.report = sample_quality(real, torch::cat(fake), QualityOptions(), cpu_gen);
-  quality.report.feature_network_sha256 = network.sha256;
-  Json q = quality.report.to_json();
-  q.set("feature_network", network.path).set("feature_network_kind", network.kind);
-  if (network.classifier) {
-    // The classifier's own view of the generated images: its score and predicted labels.
-    auto probabilities = network.classifier->probabilities(torch::cat(generated));
-    auto score = classifier_score(probabilities);
-    auto histogram = label_histogram(probabilities.argmax(1), probabilities.size(1));
-    Json counts = Json::array();
-    for (int64_t i = 0; i < histogram.size(0); ++i) counts.push(Json::integer(histogram[i].item<int64_t>()));
-    q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
-    quality.classifier_score = score.value;
+  // Where the draws land, beside where the split's posterior means are: |z|, the energy f(z)
+  // (energy priors) and the decoder's entropy H[p(x|z)] (one draw's -log p(x|z)). Draws with a
+  // lower energy but a higher entropy than the posterior means sit in prior mass that the
+  // decoder never learnt to use: holes.
+  auto where = [ebm](const torch::Tensor& z, const torch::Tensor& entropy) {
+    Json j = Json::object();
+    j.set("mean_norm", z.norm(2, -1).mean().item<double>());
+    if (ebm) j.set("mean_energy", ebm->energy(z).mean().item<double>());
+    j.set("mean_decoder_entropy", entropy.mean().item<double>());
+    return j;
+  };
+  {
+    auto images = run.data.split(c.split).images;
+    auto x = images.narrow(0, 0, std::min<int64_t>(images.size(0), 10000)).to(run.device);
+    auto z = run.model->encoder->forward(x).mean();
+    auto params = run.model->decoder->params(z);
+    auto gen = make_generator(mix_seed(c.seed, 0x706d65616eULL), run.device);
+    report.set("posterior_means", where(z, -run.model->likelihood->log_prob(params, run.model->likelihood->sample(params, gen))));
   }
-  q.set("generated", "draws of p(x|z) at prior samples (energy prior: " +
-                         EnergyPrior::describe_default_sampling() + ")");
-  if (ebm) q.set("langevin_noise", c.langevin_noise);
-  report.set("sample_quality", q);
-  return quality;
+  std::optional<Quality> first;
+  Json by_sampler = Json::object();
+  for (const auto& sampler : samplers) {
+    // Each sampler from the same seed: its scores do not depend on which others ran.
+    auto gen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
+    std::vector<torch::Tensor> fake, generated;
+    PriorDraws drawn;
+    std::vector<torch::Tensor> zs, entropies;
+    double sampler_seconds = 0, acceptance = 0, ess = 0;
+    for (int64_t done = 0; done < c.quality_samples; done += 1000) {
+      const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
+      drawn = draw_prior(*run.model->prior, sampler, c.sampler_options, flow, n, gen);
+      sampler_seconds += drawn.seconds;
+      acceptance += drawn.acceptance * static_cast<double>(n);
+      ess += drawn.resampling_ess * static_cast<double>(n);
+      auto params = run.model->decoder->params(drawn.z);
+      auto x = run.model->likelihood->sample(params, gen);
+      zs.push_back(drawn.z);
+      entropies.push_back(-run.model->likelihood->log_prob(params, x));
+      x = x.to(torch::kCPU);
+      fake.push_back(network.features(x));
+      generated.push_back(x);
+    }
+    drawn.acceptance = acceptance / static_cast<double>(c.quality_samples);
+    drawn.resampling_ess = ess / static_cast<double>(c.quality_samples);
+    drawn.seconds = sampler_seconds;
+    auto cpu_gen = make_generator(mix_seed(c.seed, 0x6b6964ULL));
+    Quality quality;
+    quality.report = sample_quality(real, torch::cat(fake), QualityOptions(), cpu_gen);
+    quality.report.feature_network_sha256 = network.sha256;
+    Json q = quality.report.to_json();
+    q.set("feature_network", network.path).set("feature_network_kind", network.kind);
+    if (network.classifier) {
+      // The classifier's own view of the generated images: its score and predicted labels.
+      auto probabilities = network.classifier->probabilities(torch::cat(generated));
+      auto score = classifier_score(probabilities);
+      auto histogram = label_histogram(probabilities.argmax(1), probabilities.size(1));
+      Json counts = Json::array();
+      for (int64_t i = 0; i < histogram.size(0); ++i) counts.push(Json::integer(histogram[i].item<int64_t>()));
+      q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
+      quality.classifier_score = score.value;
+    }
+    q.set("generated", "draws of p(x|z) at prior samples (" + drawn.description + ")");
+    q.set("sampler", drawn.record());
+    q.set("draws", where(torch::cat(zs), torch::cat(entropies)));
+    q.set("sampler_seconds_per_10000", sampler_seconds * 10000.0 / static_cast<double>(c.quality_samples));
+    if (ebm && !flow_how->empty() && sampler_registry().at(sampler).needs_flow) q.set("sampler_flow", *flow_how);
+    quality.sampler = drawn;
+    if (!first) {
+      report.set("sample_quality", q);
+      first = quality;
+    }
+    if (samplers.size() > 1) {
+      by_sampler.set(sampler, q);
+      std::printf("  %-14s FD %8.3f  KID %.4f  precision %.3f  recall %.3f  coverage %.3f  %6.1f s%s\n",
+                  sampler.c_str(), quality.report.frechet.value, quality.report.kid.mean, quality.report.prdc.precision,
+                  quality.report.prdc.recall, quality.report.prdc.coverage, drawn.seconds,
+                  drawn.diagnostic_text().c_str());
+      std::fflush(stdout);
+    }
+  }
+  if (samplers.size() > 1) report.set("sample_quality_by_sampler", by_sampler);
+  return first;
 }
 
 // Below 1% of its samples, an importance-sampling estimate of log Z is not to be trusted, and
@@ -291,12 +360,30 @@ void print_table(const EvaluateConfig& c, const LoadedRun& run, int64_t images, 
     std::printf("  sample quality (%lld generated vs %lld %s images; feature network %.12s...)\n",
                 (long long)c.quality_samples, (long long)run.data.split(c.split).size(), c.split.c_str(),
                 q.feature_network_sha256.c_str());
+    std::printf("  %-26s %s: %.1f s%s\n", "sampler", quality->sampler.description.c_str(), quality->sampler.seconds,
+                quality->sampler.diagnostic_text().c_str());
     std::printf("  %-26s %12.3f\n", "Frechet distance", q.frechet.value);
     std::printf("  %-26s %12.4f  +- %.4f (sd over subsets)\n", "KID", q.kid.mean, q.kid.std);
     std::printf("  %-26s %12.3f / %.3f\n", "precision / recall", q.prdc.precision, q.prdc.recall);
     std::printf("  %-26s %12.3f / %.3f\n", "density / coverage", q.prdc.density, q.prdc.coverage);
     if (!std::isnan(quality->classifier_score))
       std::printf("  %-26s %12.3f  (of 10 at most)\n", "classifier score", quality->classifier_score);
+  }
+}
+
+// A bound that is not a number, or that a probability mass cannot have (above 0 nats), comes
+// from broken numbers (a checkpoint with finite but extreme weights): an error, nothing written.
+void check_bounds(const LoadedRun& run, const BoundReport& b) {
+  const bool mass = run.model->likelihood->probability_mass();
+  for (const auto& [name, e] : {std::pair<std::string, const Estimate*>{"bound", &b.bound}, {"importance-weighted bound", &b.iwae}}) {
+    if (name != "bound" && !b.per_image_iwae.defined()) continue;
+    if (!std::isfinite(e->value))
+      throw DataError("the " + name + " of checkpoint " + run.checkpoint + " is " + shortest(e->value) +
+                      ": its weights give numbers that are not finite; nothing was written");
+    if (mass && e->value > 0)
+      throw DataError("the " + name + " of checkpoint " + run.checkpoint + " is " + shortest(e->value) +
+                      " nats, above 0, which no probability mass (" + run.model->likelihood->describe() +
+                      ") can have: its weights give broken numbers; nothing was written");
   }
 }
 
@@ -336,6 +423,7 @@ int run_evaluate(const EvaluateConfig& config) {
   if (auto* ebm = dynamic_cast<EnergyPrior*>(run.model->prior.get()))
     log_z = estimate_normaliser(c, run, *ebm, dist, report);
   const auto bounds = bounds_in_blocks(c, run, images, *dist);
+  check_bounds(run, bounds);
   if (!writes) return 0;
   const auto quality = score_samples(c, run, report);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -32,24 +32,6 @@ std::string likelihood_layout(const LikelihoodOptions& o) {
   return "M = 1: Bernoulli logits";
 }
 
-// The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
-// from the checkpoint's objective state; undefined when there is none.
-Flow trained_flow(const std::string& checkpoint) {
-  try {
-    ArchiveReader reader(read_file(checkpoint), torch::kCPU, "checkpoint " + checkpoint);
-    torch::serialize::InputArchive objective, archive;
-    torch::Tensor dim;
-    if (!reader.archive().try_read("objective", objective) || !objective.try_read("flow_dim", dim) ||
-        !objective.try_read("flow", archive))
-      return Flow{nullptr};
-    Flow flow(dim.item<int64_t>());
-    flow->load(archive);
-    return flow;
-  } catch (const std::exception& e) {
-    throw DataError("checkpoint " + checkpoint + ": cannot read the objective's flow: " + e.what());
-  }
-}
-
 }  // namespace
 
 int run_export(const ExportConfig& c) {
@@ -62,7 +44,7 @@ int run_export(const ExportConfig& c) {
     h5.write(name, p.value().detach().to(torch::kCPU));
   }
   // The flow an objective trained alongside, under objective_flow/ (the same layout as a flow prior's).
-  const auto flow = trained_flow(run.checkpoint);
+  const auto flow = trained_flow(run.checkpoint, torch::kCPU);
   if (flow) {
     for (const auto& p : flow->named_parameters()) {
       auto name = "objective_flow/" + p.key();

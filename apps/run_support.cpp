@@ -13,6 +13,8 @@
 
 #include "apps/flags.h"
 #include "common/registry.h"
+#include "common/text.h"
+#include "data/archive.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
@@ -215,20 +217,102 @@ std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device dev
   return Distributed::connect(Distributed::launch_from_environment(), options);
 }
 
-namespace {
-constexpr double kAutoEssFraction = 0.1;
-
-// A flow fitted to the energy for its log Z: reverse KL from the identity (drawn from the seeded
-// generator), then the mass-covering refinement (estimators/flow_log_z.h).
-Flow fit_log_z_flow(EnergyPrior& prior, const LogZSettings& settings, at::Generator& gen) {
-  Flow flow(prior.latent_dim(), settings.flow.flow());
+Flow fit_log_z_flow(EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction, at::Generator& gen) {
+  Flow flow(prior.latent_dim(), fit.flow());
   flow->reset_parameters(gen);
   flow->to(prior.b.device());
   EnergyFn energy = [&prior](const torch::Tensor& z) { return prior.energy(z); };
-  fit_flow_reverse_kl(flow, energy, settings.flow, gen);
-  if (settings.flow.refine_steps() > 0) refine_flow_forward_kl(flow, energy, settings.flow, settings.flow_base_fraction, gen);
+  fit_flow_reverse_kl(flow, energy, fit, gen);
+  if (fit.refine_steps() > 0) refine_flow_forward_kl(flow, energy, fit, base_fraction, gen);
   for (auto& p : flow->parameters()) p.set_requires_grad(false);
   return flow;
+}
+
+Flow trained_flow(const std::string& checkpoint, torch::Device device) {
+  try {
+    ArchiveReader reader(read_file(checkpoint), device, "checkpoint " + checkpoint);
+    torch::serialize::InputArchive objective, archive;
+    torch::Tensor dim;
+    if (!reader.archive().try_read("objective", objective) || !objective.try_read("flow_dim", dim) ||
+        !objective.try_read("flow", archive))
+      return Flow{nullptr};
+    Flow flow(dim.item<int64_t>());
+    load_module_checked(*flow, archive);
+    flow->to(device);
+    for (auto& p : flow->parameters()) p.set_requires_grad(false);
+    return flow;
+  } catch (const std::exception& e) {
+    throw DataError("checkpoint " + checkpoint + ": cannot read the objective's flow: " + first_line(e.what()));
+  }
+}
+
+FlowSource sampling_flow(const LoadedRun& run, EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction,
+                         uint64_t seed, std::shared_ptr<std::string> how) {
+  auto made = std::make_shared<Flow>(nullptr);
+  const auto checkpoint = run.checkpoint;
+  const auto device = run.device;
+  return [made, checkpoint, device, &prior, fit, base_fraction, seed, how]() {
+    if (*made) return *made;
+    *made = trained_flow(checkpoint, device);
+    if (*made) {
+      if (how) *how = "the flow the training objective trained alongside (from the checkpoint)";
+    } else {
+      std::fprintf(stderr, "fitting a flow to the energy for the flow samplers (%lld + %lld steps)...\n",
+                   (long long)fit.steps(), (long long)fit.refine_steps());
+      auto gen = make_generator(mix_seed(seed, 0x666c6f77ULL), device);
+      *made = fit_log_z_flow(prior, fit, base_fraction, gen);
+      if (how)
+        *how = "a flow fitted to the energy as for log Z (" + std::to_string(fit.steps()) + " reverse-KL steps, " +
+               std::to_string(fit.refine_steps()) + " refinement steps)";
+    }
+    return *made;
+  };
+}
+
+PriorDraws draw_prior(Prior& prior, const std::string& sampler, const SamplerOptions& options, const FlowSource& flow,
+                      int64_t n, at::Generator& generator) {
+  torch::NoGradGuard no_grad;
+  PriorDraws out;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto* ebm = dynamic_cast<EnergyPrior*>(&prior);
+  if (!ebm) {
+    out.z = prior.sample(n, generator);
+    out.sampler = "exact";
+    out.description = "the " + prior.kind() + " prior's exact sampler";
+  } else {
+    auto draws = draw_samples(sampler, *ebm, flow, n, options, generator);
+    out.z = draws.z;
+    out.sampler = sampler;
+    out.description = describe_sampler(sampler, options);
+    out.acceptance = draws.acceptance;
+    out.resampling_ess = draws.resampling_ess;
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+Json PriorDraws::record() const {
+  auto r = Json::object();
+  r.set("sampler", sampler).set("description", description);
+  if (!std::isnan(acceptance)) r.set("acceptance", acceptance);
+  if (!std::isnan(resampling_ess)) r.set("resampling_ess_fraction", resampling_ess);
+  return r;
+}
+
+std::string PriorDraws::diagnostic_text() const {
+  char buf[96] = "";
+  if (!std::isnan(acceptance)) std::snprintf(buf, sizeof buf, " (acceptance %.3f)", acceptance);
+  else if (!std::isnan(resampling_ess))
+    std::snprintf(buf, sizeof buf, " (resampling ESS %.1f%% of the candidates)", 100 * resampling_ess);
+  return buf;
+}
+
+namespace {
+constexpr double kAutoEssFraction = 0.1;
+
+// A flow fitted to the energy for its log Z (fit_log_z_flow with the settings' options).
+Flow fit_flow_for_log_z(EnergyPrior& prior, const LogZSettings& settings, at::Generator& gen) {
+  return fit_log_z_flow(prior, settings.flow, settings.flow_base_fraction, gen);
 }
 
 std::string describe_flow_fit(const LogZSettings& s) {
@@ -325,7 +409,7 @@ const Registry<LogZFactory>& log_z_registry() {
                            return base;
                          }
                        }
-                       auto flow = fit_log_z_flow(prior, settings, gen);
+                       auto flow = fit_flow_for_log_z(prior, settings, gen);
                        if (*chosen < 0 || *chosen == 1) {
                          auto from_flow = flow_importance(prior, settings, flow, gen);
                          if (*chosen == 1 || even(from_flow)) {
@@ -353,7 +437,7 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.flow.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     auto flow = fit_log_z_flow(prior, settings, gen);
+                                     auto flow = fit_flow_for_log_z(prior, settings, gen);
                                      return flow_importance(prior, settings, flow, gen);
                                    },
                                    "importance sampling from " + describe_flow_fit(s) + ", with " +
@@ -365,7 +449,7 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.ais.validate();
                  const LogZSettings settings = s;
                  return LogZMethod{[settings](EnergyPrior& prior, at::Generator& gen) {
-                                     auto flow = fit_log_z_flow(prior, settings, gen);
+                                     auto flow = fit_flow_for_log_z(prior, settings, gen);
                                      return flow_annealed_importance(prior, settings, flow, gen);
                                    },
                                    "annealed importance sampling (forward, MALA transitions) from " +

@@ -4,6 +4,7 @@
 // beside this (apps/train.cpp, evaluate.cpp, ...); the table of commands is apps/commands.cpp.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "estimators/ais.h"
 #include "estimators/estimate.h"
 #include "estimators/flow_log_z.h"
+#include "estimators/samplers.h"
 #include "prior/energy.h"
 #include "vae/model.h"
 
@@ -97,6 +99,34 @@ std::vector<std::string> log_z_method_names();
 // (snelbo) one estimate serves as Zhat; otherwise b is replaced by a first estimate and Zhat
 // comes from a second, independent one by the same method. Records both in `record`.
 Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, const LogZMethod& method, uint64_t seed, Json& record);
+
+// A flow fitted to the energy: reverse KL from the identity (drawn from `gen`), then the
+// mass-covering refinement (estimators/flow_log_z.h); its parameters frozen.
+Flow fit_log_z_flow(EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction, at::Generator& gen);
+// The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
+// from the checkpoint's objective state, on `device`; undefined when there is none.
+Flow trained_flow(const std::string& checkpoint, torch::Device device);
+// The flow of the flow samplers, made at the first call: the run's trained flow where its
+// checkpoint has one, else one fitted to the energy (fit_log_z_flow, seeded from `seed`). `how`,
+// if given, is set to which it was. `prior` must outlive the source.
+FlowSource sampling_flow(const LoadedRun& run, EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction,
+                         uint64_t seed, std::shared_ptr<std::string> how = nullptr);
+
+// n samples [n, D] of a prior: exact priors by their own sampler, energy priors by `sampler`
+// (estimators/samplers.h); the record says which, with its diagnostic; seconds is the wall time.
+struct PriorDraws {
+  torch::Tensor z;
+  std::string sampler, description;  // "exact" for exact priors
+  double acceptance = std::nan("");
+  double resampling_ess = std::nan("");  // flow-sir: a fraction of the candidates
+  double seconds = 0;
+  // {"sampler", "description", "acceptance"?, "resampling_ess_fraction"?}
+  Json record() const;
+  // " (acceptance 0.57)", " (resampling ESS 41.0% of the candidates)" or "".
+  std::string diagnostic_text() const;
+};
+PriorDraws draw_prior(Prior& prior, const std::string& sampler, const SamplerOptions& options, const FlowSource& flow,
+                      int64_t n, at::Generator& generator);
 
 std::string fmt(double v, int precision = 3);
 // One row of a printed table of estimates: value, standard error, count and ESS.

@@ -9,6 +9,7 @@
 #include "apps/command.h"
 #include "apps/run_support.h"
 #include "data/png.h"
+#include "common/text.h"
 #include "data/seed.h"
 
 namespace vae_ebm::cli {
@@ -18,14 +19,7 @@ int run_sample(const SampleConfig& c) {
   auto out = c.out.empty() ? c.run_dir + "/samples" : c.out;
   std::filesystem::create_directories(out);
   torch::NoGradGuard no_grad;
-  auto gen = make_generator(c.seed, run.device);
   auto& model = *run.model;
-  if (auto* ebm = dynamic_cast<EnergyPrior*>(model.prior.get())) {
-    ebm->sampling_options() = c.langevin;
-    std::printf("energy prior: Langevin from N(0, I), %lld steps, step size %g, noise %g%s\n",
-                (long long)c.langevin.steps(), c.langevin.step_size(), c.langevin.noise(),
-                c.langevin.metropolis() ? ", Metropolis-corrected" : "");
-  }
   const auto& shape = run.data.image_shape;
   auto as_images = [&](const torch::Tensor& flat) {
     std::vector<int64_t> s{flat.size(0)};
@@ -34,10 +28,34 @@ int run_sample(const SampleConfig& c) {
     return flat.reshape(s).to(torch::kCPU);
   };
   const int64_t nrow = std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(static_cast<double>(c.count))));
-  auto z = model.prior->sample(c.count, gen);
-  auto params = model.decoder->params(z);
-  write_png_grid(out + "/prior_means.png", as_images(model.likelihood->mean(params)), nrow);
-  write_png_grid(out + "/prior_draws.png", as_images(model.likelihood->sample(params, gen)), nrow);
+  // One pair of grids a sampler: the default's as prior_means.png and prior_draws.png, the others'
+  // (--sampler all) as prior_means-NAME.png and prior_draws-NAME.png. Exact priors: one pair.
+  auto* ebm = dynamic_cast<EnergyPrior*>(model.prior.get());
+  std::vector<std::string> samplers = {c.sampler};
+  if (c.sampler == "all") samplers = ebm ? sampler_names() : std::vector<std::string>{default_sampler()};
+  auto flow_how = std::make_shared<std::string>();
+  FlowSource flow;
+  if (ebm) {
+    flow = sampling_flow(run, *ebm, FlowFitOptions(), 0.1, c.seed, flow_how);
+    // Made (read or fitted) before any sampler's clock starts.
+    for (const auto& name : samplers)
+      if (sampler_registry().at(name).needs_flow) flow();
+  }
+  std::vector<std::string> written;
+  for (const auto& sampler : samplers) {
+    auto gen = make_generator(c.seed, run.device);
+    auto draws = draw_prior(*model.prior, sampler, c.sampler_options, flow, c.count, gen);
+    const std::string suffix = ebm && (c.sampler == "all" ? sampler != default_sampler() : false) ? "-" + sampler : "";
+    auto params = model.decoder->params(draws.z);
+    write_png_grid(out + "/prior_means" + suffix + ".png", as_images(model.likelihood->mean(params)), nrow);
+    write_png_grid(out + "/prior_draws" + suffix + ".png", as_images(model.likelihood->sample(params, gen)), nrow);
+    written.push_back("prior_means" + suffix + ".png");
+    written.push_back("prior_draws" + suffix + ".png");
+    if (ebm)
+      std::printf("energy prior, %s: %.2f s%s\n", draws.description.c_str(), draws.seconds,
+                  draws.diagnostic_text().c_str());
+  }
+  if (ebm && !flow_how->empty()) std::printf("flow samplers: %s\n", flow_how->c_str());
   // Reconstructions: each test image above its reconstruction (decoder mean at the posterior mean).
   const int64_t half = std::max<int64_t>(1, std::min<int64_t>(c.count / 2, run.data.test.size()));
   auto x = run.data.test.images.narrow(0, 0, half).to(run.device);
@@ -49,7 +67,8 @@ int run_sample(const SampleConfig& c) {
     rows.push_back(recon.narrow(0, start, n));
   }
   write_png_grid(out + "/reconstructions.png", as_images(torch::cat(rows)), nrow);
-  std::printf("wrote %s/prior_means.png, prior_draws.png, reconstructions.png\n", out.c_str());
+  written.push_back("reconstructions.png");
+  std::printf("wrote in %s: %s\n", out.c_str(), join_names(written).c_str());
   return 0;
 }
 

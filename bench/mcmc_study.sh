@@ -56,7 +56,7 @@ python3 "$here/bench/table.py" "$out" snelbo short-run-mcmc long-run-mcmc long-r
 # The noise study: the same trained EBM sampled with eta = 1 (Langevin) and eta = 0 (gradient flow).
 for name in snelbo long-run-persistent; do
   for eta in 1 0; do
-    "$bin" sample "$out/$name" --out "$out/$name/samples-eta$eta" --langevin-noise "$eta" --threads "$threads" \
+    "$bin" sample "$out/$name" --out "$out/$name/samples-eta$eta" --sampler langevin --langevin-noise "$eta" --threads "$threads" \
       > "$out/$name/samples-eta$eta.txt"
   done
 done

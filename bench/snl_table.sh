@@ -70,7 +70,10 @@ run() {  # name, flags...
   [ -f "$dir/evaluation.json" ] && { echo "table: $name done already" >&2; return; }
   local kk="$k"
   grep -q '^architecture=conv' "$dir/config.ini" && kk="${CONV_EVAL_K:-10}"
-  "$bin" evaluate "$dir" --samples "$kk" --threads "$threads" > "$out/$name.eval.txt"
+  # Energy rows: sample quality under every sampler (issue 28), beside the bounds.
+  local sampler=()
+  grep -q '^prior=ebm' "$dir/config.ini" && sampler=(--sampler all)
+  "$bin" evaluate "$dir" --samples "$kk" --threads "$threads" "${sampler[@]}" > "$out/$name.eval.txt"
   if grep -q '^prior=ebm' "$dir/config.ini"; then
     mv "$dir/evaluation.json" "$dir/evaluation-is.json"
     "$bin" evaluate "$dir" --samples "$kk" --threads "$threads" --log-z-method ais --quality-samples 0 \

@@ -254,7 +254,8 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   EXPECT_EQ(e.run_dir, "run");
   EXPECT_EQ(e.samples, 5);
   cli::SampleConfig s;
-  EXPECT_THROW(cli::parse_sample({"run", "--langevin-step-size", "-1"}, s), UsageError);
+  EXPECT_THROW(cli::parse_sample({"run", "--sampler-step-size", "-1"}, s), UsageError);
+  EXPECT_THROW(cli::parse_sample({"run", "--sir-candidates", "0"}, s), UsageError);
   cli::ExportConfig x;
   EXPECT_THROW(cli::parse_export({"run"}, x), UsageError);  // no --out
   cli::TrainConfig f;

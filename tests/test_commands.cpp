@@ -13,6 +13,7 @@
 #include "data/hdf5_io.h"
 #include "data/run_dir.h"
 #include "estimators/classifier.h"
+#include "estimators/samplers.h"
 #include "tests/support.h"
 
 namespace vae_ebm::test {
@@ -186,14 +187,33 @@ TEST_F(CommandsTest, EvaluationRecordsOfOtherDataSplitsAndCheckpointsDoNotOverwr
 }
 
 TEST_F(CommandsTest, SampleWritesThreePngGrids) {
-  ASSERT_EQ(command("sample").run(args({{"count", "9"}, {"langevin-steps", "5"}, {"threads", "1"},
-                                        {"out", file("grids")}},
+  ASSERT_EQ(command("sample").run(args({{"count", "9"}, {"sampler", "langevin"}, {"sampler-steps", "5"},
+                                        {"threads", "1"}, {"out", file("grids")}},
                                        {file("ebm")})),
             0);
   for (const auto* name : {"prior_means.png", "prior_draws.png", "reconstructions.png"}) {
     const auto bytes = read_file(file("grids") + "/" + name);
     ASSERT_GT(bytes.size(), 8u) << name;
     EXPECT_EQ(bytes.substr(1, 3), "PNG") << name;
+  }
+}
+
+// --sampler all: a pair of grids per sampler, from the flow the run's objective trained.
+TEST_F(CommandsTest, SampleWithEverySamplerWritesAPairOfGridsEach) {
+  ASSERT_EQ(command("train").run(args({{"dataset", "hdf5:" + file("data.h5")}, {"hidden", "16"}, {"latent", "3"},
+                                       {"prior", "ebm"}, {"energy-hidden", "8"}, {"batch-size", "8"}, {"epochs", "1"},
+                                       {"eval-samples", "2"}, {"proposal", "flow"}, {"flow-fit", "reverse-kl"},
+                                       {"threads", "1"}, {"run-dir", file("ebm-flow")}})),
+            0);
+  ASSERT_EQ(command("sample").run(args({{"count", "4"}, {"sampler", "all"}, {"sampler-steps", "3"},
+                                        {"sampler-flow-steps", "3"}, {"hmc-trajectories", "2"}, {"threads", "1"},
+                                        {"out", file("all-grids")}},
+                                       {file("ebm-flow")})),
+            0);
+  for (const auto& name : sampler_names()) {
+    const std::string suffix = name == default_sampler() ? "" : "-" + name;
+    for (const std::string grid : {"prior_means", "prior_draws"})
+      EXPECT_EQ(read_file(file("all-grids") + "/" + grid + suffix + ".png").substr(1, 3), "PNG") << name;
   }
 }
 
@@ -253,8 +273,9 @@ TEST_F(CommandsTest, FlagsAreCheckedBeforeAnyDataIsRead) {
   EXPECT_THROW_WITH(command("train").run(args({{"data-dir", file("nowhere")}, {"on-divergence", "retry"},
                                                {"threads", "1"}, {"run-dir", file("never")}})),
                     "unknown policy 'retry' (valid: stop, rollback, warn)");
-  EXPECT_THROW_WITH(command("sample").run(args({{"langevin-step-size", "0"}}, {file("ebm")})),
-                    "--langevin-step-size: Langevin step size must be finite and > 0, got 0");
+  EXPECT_THROW_WITH(command("sample").run(args({{"sampler-step-size", "0"}}, {file("ebm")})),
+                    "--sampler-step-size: must be finite and > 0, got 0");
+  EXPECT_THROW_WITH(command("sample").run(args({{"sampler", "nuts"}}, {file("ebm")})), "--sampler");
   EXPECT_FALSE(std::filesystem::exists(file("never")));
 }
 

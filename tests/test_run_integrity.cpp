@@ -13,6 +13,7 @@
 #include "data/files.h"
 #include "data/hdf5_io.h"
 #include "data/idx.h"
+#include "data/archive.h"
 #include "report/run_files.h"
 #include "report/html.h"
 #include "data/run_dir.h"
@@ -273,6 +274,30 @@ TEST_F(RunIntegrityTest, AReportReadsOnlyTheRunsOwnRegularFiles) {
   table.header = {"run"};
   table.rows = {{"<img src=x onerror=alert(1)>"}};
   EXPECT_EQ(table.render(report::TableFormat::Markdown).find("<img"), std::string::npos);
+}
+
+// Finding 6: a checkpoint whose finite but extreme weights make the bound NaN is an error with a
+// non-zero exit, and no record is written.
+TEST_F(RunIntegrityTest, EvaluateRefusesABoundThatIsNotFinite) {
+  const auto dir = file("extreme");
+  ASSERT_EQ(train({{"run-dir", dir}}), 0);
+  auto model = std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({1, 3, 4}),
+                                          PriorOptions("gaussian", 3));
+  load_model_from_checkpoint(dir + "/checkpoints/best.pt", *model);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->decoder->parameters()) p.fill_(3e38);  // finite, and overflowing every product
+  }
+  torch::serialize::OutputArchive archive, model_archive;
+  archive.write("format", torch::full({}, int64_t{1}, torch::kLong));
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  atomic_write(file("extreme.pt"), sealed_archive_bytes(archive));
+  const auto out = file("extreme-records");
+  EXPECT_THROW_WITH(command("evaluate").run({dir, "--checkpoint", file("extreme.pt"), "--out", out, "--threads", "1",
+                                             "--quality-samples", "0", "--samples", "2"}),
+                    "its weights give numbers that are not finite; nothing was written");
+  EXPECT_FALSE(fs::exists(out + "/evaluation.json"));
 }
 
 }  // namespace vae_ebm::test

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""The table of bench/sampler_table.sh: one line per row and sampler, from each
+OUT/ROW/quality/evaluation.json (sample_quality_by_sampler, or the exact prior's sample_quality). Usage: bench/sampler_table.py OUT_DIR"""
+import json
+import os
+import sys
+
+
+def main(out):
+    print("| row | sampler | FD | KID x 1000 | precision | recall | density | coverage | classifier score |"
+          " s per 10,000 | diagnostic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in sorted(os.listdir(out)):
+        base = os.path.join(out, row)
+        if not os.path.isdir(base):
+            continue
+        path = os.path.join(base, "quality", "evaluation.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            record = json.load(f)
+        by_sampler = record.get("sample_quality_by_sampler")
+        if not by_sampler:
+            by_sampler = {"exact": record["sample_quality"]} if "sample_quality" in record else {}
+        for name, q in by_sampler.items():
+            s = q.get("sampler", {})
+            diagnostic = ""
+            if "acceptance" in s:
+                diagnostic = "acceptance %.3f" % s["acceptance"]
+            elif "resampling_ess_fraction" in s:
+                diagnostic = "resampling ESS %.1f%%" % (100 * s["resampling_ess_fraction"])
+            p = q["prdc"]
+            score = q.get("classifier_score", {}).get("value", float("nan"))
+            print("| %s | %s | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.2f | %.1f | %s |" % (
+                row, name, q["frechet_distance"]["value"], 1000 * q["kid"]["value"],
+                p["precision"], p["recall"], p["density"], p["coverage"], score,
+                q.get("sampler_seconds_per_10000", float("nan")), diagnostic))
+
+if __name__ == "__main__":
+    main(sys.argv[1])
