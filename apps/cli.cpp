@@ -155,6 +155,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        "snelbo --proposal flow: how the flow trains: ml (posterior samples), reverse-kl (the energy prior) or mix")
       ("proposal-base-fraction", real(&snelbo.flow_base_fraction(), snelbo.flow_base_fraction()),
        "snelbo --proposal flow: share of the S samples drawn from the base (bounds the weights)")
+      ("proposal-flow-steps", po::value(&snelbo.flow_steps())->default_value(snelbo.flow_steps()),
+       "snelbo --proposal flow: Adam steps of the flow's fit per training step")
       ("flow-lr", real(&c.objective_flags.flow_lr(), c.objective_flags.flow_lr()),
        "Adam learning rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise flow, fce)")
       ("mcmc-steps", po::value(&mcmc.steps())->default_value(mcmc.steps()), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
@@ -163,7 +165,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("mcmc-metropolis", po::value<bool>(&mcmc.metropolis())->default_value(mcmc.metropolis())->implicit_value(true), "mcmc: MALA correction")
       ("mcmc-grad-clip", real(&mcmc.grad_clip(), mcmc.grad_clip()), "mcmc: clip each chain's gradient norm (0: off)")
       ("negatives", po::value(&mcmc.negatives())->default_value(mcmc.negatives()), "mcmc: negative samples per step (0: batch size)")
-      ("energy-l2", real(&mcmc.energy_l2(), 0.0), "mcmc: penalty alpha (mean f(z_pos)^2 + mean f(z_neg)^2) against runaway energies (0: off)")
+      ("energy-l2", real(&mcmc.energy_l2(), 0.0)->notifier([&snelbo](double v) { snelbo.energy_l2(v); }),
+       "mcmc, snelbo: penalty alpha (mean f(z_pos)^2 + mean f(z_neg or proposal)^2) against runaway energies (0: off)")
       ("persistent", po::value<bool>(&mcmc.persistent())->default_value(mcmc.persistent())->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
       ("buffer-size", po::value(&mcmc.buffer_size())->default_value(mcmc.buffer_size()), "long-run-mcmc: persistent chains kept")
       ("reinit-fraction", real(&mcmc.reinit_fraction(), mcmc.reinit_fraction()), "long-run-mcmc: fraction of chains re-drawn from the base each step")

@@ -8,7 +8,10 @@
 # SNELBO with a flow proposal trained by reverse KL), long-run (an energy prior trained jointly by
 # long-run MCMC, 200 Langevin steps of 0.1 from the base for each step's negatives, energy L2 1,
 # stopped after MCMC_BUDGET seconds of steps, default 600: its steps cost far more than the
-# others'). Every row shares the main job's networks
+# others'), and three variants of the joint row that try to close holes in training (issue 28):
+# joint-defensive50 (half the proposal samples from the base, not 10%), joint-flow4 (4 Adam
+# steps of the flow's reverse-KL fit per training step, not 1) and joint-l2 (the penalty
+# ENERGY_L2 (mean f(z_post)^2 + mean f(z_proposal)^2), default 0.01). Every row shares the main job's networks
 # and optimiser (scripts/main.sh) and EPOCHS (default 20); energy rows are scored with every
 # sampler, the vae row with its exact one. Needs the feature classifier
 # (vae-ebm train-classifier --dataset binary-mnist). The table goes to OUT_DIR/table.md.
@@ -22,6 +25,7 @@ rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(vae posthoc joint long-run)
 threads="${THREADS:-1}"
 mkdir -p "$out"
+joint=(--prior ebm --objective snelbo --proposal flow --flow-fit reverse-kl --prior-lr 2e-4 --on-divergence warn)
 recipe=(--latent 16 --lr 1e-3 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs "$epochs" --eval-every 5
         --seed 0 --threads "$threads")
 
@@ -49,8 +53,11 @@ score() {  # row, sampler ("all" or "exact")
 for row in "${rows[@]}"; do
   case "$row" in
     vae) train_row vae train "${recipe[@]}" --prior gaussian ;;
-    joint) train_row joint train "${recipe[@]}" --prior ebm --objective snelbo --proposal flow --flow-fit reverse-kl \
-             --prior-lr 2e-4 --on-divergence warn ;;
+    joint) train_row joint train "${recipe[@]}" "${joint[@]}" ;;
+    # Issue 28's training-side variants of the joint row.
+    joint-defensive50) train_row "$row" train "${recipe[@]}" "${joint[@]}" --proposal-base-fraction 0.5 ;;
+    joint-flow4) train_row "$row" train "${recipe[@]}" "${joint[@]}" --proposal-flow-steps 4 ;;
+    joint-l2) train_row "$row" train "${recipe[@]}" "${joint[@]}" --energy-l2 "${ENERGY_L2:-0.01}" ;;
     long-run) train_row long-run train "${recipe[@]}" --prior ebm --objective long-run-mcmc --energy-l2 1 \
                 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
     posthoc) train_row posthoc fit-prior "$out/vae" --prior ebm --prior-lr 2e-4 --lr 1e-3 --beta1 0.9 --lr-decay 1.0 \

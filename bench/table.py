@@ -27,6 +27,8 @@ def method(log_z):
 def finished_record(run):
     path = os.path.join(run, "metrics.jsonl")
     last = None
+    if not os.path.exists(path):  # a recorded study keeps it in runs.tar.xz (tar -xJf it first)
+        return None
     for line in open(path):
         rec = json.loads(line)
         if rec.get("event") in ("finished", "interrupted"):

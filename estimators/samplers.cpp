@@ -81,16 +81,15 @@ SamplerDraws transport(EnergyPrior& prior, Flow& flow, int64_t n, int64_t steps,
 
 Registry<SamplerEntry> make_registry() {
   Registry<SamplerEntry> r("sampler");
-  r.add("langevin", {"unadjusted Langevin from N(0, I): --sampler-steps of --sampler-step-size", false,
+  r.add("langevin", {"unadjusted Langevin from N(0, I)", false,
                      [](EnergyPrior& p, const FlowSource&, int64_t n, const SamplerOptions& o, at::Generator& g) {
                        return chains(p, base_draws(p, n, g), o.steps(), o.step_size(), false, o.noise(), g);
                      }});
-  r.add("mala", {"Metropolis-adjusted Langevin from N(0, I): --sampler-steps of --sampler-step-size", false,
+  r.add("mala", {"Metropolis-adjusted Langevin (MALA) from N(0, I)", false,
                  [](EnergyPrior& p, const FlowSource&, int64_t n, const SamplerOptions& o, at::Generator& g) {
                    return chains(p, base_draws(p, n, g), o.steps(), o.step_size(), true, 1.0, g);
                  }});
-  r.add("hmc", {"Hamiltonian Monte Carlo from N(0, I): --hmc-trajectories of --hmc-leapfrog steps of "
-                "--sampler-step-size",
+  r.add("hmc", {"Hamiltonian Monte Carlo from N(0, I)",
                 false, [](EnergyPrior& p, const FlowSource&, int64_t n, const SamplerOptions& o, at::Generator& g) {
                   Potential u = [&p](const torch::Tensor& z) { return p.potential(z); };
                   return hmc(u, base_draws(p, n, g), o.trajectories(), o.leapfrog(), o.step_size(), g);
@@ -102,28 +101,26 @@ Registry<SamplerEntry> make_registry() {
                    out.z = flow_draws(f, n, g);
                    return out;
                  }});
-  r.add("flow-sir", {"sampling-importance-resampling: one of --sir-candidates draws of (1 - a) q + a N(0, I) "
-                     "(a = --sir-base-fraction), by importance weight",
+  r.add("flow-sir", {"sampling-importance-resampling: one of several draws of (1 - a) q + a N(0, I), kept by "
+                     "importance weight",
                      true, [](EnergyPrior& p, const FlowSource& flow, int64_t n, const SamplerOptions& o, at::Generator& g) {
                        auto f = flow();
                        return flow_sir(f, [&p](const torch::Tensor& z) { return p.energy(z); }, n, o.candidates(),
                                        o.base_fraction(), g);
                      }});
-  r.add("flow-langevin", {"unadjusted Langevin started at flow draws: --sampler-flow-steps of --sampler-flow-step-size",
+  r.add("flow-langevin", {"unadjusted Langevin started at flow draws",
                           true, [](EnergyPrior& p, const FlowSource& flow, int64_t n, const SamplerOptions& o,
                                    at::Generator& g) {
                             auto f = flow();
                             return chains(p, flow_draws(f, n, g), o.flow_steps(), o.flow_step_size(), false, o.noise(), g);
                           }});
-  r.add("flow-mala", {"Metropolis-adjusted Langevin started at flow draws: --sampler-flow-steps of "
-                      "--sampler-flow-step-size",
+  r.add("flow-mala", {"MALA started at flow draws",
                       true, [](EnergyPrior& p, const FlowSource& flow, int64_t n, const SamplerOptions& o,
                                at::Generator& g) {
                         auto f = flow();
                         return chains(p, flow_draws(f, n, g), o.flow_steps(), o.flow_step_size(), true, 1.0, g);
                       }});
-  r.add("transport", {"MALA in the flow's base space (neural transport): --sampler-flow-steps of "
-                      "--sampler-flow-step-size, from N(0, I) there",
+  r.add("transport", {"MALA in the flow's base space (neural transport), from N(0, I) there",
                       true, [](EnergyPrior& p, const FlowSource& flow, int64_t n, const SamplerOptions& o,
                                at::Generator& g) {
                         auto f = flow();

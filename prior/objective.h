@@ -29,6 +29,12 @@ struct SnelboOptions {
   // energy prior), or mix (the sum of the two losses).
   TORCH_ARG(std::string, flow_fit) = "mix";
   TORCH_ARG(double, flow_base_fraction) = 0.1;  // flow: share of the S samples from the base
+  // flow: Adam steps of the flow's fit per training step (more keep it closer to the energy).
+  TORCH_ARG(int64_t, flow_steps) = 1;
+  // Energy magnitude penalty alpha * (mean f(z_post)^2 + mean f(z_proposal)^2), as the MCMC
+  // objectives' (issue 28: against energy mass far from what the proposals reach; 0: off). It
+  // shapes training only: the bounds evaluate does not include it.
+  TORCH_ARG(double, energy_l2) = 0.0;
 
  public:
   void validate() const;  // throws OptionError

@@ -43,16 +43,22 @@ class SnelboObjective : public PriorObjective {
     auto cross_entropy = q.expected_standard_normal_log_prob();
     auto f_posterior = f.narrow(0, 0, kb).reshape(z.sizes().slice(0, z.dim() - 1));
     auto log_prior = cross_entropy - f_posterior.mean(0) + snl_terms(ebm.b, log_z_hat);
+    if (options_.energy_l2() > 0)
+      log_prior = log_prior - options_.energy_l2() * (f.narrow(0, 0, kb).pow(2).mean() + f.narrow(0, kb, s).pow(2).mean());
     PriorTerm term{log_prior, {}};
     auto w = torch::softmax(log_w.detach().to(torch::kDouble), 0);
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = (1.0 / (w * w).sum()).item<double>() / static_cast<double>(s);
-    if (options_.proposal() == "flow") term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
+    if (options_.proposal() == "flow")
+      for (int64_t k = 0; k < options_.flow_steps(); ++k) term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
     return term;
   }
 
   void check_data_parallel(int world_size) const override {
+    if (world_size > 1 && (options_.energy_l2() > 0 || options_.flow_steps() != 1))
+      throw OptionError(options_.energy_l2() > 0 ? "energy-l2" : "proposal-flow-steps",
+                        "is not data-parallel yet with snelbo");
     if (options_.base_samples() > 0 && options_.base_samples() < world_size)
       throw OptionError("base-samples", "must be at least the number of processes (" + std::to_string(world_size) +
                                             "), got " + std::to_string(options_.base_samples()));
@@ -205,6 +211,9 @@ void SnelboOptions::validate() const {
                                       "' (valid: base, aggregate-gaussian, batch-posterior, defensive, flow)");
   if (flow_fit_ != "ml" && flow_fit_ != "reverse-kl" && flow_fit_ != "mix")
     throw OptionError("flow-fit", "unknown flow fit '" + flow_fit_ + "' (valid: ml, reverse-kl, mix)");
+  if (flow_steps_ < 1) throw OptionError("proposal-flow-steps", "must be >= 1, got " + std::to_string(flow_steps_));
+  if (!(energy_l2_ >= 0 && std::isfinite(energy_l2_)))
+    throw OptionError("energy-l2", "must be finite and >= 0, got " + std::to_string(energy_l2_));
   if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))
     throw OptionError("proposal-base-fraction", "must be in [0, 1), got " + std::to_string(flow_base_fraction_));
 }

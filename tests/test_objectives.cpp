@@ -210,6 +210,27 @@ TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
   EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().noise(0).metropolis(true))), std::invalid_argument);
   EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().noise("uniform"))), std::invalid_argument);
   EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().ratio(0))), std::invalid_argument);
+  EXPECT_THROW(make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().flow_steps(0))), std::invalid_argument);
+  EXPECT_THROW(make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().energy_l2(-1))), std::invalid_argument);
+}
+
+// snelbo's --energy-l2 alpha subtracts alpha (mean f(z_post)^2 + mean f(z_proposal)^2): the same
+// shift for every image, linear in alpha, and nothing else changes (the same draws).
+TEST(ObjectiveOptionsTest, SnelboEnergyPenaltyIsAConstantShiftLinearInAlpha) {
+  auto prior = prior_for("snelbo", 3);
+  auto mu = torch::randn({8, 3});
+  DiagonalGaussian q{mu, 0.1 * torch::randn({8, 3})};
+  auto term = [&](double alpha) {
+    auto objective = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().base_samples(64).energy_l2(alpha)));
+    auto gen = make_generator(5);
+    auto z = q.rsample(2, gen);
+    return objective->prior_term(*prior, q, z, gen).log_prior.detach();
+  };
+  auto none = term(0), one = term(1), two = term(2);
+  auto shift = none - one;
+  EXPECT_GT(shift.min().item<double>(), 0);
+  EXPECT_NEAR((shift.max() - shift.min()).item<double>(), 0, 1e-4);
+  EXPECT_TRUE(torch::allclose(none - two, 2 * shift, 1e-4, 1e-5));
 }
 
 }  // namespace vae_ebm::test
