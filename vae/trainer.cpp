@@ -164,7 +164,7 @@ void TrainOptions::validate() const {
     throw OptionError("refine-steps", "applies to joint training only, not " + train_mode_name(mode_));
   check(time_budget_ >= 0, "time-budget", ">= 0", time_budget_);
   check(eval_every_ >= 1, "eval-every", ">= 1", eval_every_);
-  check(keep_checkpoints_ >= 1, "keep-checkpoints", ">= 1", keep_checkpoints_);
+  check(keep_checkpoints_ >= 1 && keep_checkpoints_ <= 1000000, "keep-checkpoints", "in [1, 1000000]", keep_checkpoints_);
   check(log_every_seconds_ > 0, "log-every", "> 0 (seconds)", log_every_seconds_);
   check(max_rollbacks_ >= 0, "max-rollbacks", ">= 0", max_rollbacks_);
   check(rollback_factor_ > 0 && rollback_factor_ < 1, "rollback-factor", "in (0, 1)", rollback_factor_);
@@ -230,6 +230,7 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
     // checkpoint read by --init-from might not be the same file on every machine).
     dist_->broadcast(state_tensors(*model_), 0, "the broadcast of rank 0's initial parameters");
   }
+  keep_reference();
 }
 
 void Trainer::set_learning_rates(int64_t epoch) {
@@ -385,10 +386,41 @@ void Trainer::check_loss(double loss, const std::map<std::string, double>& diagn
   if (recent_losses_.size() > kLossWindow) recent_losses_.pop_front();
 }
 
+void Trainer::keep_reference() const {
+  torch::NoGradGuard no_grad;
+  reference_.vae.clear();
+  reference_.prior.clear();
+  for (const auto& p : model_->vae_parameters()) reference_.vae.push_back(p.detach().clone());
+  for (const auto& p : model_->prior_parameters()) reference_.prior.push_back(p.detach().clone());
+}
+
+std::pair<double, double> Trainer::moved() const {
+  torch::NoGradGuard no_grad;
+  auto relative = [](const std::vector<torch::Tensor>& now, const std::vector<torch::Tensor>& then) {
+    if (now.empty() || now.size() != then.size()) return 0.0;
+    double change = 0, size = 0;
+    for (size_t i = 0; i < now.size(); ++i) {
+      change += (now[i].detach().to(torch::kDouble) - then[i].to(torch::kDouble)).pow(2).sum().item<double>();
+      size += then[i].to(torch::kDouble).pow(2).sum().item<double>();
+    }
+    if (!std::isfinite(change)) return std::numeric_limits<double>::infinity();
+    return std::sqrt(change) / (std::sqrt(size) + 1e-12);
+  };
+  return {relative(model_->vae_parameters(), reference_.vae), relative(model_->prior_parameters(), reference_.prior)};
+}
+
 std::string Trainer::likely_cause() const {
+  // Measured first: the parameter group that moved most from the last checkpoint (or the start),
+  // relative to its size, when it moved far (a tenth of its size or more) and ten times more
+  // than the other group: its rate is the one that exploded.
+  const auto [vae, prior] = moved();
+  const bool prior_rate = (is_energy_prior(*model_->prior) && prior_optimizer_) || options_.mode() == TrainMode::post_hoc;
+  if (options_.mode() != TrainMode::post_hoc && vae >= 0.1 && vae > 10 * prior) return kBlameLr;
+  if (prior_optimizer_ && prior >= 0.1 && prior > 10 * vae) return kBlamePriorLr;
+  // Neither moved far: the chains of an MCMC objective, else the prior's rate for an energy prior.
   if (objective_->sampler_step_size() > 0) return kBlameStepSize;
-  if (is_energy_prior(*model_->prior) && prior_optimizer_) return kBlamePriorLr;
-  return options_.mode() == TrainMode::post_hoc ? kBlamePriorLr : kBlameLr;
+  if (prior_rate) return kBlamePriorLr;
+  return kBlameLr;
 }
 
 bool Trainer::run() {
@@ -407,6 +439,7 @@ bool Trainer::run() {
 
 void Trainer::handle(const Divergence& d) {
   const std::string cause = likely_cause();
+  const auto [moved_vae, moved_prior] = moved();
   const std::string lower = options_.rollback_lower() == "auto" ? cause : options_.rollback_lower();
   const bool roll_back = options_.on_divergence() == DivergencePolicy::rollback && rollbacks_ < options_.max_rollbacks();
   double was = 0;
@@ -422,7 +455,8 @@ void Trainer::handle(const Divergence& d) {
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
       .set("value_text", short_number(d.value))
-      .set("likely_cause", spike.empty() ? "--" + cause : std::string("SNELBO's normaliser term"));
+      .set("likely_cause", spike.empty() ? "--" + cause : std::string("SNELBO's normaliser term"))
+      .set("moved", Json::object().set("vae", moved_vae).set("prior", moved_prior));
   const auto described = step_terms(d.diagnostics);  // what in the loss exploded
   const std::string& terms = described.first;
   const Json& values = described.second;
@@ -697,6 +731,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   archive.write("train_seconds", scalar(state_.train_seconds));
   archive.write("allreduce_seconds", scalar(state_.allreduce_seconds));
   atomic_write(path, sealed_archive_bytes(archive));
+  keep_reference();
 }
 
 void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
@@ -747,9 +782,11 @@ void Trainer::restore(const std::string& snapshot) {
 void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string& path) {
   // Opening: a file that is cut short, changed after it was written (its seal) or not an
   // archive at all is damaged (DataError: resume_latest sets it aside). Nothing is touched yet.
-  std::optional<ArchiveReader> opened;
+  // A pointer, not std::optional: InputArchive's copy constructor takes a non-const reference,
+  // which clang's std::optional refuses to instantiate.
+  std::unique_ptr<ArchiveReader> opened;
   try {
-    opened.emplace(bytes, options_.device(), "checkpoint " + path);
+    opened = std::make_unique<ArchiveReader>(bytes, options_.device(), "checkpoint " + path);
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
@@ -783,6 +820,7 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
   const auto generator_before = generator_state(generator_);
   try {
     load_checkpoint_state(reader, path);
+    keep_reference();
   } catch (...) {
     restore(before);
     state_ = state_before;

@@ -192,8 +192,10 @@ class Trainer {
   bool resume_latest();
   const std::vector<std::string>& skipped_checkpoints() const { return skipped_; }
 
-  // The rate a divergence is most likely due to: the sampler's step size for the MCMC
-  // objectives, the prior's learning rate for other energy priors, else the learning rate.
+  // The rate a divergence is most likely due to, measured: the learning rate of the parameter
+  // group that moved far (a tenth of its size or more) and ten times more than the other since
+  // the newest checkpoint; when neither did, the sampler's step size for the MCMC objectives,
+  // the prior's learning rate for other energy priors, else the learning rate.
   std::string likely_cause() const;
 
   const TrainState& state() const { return state_; }
@@ -218,6 +220,15 @@ class Trainer {
   void load_checkpoint_state(ArchiveReader& reader, const std::string& name);
   std::string snapshot() const;
   void restore(const std::string& snapshot);
+  // The parameters as of the newest checkpoint saved or loaded (or the start), and how far each
+  // group (encoder, decoder and likelihood; the prior) has moved from them, relative to their
+  // size (infinite when not finite): what likely_cause() measures.
+  void keep_reference() const;
+  std::pair<double, double> moved() const;
+  struct Reference {
+    std::vector<torch::Tensor> vae, prior;
+  };
+  mutable Reference reference_;
   void validate_data_parallel();  // validate() in data-parallel training
   // A validation bound: a divergence, or recorded (rank 0), printed and kept as best if it is.
   void accept_validation(double value, Json& record);
