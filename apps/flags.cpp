@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <iostream>
+#include <cctype>
+#include <cerrno>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +14,19 @@
 
 #include "common/registry.h"
 #include "data/dataset.h"
+
+namespace boost {
+void validate(boost::any& v, const std::vector<std::string>& values, uint64_t*, int) {
+  program_options::validators::check_first_occurrence(v);
+  const std::string& s = program_options::validators::get_single_string(values);
+  errno = 0;
+  char* end = nullptr;
+  const auto value = std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0])) || *end != '\0' || errno == ERANGE)
+    throw program_options::invalid_option_value(s);
+  v = boost::any(static_cast<uint64_t>(value));
+}
+}  // namespace boost
 
 namespace vae_ebm::cli {
 

@@ -10,6 +10,13 @@
 #include "apps/cli.h"
 #include "common/text.h"
 
+namespace boost {
+// Unsigned flags (the seeds): Boost's lexical_cast reads "-1" as 2^64 - 1 for an unsigned target,
+// so a negative seed wrapped silently. Found by argument-dependent lookup (boost::any), this
+// overload reads a whole non-negative decimal integer in range or refuses the value.
+void validate(boost::any& v, const std::vector<std::string>& values, uint64_t*, int);
+}  // namespace boost
+
 namespace vae_ebm::cli {
 
 namespace po = boost::program_options;

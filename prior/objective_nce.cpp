@@ -143,7 +143,7 @@ class NceObjective : public PriorObjective {
 void NceOptions::validate() const {
   if (noise_ != "base" && noise_ != "aggregate-gaussian" && noise_ != "flow")
     throw OptionError("nce-noise", "unknown noise '" + noise_ + "' (valid: base, aggregate-gaussian, flow)");
-  if (!(ratio_ > 0)) throw OptionError("nce-ratio", "must be > 0, got " + std::to_string(ratio_));
+  if (!(ratio_ > 0 && ratio_ <= 1000)) throw OptionError("nce-ratio", "must be in (0, 1000], got " + std::to_string(ratio_));
 }
 
 std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions& options) {
