@@ -119,7 +119,7 @@ Table comparison_table(const std::vector<EvaluatedRun>& runs, size_t baseline) {
           const auto g = paired_gain(values, *base_values, run.log_z_std_error(), base.log_z_std_error());
           char gain[64];
           std::snprintf(gain, sizeof gain, "%+.2f ± %.2f", g.mean, g.se_total);
-          table.rows.push_back({run.label, name + " - " + base_name, bound, gain, number_text(g.se_differences, 3),
+          table.rows.push_back({run.label, name, bound, gain, number_text(g.se_differences, 3),
                                 number_text(g.se_log_z, 3)});
         }
       }

@@ -85,7 +85,8 @@ std::string Table::html() const {
 
 std::string Table::markdown() const {
   // A '|' inside a cell would end it; a line break would end the row.
-  // HTML in a cell would be rendered by Markdown viewers: '<', '>' and '&' go as entities.
+  // HTML in a cell would be rendered by Markdown viewers: '<' and '>' go as entities (no tag
+  // can form without them).
   auto cell = [](const std::string& text) {
     std::string out;
     for (const char c : text) {
@@ -93,7 +94,6 @@ std::string Table::markdown() const {
       else if (c == '\n') out += ' ';
       else if (c == '<') out += "&lt;";
       else if (c == '>') out += "&gt;";
-      else if (c == '&') out += "&amp;";
       else out += c;
     }
     return out;
