@@ -103,13 +103,14 @@ std::string generated_samples(LoadedRun& run, uint64_t seed) {
   auto& model = *run.model;
   auto gen = make_generator(mix_seed(seed, 0x73616d70ULL), run.device);
   const auto& shape = run.data.image_shape;
-  auto z = model.prior->sample(64, gen);
-  auto means = model.decode_mean(z);
+  // The default sampler needs no flow (estimators/samplers.h), so no flow is fitted for the page.
+  const auto drawn = draw_prior(*model.prior, default_sampler(), SamplerOptions(), nullptr, 64, gen);
+  auto means = model.decode_mean(drawn.z);
   std::string out = image_figure(png_grid_bytes(as_images(means, shape), 8), "prior samples",
                                  "64 prior samples, decoder means (generated for this page; vae-ebm sample writes "
                                  "them into the run)" +
                                      std::string(dynamic_cast<EnergyPrior*>(model.prior.get())
-                                                     ? ", by " + EnergyPrior::describe_default_sampling() + " from the base"
+                                                     ? ", by " + drawn.description
                                                      : "") +
                                      ".");
   const int64_t half = std::min<int64_t>(32, run.data.test.size());

@@ -7,7 +7,7 @@ import sys
 
 
 def main(out):
-    print("| row | sampler | FD | KID x 1000 | precision | recall | density | coverage | classifier score |"
+    print("| row | sampler | FD | KID | precision | recall | density | coverage | classifier score |"
           " s per 10,000 | diagnostic |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in sorted(os.listdir(out)):
@@ -32,7 +32,7 @@ def main(out):
             p = q["prdc"]
             score = q.get("classifier_score", {}).get("value", float("nan"))
             print("| %s | %s | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.2f | %.1f | %s |" % (
-                row, name, q["frechet_distance"]["value"], 1000 * q["kid"]["value"],
+                row, name, q["frechet_distance"]["value"], q["kid"]["value"],
                 p["precision"], p["recall"], p["density"], p["coverage"], score,
                 q.get("sampler_seconds_per_10000", float("nan")), diagnostic))
 

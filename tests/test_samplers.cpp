@@ -140,6 +140,7 @@ TEST_F(SamplersTest, EverySamplerKeepsTheContract) {
     EXPECT_FALSE(describe_sampler(name, small).empty());
   }
   EXPECT_TRUE(sampler_registry().contains(default_sampler()));
+  EXPECT_FALSE(sampler_registry().at(default_sampler()).needs_flow) << "report draws the default with no flow";
   auto gen = make_generator(0);
   EXPECT_THROW_WITH(draw_samples("nuts", *prior, source(flow), 2, small, gen), "unknown sampler 'nuts'");
   EXPECT_THROW_WITH(SamplerOptions().candidates(0).validate(), "sir-candidates: must be >= 1");
