@@ -1,6 +1,7 @@
 // A run directory that no input can wreck (issue 26): for each hostile input, every file of a
 // run directory that existed before is byte-identical after the command, which fails with an
 // error naming what was wrong; and a checkpoint load is all or nothing.
+#include <H5Cpp.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "apps/cli.h"
 #include "apps/command.h"
 #include "apps/flags.h"
 #include "data/files.h"
@@ -298,6 +300,62 @@ TEST_F(RunIntegrityTest, EvaluateRefusesABoundThatIsNotFinite) {
                                              "--quality-samples", "0", "--samples", "2"}),
                     "its weights give numbers that are not finite; nothing was written");
   EXPECT_FALSE(fs::exists(out + "/evaluation.json"));
+}
+
+// Finding 11: integers are read as what they are, in range, or refused by name.
+TEST_F(RunIntegrityTest, FlagValuesAreNotCoerced) {
+  EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"seed", "-1"}}), "seed");
+  EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"seed", "18446744073709551616"}}), "seed");
+  EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"keep-checkpoints", "4294967297"}}),
+                    "keep-checkpoints: must be in [1, 1000000]");
+  EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"prior", "ebm"}, {"objective", "nce"}, {"nce-ratio", "inf"}}),
+                    "nce-ratio: must be in (0, 1000]");
+  EXPECT_FALSE(fs::exists(file("coerced")));
+  cli::SampleConfig sample;
+  ASSERT_TRUE(cli::parse_sample({"run", "--seed", "18446744073709551615"}, sample));
+  EXPECT_EQ(sample.seed, 18446744073709551615ULL);
+}
+
+// Finding 5: a chunked dataset of which only some chunks were written (a writer killed part-way)
+// is refused, naming how many chunks it holds; a whole one still reads.
+TEST_F(RunIntegrityTest, APartlyWrittenChunkedDatasetIsRefused) {
+  TempDir dir;
+  auto write = [&](const std::string& path, int rows_written) {
+    const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {8, 4}, chunk[2] = {2, 4};
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, 2, chunk);
+    const hid_t ds = H5Dcreate2(file, "x", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, create, H5P_DEFAULT);
+    std::vector<float> values(static_cast<size_t>(rows_written) * 4, 0.5f);
+    const hsize_t start[2] = {0, 0}, count[2] = {static_cast<hsize_t>(rows_written), 4};
+    const hid_t memory = H5Screate_simple(2, count, nullptr);
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, values.data());
+    H5Sclose(memory);
+    H5Dclose(ds);
+    H5Pclose(create);
+    H5Sclose(space);
+    H5Fclose(file);
+  };
+  write(dir.file("part.h5"), 2);
+  EXPECT_THROW_WITH(h5_read(dir.file("part.h5"), "x"), "but stores 1 of its 4 chunks");
+  write(dir.file("whole.h5"), 8);
+  EXPECT_EQ(h5_read(dir.file("whole.h5"), "x").numel(), 32);
+}
+
+// Finding 7: the rate blamed for a divergence is measured, not assumed: --lr 100 on an energy
+// prior moves the encoder and decoder, not the prior, and --lr is blamed (it was --prior-lr).
+TEST_F(RunIntegrityTest, TheDivergenceBlamesTheRateWhoseParametersExploded) {
+  const auto dir = file("lr100");
+  EXPECT_EQ(train({{"run-dir", dir}, {"prior", "ebm"}, {"energy-hidden", "8"}, {"lr", "1e30"}}), 3);
+  const auto metrics = read_file(dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find(R"("likely_cause":"--lr")"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"("moved":{"vae":)"), std::string::npos) << metrics;
+  const auto prior = file("prior-lr");
+  EXPECT_EQ(train({{"run-dir", prior}, {"prior", "ebm"}, {"energy-hidden", "8"}, {"prior-lr", "1e30"}}), 3);
+  EXPECT_NE(read_file(prior + "/metrics.jsonl").find(R"("likely_cause":"--prior-lr")"), std::string::npos)
+      << read_file(prior + "/metrics.jsonl");
 }
 
 }  // namespace vae_ebm::test
