@@ -98,21 +98,45 @@ struct ModelSections {
   std::string samples, chains, latent;
 };
 
-// Prior samples (decoder means) and reconstructions of test images, as `vae-ebm sample` draws them.
+// Prior samples (decoder means) and reconstructions of test images, as `vae-ebm sample` draws them:
+// an energy prior gets one grid per sampler (estimators/samplers.h), each with its diagnostic and
+// wall time; the flow samplers only where the checkpoint holds the flow training made (fitting
+// one for a page would take minutes: `vae-ebm sample RUN --sampler all` does, and the page then
+// shows the grids it wrote).
 std::string generated_samples(LoadedRun& run, uint64_t seed) {
   auto& model = *run.model;
-  auto gen = make_generator(mix_seed(seed, 0x73616d70ULL), run.device);
   const auto& shape = run.data.image_shape;
-  // The default sampler needs no flow (estimators/samplers.h), so no flow is fitted for the page.
-  const auto drawn = draw_prior(*model.prior, default_sampler(), SamplerOptions(), nullptr, 64, gen);
-  auto means = model.decode_mean(drawn.z);
-  std::string out = image_figure(png_grid_bytes(as_images(means, shape), 8), "prior samples",
-                                 "64 prior samples, decoder means (generated for this page; vae-ebm sample writes "
-                                 "them into the run)" +
-                                     std::string(dynamic_cast<EnergyPrior*>(model.prior.get())
-                                                     ? ", by " + drawn.description
-                                                     : "") +
-                                     ".");
+  const std::string generated = "64 prior samples, decoder means (generated for this page; vae-ebm sample writes them "
+                                "into the run)";
+  std::string out;
+  if (auto* ebm = dynamic_cast<EnergyPrior*>(model.prior.get())) {
+    const Flow trained = trained_flow(run.checkpoint, run.device);
+    const FlowSource flow = [trained] { return trained; };
+    std::vector<std::string> left_out;
+    for (const auto& name : sampler_names()) {
+      if (sampler_registry().at(name).needs_flow && !trained) {
+        left_out.push_back(name);
+        continue;
+      }
+      // Every sampler from the same seed: the grids differ by the sampler alone.
+      auto gen = make_generator(mix_seed(seed, 0x73616d70ULL), run.device);
+      const auto drawn = draw_prior(*ebm, name, SamplerOptions(), flow, 64, gen);
+      out += image_figure(png_grid_bytes(as_images(model.decode_mean(drawn.z), shape), 8), "prior samples: " + name,
+                          generated + ", by " + drawn.description + drawn.diagnostic_text() + ", " +
+                              report::number_text(drawn.seconds, 2) + " s.");
+    }
+    if (!left_out.empty()) {
+      std::string names;
+      for (const auto& n : left_out) names += (names.empty() ? "" : ", ") + n;
+      out += note("Left out: the flow samplers (" + names + "): this run's checkpoint holds no flow. vae-ebm sample "
+                  "RUN --sampler all fits one to the energy and writes their grids, which this page then shows.");
+    }
+  } else {
+    auto gen = make_generator(mix_seed(seed, 0x73616d70ULL), run.device);
+    const auto drawn = draw_prior(*model.prior, default_sampler(), SamplerOptions(), nullptr, 64, gen);
+    out = image_figure(png_grid_bytes(as_images(model.decode_mean(drawn.z), shape), 8), "prior samples",
+                       generated + ".");
+  }
   const int64_t half = std::min<int64_t>(32, run.data.test.size());
   if (half > 0) {
     auto x = run.data.test.images.narrow(0, 0, half).to(run.device);

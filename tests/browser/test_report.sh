@@ -52,6 +52,15 @@ run train "${train[@]}" --prior ebm --energy-hidden 16,16 --run-dir "$tmp/ebm"
 run evaluate "$tmp/vae" --samples 5 --quality-samples 0 --threads 1
 run evaluate "$tmp/ebm" --samples 5 --log-z-samples 1000 --quality-samples 0 --threads 1 --report
 run sample "$tmp/vae" --count 16 --threads 1
+# An energy prior trained jointly and one fitted post hoc to the VAE, each by SNELBO with a flow
+# proposal, so that their checkpoints hold a flow and every sampler has a grid on the page.
+flow=(--prior ebm --energy-hidden 16,16 --objective snelbo --proposal flow --flow-fit reverse-kl)
+run train "${train[@]}" "${flow[@]}" --run-dir "$tmp/joint"
+run fit-prior "$tmp/vae" "${flow[@]}" --epochs 4 --eval-samples 2 --log-z-samples 256 --threads 1 --run-dir "$tmp/posthoc"
+for dir in joint posthoc; do
+  run evaluate "$tmp/$dir" --samples 5 --log-z-samples 1000 --quality-samples 0 --threads 1
+done
+run report "$tmp/joint" "$tmp/posthoc" --out "$tmp/samplers.html" --threads 1
 start=$(date +%s%N)
 run report "$tmp/vae" "$tmp/ebm" --out "$tmp/report.html" --threads 1
 echo "two-run report written in $(( ($(date +%s%N) - start) / 1000000 )) ms ($(du -k "$tmp/report.html" | cut -f1) KB)"
@@ -101,13 +110,23 @@ screenshot() {
 
 # The two-run page: for the Gaussian VAE 3 sample grids from its samples/ (prior means and
 # draws, reconstructions), 5 training charts (loss and validation bound against steps and
-# seconds, throughput) and the latent space; for the energy prior 2 grids drawn for the page
-# (samples, reconstructions) and the chain strip, 7 training charts (those 5, log Z and b,
-# ESS), the chains' trace and the latent space; 2 comparison charts. The comparison table:
-# 2 runs x 2 kinds of bound.
-check "$tmp/report.html" 2 6 17 4
+# seconds, throughput) and the latent space; for the energy prior 4 grids drawn for the page
+# (one per sampler that needs no flow: langevin, mala, hmc; reconstructions) and the chain
+# strip, 7 training charts (those 5, log Z and b, ESS), the chains' trace and the latent space;
+# 2 comparison charts. The comparison table: 2 runs x 2 kinds of bound.
+check "$tmp/report.html" 2 8 17 4
 screenshot "$tmp/report.html"
 # The page `evaluate --report` wrote for the energy prior alone.
-check "$tmp/ebm/report.html" 1 3 9 0
+check "$tmp/ebm/report.html" 1 5 9 0
 screenshot "$tmp/ebm/report.html"
+# The samplers page (issue 28): for the joint and the post-hoc energy, one grid per sampler (8),
+# reconstructions and the chain strip each, every one decoded and drawn; 17 charts (the joint
+# run 9 as above; the post-hoc run 6: validation bound against steps and seconds, log Z, ESS,
+# the chains' trace, the latent space; 2 comparison charts).
+grep -q "Left out: the flow samplers" "$tmp/samplers.html" && fail "samplers.html: flow samplers left out"
+for name in langevin mala hmc flow flow-sir flow-langevin flow-mala transport; do
+  [ "$(grep -o "alt=\"prior samples: $name\"" "$tmp/samplers.html" | wc -l)" = 2 ] || fail "samplers.html: no grid of $name for both runs"
+done
+check "$tmp/samplers.html" 2 20 17 4
+screenshot "$tmp/samplers.html"
 echo "PASS: the report loads in $("$browser" --version 2>/dev/null | head -n 1) without errors, every section drawn"
