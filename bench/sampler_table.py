@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The table of bench/sampler_table.sh: one line per row and sampler, from each
-OUT/ROW/quality/evaluation.json (sample_quality_by_sampler, or the exact prior's sample_quality). Usage: bench/sampler_table.py OUT_DIR"""
+OUT/ROW/quality/evaluation.json (sample_quality_by_sampler, or the exact prior's sample_quality),
+then, for the rows that have OUT/ROW/bounds/evaluation.json (evaluate --samples 20 on the whole
+test set), their bounds with standard errors and log Z with its ESS.
+Usage: bench/sampler_table.py OUT_DIR"""
 import json
 import os
 import sys
@@ -35,6 +38,29 @@ def main(out):
                 row, name, q["frechet_distance"]["value"], q["kid"]["value"],
                 p["precision"], p["recall"], p["density"], p["coverage"], score,
                 q.get("sampler_seconds_per_10000", float("nan")), diagnostic))
+
+    bounds = []
+    for row in sorted(os.listdir(out)):
+        path = os.path.join(out, row, "bounds", "evaluation.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                bounds.append((row, json.load(f)))
+    if not bounds:
+        return
+    print()
+    print("| row | test images | bound | value ± s.e. (nats) | log Z ± s.e. | log Z ESS | log Z estimator |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for row, record in bounds:
+        z = record.get("log_z") or {}
+        z_text = "%.3f ± %.3f" % (z["value"], z["std_error"]) if z else "exact (0)"
+        ess = "%.0f of %d" % (z["ess"], z["count"]) if z else ""
+        for e in record["estimates"]:
+            if e.get("units") != "nats" or "ELBO" not in e["estimator"] and "IWAE" not in e["estimator"]:
+                continue
+            print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s |" % (
+                row, record["images"], e["estimator"], e["value"], e["std_error"], z_text, ess,
+                z.get("estimator", "")))
+
 
 if __name__ == "__main__":
     main(sys.argv[1])
