@@ -2,7 +2,7 @@
 # libFuzzer harnesses of the four parsers (fuzz/README.md). Configures and builds build-fuzz/
 # with clang (ASan + coverage; idempotent), makes the seed corpus where fuzz/corpus/TARGET/ is
 # empty, then runs each harness SECONDS_EACH seconds, one after another.
-#   scripts/fuzz.sh [SECONDS_EACH] [TARGET...]   default 60 s each; TARGET: idx hdf5 checkpoint config
+#   scripts/fuzz.sh [SECONDS_EACH] [TARGET...]   default 60 s each; TARGET: idx hdf5 checkpoint config report
 #   scripts/fuzz.sh --make-seeds [TARGET...]     (re)writes fuzz/corpus/TARGET/ and exits
 # Exits 1 if any harness crashed (or leaked, timed out, ran out of memory), naming the input it saved.
 # Environment: FUZZ_BUILD_DIR (default <repo>/build-fuzz), JOBS (build jobs, default 1),
@@ -11,7 +11,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${FUZZ_BUILD_DIR:-$here/build-fuzz}"
-all_targets=(idx hdf5 checkpoint config)
+all_targets=(idx hdf5 checkpoint config report)
 
 make_seeds_only=0
 seconds=60
@@ -48,7 +48,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 needs_vae_ebm=0
 for t in "${targets[@]}"; do
   case "$t" in
-    checkpoint|config)
+    checkpoint|config|report)
       if [ "$make_seeds_only" = 1 ] || [ -z "$(ls -A "$here/fuzz/corpus/$t" 2>/dev/null)" ]; then needs_vae_ebm=1; fi ;;
   esac
 done
@@ -157,11 +157,29 @@ make_config_seeds() {
     'mog-components=4' '' '[objective]' 'name=exact' >"$out/sections.ini"
 }
 
+# The report harness's input: a selector byte (0 config.ini, 1 metrics.jsonl, 2 evaluation.json)
+# then the file, from the tiny runs (fuzz/report.cpp).
+make_report_seeds() {
+  train_tiny_runs
+  local out; out="$(corpus_of report)"
+  clear_seeds "$out"
+  local r
+  for r in ebm mog; do
+    { printf '\x00'; sed "s|$here/||g" "$train_runs_dir/$r/config.ini"; } >"$out/$r-config.ini"
+    { printf '\x01'; cat "$train_runs_dir/$r/metrics.jsonl"; } >"$out/$r-metrics.jsonl"
+  done
+  env ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$build_dir/apps/vae-ebm" evaluate "$train_runs_dir/ebm" --samples 2 \
+    --quality-samples 0 --log-z-method is --log-z-samples 16 --threads 1 >"$train_runs_dir/ebm-evaluate.log" 2>&1 ||
+    { cat "$train_runs_dir/ebm-evaluate.log" >&2; echo "fuzz: seed evaluation failed" >&2; exit 1; }
+  { printf '\x02'; cat "$train_runs_dir/ebm/evaluation.json"; } >"$out/ebm-evaluation.json"
+}
+
 make_seeds() {
   case "$1" in
     idx|hdf5) make_file_seeds "$1" ;;
     checkpoint) make_checkpoint_seeds ;;
     config) make_config_seeds ;;
+    report) make_report_seeds ;;
   esac
   echo "fuzz: seed corpus $(corpus_of "$1"): $(ls "$(corpus_of "$1")" | wc -l) files" >&2
 }

@@ -9,9 +9,9 @@ cd "${BUILD_DIR:-$here/build}"
 export VAE_EBM_REQUIRE_DATA=1
 ctest -j2 --output-on-failure
 # libFuzzer on the parsers, 60 s each (fuzz/README.md). idx and config fail the run on any
-# finding. hdf5 and checkpoint reach crashes inside libhdf5 1.10.8 and LibTorch's unpickler
+# finding (report: what `vae-ebm report` reads from a run directory). hdf5 and checkpoint reach crashes inside libhdf5 1.10.8 and LibTorch's unpickler
 # (bench/results/fuzz/README.md: reproduced with h5py and torch.jit.load), so they run past
 # their crashes and report them without failing the run.
-"$here/scripts/fuzz.sh" 60 idx config
+"$here/scripts/fuzz.sh" 60 idx config report
 FUZZ_FLAGS="-fork=1 -ignore_crashes=1" "$here/scripts/fuzz.sh" 60 hdf5 checkpoint ||
   echo "test.sh: the hdf5/checkpoint fuzzers found crashes (known ones in libhdf5 and LibTorch: fuzz/README.md); not failing the run" >&2
