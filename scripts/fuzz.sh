@@ -220,7 +220,7 @@ for t in "${targets[@]}"; do
   for f in /dev/shm/vae-ebm-fuzz-"$t"-* /tmp/vae-ebm-fuzz-"$t"-*; do
     [ -e "$f" ] || continue
     pid="${f##*-}"; pid="${pid%%.*}"
-    kill -0 "$pid" 2>/dev/null || rm -f "$f"
+    kill -0 "$pid" 2>/dev/null || rm -rf "$f"  # a file, or a run directory (the report harness)
   done
   # The last status line: executions, coverage (cov), features (ft), corpus size.
   grep -E '^#[0-9]+' "$log" | tail -n 1 >&2 || true
