@@ -106,12 +106,52 @@ void store_config_file(const std::string& path, const po::options_description& d
 }
 
 
+// Every objective's options, as the objectives declare them (prior/objective.h): one flag each,
+// its help led by the objectives that read it, its value kept as text in `values` (numbers in
+// their shortest form, so that config.ini and a resumed run compare them as they read).
+void add_objective_flags(po::options_description& d, OptionValues& values) {
+  for (const auto& option : all_objective_options()) {
+    const auto& spec = option.spec;
+    const std::string help = join(option.objectives) + ": " + spec.help;
+    const auto name = spec.name;
+    auto keep = [&values, name](const std::string& text) { values.set(name, text); };
+    switch (spec.type) {
+      case OptionType::integer:
+        d.add_options()(name.c_str(),
+                        po::value<int64_t>()
+                            ->default_value(option_integer(name, spec.default_text))
+                            ->notifier([keep](int64_t v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      case OptionType::real: {
+        const double fallback = option_real(name, spec.default_text);
+        d.add_options()(name.c_str(),
+                        po::value<double>()
+                            ->default_value(fallback, spec.default_text)
+                            ->notifier([keep](double v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      }
+      case OptionType::flag:
+        d.add_options()(name.c_str(),
+                        po::value<bool>()
+                            ->default_value(option_flag(name, spec.default_text))
+                            ->implicit_value(true)
+                            ->notifier([keep](bool v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      case OptionType::text:
+        d.add_options()(name.c_str(),
+                        po::value<std::string>()->default_value(spec.default_text)->notifier(keep),
+                        help.c_str());
+        break;
+    }
+  }
+}
+
 po::options_description train_description(TrainConfig& c, bool fit_prior) {
   po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
   auto& t = c.train;
-  auto& snelbo = c.objective_flags.snelbo();
-  auto& mcmc = c.objective_flags.mcmc();
-  auto& nce = c.objective_flags.nce();
   d.add_options()("help,h", "show this help");
   if (!fit_prior) {
     d.add_options()
@@ -149,34 +189,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("energy-slope", real(&c.energy_slope, c.energy_slope), "energy MLP LeakyReLU slope")
       ("objective", po::value(&c.objective)->default_value(c.objective),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
-      ("base-samples", po::value(&snelbo.base_samples())->default_value(snelbo.base_samples()), "snelbo: samples S for Zhat each step (0: batch size)")
-      ("proposal", po::value(&snelbo.proposal())->default_value(snelbo.proposal()), "snelbo: proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive, flow")
-      ("flow-fit", po::value(&snelbo.flow_fit())->default_value(snelbo.flow_fit()),
-       "snelbo --proposal flow: how the flow trains: ml (posterior samples), reverse-kl (the energy prior) or mix")
-      ("proposal-base-fraction", real(&snelbo.flow_base_fraction(), snelbo.flow_base_fraction()),
-       "snelbo --proposal flow: share of the S samples drawn from the base (bounds the weights)")
-      ("proposal-flow-steps", po::value(&snelbo.flow_steps())->default_value(snelbo.flow_steps()),
-       "snelbo --proposal flow: Adam steps of the flow's fit per training step")
-      ("flow-lr", real(&c.objective_flags.flow_lr(), c.objective_flags.flow_lr()),
-       "Adam learning rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise flow, fce)")
-      ("mcmc-steps", po::value(&mcmc.steps())->default_value(mcmc.steps()), "mcmc: Langevin steps per iteration (0: 60 short-run, 200 long-run)")
-      ("mcmc-step-size", real(&mcmc.step_size(), mcmc.step_size()), "mcmc: Langevin step size (0: 0.4 short-run, 0.1 long-run)")
-      ("mcmc-noise", real(&mcmc.noise(), mcmc.noise()), "mcmc: Langevin noise scale eta (0: noiseless gradient flow)")
-      ("mcmc-metropolis", po::value<bool>(&mcmc.metropolis())->default_value(mcmc.metropolis())->implicit_value(true), "mcmc: MALA correction")
-      ("mcmc-grad-clip", real(&mcmc.grad_clip(), mcmc.grad_clip()), "mcmc: clip each chain's gradient norm (0: off)")
-      ("negatives", po::value(&mcmc.negatives())->default_value(mcmc.negatives()), "mcmc: negative samples per step (0: batch size)")
-      ("energy-l2", real(&mcmc.energy_l2(), 0.0)->notifier([&snelbo](double v) { snelbo.energy_l2(v); }),
-       "mcmc, snelbo: penalty alpha (mean f(z_pos)^2 + mean f(z_neg or proposal)^2) against runaway energies (0: off)")
-      ("persistent", po::value<bool>(&mcmc.persistent())->default_value(mcmc.persistent())->implicit_value(true), "long-run-mcmc: persistent chains in a buffer")
-      ("buffer-size", po::value(&mcmc.buffer_size())->default_value(mcmc.buffer_size()), "long-run-mcmc: persistent chains kept")
-      ("reinit-fraction", real(&mcmc.reinit_fraction(), mcmc.reinit_fraction()), "long-run-mcmc: fraction of chains re-drawn from the base each step")
       ("refine-steps", po::value(&t.refine_steps())->default_value(t.refine_steps()), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
       ("refine-step-size", real(&t.refine_step_size(), t.refine_step_size()), "ebm: posterior refinement step size")
-      ("nce-noise", po::value(&nce.noise())->default_value(nce.noise()),
-       "nce: noise distribution: base, aggregate-gaussian, or flow (fitted to the posterior samples)")
-      ("sm-noise", real(&c.objective_flags.score_matching().noise(), c.objective_flags.score_matching().noise()),
-       "score-matching: sigma of the denoising noise")
-      ("nce-ratio", real(&nce.ratio(), nce.ratio()), "nce: noise samples per posterior sample")
       ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
       ("max-steps", po::value(&t.max_steps())->default_value(t.max_steps()), "stop after this many steps (0: no limit)")
       ("time-budget", real(&t.time_budget(), t.time_budget()), "stop after this many seconds of training steps, validation excluded (0: none)")
@@ -209,6 +223,7 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        "energy priors, else lr), lr, prior-lr or mcmc-step-size")
       ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
        "at the end, (re)write RUN/report.html: the run's page (vae-ebm report)");
+  add_objective_flags(d, c.objective_values);
   if (!fit_prior) {
     d.add_options()
         ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -282,8 +297,6 @@ PriorOptions TrainConfig::prior_options() const {
       .flow_hidden(flow_hidden);
 }
 
-ObjectiveOptions TrainConfig::objective_options() const { return objective_flags; }
-
 std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }
 
 namespace {
@@ -308,9 +321,11 @@ void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   }
 }
 
-// The validation flags of train and fit-prior.
+// The validation flags of train and fit-prior, and the objective's options (its factory
+// validates them: a bad value is refused here, before a run directory is made).
 void check_validation_flags(const TrainConfig& c) {
   as_usage([&] { c.likelihood.validate(); });
+  as_usage([&] { make_objective(c.objective_name(), c.objective_values); });
   if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
   check_choice("--validation-log-z", c.validation_log_z, log_z_method_names());

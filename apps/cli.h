@@ -87,7 +87,9 @@ struct TrainConfig {
   int64_t flow_hidden = PriorOptions("flow", 1).flow_hidden();
   LikelihoodOptions likelihood;  // p(x|z), vae/likelihood.h
   std::string objective;  // empty: the prior's default
-  ObjectiveOptions objective_flags;  // each objective family's options
+  // Each objective's options as given (flag name -> text): the flags come from the objective
+  // registry's declarations (all_objective_options()), the defaults are the objectives' own.
+  OptionValues objective_values;
   TrainOptions train;
   int64_t eval_samples = 10;
   int64_t log_z_samples = 10000;
@@ -103,7 +105,6 @@ struct TrainConfig {
 
   NetworkOptions network_options(const std::vector<int64_t>& image_shape) const;
   PriorOptions prior_options() const;
-  ObjectiveOptions objective_options() const;
   std::string objective_name() const;
 };
 

@@ -94,7 +94,7 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
                              const std::shared_ptr<Distributed>& dist, Json& report) {
   const bool learned = c.normaliser == "learned" ||
                        (c.normaliser == "auto" &&
-                        make_objective(run.config.objective_name(), ObjectiveOptions())->learns_log_normaliser());
+                        make_objective(run.config.objective_name())->trains_b_in_its_bound());
   LogZSettings settings;
   settings.samples = c.log_z_samples;
   settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size).target_acceptance(

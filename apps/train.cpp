@@ -186,7 +186,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     torch::NoGradGuard no_grad;
     const auto epoch = trainer.state().epoch;
     if (auto* ebm = dynamic_cast<EnergyPrior*>(m.prior.get())) {
-      const auto log_z = set_normaliser(*ebm, trainer.objective().learns_log_normaliser(), validation_log_z,
+      const auto log_z = set_normaliser(*ebm, trainer.objective().trains_b_in_its_bound(), validation_log_z,
                                         mix_seed(seed, 0x6c6f677aULL, epoch), record);
       if (!std::isfinite(log_z.value) || std::abs(log_z.value) > kMaxAbsLogZ)
         throw Divergence(trainer.state().step, "validation log Z", log_z.value);
@@ -278,7 +278,7 @@ int run_train(TrainConfig c) {
   auto device = parse_device(c.common.device);
   c.train.device(device);
   // The objective, its options and the schedule are checked before any data is read.
-  auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_options()); });
+  auto objective = as_usage([&] { return make_objective(c.objective_name(), c.objective_values); });
   as_usage([&] { c.train.validate(); });
   // Many processes when torchrun (or the like) set WORLD_SIZE: they meet here, before any
   // data is read, and every one of them checks that the options are data-parallel.

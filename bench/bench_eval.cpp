@@ -59,7 +59,7 @@ int main(int argc, char** argv) try {
   auto test = bench_data(source, images, data_dir, "test", seed);
   if (train_steps > 0) {
     auto train = bench_data(source, 256 * 16, data_dir, "train", seed);
-    auto objective = make_objective("exact", ObjectiveOptions());
+    auto objective = make_objective("exact");
     GaussianPrior gaussian(16);
     torch::optim::Adam opt(model.vae_parameters(), torch::optim::AdamOptions(1e-3));
     for (int64_t s = 0; s < train_steps; ++s) {

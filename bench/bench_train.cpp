@@ -17,6 +17,8 @@
 // trainer's: elbo_terms, one backward pass, FusedAdam for the VAE and for the prior.
 #include <torch/torch.h>
 
+#include <map>
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -65,19 +67,28 @@ int main(int argc, char** argv) try {
   const std::string data_dir = flags.str("data-dir", "");
   const uint64_t seed = static_cast<uint64_t>(flags.integer("seed", 0));
   const bool profile = flags.on("profile"), skip_matmul = flags.on("skip-matmul");
-  auto objective_options = ObjectiveOptions()
-                               .mcmc(McmcOptions()
-                                         .persistent(flags.on("persistent"))
-                                         .steps(flags.integer("mcmc-steps", 0))
-                                         .step_size(flags.real("mcmc-step-size", 0))
-                                         .negatives(flags.integer("negatives", 0))
-                                         .buffer_size(flags.integer("buffer-size", 10000)))
-                               .snelbo(SnelboOptions()
-                                           .base_samples(flags.integer("base-samples", 0))
-                                           .proposal(flags.str("proposal", "base"))
-                                           .flow_fit(flags.str("flow-fit", "mix")))
-                               .nce(NceOptions().noise(flags.str("nce-noise", "base")));
-  const auto& mcmc_options = objective_options.mcmc();
+  // The objectives' own options, by the names train's flags use (prior/objective.h declares them).
+  OptionValues objective_options;
+  std::map<std::string, std::string> option_defaults;
+  for (const auto& option : all_objective_options()) {
+    const auto& spec = option.spec;
+    option_defaults[spec.name] = spec.default_text;
+    if (spec.type == OptionType::flag) {
+      if (flags.on(spec.name)) objective_options.set(spec.name, true);
+    } else {
+      const auto text = flags.str(spec.name, "");
+      if (!text.empty()) objective_options.set(spec.name, text);
+    }
+  }
+  auto option = [&](const std::string& name) {
+    const auto* given = objective_options.find(name);
+    return given ? *given : option_defaults.at(name);
+  };
+  const int64_t option_negatives = option_integer("negatives", option("negatives"));
+  const int64_t option_mcmc_steps = option_integer("mcmc-steps", option("mcmc-steps"));
+  const double option_mcmc_step_size = option_real("mcmc-step-size", option("mcmc-step-size"));
+  const int64_t option_base_samples = option_integer("base-samples", option("base-samples"));
+  const bool option_persistent = option_flag("persistent", option("persistent"));
   const std::string blas_request = flags.str("blas-kernel", "auto");
   flags.done();
 
@@ -127,11 +138,11 @@ int main(int argc, char** argv) try {
                             mlp_flops(with_ends(latent, std::vector<int64_t>(widths.rbegin(), widths.rend()), 784), kb,
                                       true, true, true);
   auto ew = with_ends(latent, energy_widths, 1);
-  const int64_t negatives = mcmc_options.negatives() > 0 ? mcmc_options.negatives() : batch;
-  int64_t mcmc_steps = mcmc_options.steps();
+  const int64_t negatives = option_negatives > 0 ? option_negatives : batch;
+  int64_t mcmc_steps = option_mcmc_steps;
   if (mcmc_steps == 0) mcmc_steps = objective == "short-run-mcmc" ? 60 : 200;
   if (objective == "snelbo") {
-    const int64_t s = objective_options.snelbo().base_samples() > 0 ? objective_options.snelbo().base_samples() : batch;
+    const int64_t s = option_base_samples > 0 ? option_base_samples : batch;
     flops += mlp_flops(ew, s, true, true, false) + mlp_flops(ew, kb, true, true, true);
   } else if (mcmc) {
     // Unadjusted Langevin evaluates the gradient `steps` times (the last step's is skipped).
@@ -179,7 +190,7 @@ int main(int argc, char** argv) try {
       "threads=%d prior=%s objective=%s batch=%lld K=%lld architecture=%s hidden=%s latent=%lld persistent=%d data=%s\n",
       threads, prior.c_str(), objective.c_str(), (long long)batch, (long long)samples, architecture.c_str(),
       conv ? "-" : hidden.c_str(), (long long)latent,
-      (int)mcmc_options.persistent(), data_source.c_str());
+      (int)option_persistent, data_source.c_str());
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0.0 : v[v.size() / 2];
@@ -204,7 +215,7 @@ int main(int argc, char** argv) try {
       // The objective's Langevin run alone, on the trained-so-far prior.
       auto& ebm = static_cast<EnergyPrior&>(*model.prior);
       auto options = LangevinOptions().steps(mcmc_steps).step_size(
-          mcmc_options.step_size() > 0 ? mcmc_options.step_size()
+          option_mcmc_step_size > 0 ? option_mcmc_step_size
                                                  : (objective == "short-run-mcmc" ? 0.4 : 0.1));
       const int reps = 3;
       auto tl = clock_type::now();

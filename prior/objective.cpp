@@ -2,6 +2,7 @@
 
 #include "prior/objective.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -11,38 +12,103 @@
 
 namespace vae_ebm {
 
-// Factories live in each objective's own file.
-std::unique_ptr<PriorObjective> make_exact_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_snelbo_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_fce_objective(const ObjectiveOptions&);
-std::unique_ptr<PriorObjective> make_score_matching_objective(const ObjectiveOptions&);
+// Each objective's entry (its options and factory) lives in its own file.
+ObjectiveEntry exact_objective_entry();
+ObjectiveEntry snelbo_objective_entry();
+ObjectiveEntry short_run_mcmc_objective_entry();
+ObjectiveEntry long_run_mcmc_objective_entry();
+ObjectiveEntry nce_objective_entry();
+ObjectiveEntry fce_objective_entry();
+ObjectiveEntry score_matching_objective_entry();
 
 namespace {
-const Registry<ObjectiveFactory>& registry() {
-  static const auto entries = Registry<ObjectiveFactory>("objective")
-                                  .add("exact", make_exact_objective)
-                                  .add("snelbo", make_snelbo_objective)
-                                  .add("short-run-mcmc", make_short_run_mcmc_objective)
-                                  .add("long-run-mcmc", make_long_run_mcmc_objective)
-                                  .add("nce", make_nce_objective)
-                                  .add("fce", make_fce_objective)
-                                  .add("score-matching", make_score_matching_objective);
-  return entries;
+
+bool same_spec(const OptionSpec& a, const OptionSpec& b) {
+  return a.type == b.type && a.default_text == b.default_text && a.help == b.help;
 }
+
+struct Objectives {
+  Registry<ObjectiveEntry> entries{"objective"};
+  std::vector<ObjectiveOption> options;  // each option once, with its readers
+
+  void add(const std::string& name, ObjectiveEntry entry) {
+    for (const auto& spec : entry.options) {
+      auto it = std::find_if(options.begin(), options.end(),
+                             [&](const ObjectiveOption& o) { return o.spec.name == spec.name; });
+      if (it == options.end()) {
+        options.push_back({spec, {name}});
+      } else if (!same_spec(it->spec, spec)) {
+        throw std::logic_error("objective '" + name + "' declares option '" + spec.name +
+                               "' unlike the objectives that read it already: declare a shared option once");
+      } else {
+        it->objectives.push_back(name);
+      }
+    }
+    entries.add(name, std::move(entry));
+  }
+};
+
+Objectives& objectives() {
+  static Objectives all = [] {
+    Objectives o;
+    o.add("exact", exact_objective_entry());
+    o.add("snelbo", snelbo_objective_entry());
+    o.add("short-run-mcmc", short_run_mcmc_objective_entry());
+    o.add("long-run-mcmc", long_run_mcmc_objective_entry());
+    o.add("nce", nce_objective_entry());
+    o.add("fce", fce_objective_entry());
+    o.add("score-matching", score_matching_objective_entry());
+    return o;
+  }();
+  return all;
+}
+
+// The shared options' defaults.
+constexpr double kFlowLr = 1e-3;
+constexpr double kEnergyL2 = 0.0;
+
 }  // namespace
 
-void ObjectiveOptions::validate_flow_lr() const {
-  if (!(flow_lr_ > 0 && std::isfinite(flow_lr_)))
-    throw OptionError("flow-lr", "must be finite and > 0, got " + std::to_string(flow_lr_));
+std::vector<std::string> objective_names() { return objectives().entries.names(); }
+
+const ObjectiveEntry& objective_entry(const std::string& name) { return objectives().entries.at(name); }
+
+std::vector<ObjectiveOption> all_objective_options() { return objectives().options; }
+
+void register_objective(const std::string& name, ObjectiveEntry entry) { objectives().add(name, std::move(entry)); }
+
+std::unique_ptr<PriorObjective> make_objective(const std::string& name, const OptionValues& options) {
+  const auto& entry = objective_entry(name);
+  const auto& known = objectives().options;
+  for (const auto& [option, value] : options.all())
+    if (std::none_of(known.begin(), known.end(), [&](const ObjectiveOption& o) { return o.spec.name == option; }))
+      throw UserError("'" + option + "' is not an option of any objective");
+  return entry.make(options);
 }
 
-std::vector<std::string> objective_names() { return registry().names(); }
+OptionSpec flow_lr_option() {
+  return {"flow-lr", OptionType::real, option_text(kFlowLr),
+          "Adam learning rate of the flow trained alongside (snelbo --proposal flow, nce --nce-noise flow)"};
+}
 
-std::unique_ptr<PriorObjective> make_objective(const std::string& name, const ObjectiveOptions& options) {
-  return registry().at(name)(options);
+double flow_lr(const OptionValues& values) {
+  const auto* text = values.find("flow-lr");
+  const double v = text ? option_real("flow-lr", *text) : kFlowLr;
+  if (!(v > 0)) throw OptionError("flow-lr", "must be finite and > 0, got " + option_text(v));
+  return v;
+}
+
+OptionSpec energy_l2_option() {
+  return {"energy-l2", OptionType::real, option_text(kEnergyL2),
+          "penalty alpha (mean f(z_pos)^2 + mean f(z_neg or proposal)^2) against energies that run away where "
+          "the samples do not reach (0: off)"};
+}
+
+double energy_l2(const OptionValues& values) {
+  const auto* text = values.find("energy-l2");
+  const double v = text ? option_real("energy-l2", *text) : kEnergyL2;
+  if (!(v >= 0)) throw OptionError("energy-l2", "must be finite and >= 0, got " + option_text(v));
+  return v;
 }
 
 void PriorObjective::check(const Prior& prior) const {

@@ -10,91 +10,13 @@
 #include <vector>
 
 #include "common/distributed.h"
+#include "common/options.h"
 #include "prior/posterior.h"
 #include "prior/prior.h"
 
 namespace vae_ebm {
 
 class EnergyPrior;
-
-// Each family of objectives has its options, validated once where the objective is built;
-// an error names the option ("base-samples", the name the flags use too) and the value.
-struct SnelboOptions {
-  // Samples S for the estimate of Z each step (0: the batch size).
-  TORCH_ARG(int64_t, base_samples) = 0;
-  // Proposal r for Z: base | aggregate-gaussian | batch-posterior | defensive | flow.
-  TORCH_ARG(std::string, proposal) = "base";
-  // flow: how the flow proposal trains, one Adam step per training step: ml (maximum likelihood
-  // on the batch's posterior samples: the aggregate posterior), reverse-kl (towards the current
-  // energy prior), or mix (the sum of the two losses).
-  TORCH_ARG(std::string, flow_fit) = "mix";
-  TORCH_ARG(double, flow_base_fraction) = 0.1;  // flow: share of the S samples from the base
-  // flow: Adam steps of the flow's fit per training step (more keep it closer to the energy).
-  TORCH_ARG(int64_t, flow_steps) = 1;
-  // Energy magnitude penalty alpha * (mean f(z_post)^2 + mean f(z_proposal)^2), as the MCMC
-  // objectives' (issue 28: against energy mass far from what the proposals reach; 0: off). It
-  // shapes training only: the bounds evaluate does not include it.
-  TORCH_ARG(double, energy_l2) = 0.0;
-
- public:
-  void validate() const;  // throws OptionError
-};
-
-// The MCMC objectives: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples. 0 for
-// steps or step size means the objective's reference value (short-run-mcmc: 60 steps of 0.4;
-// long-run-mcmc: 200 steps of 0.1).
-struct McmcOptions {
-  TORCH_ARG(int64_t, steps) = 0;
-  TORCH_ARG(double, step_size) = 0.0;
-  TORCH_ARG(double, noise) = 1.0;       // eta; 0 is the noiseless gradient flow
-  TORCH_ARG(bool, metropolis) = false;  // MALA correction
-  TORCH_ARG(double, grad_clip) = 0.0;   // 0: off
-  TORCH_ARG(int64_t, negatives) = 0;    // negative samples per step (0: the batch size)
-  // Energy magnitude penalty alpha * (mean f(z_pos)^2 + mean f(z_neg)^2) (Du & Mordatch 2019):
-  // keeps f from running away where the chains do not reach (0: off).
-  TORCH_ARG(double, energy_l2) = 0.0;
-  // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives` of
-  // them, with a fraction re-drawn from the base first.
-  TORCH_ARG(bool, persistent) = false;
-  TORCH_ARG(int64_t, buffer_size) = 10000;
-  TORCH_ARG(double, reinit_fraction) = 0.05;
-
- public:
-  void validate() const;  // throws OptionError
-};
-
-struct NceOptions {
-  // Noise distribution: base | aggregate-gaussian | flow (a flow fitted by maximum likelihood to
-  // the posterior samples, one Adam step per training step). fce always uses a flow, trained
-  // against the energy.
-  TORCH_ARG(std::string, noise) = "base";
-  TORCH_ARG(double, ratio) = 1.0;          // noise samples per data sample
-
- public:
-  void validate() const;  // throws OptionError
-};
-
-// Denoising score matching of the energy prior on posterior samples (Vincent 2011).
-struct ScoreMatchingOptions {
-  TORCH_ARG(double, noise) = 0.1;  // sigma of the Gaussian noise added to the samples
-
- public:
-  void validate() const;  // throws OptionError
-};
-
-// The options of every objective; a factory reads its own family's.
-struct ObjectiveOptions {
-  TORCH_ARG(SnelboOptions, snelbo);
-  TORCH_ARG(McmcOptions, mcmc);
-  TORCH_ARG(NceOptions, nce);
-  TORCH_ARG(ScoreMatchingOptions, score_matching);
-  // Adam learning rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise
-  // flow, fce).
-  TORCH_ARG(double, flow_lr) = 1e-3;
-
- public:
-  void validate_flow_lr() const;  // throws OptionError "flow-lr"
-};
 
 struct PriorTerm {
   // [B]: per image, a differentiable surrogate whose gradient (for the prior's
@@ -119,9 +41,11 @@ class PriorObjective {
   virtual bool supports(const Prior& prior) const = 0;
   virtual std::string requirement() const = 0;  // e.g. "an energy prior (ebm)"
   void check(const Prior& prior) const;
-  // True when the objective trains b as an estimate of log Z (snelbo); otherwise
-  // evaluation estimates log Z from base samples instead of trusting b.
-  virtual bool learns_log_normaliser() const { return false; }
+  // True when b is a parameter of the objective's own bound (snelbo: -b - exp(-b) Zhat + 1 is
+  // at most -log Zhat whatever b is), so that the bound with the learned b is one; evaluation's
+  // `auto` normaliser then uses it. NCE and FCE train b too, but as a classifier's offset, not
+  // in a bound: evaluation estimates their log Z, as it does for the MCMC objectives.
+  virtual bool trains_b_in_its_bound() const { return false; }
   virtual PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                                at::Generator& generator) = 0;
   // The step size of the objective's sampler (the MCMC objectives' Langevin chains), 0 for an
@@ -148,11 +72,41 @@ class PriorObjective {
   virtual bool per_process_state() const { return false; }
 };
 
-using ObjectiveFactory = std::function<std::unique_ptr<PriorObjective>(const ObjectiveOptions&)>;
+// An objective's entry in the registry: the declarations of the options it reads (each
+// declared once, in the objective's own file: common/options.h) and its factory, which reads
+// them from the values given (the declared defaults for the rest) and validates them, throwing
+// OptionError naming the option.
+struct ObjectiveEntry {
+  std::vector<OptionSpec> options;
+  std::function<std::unique_ptr<PriorObjective>(const OptionValues&)> make;
+};
 
-// Builds an objective; an unknown name throws std::invalid_argument listing the valid ones.
-std::unique_ptr<PriorObjective> make_objective(const std::string& name, const ObjectiveOptions& options);
+// Builds an objective; an unknown name throws std::invalid_argument listing the valid ones, a
+// value that is not one of any objective's options std::invalid_argument naming it.
+std::unique_ptr<PriorObjective> make_objective(const std::string& name, const OptionValues& options = {});
 std::vector<std::string> objective_names();
+const ObjectiveEntry& objective_entry(const std::string& name);
+// Every objective option once, in registry order, with the objectives that read it: what the
+// command line declares as train's flags.
+struct ObjectiveOption {
+  OptionSpec spec;
+  std::vector<std::string> objectives;
+};
+std::vector<ObjectiveOption> all_objective_options();
+// Adds an objective to the registry, as prior/objective.cpp adds the project's (a test adds its
+// own the same way). std::logic_error for a name already present, or for an option declared
+// again with another type, default or help than another objective's.
+void register_objective(const std::string& name, ObjectiveEntry entry);
+
+// Options more than one objective reads, declared here once: "flow-lr", the Adam learning
+// rate of a flow trained alongside (snelbo --proposal flow, nce --nce-noise flow, fce), and
+// "energy-l2", the energy magnitude penalty alpha of snelbo and the MCMC objectives. Each reader
+// lists the spec among its options and reads the value, validated, with these.
+OptionSpec flow_lr_option();
+double flow_lr(const OptionValues& values);
+OptionSpec energy_l2_option();
+double energy_l2(const OptionValues& values);
+
 // The objective a prior trains with when none is named: exact for gaussian/mog, snelbo for ebm.
 std::string default_objective(const std::string& prior_kind);
 

@@ -24,8 +24,8 @@ class ExactObjective : public PriorObjective {
 };
 }  // namespace
 
-std::unique_ptr<PriorObjective> make_exact_objective(const ObjectiveOptions&) {
-  return std::make_unique<ExactObjective>();
+ObjectiveEntry exact_objective_entry() {
+  return {{}, [](const OptionValues&) -> std::unique_ptr<PriorObjective> { return std::make_unique<ExactObjective>(); }};
 }
 
 }  // namespace vae_ebm

@@ -18,6 +18,62 @@ namespace vae_ebm {
 
 namespace {
 
+// The MCMC objectives' options: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples. 0
+// for steps or step size means the objective's reference value (short-run-mcmc: 60 steps of
+// 0.4; long-run-mcmc: 200 steps of 0.1).
+struct McmcOptions {
+  TORCH_ARG(int64_t, steps) = 0;
+  TORCH_ARG(double, step_size) = 0.0;
+  TORCH_ARG(double, noise) = 1.0;       // eta; 0 is the noiseless gradient flow
+  TORCH_ARG(bool, metropolis) = false;  // MALA correction
+  TORCH_ARG(double, grad_clip) = 0.0;   // 0: off
+  TORCH_ARG(int64_t, negatives) = 0;    // negative samples per step (0: the batch size)
+  // Energy magnitude penalty alpha * (mean f(z_pos)^2 + mean f(z_neg)^2) (Du & Mordatch 2019):
+  // keeps f from running away where the chains do not reach (0: off). Shared: energy_l2_option().
+  TORCH_ARG(double, energy_l2) = 0.0;
+  // long-run-mcmc: persistent chains kept in a buffer, each step continuing `negatives` of
+  // them, with a fraction re-drawn from the base first.
+  TORCH_ARG(bool, persistent) = false;
+  TORCH_ARG(int64_t, buffer_size) = 10000;
+  TORCH_ARG(double, reinit_fraction) = 0.05;
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+const OptionSet<McmcOptions>& mcmc_options() {
+  using O = McmcOptions;
+  static const auto set =
+      OptionSet<O>()
+          .integer("mcmc-steps", [](O& o) -> int64_t& { return o.steps(); },
+                   "Langevin steps per iteration (0: 60 short-run, 200 long-run)")
+          .real("mcmc-step-size", [](O& o) -> double& { return o.step_size(); },
+                "Langevin step size (0: 0.4 short-run, 0.1 long-run)")
+          .real("mcmc-noise", [](O& o) -> double& { return o.noise(); },
+                "Langevin noise scale eta (0: noiseless gradient flow)")
+          .flag("mcmc-metropolis", [](O& o) -> bool& { return o.metropolis(); }, "MALA correction of the chains")
+          .real("mcmc-grad-clip", [](O& o) -> double& { return o.grad_clip(); },
+                "clip each chain's gradient norm (0: off)")
+          .integer("negatives", [](O& o) -> int64_t& { return o.negatives(); },
+                   "negative samples per step (0: the batch size)")
+          .flag("persistent", [](O& o) -> bool& { return o.persistent(); },
+                "persistent chains in a buffer, continued each step (long-run-mcmc only)")
+          .integer("buffer-size", [](O& o) -> int64_t& { return o.buffer_size(); }, "--persistent: chains kept")
+          .real("reinit-fraction", [](O& o) -> double& { return o.reinit_fraction(); },
+                "--persistent: fraction of the continued chains re-drawn from the base each step");
+  return set;
+}
+
+McmcOptions read_mcmc_options(const OptionValues& values) {
+  return mcmc_options().read(values).energy_l2(energy_l2(values));
+}
+
+std::vector<OptionSpec> mcmc_option_specs() {
+  auto options = mcmc_options().specs();
+  options.push_back(energy_l2_option());
+  return options;
+}
+
 class McmcObjective : public PriorObjective {
  public:
   McmcObjective(std::string name, const McmcOptions& options, int64_t default_steps, double default_step)
@@ -131,8 +187,6 @@ class McmcObjective : public PriorObjective {
   at::Generator chain_generator_;  // data-parallel: this process's own, for its chains
 };
 
-}  // namespace
-
 void McmcOptions::validate() const {
   auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
   if (steps_ < 0) fail("mcmc-steps", "must be >= 0 (0: the objective's default), got " + std::to_string(steps_));
@@ -145,14 +199,21 @@ void McmcOptions::validate() const {
     fail("reinit-fraction", "must be in [0, 1], got " + std::to_string(reinit_fraction_));
 }
 
-std::unique_ptr<PriorObjective> make_short_run_mcmc_objective(const ObjectiveOptions& options) {
-  if (options.mcmc().persistent())
-    throw OptionError("persistent", "short-run-mcmc uses fresh chains; persistent chains go with long-run-mcmc");
-  return std::make_unique<McmcObjective>("short-run-mcmc", options.mcmc(), 60, 0.4);
+}  // namespace
+
+ObjectiveEntry short_run_mcmc_objective_entry() {
+  return {mcmc_option_specs(), [](const OptionValues& values) -> std::unique_ptr<PriorObjective> {
+            const auto options = read_mcmc_options(values);
+            if (options.persistent())
+              throw OptionError("persistent", "short-run-mcmc uses fresh chains; persistent chains go with long-run-mcmc");
+            return std::make_unique<McmcObjective>("short-run-mcmc", options, 60, 0.4);
+          }};
 }
 
-std::unique_ptr<PriorObjective> make_long_run_mcmc_objective(const ObjectiveOptions& options) {
-  return std::make_unique<McmcObjective>("long-run-mcmc", options.mcmc(), 200, 0.1);
+ObjectiveEntry long_run_mcmc_objective_entry() {
+  return {mcmc_option_specs(), [](const OptionValues& values) -> std::unique_ptr<PriorObjective> {
+            return std::make_unique<McmcObjective>("long-run-mcmc", read_mcmc_options(values), 200, 0.1);
+          }};
 }
 
 }  // namespace vae_ebm

@@ -22,6 +22,28 @@ namespace vae_ebm {
 
 namespace {
 
+struct NceOptions {
+  // Noise distribution: base | aggregate-gaussian | flow (a flow fitted by maximum likelihood to
+  // the posterior samples, one Adam step per training step). fce always uses a flow, trained
+  // against the energy.
+  TORCH_ARG(std::string, noise) = "base";
+  TORCH_ARG(double, ratio) = 1.0;  // noise samples per data sample
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+const OptionSet<NceOptions>& nce_options() {
+  using O = NceOptions;
+  static const auto set =
+      OptionSet<O>()
+          .text("nce-noise", [](O& o) -> std::string& { return o.noise(); },
+                "noise distribution: base, aggregate-gaussian, or flow (fitted to the posterior samples)")
+          .real("nce-ratio", [](O& o) -> double& { return o.ratio(); }, "noise samples per posterior sample");
+  return set;
+}
+
+
 // The NCE objective J per positive sample, from the logits of the positives and of the noise
 // samples: mean log sigma(logit_pos) + nu mean log sigma(-logit_noise), nu = noise / positives.
 // In data-parallel training (positives and noise: this process's shares of all of them) it is
@@ -138,22 +160,34 @@ class NceObjective : public PriorObjective {
   BatchShard rows_;  // data-parallel: this process's rows of each batch
 };
 
-}  // namespace
-
 void NceOptions::validate() const {
   if (noise_ != "base" && noise_ != "aggregate-gaussian" && noise_ != "flow")
     throw OptionError("nce-noise", "unknown noise '" + noise_ + "' (valid: base, aggregate-gaussian, flow)");
   if (!(ratio_ > 0 && ratio_ <= 1000)) throw OptionError("nce-ratio", "must be in (0, 1000], got " + std::to_string(ratio_));
 }
 
-std::unique_ptr<PriorObjective> make_nce_objective(const ObjectiveOptions& options) {
-  if (options.nce().noise() == "flow") options.validate_flow_lr();
-  return std::make_unique<NceObjective>(options.nce(), options.flow_lr(), false);
+}  // namespace
+
+ObjectiveEntry nce_objective_entry() {
+  auto options = nce_options().specs();
+  options.push_back(flow_lr_option());
+  return {options, [](const OptionValues& values) -> std::unique_ptr<PriorObjective> {
+            const auto options = nce_options().read(values);
+            // The flow's rate matters only to flow noise; elsewhere it is not checked.
+            const double lr = flow_lr(options.noise() == "flow" ? values : OptionValues());
+            return std::make_unique<NceObjective>(options, lr, false);
+          }};
 }
 
-std::unique_ptr<PriorObjective> make_fce_objective(const ObjectiveOptions& options) {
-  options.validate_flow_lr();
-  return std::make_unique<NceObjective>(options.nce(), options.flow_lr(), true);
+// fce: the noise is always a flow, trained against the energy; --nce-noise is nce's alone.
+ObjectiveEntry fce_objective_entry() {
+  std::vector<OptionSpec> options;
+  for (const auto& spec : nce_options().specs())
+    if (spec.name != "nce-noise") options.push_back(spec);
+  options.push_back(flow_lr_option());
+  return {options, [](const OptionValues& values) -> std::unique_ptr<PriorObjective> {
+            return std::make_unique<NceObjective>(nce_options().read(values).noise("base"), flow_lr(values), true);
+          }};
 }
 
 }  // namespace vae_ebm

@@ -31,6 +31,21 @@ torch::Tensor denoising_score_matching_loss(const std::function<torch::Tensor(co
 
 namespace {
 
+// Denoising score matching of the energy prior on posterior samples (Vincent 2011).
+struct ScoreMatchingOptions {
+  TORCH_ARG(double, noise) = 0.1;  // sigma of the Gaussian noise added to the samples
+
+ public:
+  void validate() const;  // throws OptionError
+};
+
+const OptionSet<ScoreMatchingOptions>& score_matching_options() {
+  static const auto set = OptionSet<ScoreMatchingOptions>().real(
+      "sm-noise", [](ScoreMatchingOptions& o) -> double& { return o.noise(); }, "sigma of the denoising noise");
+  return set;
+}
+
+
 class ScoreMatchingObjective : public PriorObjective {
  public:
   explicit ScoreMatchingObjective(const ScoreMatchingOptions& options) : options_(options) { options.validate(); }
@@ -73,15 +88,17 @@ class ScoreMatchingObjective : public PriorObjective {
   std::optional<BatchShard> rows_;  // data-parallel: this process's rows of each batch
 };
 
-}  // namespace
-
 void ScoreMatchingOptions::validate() const {
   if (!(noise_ > 0 && std::isfinite(noise_)))
     throw OptionError("sm-noise", "must be finite and > 0, got " + std::to_string(noise_));
 }
 
-std::unique_ptr<PriorObjective> make_score_matching_objective(const ObjectiveOptions& options) {
-  return std::make_unique<ScoreMatchingObjective>(options.score_matching());
+}  // namespace
+
+ObjectiveEntry score_matching_objective_entry() {
+  return {score_matching_options().specs(), [](const OptionValues& values) -> std::unique_ptr<PriorObjective> {
+            return std::make_unique<ScoreMatchingObjective>(score_matching_options().read(values));
+          }};
 }
 
 }  // namespace vae_ebm

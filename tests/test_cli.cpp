@@ -137,7 +137,8 @@ TEST_F(CliTest, ResumeMayOnlyExtendTheRun) {
   cli::TrainConfig e;
   ASSERT_TRUE(cli::parse_train({"--resume", tmp.path(), "--lr", "0.0001", "--mcmc-step-size", "0.05"}, e));
   EXPECT_DOUBLE_EQ(e.train.lr(), 0.0001);
-  EXPECT_DOUBLE_EQ(e.objective_flags.mcmc().step_size(), 0.05);
+  ASSERT_NE(e.objective_values.find("mcmc-step-size"), nullptr);
+  EXPECT_EQ(*e.objective_values.find("mcmc-step-size"), "0.05");
   ASSERT_EQ(e.resume_changes.size(), 2u);
   EXPECT_EQ(e.resume_changes[0].first, "lr");
   EXPECT_EQ(e.resume_changes[0].second.first, "0.00031");

@@ -212,7 +212,7 @@ TEST(DataParallelObjectiveTest, TheRanksGradientsSumToOneProcesssForEachObjectiv
     torch::Tensor mu;
   };
   // The term over `rows` of the batch (all of it when dist is null), its loss's gradients.
-  auto gradients = [&](const std::string& name, const ObjectiveOptions& options, Distributed* dist) {
+  auto gradients = [&](const std::string& name, const OptionValues& options, Distributed* dist) {
     EnergyPrior prior(d, {8, 8}, 0.2);
     {
       torch::NoGradGuard no_grad;
@@ -239,22 +239,22 @@ TEST(DataParallelObjectiveTest, TheRanksGradientsSumToOneProcesssForEachObjectiv
   };
   struct Case {
     std::string label, objective;
-    ObjectiveOptions options;
+    OptionValues options;
   };
   const std::vector<Case> cases = {
-      {"snelbo, 5 base samples", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().base_samples(5))},
-      {"snelbo, defensive", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("defensive"))},
-      {"snelbo, batch-posterior", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("batch-posterior"))},
-      {"snelbo, flow", "snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("flow").flow_base_fraction(0.3))},
-      {"nce, base noise, ratio 0.7", "nce", ObjectiveOptions().nce(NceOptions().ratio(0.7))},
-      {"nce, aggregate-gaussian", "nce", ObjectiveOptions().nce(NceOptions().noise("aggregate-gaussian"))},
-      {"nce, flow", "nce", ObjectiveOptions().nce(NceOptions().noise("flow"))},
-      {"fce", "fce", ObjectiveOptions()},
-      {"score-matching", "score-matching", ObjectiveOptions()},
+      {"snelbo, 5 base samples", "snelbo", OptionValues().set("base-samples", 5)},
+      {"snelbo, defensive", "snelbo", OptionValues().set("proposal", "defensive")},
+      {"snelbo, batch-posterior", "snelbo", OptionValues().set("proposal", "batch-posterior")},
+      {"snelbo, flow", "snelbo", OptionValues().set("proposal", "flow").set("proposal-base-fraction", 0.3)},
+      {"nce, base noise, ratio 0.7", "nce", OptionValues().set("nce-ratio", 0.7)},
+      {"nce, aggregate-gaussian", "nce", OptionValues().set("nce-noise", "aggregate-gaussian")},
+      {"nce, flow", "nce", OptionValues().set("nce-noise", "flow")},
+      {"fce", "fce", OptionValues()},
+      {"score-matching", "score-matching", OptionValues()},
       // Without Langevin noise, the negatives are the single process's (docs/MATH.md section 10);
       // 5 of them split 2 and 3 against rows split 3 and 4, and with the energy penalty.
       {"short-run-mcmc, no noise", "short-run-mcmc",
-       ObjectiveOptions().mcmc(McmcOptions().noise(0).steps(5).negatives(5).energy_l2(0.1))},
+       OptionValues().set("mcmc-noise", 0.0).set("mcmc-steps", 5).set("negatives", 5).set("energy-l2", 0.1)},
   };
   for (const auto& [label, name, options] : cases) {
     const auto one = gradients(name, options, nullptr);

@@ -27,15 +27,14 @@ std::vector<std::string> contract_cases() {
   return cases;
 }
 
-ObjectiveOptions quick_options(const std::string& name) {
-  if (name == "snelbo/flow")
-    return ObjectiveOptions().snelbo(SnelboOptions().base_samples(256).proposal("flow").flow_fit("reverse-kl"));
-  if (name == "nce/flow") return ObjectiveOptions().nce(NceOptions().noise("flow"));
-  auto o = ObjectiveOptions().snelbo(SnelboOptions().base_samples(256)).mcmc(McmcOptions().steps(30).negatives(128));
-  if (name == "long-run-mcmc") o.mcmc().persistent(true).buffer_size(512).step_size(0.2);
+OptionValues quick_options(const std::string& name) {
+  if (name == "snelbo/flow") return OptionValues().set("base-samples", 256).set("proposal", "flow").set("flow-fit", "reverse-kl");
+  if (name == "nce/flow") return OptionValues().set("nce-noise", "flow");
+  auto o = OptionValues().set("base-samples", 256).set("mcmc-steps", 30).set("negatives", 128);
+  if (name == "long-run-mcmc") o.set("persistent", true).set("buffer-size", 512).set("mcmc-step-size", 0.2);
   // The reference step 0.4 made short-run learning diverge on this toy target (clusters
   // of width 0.3; the chains ran away to squared distance ~27 from the data): 0.2 here.
-  if (name == "short-run-mcmc") o.mcmc().step_size(0.2);
+  if (name == "short-run-mcmc") o.set("mcmc-step-size", 0.2);
   return o;
 }
 
@@ -106,7 +105,7 @@ TEST_P(ObjectiveContract, LossIsFiniteAndGradientsReachTheRightParameters) {
     const bool is_b = p.key() == "b";
     const bool has_grad = p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0;
     if (is_b) {
-      EXPECT_EQ(has_grad, objective->learns_log_normaliser() || objective_of(name) == "nce" || objective_of(name) == "fce") << name << ": " << p.key();
+      EXPECT_EQ(has_grad, objective->trains_b_in_its_bound() || objective_of(name) == "nce" || objective_of(name) == "fce") << name << ": " << p.key();
     } else if (p.key().find("bias") == std::string::npos) {
       EXPECT_TRUE(has_grad) << name << ": " << p.key() << " gets no gradient";
     }
@@ -205,13 +204,13 @@ TEST_F(ScoreMatchingTest, DenoisingScoreMatchingRecoversAGaussiansPrecision) {
 }
 
 TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
-  EXPECT_THROW(make_objective("short-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().persistent(true))), std::invalid_argument);
-  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().persistent(true).buffer_size(0))), std::invalid_argument);
-  EXPECT_THROW(make_objective("long-run-mcmc", ObjectiveOptions().mcmc(McmcOptions().noise(0).metropolis(true))), std::invalid_argument);
-  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().noise("uniform"))), std::invalid_argument);
-  EXPECT_THROW(make_objective("nce", ObjectiveOptions().nce(NceOptions().ratio(0))), std::invalid_argument);
-  EXPECT_THROW(make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().flow_steps(0))), std::invalid_argument);
-  EXPECT_THROW(make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().energy_l2(-1))), std::invalid_argument);
+  EXPECT_THROW(make_objective("short-run-mcmc", OptionValues().set("persistent", true)), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", OptionValues().set("persistent", true).set("buffer-size", 0)), std::invalid_argument);
+  EXPECT_THROW(make_objective("long-run-mcmc", OptionValues().set("mcmc-noise", 0.0).set("mcmc-metropolis", true)), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", OptionValues().set("nce-noise", "uniform")), std::invalid_argument);
+  EXPECT_THROW(make_objective("nce", OptionValues().set("nce-ratio", 0.0)), std::invalid_argument);
+  EXPECT_THROW(make_objective("snelbo", OptionValues().set("proposal-flow-steps", 0)), std::invalid_argument);
+  EXPECT_THROW(make_objective("snelbo", OptionValues().set("energy-l2", -1.0)), std::invalid_argument);
 }
 
 // snelbo's --energy-l2 alpha subtracts alpha (mean f(z_post)^2 + mean f(z_proposal)^2): the same
@@ -221,7 +220,7 @@ TEST(ObjectiveOptionsTest, SnelboEnergyPenaltyIsAConstantShiftLinearInAlpha) {
   auto mu = torch::randn({8, 3});
   DiagonalGaussian q{mu, 0.1 * torch::randn({8, 3})};
   auto term = [&](double alpha) {
-    auto objective = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().base_samples(64).energy_l2(alpha)));
+    auto objective = make_objective("snelbo", OptionValues().set("base-samples", 64).set("energy-l2", alpha));
     auto gen = make_generator(5);
     auto z = q.rsample(2, gen);
     return objective->prior_term(*prior, q, z, gen).log_prior.detach();

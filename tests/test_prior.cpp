@@ -102,7 +102,7 @@ TEST_F(PriorTest, UnknownPriorKindListsTheValidOnes) {
 
 TEST_F(PriorTest, UnknownObjectiveListsTheValidOnes) {
   try {
-    make_objective("contrastive-divergence", ObjectiveOptions());
+    make_objective("contrastive-divergence");
     FAIL() << "expected an error";
   } catch (const std::invalid_argument& e) {
     std::string what = e.what();
@@ -111,11 +111,11 @@ TEST_F(PriorTest, UnknownObjectiveListsTheValidOnes) {
 }
 
 TEST_F(PriorTest, SnelboRejectsABadProposalAndTheWrongPrior) {
-  EXPECT_THROW(make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("uniform"))), std::invalid_argument);
-  auto snelbo = make_objective("snelbo", ObjectiveOptions());
+  EXPECT_THROW(make_objective("snelbo", OptionValues().set("proposal", "uniform")), std::invalid_argument);
+  auto snelbo = make_objective("snelbo");
   GaussianPrior gaussian(2);
   EXPECT_THROW(snelbo->check(gaussian), std::invalid_argument);
-  auto exact = make_objective("exact", ObjectiveOptions());
+  auto exact = make_objective("exact");
   auto ebm = linear_energy_prior({1.0f, 0.0f});
   EXPECT_THROW(exact->check(*ebm), std::invalid_argument);
 }
@@ -127,7 +127,7 @@ TEST_F(PriorTest, SnelboProposalsEstimateZWithoutBias) {
   const double z_true = std::exp(0.5 * (0.36 + 0.09));
   DiagonalGaussian q{torch::tensor({{-0.5f, 0.2f}, {-0.8f, 0.4f}, {-0.2f, 0.1f}}), torch::full({3, 2}, -0.5f)};
   for (const std::string proposal : {"base", "aggregate-gaussian", "batch-posterior", "defensive", "flow"}) {
-    auto objective = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal(proposal).base_samples(2000)));
+    auto objective = make_objective("snelbo", OptionValues().set("proposal", proposal).set("base-samples", 2000));
     auto gen = make_generator(11);
     double sum = 0;
     const int reps = 50;
@@ -151,8 +151,8 @@ TEST_F(PriorTest, DefensiveProposalBoundsTheWeights) {
   for (int r = 0; r < reps; ++r) {
     auto gen = make_generator(40 + r);
     auto z = q.rsample(1, gen);
-    auto defensive = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("defensive").base_samples(400)));
-    auto aggregate = make_objective("snelbo", ObjectiveOptions().snelbo(SnelboOptions().proposal("aggregate-gaussian").base_samples(400)));
+    auto defensive = make_objective("snelbo", OptionValues().set("proposal", "defensive").set("base-samples", 400));
+    auto aggregate = make_objective("snelbo", OptionValues().set("proposal", "aggregate-gaussian").set("base-samples", 400));
     const double zd = std::exp(defensive->prior_term(*prior, q, z, gen).diagnostics.at("log_z_hat"));
     const double za = std::exp(aggregate->prior_term(*prior, q, z, gen).diagnostics.at("log_z_hat"));
     EXPECT_LE(zd, 2.0 + 1e-6);

@@ -162,7 +162,7 @@ TEST_F(RunIntegrityTest, AFailedLoadLeavesTheModelAsItWas) {
   std::map<std::string, torch::Tensor> before;
   for (const auto& p : model->named_parameters()) before[p.key()] = p.value().detach().clone();
   TempDir scratch;
-  Trainer trainer(model, make_objective("snelbo", ObjectiveOptions()), data,
+  Trainer trainer(model, make_objective("snelbo"), data,
                   TrainOptions().epochs(1).batch_size(8).seed(3), RunDir::create(scratch.file("run")));
   const auto mog = RunDir::open(file("mog")).checkpoints().back();
   EXPECT_THROW_WITH(trainer.load_checkpoint(mog), "does not fit");
@@ -309,7 +309,9 @@ TEST_F(RunIntegrityTest, FlagValuesAreNotCoerced) {
   EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"keep-checkpoints", "4294967297"}}),
                     "keep-checkpoints: must be in [1, 1000000]");
   EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"prior", "ebm"}, {"objective", "nce"}, {"nce-ratio", "inf"}}),
-                    "nce-ratio: must be in (0, 1000]");
+                    "--nce-ratio: expects a finite number, got 'inf'");
+  EXPECT_THROW_WITH(train({{"run-dir", file("coerced")}, {"prior", "ebm"}, {"objective", "nce"}, {"nce-ratio", "2000"}}),
+                    "--nce-ratio: must be in (0, 1000]");
   EXPECT_FALSE(fs::exists(file("coerced")));
   cli::SampleConfig sample;
   ASSERT_TRUE(cli::parse_sample({"run", "--seed", "18446744073709551615"}, sample));

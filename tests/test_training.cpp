@@ -42,9 +42,13 @@ class TrainingTest : public SeedingFixture {
     if (objective.empty()) objective = default_objective(prior);
     // Small MCMC settings; persistent chains for long-run-mcmc so that their buffer must resume too.
     auto objective_options =
-        ObjectiveOptions()
-            .snelbo(SnelboOptions().base_samples(16).proposal(proposal))
-            .mcmc(McmcOptions().steps(5).negatives(8).persistent(objective == "long-run-mcmc").buffer_size(32));
+        OptionValues()
+            .set("base-samples", 16)
+            .set("proposal", proposal)
+            .set("mcmc-steps", 5)
+            .set("negatives", 8)
+            .set("persistent", objective == "long-run-mcmc")
+            .set("buffer-size", 32);
     auto straight = model(prior);
     Trainer a(straight, make_objective(objective, objective_options), data(), options(14, mode).refine_steps(refine_steps),
               RunDir::create(tmp.file("straight")));
@@ -78,7 +82,7 @@ TEST_F(TrainingTest, ResumeEqualsNeverStoppingWithPosteriorRefinement) {
 }
 TEST_F(TrainingTest, PosteriorRefinementNeedsTheEnergyPrior) {
   TempDir tmp;
-  EXPECT_THROW(Trainer(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(),
+  EXPECT_THROW(Trainer(model("gaussian"), make_objective("exact"), data(),
                        options(2).refine_steps(3), RunDir::create(tmp.file("r"))),
                std::invalid_argument);
 }
@@ -96,7 +100,7 @@ TEST_F(TrainingTest, AFiniteSpikeStopsTheRunOrUnderWarnIsLoggedAndTaken) {
   for (const auto policy : {DivergencePolicy::stop, DivergencePolicy::warn}) {
     TempDir tmp;
     auto dir = RunDir::create(tmp.file("run"));
-    Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(),
+    Trainer t(model("gaussian"), make_objective("exact"), data(),
               options(100).on_divergence(policy), dir);
     for (int i = 0; i < 20; ++i) t.step(x);
     if (policy == DivergencePolicy::stop) {
@@ -125,7 +129,7 @@ TEST_F(TrainingTest, AFiniteSpikeStopsTheRunOrUnderWarnIsLoggedAndTaken) {
 TEST_F(TrainingTest, TruncatedCheckpointIsRefusedAndTheRunDirectoryKept) {
   TempDir tmp;
   auto dir = RunDir::create(tmp.file("run"));
-  Trainer t(model("ebm"), make_objective("snelbo", ObjectiveOptions()), data(), options(3), dir);
+  Trainer t(model("ebm"), make_objective("snelbo"), data(), options(3), dir);
   ASSERT_TRUE(t.run());
   auto checkpoints = dir.checkpoints();
   ASSERT_EQ(checkpoints.size(), 1u);
@@ -150,7 +154,7 @@ TEST_F(TrainingTest, PostHocFittingLeavesEncoderAndDecoderBitForBit) {
   std::vector<torch::Tensor> before;
   for (auto& p : m->vae_parameters()) before.push_back(p.detach().clone());
   auto prior_before = m->prior_parameters()[0].detach().clone();
-  Trainer t(m, make_objective("snelbo", ObjectiveOptions()), data(), options(6, "post-hoc"),
+  Trainer t(m, make_objective("snelbo"), data(), options(6, "post-hoc"),
             RunDir::create(tmp.file("posthoc")));
   ASSERT_TRUE(t.run());
   auto after = m->vae_parameters();
@@ -162,7 +166,7 @@ TEST_F(TrainingTest, PostHocFittingLeavesEncoderAndDecoderBitForBit) {
 TEST_F(TrainingTest, StopFlagSavesACheckpointAndReturns) {
   TempDir tmp;
   auto dir = RunDir::create(tmp.file("run"));
-  Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(), options(0), dir);
+  Trainer t(model("gaussian"), make_objective("exact"), data(), options(0), dir);
   std::atomic<bool> stop{true};
   t.set_stop_flag(&stop);
   EXPECT_FALSE(t.run());
@@ -175,7 +179,7 @@ TEST_F(TrainingTest, AStopMidEpochIsValidatedOnce) {
   auto dir = RunDir::create(tmp.file("run"));
   std::vector<int64_t> validated_at;
   auto run = [&](int64_t max_steps) {
-    Trainer t(model("gaussian"), make_objective("exact", ObjectiveOptions()), data(), options(max_steps).eval_every(100),
+    Trainer t(model("gaussian"), make_objective("exact"), data(), options(max_steps).eval_every(100),
               dir);
     t.resume_latest();
     t.set_validator([&](VaeModel&, Json&) {

@@ -309,7 +309,7 @@ TEST_F(VaeTest, AnalyticKlMatchesMonteCarlo) {
 
 TEST_F(VaeTest, ElboTermsAddUp) {
   VaeModel model(NetworkOptions().hidden({8}).latent_dim(2).image_shape({1, 2, 3}), PriorOptions("gaussian", 2));
-  auto objective = make_objective("exact", ObjectiveOptions());
+  auto objective = make_objective("exact");
   auto x = torch::tensor({{1.f, 0.f, 1.f, 1.f, 0.f, 0.f}, {0.f, 0.f, 1.f, 0.f, 1.f, 1.f}});
   auto gen = make_generator(1);
   auto terms = elbo_terms(model, *objective, x, 3, gen);

@@ -1,0 +1,48 @@
+#include "common/options.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "common/text.h"
+
+namespace vae_ebm {
+
+int64_t option_integer(const std::string& name, const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = text.empty() ? 0 : std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE)
+    throw OptionError(name, "expects an integer, got '" + text + "'");
+  return v;
+}
+
+double option_real(const std::string& name, const std::string& text) {
+  char* end = nullptr;
+  const double v = text.empty() ? 0 : std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v))
+    throw OptionError(name, "expects a finite number, got '" + text + "'");
+  return v;
+}
+
+bool option_flag(const std::string& name, const std::string& text) {
+  if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "0" || text == "no" || text == "off") return false;
+  throw OptionError(name, "expects true or false, got '" + text + "'");
+}
+
+std::string option_text(int64_t value) { return std::to_string(value); }
+std::string option_text(double value) { return shortest(value); }
+std::string option_text(bool value) { return value ? "true" : "false"; }
+
+OptionValues& OptionValues::set(const std::string& name, std::string text) {
+  values_[name] = std::move(text);
+  return *this;
+}
+
+const std::string* OptionValues::find(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? nullptr : &it->second;
+}
+
+}  // namespace vae_ebm
