@@ -81,7 +81,10 @@ const char* signal_name(int signal) {
 // a checkpoint or of config.ini) left behind. Only training writes these, and the caller holds
 // the run's lock; evaluate's own temporaries are left alone.
 int remove_stale_temporaries(const RunDir& run) {
-  return remove_partial_writes(run.path() + "/checkpoints") + remove_partial_writes(run.path(), "config.ini");
+  // The run's own atomic writes: checkpoints, config.ini, and the metrics log's roll-back
+  // (metrics.jsonl and metrics.rolled-back.jsonl), which a kill may cut as well.
+  return remove_partial_writes(run.path() + "/checkpoints") + remove_partial_writes(run.path(), "config.ini") +
+         remove_partial_writes(run.path(), "metrics.");
 }
 
 // Starts `model`'s encoder and decoder (and the likelihood's parameters, where it has any), and

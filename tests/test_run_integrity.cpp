@@ -360,4 +360,18 @@ TEST_F(RunIntegrityTest, TheDivergenceBlamesTheRateWhoseParametersExploded) {
       << read_file(prior + "/metrics.jsonl");
 }
 
+// A process killed while it rolled the metrics log back (metrics.jsonl and
+// metrics.rolled-back.jsonl are written atomically) leaves their temporaries; a resume, holding
+// the run's lock, removes them with the checkpoints' and config.ini's.
+TEST_F(RunIntegrityTest, AResumeRemovesTheMetricsLogsPartialWrites) {
+  const auto dir = trained_copy("metrics-partial");
+  for (const char* name : {"metrics.jsonl.tmp-a1b2c3", "metrics.rolled-back.jsonl.tmp-d4e5f6"})
+    std::ofstream(dir + "/" + name) << "{\"event\":\"tr";
+  std::ofstream(dir + "/notes.txt.tmp-keepme") << "the user's";
+  ASSERT_EQ(resume(dir), 0);
+  EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl.tmp-a1b2c3"));
+  EXPECT_FALSE(fs::exists(dir + "/metrics.rolled-back.jsonl.tmp-d4e5f6"));
+  EXPECT_TRUE(fs::exists(dir + "/notes.txt.tmp-keepme")) << "only the run's own writes are removed";
+}
+
 }  // namespace vae_ebm::test
