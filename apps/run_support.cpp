@@ -176,7 +176,9 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
     out.data = std::move(run_data);
   }
   out.checkpoint = checkpoint_path(run, checkpoint);
-  load_model_from_checkpoint(out.checkpoint, *out.model, out.device);
+  if (!load_model_from_checkpoint(out.checkpoint, *out.model, out.device))
+    std::fprintf(stderr, "warning: checkpoint %s has no integrity seal (written by vae-ebm 0.1 before checkpoints were "
+                 "sealed): a damaged byte in it cannot be detected\n", out.checkpoint.c_str());
   out.model->to(out.device);
   out.model->eval();
   return out;

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <filesystem>
 #include <sstream>
+#include <unistd.h>
 #include <vector>
 
 #include "apps/command.h"
@@ -75,6 +76,103 @@ const char* signal_name(int signal) {
     case SIGHUP: return "SIGHUP";
     default: return "a signal";
   }
+}
+
+// The training loop's terminal: a live bar on a terminal, progress lines elsewhere, and every
+// notice with the flags that go with it (the loop names rates as TrainOptions does: "lr").
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", s / 60, s % 60);
+  return buf;
+}
+
+class TerminalListener : public TrainerListener {
+ public:
+  bool live() const override { return tty_; }
+  void progress(const Progress& p) override {
+    char line[256];
+    std::snprintf(line, sizeof line, "epoch %lld/%lld  batch %lld/%lld  %.0f img/s  ETA %s  loss %.3f", (long long)p.epoch,
+                  (long long)p.epochs, (long long)p.batch, (long long)p.batches, p.images_per_second,
+                  format_duration(p.eta_seconds).c_str(), p.loss);
+    if (tty_) {
+      const int width = 24;
+      const int filled = p.batches > 0 ? static_cast<int>(width * p.batch / p.batches) : 0;
+      std::fprintf(stderr, "\r[%s%s] %s\033[K", std::string(filled, '=').c_str(), std::string(width - filled, ' ').c_str(),
+                   line);
+      bar_ = true;
+    } else {
+      std::fprintf(stderr, "%s\n", line);
+    }
+    std::fflush(stderr);
+  }
+  void progress_done() override {
+    if (bar_) std::fprintf(stderr, "\n");
+    bar_ = false;
+  }
+  void validated(const std::string& when, double bound, bool best) override {
+    say("%s: validation bound %.3f nats%s", when.c_str(), bound, best ? " (best)" : "");
+  }
+  void unsealed_checkpoint(const std::string& path) override {
+    say("warning: checkpoint %s has no integrity seal (written by vae-ebm 0.1 before checkpoints were sealed): a "
+        "damaged byte in it cannot be detected", path.c_str());
+  }
+  void damaged_checkpoint_set_aside(const std::string& renamed_to, const std::string& why) override {
+    say("skipping a damaged checkpoint (renamed to %s): %s", renamed_to.c_str(), why.c_str());
+  }
+  void spike_taken(int64_t step, double loss, double median, const std::string& terms) override {
+    say("training loss spiked at step %lld (%s against a median of %s)%s; taking the step (--on-divergence warn)",
+        (long long)step, shortest_g(loss).c_str(), shortest_g(median).c_str(), terms.c_str());
+  }
+  void rolled_back(const std::string& what, const std::string& rate, double was, double now, int64_t rollback,
+                   int64_t max_rollbacks) override {
+    say("%s; rolling back to the newest checkpoint and lowering --%s from %g to %g (rollback %lld of %lld)", what.c_str(),
+        rate.c_str(), was, now, (long long)rollback, (long long)max_rollbacks);
+  }
+  void interrupted(int64_t step, const std::string& run_dir) override {
+    say("stopped at step %lld; checkpoint saved in %s", (long long)step, run_dir.c_str());
+  }
+
+ private:
+  static std::string shortest_g(double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", v);
+    return text;
+  }
+  // A line of its own, clearing a live bar's line first.
+  template <class... Args>
+  void say(const char* format, Args... args) {
+    if (bar_) std::fprintf(stderr, "\r\033[K");
+    std::fprintf(stderr, format, args...);
+    std::fprintf(stderr, "\n");
+  }
+  const bool tty_ = isatty(fileno(stderr));
+  bool bar_ = false;
+};
+
+// How to go on after a divergence, as the user's flags say it.
+std::string divergence_message(const TrainingDiverged& e) {
+  std::ostringstream text;
+  text << e.what();
+  const std::string saved = e.nothing_saved ? "the start" : "the newest checkpoint";
+  if (e.normaliser_spike) {
+    text << " A larger --proposal-base-fraction, or another --proposal or --flow-fit, reaches such mass more often "
+            "(docs/MATH.md 8.4).";
+    if (e.same_step) text << " Lowering --" << e.lowered << " did not move it.";
+    text << " Nothing after " << saved << " was saved; to take such a step and go on: vae-ebm train --resume "
+         << e.run_dir << " --on-divergence warn";
+    return text.str();
+  }
+  if (e.same_step) text << "; it diverged again at the same step after --" << e.lowered << " was lowered";
+  text << "; the likely cause is --" << e.cause << " (" << e.cause_value << ")";
+  if (e.at_first_step && e.nothing_saved)
+    text << ". Start again with a smaller --" << e.cause;
+  else
+    text << ". Nothing after " << saved << " was saved; go on from there with a smaller value: vae-ebm train --resume "
+         << e.run_dir << " --" << e.cause << " VALUE, or let the run do it: --on-divergence rollback";
+  return text.str();
 }
 
 // Partial files that a training process killed while writing (kill -9 during an atomic write of
@@ -209,6 +307,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
                  c.objective_name().c_str(), c.dataset.c_str(), (long long)data.train.size(), c.run_dir.c_str(),
                  dist->parallel() ? ("; data-parallel over " + dist->describe()).c_str() : "");
   trainer.set_stop_flag(&g_stop);
+  if (writes) trainer.set_listener(std::make_shared<TerminalListener>());
   // A rollback's lowered rate goes into config.ini, so that a later --resume keeps it (a
   // rollback is not data-parallel yet: only one process gets here).
   trainer.set_rate_listener([&](const std::string& flag, double, double now) {
@@ -332,7 +431,7 @@ int run_train(TrainConfig c) {
     } catch (const TrainingDiverged& e) {
       // At any step, the first included: exit 3, the directory kept (its metrics.jsonl records the
       // divergence, and the message says how to go on).
-      std::fprintf(stderr, "vae-ebm train: diverged: %s\n", e.what());
+      std::fprintf(stderr, "vae-ebm train: diverged: %s\n", divergence_message(e).c_str());
       return 3;
     }
   } catch (...) {

@@ -88,7 +88,7 @@ std::unique_ptr<PriorObjective> make_objective(const std::string& name, const Op
 
 OptionSpec flow_lr_option() {
   return {"flow-lr", OptionType::real, option_text(kFlowLr),
-          "Adam learning rate of the flow trained alongside (snelbo --proposal flow, nce --nce-noise flow)"};
+          "Adam learning rate of the flow trained alongside (snelbo with proposal flow, nce with nce-noise flow)"};
 }
 
 double flow_lr(const OptionValues& values) {

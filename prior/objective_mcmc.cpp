@@ -58,9 +58,9 @@ const OptionSet<McmcOptions>& mcmc_options() {
                    "negative samples per step (0: the batch size)")
           .flag("persistent", [](O& o) -> bool& { return o.persistent(); },
                 "persistent chains in a buffer, continued each step (long-run-mcmc only)")
-          .integer("buffer-size", [](O& o) -> int64_t& { return o.buffer_size(); }, "--persistent: chains kept")
+          .integer("buffer-size", [](O& o) -> int64_t& { return o.buffer_size(); }, "persistent: chains kept")
           .real("reinit-fraction", [](O& o) -> double& { return o.reinit_fraction(); },
-                "--persistent: fraction of the continued chains re-drawn from the base each step");
+                "persistent: fraction of the continued chains re-drawn from the base each step");
   return set;
 }
 
@@ -88,7 +88,7 @@ class McmcObjective : public PriorObjective {
     try {
       langevin_.validate();
     } catch (const OptionError& e) {
-      throw OptionError("mcmc-" + e.option, e.detail);  // the objective's chains: --mcmc-*
+      throw OptionError("mcmc-" + e.option, e.detail);  // the objective's chains: mcmc-*
     }
   }
 

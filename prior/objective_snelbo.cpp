@@ -50,12 +50,12 @@ const OptionSet<SnelboOptions>& snelbo_options() {
           .text("proposal", [](O& o) -> std::string& { return o.proposal(); },
                 "proposal for Zhat: base, aggregate-gaussian, batch-posterior, defensive, flow")
           .text("flow-fit", [](O& o) -> std::string& { return o.flow_fit(); },
-                "--proposal flow: how the flow trains, by Adam steps each training step: ml (the batch's "
+                "proposal flow: how the flow trains, by Adam steps each training step: ml (the batch's "
                 "posterior samples), reverse-kl (the energy prior) or mix (both)")
           .real("proposal-base-fraction", [](O& o) -> double& { return o.flow_base_fraction(); },
-                "--proposal flow: share of the S samples drawn from the base (bounds the weights)")
+                "proposal flow: share of the S samples drawn from the base (bounds the weights)")
           .integer("proposal-flow-steps", [](O& o) -> int64_t& { return o.flow_steps(); },
-                   "--proposal flow: Adam steps of the flow's fit per training step");
+                   "proposal flow: Adam steps of the flow's fit per training step");
   return set;
 }
 

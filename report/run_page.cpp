@@ -135,6 +135,14 @@ std::string summary_html(const RunFiles& run) {
   return t.html();
 }
 
+namespace {
+// A rate as metrics.jsonl names it ("lr"; older runs wrote "--lr"), as its flag.
+std::string rate_flag(const std::string& rate) {
+  const bool named = !rate.empty() && rate.find(' ') == std::string::npos && rate.rfind("--", 0) != 0;
+  return named ? "--" + rate : rate;
+}
+}  // namespace
+
 std::string events_html(const RunFiles& run) {
   std::string items;
   for (const auto& r : run.metrics.records) {
@@ -142,9 +150,9 @@ std::string events_html(const RunFiles& run) {
     std::string text;
     if (event == "diverged") {
       text = "diverged at step " + number_text(r.number("step"), 0) + ": " + r.text("quantity") + " = " +
-             r.text("value_text", number_text(r.number("value"))) + "; likely cause " + r.text("likely_cause");
+             r.text("value_text", number_text(r.number("value"))) + "; likely cause " + rate_flag(r.text("likely_cause"));
       if (r.text("action") == "rollback")
-        text += "; rolled back, " + r.text("lowered") + " lowered from " + number_text(r.number("was"), 6) + " to " +
+        text += "; rolled back, " + rate_flag(r.text("lowered")) + " lowered from " + number_text(r.number("was"), 6) + " to " +
                 number_text(r.number("now"), 6);
       else if (!r.text("action").empty())
         text += "; " + r.text("action");

@@ -352,11 +352,11 @@ TEST_F(RunIntegrityTest, TheDivergenceBlamesTheRateWhoseParametersExploded) {
   const auto dir = file("lr100");
   EXPECT_EQ(train({{"run-dir", dir}, {"prior", "ebm"}, {"energy-hidden", "8"}, {"lr", "1e30"}}), 3);
   const auto metrics = read_file(dir + "/metrics.jsonl");
-  EXPECT_NE(metrics.find(R"("likely_cause":"--lr")"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"("likely_cause":"lr")"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find(R"("moved":{"vae":)"), std::string::npos) << metrics;
   const auto prior = file("prior-lr");
   EXPECT_EQ(train({{"run-dir", prior}, {"prior", "ebm"}, {"energy-hidden", "8"}, {"prior-lr", "1e30"}}), 3);
-  EXPECT_NE(read_file(prior + "/metrics.jsonl").find(R"("likely_cause":"--prior-lr")"), std::string::npos)
+  EXPECT_NE(read_file(prior + "/metrics.jsonl").find(R"("likely_cause":"prior-lr")"), std::string::npos)
       << read_file(prior + "/metrics.jsonl");
 }
 

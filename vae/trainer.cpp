@@ -43,22 +43,6 @@ std::string rank_bytes(torch::serialize::InputArchive& ranks, int rank) {
   return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
 }
 
-void warn_if_unsealed(const ArchiveReader& reader, const std::string& path) {
-  if (!reader.sealed())
-    std::fprintf(stderr, "warning: checkpoint %s has no integrity seal (written before vae-ebm 0.2): a damaged byte in it "
-                 "cannot be detected\n", path.c_str());
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  auto s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
-  return buf;
-}
 }  // namespace
 
 namespace {
@@ -125,9 +109,7 @@ std::string normaliser_spike(const Divergence& d) {
   const double term = std::exp(log_z_hat->second - b->second);
   if (!(term > 0.5 * d.value)) return "";
   return "most of the loss is SNELBO's normaliser term exp(log_z_hat - b) = " + short_number(term) +
-         ": a proposal sample met energy mass the proposal rarely reaches (a larger --proposal-base-fraction, or "
-         "another --proposal or --flow-fit, reaches it more often; docs/MATH.md 8.4), so the rate is probably not "
-         "the cause.";
+         ": a proposal sample met energy mass the proposal rarely reaches, so the rate is probably not the cause.";
 }
 
 Divergence::Divergence(int64_t at_step, std::string what, double v)
@@ -375,9 +357,7 @@ void Trainer::check_loss(double loss, const std::map<std::string, double>& diagn
       if (!terms.empty()) event.set("diagnostics", values);
       if (writes_) {
         run_dir_.append_metrics(event);
-        std::fprintf(stderr, "%straining loss spiked at step %lld (%s against a median of %s)%s; taking the step "
-                     "(--on-divergence warn)\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
-                     (long long)state_.step + 1, short_number(loss).c_str(), short_number(median).c_str(), terms.c_str());
+        listener_->spike_taken(state_.step + 1, loss, median, terms);
       }
       return;
     }
@@ -455,7 +435,7 @@ void Trainer::handle(const Divergence& d) {
   Json event = Json::object();
   event.set("event", "diverged").set("step", d.step).set("quantity", d.quantity).set("value", d.value)
       .set("value_text", short_number(d.value))
-      .set("likely_cause", spike.empty() ? "--" + cause : std::string("SNELBO's normaliser term"))
+      .set("likely_cause", spike.empty() ? cause : std::string("SNELBO's normaliser term"))
       .set("moved", Json::object().set("vae", moved_vae).set("prior", moved_prior));
   const auto described = step_terms(d.diagnostics);  // what in the loss exploded
   const std::string& terms = described.first;
@@ -469,11 +449,9 @@ void Trainer::handle(const Divergence& d) {
   const bool can = roll_back && !checkpoints.empty() && was > 0;
   if (can) {
     const double now = was * options_.rollback_factor();
-    event.set("action", "rollback").set("lowered", "--" + lower).set("was", was).set("now", now);
+    event.set("action", "rollback").set("lowered", lower).set("was", was).set("now", now);
     append();
-    std::fprintf(stderr, "%s%s%s; rolling back to the newest checkpoint and lowering --%s from %g to %g (rollback %lld of %lld)\n",
-                 isatty(fileno(stderr)) ? "\r\033[K" : "", d.what(), terms.c_str(), lower.c_str(), was, now,
-                 (long long)rollbacks_ + 1, (long long)options_.max_rollbacks());
+    if (writes_) listener_->rolled_back(d.what() + terms, lower, was, now, rollbacks_ + 1, options_.max_rollbacks());
     ++rollbacks_;
     resume_latest();
     run_dir_.roll_back_metrics(state_.step);
@@ -490,32 +468,26 @@ void Trainer::handle(const Divergence& d) {
   if (options_.on_divergence() == DivergencePolicy::rollback)
     why = rollbacks_ >= options_.max_rollbacks() ? " after " + std::to_string(rollbacks_) + " rollback(s)"
                                                  : " (no checkpoint to roll back to)";
-  const std::string saved = checkpoints.empty() ? "the start" : "the newest checkpoint";
   std::ostringstream text;
   text << d.what() << terms << why;
-  if (!spike.empty()) {
-    text << "; " << spike;
-    if (same_step) text << " Lowering --" << lower << " did not move it.";
-    text << " Nothing after " << saved << " was saved; to take such a step and go on: vae-ebm train --resume "
-         << run_dir_.path() << " --on-divergence warn";
-    throw TrainingDiverged(text.str());
-  }
-  if (same_step) text << "; it diverged again at the same step after --" << lower << " was lowered";
-  text << "; the likely cause is --" << cause;
-  if (cause == kBlameStepSize) text << " (" << objective_->sampler_step_size() << ")";
-  else if (cause == kBlamePriorLr) text << " (" << options_.prior_lr() << ")";
-  else text << " (" << options_.lr() << ")";
-  if (state_.step == 0 && checkpoints.empty())
-    text << ". Start again with a smaller --" << cause;
-  else
-    text << ". Nothing after " << saved << " was saved; go on from there with a smaller value: vae-ebm train --resume " << run_dir_.path() << " --"
-         << cause << " VALUE, or let the run do it: --on-divergence rollback";
-  throw TrainingDiverged(text.str());
+  if (!spike.empty()) text << "; " << spike;
+  TrainingDiverged stopped(text.str());
+  stopped.cause = cause;
+  stopped.cause_value = cause == kBlameStepSize ? objective_->sampler_step_size()
+                        : cause == kBlamePriorLr ? options_.prior_lr()
+                                                 : options_.lr();
+  stopped.lowered = lower;
+  stopped.normaliser_spike = !spike.empty();
+  stopped.same_step = same_step;
+  stopped.nothing_saved = checkpoints.empty();
+  stopped.at_first_step = state_.step == 0;
+  stopped.run_dir = run_dir_.path();
+  throw stopped;
 }
 
 bool Trainer::run_steps() {
   const int64_t per_epoch = batcher_.batches_per_epoch();
-  const bool tty = isatty(fileno(stderr));
+  const bool live = listener_->live();
   using clock = std::chrono::steady_clock;
   auto last_print = clock::now();
   auto started = clock::now();
@@ -558,24 +530,21 @@ bool Trainer::run_steps() {
         state_.train_seconds += std::chrono::duration<double>(now - step_start).count();
       }
       double since_print = std::chrono::duration<double>(now - last_print).count();
-      if (writes_ && ((tty && since_print > 0.25) || (!tty && since_print > options_.log_every_seconds()))) {
+      if (writes_ && ((live && since_print > 0.25) || (!live && since_print > options_.log_every_seconds()))) {
         double window = std::chrono::duration<double>(now - window_start).count();
         rate = images_since / std::max(window, 1e-9);
         double steps_per_s = (state_.step - started_step) / std::chrono::duration<double>(now - started).count();
         double eta = (total_steps - state_.step) / std::max(steps_per_s, 1e-9);
         if (options_.time_budget() > 0) eta = std::min(eta, options_.time_budget() - state_.train_seconds);
-        char line[256];
-        std::snprintf(line, sizeof line, "epoch %lld/%lld  batch %lld/%lld  %.0f img/s  ETA %s  loss %.3f",
-                      (long long)state_.epoch + 1, (long long)options_.epochs(), (long long)state_.batch_index,
-                      (long long)per_epoch, rate, format_duration(eta).c_str(), last["loss"]);
-        if (tty) {
-          int width = 24;
-          int filled = static_cast<int>(width * state_.batch_index / per_epoch);
-          std::fprintf(stderr, "\r[%s%s] %s\033[K", std::string(filled, '=').c_str(), std::string(width - filled, ' ').c_str(), line);
-        } else {
-          std::fprintf(stderr, "%s\n", line);
-        }
-        std::fflush(stderr);
+        TrainerListener::Progress p;
+        p.epoch = state_.epoch + 1;
+        p.epochs = options_.epochs();
+        p.batch = state_.batch_index;
+        p.batches = per_epoch;
+        p.images_per_second = rate;
+        p.eta_seconds = eta;
+        p.loss = last["loss"];
+        listener_->progress(p);
         last_print = now;
         window_start = now;
         images_since = 0;
@@ -585,17 +554,15 @@ bool Trainer::run_steps() {
         run_dir_.append_metrics(record);
       }
       if (dist_->parallel() ? stop : stop_flag_ && stop_flag_->load()) {
-        if (tty && writes_) std::fprintf(stderr, "\n");
+        if (writes_) listener_->progress_done();
         save_checkpoint(run_dir_.checkpoint_path(state_.step));
-        if (writes_)
-          std::fprintf(stderr, "stopped at step %lld; checkpoint saved in %s\n", (long long)state_.step,
-                       run_dir_.path().c_str());
+        if (writes_) listener_->interrupted(state_.step, run_dir_.path());
         return false;
       }
     }
     if (state_.batch_index >= per_epoch) end_epoch();
   }
-  if (tty && writes_) std::fprintf(stderr, "\n");
+  if (writes_) listener_->progress_done();
   // A time budget or --max-steps that ended the run mid-epoch: validate the model as it stands.
   if (state_.batch_index > 0 && state_.step > started_step) validate();
   save_checkpoint(run_dir_.checkpoint_path(state_.step));
@@ -665,8 +632,7 @@ void Trainer::accept_validation(double value, Json& record) {
             ? "epoch " + std::to_string(state_.epoch)
             : "step " + std::to_string(state_.step) + " (epoch " + std::to_string(state_.epoch + 1) + ", batch " +
                   std::to_string(state_.batch_index) + "/" + std::to_string(batcher_.batches_per_epoch()) + ")";
-    std::fprintf(stderr, "%s%s: validation bound %.3f nats%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
-                 when.c_str(), value, best ? " (best)" : "");
+    listener_->validated(when, value, best);
   }
   if (best) {
     state_.best_validation = value;
@@ -793,7 +759,7 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
     throw DataError("checkpoint " + path + " is truncated, corrupt or not a checkpoint: " + first_line(e.what()));
   }
   auto& reader = *opened;
-  if (writes_) warn_if_unsealed(reader, path);
+  if (writes_ && !reader.sealed()) listener_->unsealed_checkpoint(path);
   // An intact file that does not fit this run (another format, model, optimiser or objective)
   // is not damage: ResumeError naming both sides, the file left where it is. The load is all or
   // nothing: what it set before it failed is put back, so a caller that goes on (a fresh start,
@@ -902,7 +868,7 @@ bool Trainer::resume_latest() {
         const std::string aside = all.back() + ".corrupt";
         std::error_code ec;
         std::filesystem::rename(all.back(), aside, ec);
-        std::fprintf(stderr, "skipping a damaged checkpoint (renamed to %s): %s\n", aside.c_str(), e.what());
+        if (writes_) listener_->damaged_checkpoint_set_aside(aside, e.what());
         skipped_.push_back(all.back() + ": " + first_line(e.what()));
         all.pop_back();
       }
@@ -956,14 +922,14 @@ void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchi
   }
 }
 
-void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
+bool load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device) {
   auto bytes = read_file(path);
   try {
     ArchiveReader reader(bytes, device, "checkpoint " + path);
-    warn_if_unsealed(reader, path);
     torch::serialize::InputArchive model_archive;
     reader.archive().read("model", model_archive);
     load_module_checked(model, model_archive);
+    return reader.sealed();
   } catch (const DataError&) {
     throw;  // names the file already
   } catch (const std::exception& e) {

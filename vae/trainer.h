@@ -100,10 +100,46 @@ struct Divergence : std::runtime_error {
 // step's diagnostics) is more than half of it: a sentence that says so. Otherwise "".
 std::string normaliser_spike(const Divergence& d);
 
-// The run stopped because it diverged (policy stop, or no rollback left); the message says
-// where, what, the likely cause and how to go on.
+// The run stopped because it diverged (policy stop, or no rollback left). what() says where,
+// what and why in words; how to go on is the caller's to say (apps/train.cpp spells it as
+// flags), from the fields.
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
+  std::string cause;              // the likely cause: kBlameLr, kBlamePriorLr or kBlameStepSize
+  double cause_value = 0;         // its value now
+  std::string lowered;            // the rate a rollback lowers (the cause unless --rollback-lower says)
+  bool normaliser_spike = false;  // SNELBO's normaliser term, not a rate: the step can be taken (warn)
+  bool same_step = false;         // it diverged again at the step of the last rollback, after `lowered` was lowered
+  bool nothing_saved = false;     // no checkpoint: the run goes on from its start
+  bool at_first_step = false;     // and it diverged at its first step
+  std::string run_dir;
+};
+
+// What the training loop has to tell whoever runs it. The loop prints nothing: apps/train.cpp's
+// listener prints, and spells rates and policies as the user's flags. Rates are named as
+// TrainOptions names them (kBlameLr, kBlamePriorLr, kBlameStepSize). Every method does nothing
+// unless overridden; only the process that writes the run (rank 0) tells it.
+class TrainerListener {
+ public:
+  virtual ~TrainerListener() = default;
+  struct Progress {
+    int64_t epoch = 0, epochs = 0;    // epoch counted from 1
+    int64_t batch = 0, batches = 0;   // in the epoch
+    double images_per_second = 0, eta_seconds = 0, loss = 0;
+  };
+  // True for a live display (a terminal): progress is then told every quarter second, else
+  // every TrainOptions::log_every_seconds(). The "train" records of metrics.jsonl go with it.
+  virtual bool live() const { return false; }
+  virtual void progress(const Progress&) {}
+  virtual void progress_done() {}  // the progress display ends here
+  virtual void validated(const std::string& when, double bound, bool best) {}
+  virtual void unsealed_checkpoint(const std::string& path) {}
+  virtual void damaged_checkpoint_set_aside(const std::string& renamed_to, const std::string& why) {}
+  // A finite training-loss spike, logged and taken (DivergencePolicy::warn).
+  virtual void spike_taken(int64_t step, double loss, double median, const std::string& terms) {}
+  virtual void rolled_back(const std::string& what, const std::string& rate, double was, double now, int64_t rollback,
+                           int64_t max_rollbacks) {}
+  virtual void interrupted(int64_t step, const std::string& run_dir) {}
 };
 
 // Where a loss, bound or log Z counts as exploded. A training loss explodes when its magnitude
@@ -167,6 +203,10 @@ class Trainer {
   // can write it into config.ini; the trainer logs the "diverged" event itself.
   void set_rate_listener(std::function<void(const std::string&, double, double)> listener) {
     rate_listener_ = std::move(listener);
+  }
+  // Told what the loop has to say (see TrainerListener); none: the loop is silent.
+  void set_listener(std::shared_ptr<TrainerListener> listener) {
+    listener_ = listener ? std::move(listener) : std::make_shared<TrainerListener>();
   }
 
   // Trains until options.epochs() (or max_steps). Returns false if stopped early by the flag.
@@ -253,6 +293,7 @@ class Trainer {
   Validator validator_;
   const std::atomic<bool>* stop_flag_ = nullptr;
   std::function<void(const std::string&, double, double)> rate_listener_;
+  std::shared_ptr<TrainerListener> listener_ = std::make_shared<TrainerListener>();
   std::deque<double> recent_losses_;
   int64_t rollbacks_ = 0;
   int64_t last_divergence_step_ = -1;  // the step of the divergence handled last, if any
@@ -272,7 +313,8 @@ std::string first_non_finite(const torch::nn::Module& module);
 
 // Loads only the model's parameters from a checkpoint written by Trainer (for
 // evaluate, sample, export and post-hoc fitting). Throws DataError naming the file.
-
-void load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device = torch::kCPU);
+// Returns whether the checkpoint carries its seal (false: written by vae-ebm 0.1 before
+// checkpoints were sealed, so damage cannot be detected; the caller says so).
+bool load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device = torch::kCPU);
 
 }  // namespace vae_ebm
