@@ -94,8 +94,12 @@ int main_entry(int argc, char** argv) {
                  e.detail.c_str(), name.c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    std::fprintf(stderr, "vae-ebm %s: error: %s\n", name.c_str(), what.substr(0, what.find("\nException raised from")).c_str());
+    std::string what = without_backtrace(e.what());
+    // An allocation that failed: what was asked for is too large for this machine.
+    if (what.find("can't allocate memory") != std::string::npos)
+      what += " (the sizes asked for need more memory than this machine has: lower them, e.g. --log-z-samples, "
+              "--quality-samples, --batch-size or the network widths)";
+    std::fprintf(stderr, "vae-ebm %s: error: %s\n", name.c_str(), what.c_str());
     return 1;
   }
 }

@@ -109,6 +109,8 @@ double flag_sized_parameters(const TrainConfig& c, const std::vector<int64_t>& i
     n += linear_parameters(energy);
   } else if (c.prior == "mog") {
     n += 2.0 * static_cast<double>(c.mog_components) * static_cast<double>(d);
+  } else if (c.prior == "flow") {  // each coupling layer's conditioner: d -> hidden -> hidden -> 2d
+    n += static_cast<double>(c.flow_layers) * linear_parameters({d, c.flow_hidden, c.flow_hidden, 2 * d});
   }
   return n;
 }
@@ -126,6 +128,9 @@ std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data)
     const auto sizes = c.architecture == "mlp" ? " with --hidden " + c.hidden : " with --conv-width " + std::to_string(c.conv_width);
     throw UsageError("--latent " + std::to_string(c.latent) + sizes +
                      (c.prior == "ebm" ? " and --energy-hidden " + c.energy_hidden : std::string()) +
+                     (c.prior == "flow" ? " and --flow-layers " + std::to_string(c.flow_layers) + " --flow-hidden " +
+                                              std::to_string(c.flow_hidden)
+                                        : std::string()) +
                      " makes networks of " + count + " parameters, " + gigabytes(bytes) +
                      " with their gradients and Adam's moments: more than the " + gigabytes(static_cast<double>(available)) +
                      " of memory available");

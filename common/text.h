@@ -2,6 +2,7 @@
 // Small text helpers that several layers need.
 #include <cstdlib>
 #include <sstream>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,14 @@ inline std::string join_names(const std::vector<std::string>& names, const std::
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : separator) + n;
   return out;
+}
+
+// An exception's text without the C++ backtrace LibTorch appends ("Exception raised from ..."
+// and "frame #N: ..." lines, 12 or more of them for an allocation that failed).
+inline std::string without_backtrace(const std::string& text) {
+  size_t cut = text.size();
+  for (const char* marker : {"\nException raised from", "\nframe #"}) cut = std::min(cut, text.find(marker));
+  return text.substr(0, cut);
 }
 
 // The first line of an exception's text: LibTorch appends a C++ stack trace to its messages.

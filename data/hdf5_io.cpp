@@ -154,6 +154,19 @@ bool link_exists(hid_t location, const std::string& name) {
   return true;
 }
 
+// DataError when a link along `name` leads into another file (an external link): its data would
+// be read against this file's size and refused as truncated, or read from wherever it points.
+void refuse_external_links(hid_t location, const std::string& name, const std::string& where) {
+  std::string prefix;
+  for (const auto& part : components(name)) {
+    prefix += "/" + part;
+    H5L_info_t info;
+    if (H5Lget_info(location, prefix.c_str(), &info, H5P_DEFAULT) >= 0 && info.type == H5L_TYPE_EXTERNAL)
+      throw DataError(where + ": " + prefix + " is an external link to another file, which vae-ebm does not follow: "
+                      "copy the data into this file");
+  }
+}
+
 std::unique_ptr<H5::H5File> open_for_reading(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw DataError("HDF5 file " + path + " does not exist");
@@ -281,6 +294,7 @@ torch::Tensor h5_read(const std::string& path, const std::string& dataset) {
   const std::string name = absolute_name(dataset);
   const std::string where = "HDF5 file " + path + ", dataset " + name;
   if (!link_exists(file->getId(), name)) throw DataError(where + ": no such dataset");
+  refuse_external_links(file->getId(), name, where);
   try {
     if (file->childObjType(name) != H5O_TYPE_DATASET) throw DataError(where + ": not a dataset");
     H5::DataSet ds = file->openDataSet(name);

@@ -374,4 +374,57 @@ TEST_F(RunIntegrityTest, AResumeRemovesTheMetricsLogsPartialWrites) {
   EXPECT_TRUE(fs::exists(dir + "/notes.txt.tmp-keepme")) << "only the run's own writes are removed";
 }
 
+// Finding 13: a stray step file whose name says a step it does not hold no longer pins resume
+// to itself (and escapes pruning for ever): it is set aside, and the run resumes from its own.
+TEST_F(RunIntegrityTest, AStrayStepCheckpointIsSetAsideNotResumedFrom) {
+  const auto dir = trained_copy("stray");
+  RunDir run = RunDir::open(dir);
+  const auto own = run.checkpoints();
+  ASSERT_FALSE(own.empty());
+  const auto stray = dir + "/checkpoints/step-9999999999999999999.pt";
+  fs::copy_file(own.back(), stray);
+  ASSERT_EQ(resume(dir), 0);
+  EXPECT_FALSE(fs::exists(stray));
+  EXPECT_TRUE(fs::exists(stray + ".corrupt")) << "set aside, not deleted";
+  EXPECT_EQ(RunDir::open(dir).checkpoints().back(), own.back());
+}
+
+// Finding 13: a dataset that is an external link to another file is refused as such (it was
+// refused as "truncated", measured against this file's size).
+TEST_F(RunIntegrityTest, AnExternalLinkIsNamedNotCalledTruncated) {
+  TempDir dir;
+  const auto target = dir.file("target.h5"), linking = dir.file("linking.h5");
+  {
+    const hid_t file = H5Fcreate(target.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {64, 16};
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t ds = H5Dcreate2(file, "x", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    std::vector<float> values(64 * 16, 0.5f);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    H5Dclose(ds);
+    H5Sclose(space);
+    H5Fclose(file);
+  }
+  const hid_t file = H5Fcreate(linking.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Lcreate_external(target.c_str(), "/x", file, "x", H5P_DEFAULT, H5P_DEFAULT);
+  H5Fclose(file);
+  EXPECT_THROW_WITH(h5_read(linking, "x"), "/x is an external link to another file");
+  EXPECT_EQ(h5_read(target, "x").numel(), 64 * 16);
+}
+
+// Finding 11, last items: the memory pre-check counts a flow prior's coupling layers, and an
+// allocation that fails says what to lower, without LibTorch's stack frames.
+TEST_F(RunIntegrityTest, AFlowPriorTooLargeIsRefusedAndAFailedAllocationIsOneLine) {
+  EXPECT_THROW_WITH(train({{"run-dir", file("huge-flow")}, {"prior", "flow"}, {"flow-layers", "100000000"}}),
+                    "--flow-layers 100000000 --flow-hidden 64 makes networks of");
+  EXPECT_FALSE(fs::exists(file("huge-flow")));
+  const auto dir = trained_copy("alloc");
+  const auto said = shell_output(std::string(VAE_EBM_BINARY) + " evaluate " + dir +
+                                 " --log-z-samples 100000000000 --log-z-method is --quality-samples 0 --limit 2"
+                                 " --samples 2 --threads 1 2>&1");
+  EXPECT_NE(said.find("can\'t allocate memory"), std::string::npos) << said;
+  EXPECT_NE(said.find("lower them"), std::string::npos) << said;
+  EXPECT_EQ(said.find("frame #"), std::string::npos) << said;
+}
+
 }  // namespace vae_ebm::test

@@ -786,6 +786,14 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
   const auto generator_before = generator_state(generator_);
   try {
     load_checkpoint_state(reader, path);
+    // A step file whose name says another step than it records (a copy, or a stray such as
+    // step-9999999999999999999.pt) would pin every resume to it and never be pruned: it is set
+    // aside like a damaged one.
+    const auto name = std::filesystem::path(path).filename().string();
+    if (!run_dir_.path().empty() && name.rfind("step-", 0) == 0 &&
+        name != std::filesystem::path(run_dir_.checkpoint_path(state_.step)).filename().string())
+      throw DataError("checkpoint " + path + " records step " + std::to_string(state_.step) +
+                      ", not the step its name says: a copy or a stray file, not one this run wrote there");
     keep_reference();
   } catch (...) {
     restore(before);
@@ -794,6 +802,8 @@ void Trainer::load_checkpoint_bytes(const std::string& bytes, const std::string&
     try {
       throw;
     } catch (const ResumeError&) {
+      throw;
+    } catch (const DataError&) {
       throw;
     } catch (const std::exception& e) {
       throw mismatch(first_line(e.what()));
