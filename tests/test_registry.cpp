@@ -1,6 +1,10 @@
 // The one registry (common/registry.h) and the registries built on it: names in order,
 // duplicates refused, unknown names answered with the value and every valid name.
 #include <algorithm>
+#include <regex>
+#include <set>
+#include <iterator>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -187,6 +191,32 @@ TEST(RegistryTest, TheReadmeTablesEveryObjectiveOptionWithItsDefault) {
     else
       EXPECT_EQ(cell, spec.default_text) << spec.name;
   }
+}
+
+// Every docs/MATH.md section the code cites ("MATH.md section 8.4", "docs/MATH.md 3") is a
+// heading of docs/MATH.md (run from the source tree, as ctest runs the suite).
+TEST(RegistryTest, EveryMathSectionTheCodeCitesExists) {
+  std::ifstream math("docs/MATH.md");
+  ASSERT_TRUE(math) << "docs/MATH.md";
+  std::set<std::string> headings;
+  const std::regex heading(R"(^#+ ([0-9]+(\.[0-9]+)?)[ .a-z])");
+  for (std::string line; std::getline(math, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, heading)) headings.insert(m[1]);
+  }
+  const std::regex cite(R"(MATH\.md,?( section)? ([0-9]+(\.[0-9]+)?))");
+  int cited = 0;
+  for (const char* dir : {"apps", "common", "data", "estimators", "prior", "report", "vae", "bench", "scripts"}) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+      const auto ext = entry.path().extension().string();
+      if (!entry.is_regular_file() || (ext != ".cpp" && ext != ".h" && ext != ".sh" && ext != ".py")) continue;
+      std::ifstream in(entry.path());
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (std::sregex_iterator it(text.begin(), text.end(), cite), end; it != end; ++it, ++cited)
+        EXPECT_TRUE(headings.count((*it)[2])) << entry.path() << " cites MATH.md " << (*it)[2];
+    }
+  }
+  EXPECT_GT(cited, 10) << "the citations were not found: is the suite running in the source tree?";
 }
 
 }  // namespace vae_ebm::test
