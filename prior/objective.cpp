@@ -80,9 +80,11 @@ void register_objective(const std::string& name, ObjectiveEntry entry) { objecti
 std::unique_ptr<PriorObjective> make_objective(const std::string& name, const OptionValues& options) {
   const auto& entry = objective_entry(name);
   const auto& known = objectives().options;
-  for (const auto& [option, value] : options.all())
+  for (const auto& given : options.all()) {
+    const std::string& option = given.first;  // not a structured binding: a lambda captures it
     if (std::none_of(known.begin(), known.end(), [&](const ObjectiveOption& o) { return o.spec.name == option; }))
       throw UserError("'" + option + "' is not an option of any objective");
+  }
   return entry.make(options);
 }
 
