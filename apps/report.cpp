@@ -279,7 +279,7 @@ ModelSections model_sections(const report::RunFiles& files, LoadedRun* loaded, c
       run = &*own;
     } catch (const std::exception& e) {
       std::string what = e.what();
-      what = what.substr(0, what.find("\nException raised from"));
+      what = without_backtrace(what);
       std::fprintf(stderr, "report: %s: the model could not be loaded (%s); its sections are left out\n",
                    files.dir.c_str(), what.c_str());
       const auto missing = note("Left out: the model (checkpoint " + checkpoint + ") could not be loaded: " + what);

@@ -124,7 +124,7 @@ class TerminalListener : public TrainerListener {
   }
   void spike_taken(int64_t step, double loss, double median, const std::string& terms) override {
     say("training loss spiked at step %lld (%s against a median of %s)%s; taking the step (--on-divergence warn)",
-        (long long)step, shortest_g(loss).c_str(), shortest_g(median).c_str(), terms.c_str());
+        (long long)step, short_number(loss).c_str(), short_number(median).c_str(), terms.c_str());
   }
   void rolled_back(const std::string& what, const std::string& rate, double was, double now, int64_t rollback,
                    int64_t max_rollbacks) override {
@@ -136,11 +136,6 @@ class TerminalListener : public TrainerListener {
   }
 
  private:
-  static std::string shortest_g(double v) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", v);
-    return text;
-  }
   // A line of its own, clearing a live bar's line first.
   template <class... Args>
   void say(const char* format, Args... args) {

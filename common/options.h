@@ -91,24 +91,17 @@ class OptionSet {
       if (const auto* text = values.find(item.spec.name)) item.set(out, item.spec.name, *text);
     return out;
   }
-  // The values of `options`, by name (a test or a benchmark that starts from a struct).
-  OptionValues write(O options) const {
-    OptionValues out;
-    for (const auto& item : items_) out.set(item.spec.name, item.get(options));
-    return out;
-  }
-
  private:
   struct Item {
     OptionSpec spec;
     std::function<void(O&, const std::string&, const std::string&)> set;
-    std::function<std::string(O&)> get;
   };
   OptionSet& add(std::string name, OptionType type, std::string help,
-                 std::function<void(O&, const std::string&, const std::string&)> set, std::function<std::string(O&)> get) {
+                 std::function<void(O&, const std::string&, const std::string&)> set,
+                 const std::function<std::string(O&)>& default_text) {
     O defaults;
-    OptionSpec spec{std::move(name), type, get(defaults), std::move(help)};
-    items_.push_back(Item{std::move(spec), std::move(set), std::move(get)});
+    OptionSpec spec{std::move(name), type, default_text(defaults), std::move(help)};
+    items_.push_back(Item{std::move(spec), std::move(set)});
     return *this;
   }
   std::vector<Item> items_;

@@ -1,5 +1,6 @@
 #pragma once
 // Small text helpers that several layers need.
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <algorithm>
@@ -21,6 +22,13 @@ inline std::string without_backtrace(const std::string& text) {
   size_t cut = text.size();
   for (const char* marker : {"\nException raised from", "\nframe #"}) cut = std::min(cut, text.find(marker));
   return text.substr(0, cut);
+}
+
+// A number as printf's %g writes it (six significant digits), for messages.
+inline std::string short_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
 }
 
 // The first line of an exception's text: LibTorch appends a C++ stack trace to its messages.

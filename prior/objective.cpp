@@ -67,18 +67,26 @@ Objectives& objectives() {
 constexpr double kFlowLr = 1e-3;
 constexpr double kEnergyL2 = 0.0;
 
+// A shared real option's value (its declared default when not given), finite and > 0, or >= 0.
+double read_shared(const OptionValues& values, const OptionSpec& spec, bool positive) {
+  const auto* text = values.find(spec.name);
+  const double v = option_real(spec.name, text ? *text : spec.default_text);
+  if (positive ? !(v > 0) : !(v >= 0))
+    throw OptionError(spec.name, std::string("must be finite and ") + (positive ? "> 0" : ">= 0") + ", got " +
+                                     option_text(v));
+  return v;
+}
+
 }  // namespace
 
 std::vector<std::string> objective_names() { return objectives().entries.names(); }
-
-const ObjectiveEntry& objective_entry(const std::string& name) { return objectives().entries.at(name); }
 
 std::vector<ObjectiveOption> all_objective_options() { return objectives().options; }
 
 void register_objective(const std::string& name, ObjectiveEntry entry) { objectives().add(name, std::move(entry)); }
 
 std::unique_ptr<PriorObjective> make_objective(const std::string& name, const OptionValues& options) {
-  const auto& entry = objective_entry(name);
+  const auto& entry = objectives().entries.at(name);
   const auto& known = objectives().options;
   for (const auto& given : options.all()) {
     const std::string& option = given.first;  // not a structured binding: a lambda captures it
@@ -93,12 +101,7 @@ OptionSpec flow_lr_option() {
           "Adam learning rate of the flow trained alongside (snelbo with proposal flow, nce with nce-noise flow)"};
 }
 
-double flow_lr(const OptionValues& values) {
-  const auto* text = values.find("flow-lr");
-  const double v = text ? option_real("flow-lr", *text) : kFlowLr;
-  if (!(v > 0)) throw OptionError("flow-lr", "must be finite and > 0, got " + option_text(v));
-  return v;
-}
+double flow_lr(const OptionValues& values) { return read_shared(values, flow_lr_option(), true); }
 
 OptionSpec energy_l2_option() {
   return {"energy-l2", OptionType::real, option_text(kEnergyL2),
@@ -106,12 +109,7 @@ OptionSpec energy_l2_option() {
           "the samples do not reach (0: off)"};
 }
 
-double energy_l2(const OptionValues& values) {
-  const auto* text = values.find("energy-l2");
-  const double v = text ? option_real("energy-l2", *text) : kEnergyL2;
-  if (!(v >= 0)) throw OptionError("energy-l2", "must be finite and >= 0, got " + option_text(v));
-  return v;
-}
+double energy_l2(const OptionValues& values) { return read_shared(values, energy_l2_option(), false); }
 
 void PriorObjective::check(const Prior& prior) const {
   if (!supports(prior))

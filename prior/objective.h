@@ -85,7 +85,6 @@ struct ObjectiveEntry {
 // value that is not one of any objective's options std::invalid_argument naming it.
 std::unique_ptr<PriorObjective> make_objective(const std::string& name, const OptionValues& options = {});
 std::vector<std::string> objective_names();
-const ObjectiveEntry& objective_entry(const std::string& name);
 // Every objective option once, in registry order, with the objectives that read it: what the
 // command line declares as train's flags.
 struct ObjectiveOption {

@@ -193,7 +193,6 @@ void McmcOptions::validate() const {
   if (!(step_size_ >= 0 && std::isfinite(step_size_)))
     fail("mcmc-step-size", "must be finite and >= 0 (0: the objective's default), got " + std::to_string(step_size_));
   if (negatives_ < 0) fail("negatives", "must be >= 0 (0: the batch size), got " + std::to_string(negatives_));
-  if (!(energy_l2_ >= 0)) fail("energy-l2", "must be >= 0, got " + std::to_string(energy_l2_));
   if (buffer_size_ < 1) fail("buffer-size", "must be >= 1, got " + std::to_string(buffer_size_));
   if (!(reinit_fraction_ >= 0 && reinit_fraction_ <= 1))
     fail("reinit-fraction", "must be in [0, 1], got " + std::to_string(reinit_fraction_));

@@ -251,8 +251,6 @@ void SnelboOptions::validate() const {
   if (flow_fit_ != "ml" && flow_fit_ != "reverse-kl" && flow_fit_ != "mix")
     throw OptionError("flow-fit", "unknown flow fit '" + flow_fit_ + "' (valid: ml, reverse-kl, mix)");
   if (flow_steps_ < 1) throw OptionError("proposal-flow-steps", "must be >= 1, got " + std::to_string(flow_steps_));
-  if (!(energy_l2_ >= 0 && std::isfinite(energy_l2_)))
-    throw OptionError("energy-l2", "must be finite and >= 0, got " + std::to_string(energy_l2_));
   if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))
     throw OptionError("proposal-base-fraction", "must be in [0, 1), got " + std::to_string(flow_base_fraction_));
 }

@@ -171,7 +171,7 @@ make_report_seeds() {
   env ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$build_dir/apps/vae-ebm" evaluate "$train_runs_dir/ebm" --samples 2 \
     --quality-samples 0 --log-z-method is --log-z-samples 16 --threads 1 >"$train_runs_dir/ebm-evaluate.log" 2>&1 ||
     { cat "$train_runs_dir/ebm-evaluate.log" >&2; echo "fuzz: seed evaluation failed" >&2; exit 1; }
-  { printf '\x02'; cat "$train_runs_dir/ebm/evaluation.json"; } >"$out/ebm-evaluation.json"
+  { printf '\x02'; sed "s|$here/||g" "$train_runs_dir/ebm/evaluation.json"; } >"$out/ebm-evaluation.json"
 }
 
 make_seeds() {

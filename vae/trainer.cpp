@@ -80,12 +80,6 @@ DivergencePolicy divergence_policy_from(const std::string& name) {
 }
 
 namespace {
-std::string short_number(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
-  return text;
-}
-
 // A step's own terms (the objective's diagnostics), as " (b 0.03, log_z_hat 7.2, ...)" for a
 // message ("" when there are none) and as a JSON object for the event.
 std::pair<std::string, Json> step_terms(const std::map<std::string, double>& diagnostics) {

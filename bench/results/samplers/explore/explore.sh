@@ -1,5 +1,5 @@
 #!/bin/bash
-cd /work/main
+cd "$(dirname "$0")/../../../.."  # the repository root
 B=build/apps/vae-ebm  # run from a copy of this build, so that rebuilding did not disturb it
 ev() { # name, flags
   local name=$1; shift
