@@ -308,7 +308,8 @@ namespace {
 const std::vector<std::string> kResumable = {
     "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
     "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
-    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout", "nproc"};
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout", "nproc",
+    "allow-large-work"};
 
 void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
   for (const auto& [name, value] : vm) {

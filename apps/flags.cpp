@@ -45,7 +45,10 @@ void add_common(po::options_description& d, CommonConfig& c) {
        "CPU threads, given to OpenBLAS (LibTorch's own pool stays at 1: measured fastest, see README)")
       ("blas-kernel", po::value(&c.blas_kernel)->default_value(c.blas_kernel),
        "OpenBLAS kernel: auto (the best this CPU supports, unless OPENBLAS_CORETYPE is set), keep "
-       "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)");
+       "(OpenBLAS's own choice) or a name (SkylakeX, Haswell, Zen, ...)")
+      ("allow-large-work", po::value<bool>()->default_value(false)->implicit_value(true),
+       "run work sizes beyond their stated bounds (--epochs over 100000, --log-z-samples over 1e8, ...: "
+       "see README, \"Work sizes\"); without it such a value is refused as a likely typo");
 }
 
 void add_nproc(po::options_description& d, CommonConfig& c) {
@@ -112,6 +115,64 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 }
 
 
+// Flags whose value multiplies a command's work, and the largest value a command takes without
+// --allow-large-work. Each bound is 100-1,000 times what a study here has used: beyond it a value
+// is more likely a typo (1e12 for 1e5) than a plan, and it would start hours of work without a
+// word (issue 26, finding 11).
+const std::vector<WorkBound>& work_bounds() {
+  static const std::vector<WorkBound> bounds = {
+      {"epochs", 100'000},
+      {"samples", 100'000},
+      {"eval-samples", 100'000},
+      {"log-z-samples", 100'000'000},
+      {"base-samples", 1'000'000},
+      {"mcmc-steps", 100'000},
+      {"negatives", 1'000'000},
+      {"buffer-size", 10'000'000},
+      {"proposal-flow-steps", 1'000'000},
+      {"refine-steps", 10'000},
+      {"flow-layers", 256},
+      {"flow-steps", 1'000'000},
+      {"flow-refine-steps", 100'000},
+      {"ais-chains", 1'000'000},
+      {"ais-temperatures", 1'000'000},
+      {"validation-ais-chains", 1'000'000},
+      {"validation-ais-temperatures", 1'000'000},
+      {"quality-samples", 1'000'000},
+      {"count", 100'000},
+      {"sampler-steps", 100'000},
+      {"sampler-flow-steps", 100'000},
+      {"hmc-trajectories", 100'000},
+      {"hmc-leapfrog", 10'000},
+      {"sir-candidates", 1'000'000},
+      {"mog-components", 10'000}};
+  return bounds;
+}
+
+namespace {
+// A numeric flag's value, whatever type it was declared with (NaN for text that is not a number).
+double numeric_value(const boost::any& value) {
+  if (const auto* v = boost::any_cast<int>(&value)) return *v;
+  if (const auto* v = boost::any_cast<int64_t>(&value)) return static_cast<double>(*v);
+  if (const auto* v = boost::any_cast<uint64_t>(&value)) return static_cast<double>(*v);
+  if (const auto* v = boost::any_cast<double>(&value)) return *v;
+  return std::nan("");
+}
+
+void check_work_sizes(const po::variables_map& vm) {
+  if (vm.count("allow-large-work") && vm["allow-large-work"].as<bool>()) return;
+  for (const auto& bound : work_bounds()) {
+    if (!vm.count(bound.flag) || vm[bound.flag].defaulted()) continue;
+    const double value = numeric_value(vm[bound.flag].value());
+    if (std::isfinite(value) && value > static_cast<double>(bound.most))
+      throw UsageError("--" + bound.flag + " " +
+                       (value < 9e18 ? std::to_string(static_cast<int64_t>(value)) : shortest(value)) + " is beyond " + std::to_string(bound.most) +
+                       ", the largest work size run without asking (its work grows with it, and a value this "
+                       "large is more often a typo than a plan): give --allow-large-work to run it anyway");
+  }
+}
+}  // namespace
+
 void notify_all(po::variables_map& vm) {
   // A subnormal value (below 2.2e-308 in magnitude) of any real flag has lost its precision and
   // is no rate, size or scale anyone means: refused by name, with the flag's own spelling.
@@ -119,6 +180,7 @@ void notify_all(po::variables_map& vm) {
     if (const auto* v = boost::any_cast<double>(&value.value()); v && std::fpclassify(*v) == FP_SUBNORMAL)
       throw UsageError("--" + name + " " + shortest(*v) + " is subnormal (below " + shortest(DBL_MIN) +
                        " in magnitude): give 0 or a normal number");
+  check_work_sizes(vm);
   try {
     po::notify(vm);
   } catch (po::error& e) {

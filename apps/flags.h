@@ -34,7 +34,14 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 // Boost's message for a parse error, safe whatever the input holds: a '%' written in by the
 // user shows as '?' (Boost's placeholder substitution would otherwise loop for ever).
 std::string po_error_text(po::error& e);
-// po::notify, with Boost's errors as UsageError.
+// A flag whose value multiplies a command's work, and the most it takes without --allow-large-work.
+struct WorkBound {
+  std::string flag;
+  int64_t most;
+};
+const std::vector<WorkBound>& work_bounds();
+// po::notify, with Boost's errors as UsageError; refuses subnormal reals and, without
+// --allow-large-work, work sizes beyond their bounds (work_bounds()).
 void notify_all(po::variables_map& vm);
 // A value that must be one of `valid` (a registry's names); UsageError naming flag and value.
 void check_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& valid);

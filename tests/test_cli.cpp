@@ -4,6 +4,7 @@
 #include <map>
 
 #include "apps/cli.h"
+#include "apps/flags.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/hdf5_io.h"
@@ -268,6 +269,52 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   k = cli::ClassifierConfig();  // a parser's defaults are the values of the config it is given
   ASSERT_TRUE(cli::parse_train_classifier({"--dataset", "fashion-mnist", "--data-dir", "/d"}, k));
   EXPECT_EQ(cli::default_classifier_path(k.common.data_dir, "hdf5:/x/y.h5"), "/d/classifiers/hdf5__x_y.h5.pt");
+}
+
+// Issue 26, finding 11: a work size beyond its bound (a typo such as 1e12 for 1e5) is refused,
+// naming the flag and the confirmation, in every command that takes it; with --allow-large-work
+// it is taken, and the confirmation is recorded so that a resume goes on.
+TEST_F(CliTest, WorkSizesBeyondTheirBoundsNeedAllowLargeWork) {
+  EXPECT_NE(error_of({"--log-z-samples", "1000000000000"}).find("--log-z-samples 1000000000000 is beyond 100000000"),
+            std::string::npos)
+      << error_of({"--log-z-samples", "1000000000000"});
+  EXPECT_NE(error_of({"--prior", "ebm", "--objective", "short-run-mcmc", "--mcmc-steps", "1000000000000"})
+                .find("--allow-large-work"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--prior", "flow", "--flow-layers", "10000000"}).find("--flow-layers"), std::string::npos);
+  EXPECT_EQ(error_of({"--log-z-samples", "100000000"}), "");  // at the bound: taken
+  cli::TrainConfig c;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", "x", "--log-z-samples", "1000000000000", "--allow-large-work"}, c));
+  EXPECT_EQ(c.log_z_samples, 1000000000000);
+  EXPECT_NE(c.config_text.find("allow-large-work=true"), std::string::npos);
+  cli::EvaluateConfig e;
+  EXPECT_THROW_WITH(cli::parse_evaluate({"run", "--samples", "10000000"}, e), "--samples 10000000 is beyond 100000");
+  ASSERT_TRUE(cli::parse_evaluate({"run", "--samples", "10000000", "--allow-large-work"}, e));
+  cli::SampleConfig s;
+  EXPECT_THROW_WITH(cli::parse_sample({"run", "--hmc-leapfrog", "100000"}, s), "--hmc-leapfrog");
+}
+
+// Every bound names a flag of some command, and the README's "Work sizes" table is work_bounds().
+TEST_F(CliTest, EveryWorkBoundIsAFlagAndTheReadmeTablesIt) {
+  std::string help;
+  {
+    testing::internal::CaptureStdout();
+    cli::TrainConfig t;
+    cli::parse_train({"--help"}, t);
+    cli::EvaluateConfig e;
+    cli::parse_evaluate({"--help"}, e);
+    cli::SampleConfig s;
+    cli::parse_sample({"--help"}, s);
+    help = testing::internal::GetCapturedStdout();
+  }
+  std::ifstream in("README.md");
+  ASSERT_TRUE(in) << "README.md (the tests run in the source tree)";
+  std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& bound : cli::work_bounds()) {
+    EXPECT_NE(help.find("--" + bound.flag + " "), std::string::npos) << bound.flag << " is no command's flag";
+    const auto row = "| `--" + bound.flag + "` | " + std::to_string(bound.most) + " |";
+    EXPECT_NE(readme.find(row), std::string::npos) << "README.md has no row " << row;
+  }
 }
 
 }  // namespace vae_ebm::test

@@ -415,12 +415,14 @@ TEST_F(RunIntegrityTest, AnExternalLinkIsNamedNotCalledTruncated) {
 // Finding 11, last items: the memory pre-check counts a flow prior's coupling layers, and an
 // allocation that fails says what to lower, without LibTorch's stack frames.
 TEST_F(RunIntegrityTest, AFlowPriorTooLargeIsRefusedAndAFailedAllocationIsOneLine) {
-  EXPECT_THROW_WITH(train({{"run-dir", file("huge-flow")}, {"prior", "flow"}, {"flow-layers", "100000000"}}),
+  // (--allow-large-work: past the work bound, the memory check is what refuses it.)
+  EXPECT_THROW_WITH(train({{"run-dir", file("huge-flow")}, {"prior", "flow"}, {"flow-layers", "100000000"},
+                           {"allow-large-work", "true"}}),
                     "--flow-layers 100000000 --flow-hidden 64 makes networks of");
   EXPECT_FALSE(fs::exists(file("huge-flow")));
   const auto dir = trained_copy("alloc");
   const auto said = shell_output(std::string(VAE_EBM_BINARY) + " evaluate " + dir +
-                                 " --log-z-samples 100000000000 --log-z-method is --quality-samples 0 --limit 2"
+                                 " --log-z-samples 100000000000 --allow-large-work --log-z-method is --quality-samples 0 --limit 2"
                                  " --samples 2 --threads 1 2>&1");
   EXPECT_NE(said.find("can\'t allocate memory"), std::string::npos) << said;
   EXPECT_NE(said.find("lower them"), std::string::npos) << said;
