@@ -103,7 +103,7 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
   settings.flow.flow().layers(c.flow_layers).hidden(c.flow_hidden);
   settings.flow_base_fraction = c.flow_base_fraction;
   settings.blocks_over = dist;  // the same estimate from one process or several
-  const auto method = log_z_method(c.log_z_method, settings);
+  const auto method = log_z_method_from_flag(c.log_z_method, settings);
   return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
 }
 

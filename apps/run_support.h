@@ -1,6 +1,6 @@
 #pragma once
 // What the commands share: the device, the data and the model of a run, its checkpoint, the
-// log-Z strategies of an energy prior, and the printed table's rows. Each command is one file
+// flags of the log-Z methods (estimators/log_z_methods.h), and the printed table's rows. Each command is one file
 // beside this (apps/train.cpp, evaluate.cpp, ...); the table of commands is apps/commands.cpp.
 #include <torch/torch.h>
 
@@ -14,9 +14,8 @@
 #include "data/dataset.h"
 #include "data/json.h"
 #include "data/run_dir.h"
-#include "estimators/ais.h"
 #include "estimators/estimate.h"
-#include "estimators/flow_log_z.h"
+#include "estimators/log_z_methods.h"
 #include "estimators/samplers.h"
 #include "prior/energy.h"
 #include "vae/model.h"
@@ -52,57 +51,14 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
 // best | latest | a path -> the checkpoint file (DataError if there is none).
 std::string checkpoint_path(const RunDir& run, const std::string& which);
 
-// An estimator of log Z and the words that say how it estimates.
-struct LogZMethod {
-  std::function<Estimate(EnergyPrior&, at::Generator&)> estimate;
-  std::string how;
-};
-
-// What the log-Z methods read: the base samples of importance sampling, AIS's options.
-struct LogZSettings {
-  int64_t samples = 10000;
-  AisOptions ais;
-  std::string ais_flag_prefix = "ais-";  // how the command spells AIS's options as flags
-  FlowFitOptions flow;                    // flow: the proposal's fit to the energy
-  double flow_base_fraction = 0.1;        // flow: share of the samples drawn from the base
-  // Set (evaluate): the importance samples and AIS chains are drawn in blocks, each from a
-  // generator of its own seeded from the one the method is given (in_blocks), shared out over
-  // these processes: the estimate is the same for any number of them (one included). Unset
-  // (training's validation): everything is drawn from the one generator, in one process.
-  std::shared_ptr<Distributed> blocks_over;
-};
-// The block sizes of LogZSettings::blocks_over: importance samples (the chunk that
-// log_z_importance draws at once anyway) and AIS chains (two blocks of AIS's default 100 chains:
-// smaller blocks cost one process a transition call per block and temperature).
-constexpr int64_t kImportanceBlock = 8192;
-constexpr int64_t kAisChainBlock = 50;
-
-// Work in blocks, shared out over the processes of a run, whose numbers do not depend on how
-// many processes there are: block j holds items [j * block, min((j + 1) * block, total)) and is
-// computed by fn(first, n, generator) on one rank (rank r holds the consecutive blocks
-// BatchShard::of(blocks, r, world) names) with a generator of its own, make_generator(mix_seed(seed,
-// j), device). fn returns [n, columns] float64; the blocks are gathered, in order, into
-// [total, columns] on every rank (an all-reduce of each rank's rows within zeros: exact).
-using BlockFn = std::function<torch::Tensor(int64_t first, int64_t n, at::Generator& generator)>;
-torch::Tensor in_blocks(Distributed& dist, int64_t total, int64_t block, int64_t columns, uint64_t seed,
-                        torch::Device device, const BlockFn& fn, const std::string& what);
-// A 64-bit seed drawn from `generator` (the same on every rank that holds the same state).
-uint64_t draw_seed(at::Generator& generator);
 // Connects the processes torchrun (or --nproc) started, as train does: one process when the
 // environment names none. `timeout` is --dist-timeout (seconds), checked here.
 std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device device);
-// The method named (is | ais; the registry of log-Z estimators), or UsageError naming the
-// value, the valid names and bad options.
-LogZMethod log_z_method(const std::string& name, const LogZSettings& settings);
-std::vector<std::string> log_z_method_names();
-// Sets the log Z estimate that an energy prior's bounds hold fixed. With a learned b
-// (snelbo) one estimate serves as Zhat; otherwise b is replaced by a first estimate and Zhat
-// comes from a second, independent one by the same method. Records both in `record`.
-Estimate set_normaliser(EnergyPrior& prior, bool use_learned_b, const LogZMethod& method, uint64_t seed, Json& record);
+// The log-Z method named (estimators/log_z_methods.h), or UsageError naming the value, the valid
+// names and bad options, AIS's spelled as flags with `ais_flag_prefix` ("ais-", "validation-ais-").
+LogZMethod log_z_method_from_flag(const std::string& name, const LogZSettings& settings,
+                                  const std::string& ais_flag_prefix = "ais-");
 
-// A flow fitted to the energy: reverse KL from the identity (drawn from `gen`), then the
-// mass-covering refinement (estimators/flow_log_z.h); its parameters frozen.
-Flow fit_log_z_flow(EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction, at::Generator& gen);
 // The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
 // from the checkpoint's objective state, on `device`; undefined when there is none.
 Flow trained_flow(const std::string& checkpoint, torch::Device device);
