@@ -244,8 +244,19 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   }
   auto train_images = data.train.images;
   Trainer trainer(model, std::move(objective), train_images, c.train, run, dist);
+  // A checkpoint that resumes only with another number of processes: the message says how.
+  auto resume_latest = [&] {
+    try {
+      return trainer.resume_latest();
+    } catch (const ResumeError& e) {
+      if (e.processes < 1) throw;
+      const auto n = std::to_string(e.processes);
+      throw ResumeError(std::string(e.what()) + " (vae-ebm train --resume " + c.run_dir + " --nproc " + n +
+                        ", or torchrun --nproc_per_node " + n + ")");
+    }
+  };
   if (resuming && !writes) {
-    trainer.resume_latest();  // rank 0's checkpoint, sent by rank 0
+    resume_latest();  // rank 0's checkpoint, sent by rank 0
   } else if (resuming) {
     // The flags a resumed run may change (how long it goes on, where it runs) are written
     // back, so that config.ini keeps saying what the run is.
@@ -255,7 +266,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
       std::fprintf(stderr, "resuming with --%s %s (config.ini had %s)\n", flag.c_str(), values.second.c_str(),
                    values.first.c_str());
     }
-    if (!trainer.resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
+    if (!resume_latest()) std::fprintf(stderr, "no checkpoint in %s yet: starting from the beginning\n", c.run_dir.c_str());
     else std::fprintf(stderr, "resuming %s at step %lld (epoch %lld)\n", c.run_dir.c_str(),
                       (long long)trainer.state().step, (long long)trainer.state().epoch);
     // Steps after the checkpoint are done again: their records leave the log (kept aside).
@@ -275,8 +286,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   LogZSettings log_z_settings;
   log_z_settings.samples = c.log_z_samples;
   log_z_settings.ais.chains(c.validation_ais_chains).temperatures(c.validation_ais_temperatures);
-  log_z_settings.ais_flag_prefix = "validation-ais-";
-  const auto validation_log_z = log_z_method(c.validation_log_z, log_z_settings);
+  const auto validation_log_z = log_z_method_from_flag(c.validation_log_z, log_z_settings, "validation-ais-");
   const auto seed = c.train.seed();
   trainer.set_validator([&, validation](VaeModel& m, Json& record) {
     torch::NoGradGuard no_grad;

@@ -72,7 +72,7 @@ torch::Tensor read_known_idx(const std::string& family, const std::string& path,
                     " file " + stem + ": its SHA-256 is " +
                     digest + ", expected " + expected + " (the file is damaged or holds other data; " +
                     (made_by_setup(family) ? "make" : "fetch") +
-                    " it again with scripts/setup.sh --data, or bring changed data as hdf5:PATH)");
+                    " it again with scripts/setup.sh, or bring changed data as hdf5:PATH)");
   files.push_back({path, digest});
   return tensor;
 }

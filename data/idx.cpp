@@ -161,7 +161,7 @@ std::string find_idx(const std::string& dir, const std::string& stem) {
   if (std::filesystem::is_regular_file(raw, ec)) return raw;
   if (std::filesystem::is_regular_file(gz, ec)) return gz;
   throw DataError("IDX file not found: neither " + raw + " nor " + gz +
-                  " exists (run scripts/setup.sh --data, or set VAE_EBM_DATA)");
+                  " exists (scripts/setup.sh fetches the data sets; or set VAE_EBM_DATA to where they are)");
 }
 
 }  // namespace vae_ebm

@@ -79,7 +79,7 @@ RunDir RunDir::create(const std::string& path) {
     if (!fs::is_empty(path, ec)) {
       if (!unstarted_run(path))
         throw DataError("cannot create run directory " + path +
-                        ": it exists and is not empty (choose a new --run-dir, or remove it)");
+                        ": it exists and is not empty (choose another run directory, or remove it)");
       // A run killed before its config.ini was whole: nothing of it is worth keeping. Its
       // partial writes go (under the run's lock, so that a live run's are never touched).
       const auto held = RunDir(path).lock();

@@ -4,6 +4,8 @@
 # empty, then runs each harness SECONDS_EACH seconds, one after another.
 #   scripts/fuzz.sh [SECONDS_EACH] [TARGET...]   default 60 s each; TARGET: idx hdf5 checkpoint config report
 #   scripts/fuzz.sh --make-seeds [TARGET...]     (re)writes fuzz/corpus/TARGET/ and exits
+#   scripts/fuzz.sh --build [TARGET...]          builds the harnesses (and missing seeds) and exits,
+#                                                so that two runs can then fuzz side by side
 # Exits 1 if any harness crashed (or leaked, timed out, ran out of memory), naming the input it saved.
 # Environment: FUZZ_BUILD_DIR (default <repo>/build-fuzz), JOBS (build jobs, default 1),
 # FUZZ_FLAGS (more libFuzzer flags, e.g. "-jobs=2" or "-only_ascii=1").
@@ -14,9 +16,12 @@ build_dir="${FUZZ_BUILD_DIR:-$here/build-fuzz}"
 all_targets=(idx hdf5 checkpoint config report)
 
 make_seeds_only=0
+build_only=0
 seconds=60
 if [ "${1:-}" = "--make-seeds" ]; then
   make_seeds_only=1; shift
+elif [ "${1:-}" = "--build" ]; then
+  build_only=1; shift
 elif [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
   seconds="$1"; shift
 fi
@@ -187,7 +192,7 @@ make_seeds() {
 for t in "${targets[@]}"; do
   if [ "$make_seeds_only" = 1 ] || [ -z "$(ls -A "$(corpus_of "$t")" 2>/dev/null)" ]; then make_seeds "$t"; fi
 done
-[ "$make_seeds_only" = 1 ] && exit 0
+[ "$make_seeds_only" = 1 ] || [ "$build_only" = 1 ] && exit 0
 
 # ---- fuzzing ----
 # Leak detection stays on where every allocation on the path is ours, Boost's or zlib's (idx,

@@ -617,7 +617,7 @@ TEST_F(DatasetTest, ColourMnistWithAFlippedByteIsRefused) {
   EXPECT_CONTAINS(msg, "IDX file " + images + " is not the colour-mnist file train-images-idx4-ubyte");
   EXPECT_CONTAINS(msg, "its SHA-256 is " + sha256_hex(bytes));
   EXPECT_CONTAINS(msg, "expected 8c803995e0390174b8b5240c2d0a696d91e026de17a0af2c9fbb8a02db2e606a");
-  EXPECT_CONTAINS(msg, "make it again with scripts/setup.sh --data");
+  EXPECT_CONTAINS(msg, "make it again with scripts/setup.sh");
 }
 
 TEST_F(DatasetTest, MissingColourMnistSaysHowToMakeIt) {
@@ -626,7 +626,7 @@ TEST_F(DatasetTest, MissingColourMnistSaysHowToMakeIt) {
   options.data_dir = dir.path();
   const std::string msg = data_error([&] { load_dataset("colour-mnist", options); });
   EXPECT_CONTAINS(msg, dir.path() + "/colour-mnist/train-images-idx4-ubyte");
-  EXPECT_CONTAINS(msg, "scripts/setup.sh --data");
+  EXPECT_CONTAINS(msg, "scripts/setup.sh fetches the data sets");
 }
 
 // tools/make_colour_mnist on a tiny MNIST of its own.

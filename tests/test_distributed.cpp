@@ -450,7 +450,7 @@ TEST_F(DataParallelTrainTest, ChainsResumedWithAnotherNumberOfProcessesAreRefuse
       << read_file(tmp.file("by-two.log.rank0")) << read_file(tmp.file("by-two.log.rank1"));
   const auto in_one = shell_output(kBinary + " train --resume " + two + " --max-steps 0 2>&1; echo \"rc=$?\"");
   EXPECT_NE(in_one.find("was written by 2 processes, and its 'long-run-mcmc' chains are each process's own: resume "
-                        "it with 2 (torchrun --nproc_per_node 2), not 1"),
+                        "it with 2 processes, not 1 (vae-ebm train --resume " + two + " --nproc 2, or torchrun --nproc_per_node 2)"),
             std::string::npos)
       << in_one;
   EXPECT_NE(in_one.find("rc=1"), std::string::npos) << in_one;
@@ -464,7 +464,7 @@ TEST_F(DataParallelTrainTest, ChainsResumedWithAnotherNumberOfProcessesAreRefuse
   for (int r = 0; r < 2; ++r) {
     const auto said = read_file(tmp.file("in-two.log.rank" + std::to_string(r)));
     EXPECT_NE(said.find("was written by 1 process, and its 'long-run-mcmc' chains are each process's own: resume it "
-                        "with 1 (torchrun --nproc_per_node 1), not 2"),
+                        "with 1 process, not 2 (vae-ebm train --resume " + one + " --nproc 1, or torchrun --nproc_per_node 1)"),
               std::string::npos)
         << said;
   }
@@ -611,13 +611,13 @@ TEST(DistributedTest, WorkInBlocksIsSharedOutAndGatheredAsOneProcessDrawsIt) {
   };
   std::vector<int64_t> alone_blocks;
   Distributed alone;
-  const auto expected = cli::in_blocks(alone, 250, 100, 2, 42, torch::kCPU, draw(alone_blocks), "a test's gather");
+  const auto expected = in_blocks(alone, 250, 100, 2, 42, torch::kCPU, draw(alone_blocks), "a test's gather");
   EXPECT_EQ(alone_blocks, (std::vector<int64_t>{0, 100, 200}));
   EXPECT_TRUE(torch::equal(expected.select(1, 0), torch::arange(250, torch::kDouble)));
   std::vector<int64_t> blocks[2];
   std::vector<torch::Tensor> got(2);
   const auto errors = on_two_ranks([&](Distributed& d) {
-    got[d.rank()] = cli::in_blocks(d, 250, 100, 2, 42, torch::kCPU, draw(blocks[d.rank()]), "a test's gather");
+    got[d.rank()] = in_blocks(d, 250, 100, 2, 42, torch::kCPU, draw(blocks[d.rank()]), "a test's gather");
   });
   EXPECT_EQ(errors, (std::vector<std::string>{"", ""}));
   EXPECT_EQ(blocks[0], (std::vector<int64_t>{0}));

@@ -45,9 +45,9 @@ class BernoulliLikelihood : public Likelihood {
   bool probability_mass() const override { return true; }
   std::string check_data(const std::string& dataset, const torch::Tensor&, bool binary) const override {
     if (binary) return "";
-    return "--likelihood bernoulli on " + dataset +
+    return "the bernoulli likelihood on " + dataset +
            ", whose values are not all 0 or 1: the grey values are targets of a cross-entropy, and the bounds are "
-           "not bounds on the likelihood of these images (--likelihood logistic models 8-bit levels, gaussian "
+           "not bounds on the likelihood of these images (the logistic likelihood models 8-bit levels, the gaussian "
            "continuous values)";
   }
   std::string describe() const override { return "bernoulli"; }
@@ -145,9 +145,9 @@ class LogisticLikelihood : public Likelihood {
       off = std::max(off, (levels - levels.round()).abs().max().item<double>());
     }
     if (off > 1e-3)
-      throw DataError("--likelihood logistic needs 8-bit data (every value k/255 for an integer k, as uint8 images "
+      throw DataError("the logistic likelihood needs 8-bit data (every value k/255 for an integer k, as uint8 images "
                       "are read), but " + dataset + " has values up to " + number(off) +
-                      " levels away from one: use --likelihood gaussian for continuous data");
+                      " levels away from one: the gaussian likelihood models continuous data");
     return "";
   }
   std::string describe() const override {

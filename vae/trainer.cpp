@@ -827,8 +827,9 @@ void Trainer::load_checkpoint_state(ArchiveReader& reader, const std::string& pa
   if (wrote != dist_->world_size() && objective_->per_process_state())
     throw ResumeError("checkpoint " + path + " was written by " + std::to_string(wrote) + " process" +
                       (wrote == 1 ? "" : "es") + ", and its '" + objective_->name() + "' chains are each process's "
-                      "own: resume it with " + std::to_string(wrote) + " (torchrun --nproc_per_node " +
-                      std::to_string(wrote) + "), not " + std::to_string(dist_->world_size()));
+                      "own: resume it with " + std::to_string(wrote) + " process" + (wrote == 1 ? "" : "es") +
+                      ", not " + std::to_string(dist_->world_size()),
+                      wrote);
   torch::serialize::InputArchive objective_archive;
   if (dist_->rank() == 0 || !objective_->per_process_state()) {
     archive.read("objective", objective_archive);
@@ -863,7 +864,8 @@ bool Trainer::resume_latest() {
         break;
       } catch (const ResumeError& e) {
         if (!dist_->parallel()) throw;
-        refused = e.what();  // said to every process below, so that all of them stop with it
+        // Said to every process below, so that all of them stop with it: "PROCESSES\nMESSAGE".
+        refused = std::to_string(e.processes) + "\n" + e.what();
         bytes.clear();
         break;
       } catch (const DataError& e) {
@@ -880,7 +882,10 @@ bool Trainer::resume_latest() {
   }
   if (!dist_->parallel()) return !bytes.empty();
   refused = dist_->broadcast_bytes(refused, 0, "the broadcast of whether rank 0 can resume");
-  if (!refused.empty()) throw ResumeError(refused);
+  if (!refused.empty()) {
+    const auto eol = refused.find('\n');
+    throw ResumeError(refused.substr(eol + 1), std::stoll(refused.substr(0, eol)));
+  }
   bytes = dist_->broadcast_bytes(bytes, 0, "the broadcast of the checkpoint to resume from");
   if (!bytes.empty() && !writes_) load_checkpoint_bytes(bytes, "rank 0's checkpoint");
   return !bytes.empty();

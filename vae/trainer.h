@@ -155,6 +155,8 @@ bool exploded(double value, double reference);  // value above reference by max(
 // resume_latest() does not set it aside; the message says how to resume it.
 struct ResumeError : UserError {
   using UserError::UserError;
+  ResumeError(const std::string& what, int64_t processes) : UserError(what), processes(processes) {}
+  int64_t processes = 0;  // > 0: the number of processes the checkpoint resumes with
 };
 
 struct TrainState {
