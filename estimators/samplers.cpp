@@ -92,7 +92,11 @@ Registry<SamplerEntry> make_registry() {
   r.add("hmc", {"Hamiltonian Monte Carlo from N(0, I)",
                 false, [](EnergyPrior& p, const FlowSource&, int64_t n, const SamplerOptions& o, at::Generator& g) {
                   Potential u = [&p](const torch::Tensor& z) { return p.potential(z); };
-                  return hmc(u, base_draws(p, n, g), o.trajectories(), o.leapfrog(), o.step_size(), g);
+                  auto result = hmc_chains(u, base_draws(p, n, g), o.trajectories(), o.leapfrog(), o.step_size(), g);
+                  SamplerDraws out;
+                  out.z = result.z;
+                  out.acceptance = result.acceptance_rate;
+                  return out;
                 }});
   r.add("flow", {"draws of the flow (the objective's, else one fitted to the energy), uncorrected", true,
                  [](EnergyPrior&, const FlowSource& flow, int64_t n, const SamplerOptions&, at::Generator& g) {
@@ -172,40 +176,6 @@ std::string describe_sampler(const std::string& name, const SamplerOptions& o) {
   else if (name == "transport")
     text << "MALA in the flow's base space, " << o.flow_steps() << " steps of " << o.flow_step_size();
   return text.str();
-}
-
-SamplerDraws hmc(const Potential& potential, const torch::Tensor& z0, int64_t trajectories, int64_t leapfrog,
-                 double step_size, at::Generator& generator) {
-  torch::NoGradGuard no_grad;
-  auto z = z0.detach().clone();
-  auto [u, g] = value_and_grad(potential, z);
-  int64_t accepted = 0;
-  for (int64_t t = 0; t < trajectories; ++t) {
-    auto p = torch::randn(z.sizes(), generator, z.options());
-    auto z_new = z.clone();
-    auto p_new = p - 0.5 * step_size * g;
-    torch::Tensor u_new, g_new;
-    for (int64_t l = 0; l < leapfrog; ++l) {
-      z_new = z_new + step_size * p_new;
-      std::tie(u_new, g_new) = value_and_grad(potential, z_new);
-      if (l + 1 < leapfrog) p_new = p_new - step_size * g_new;
-    }
-    p_new = p_new - 0.5 * step_size * g_new;
-    // log alpha = H(z, p) - H(z', p'); a NaN (a trajectory that blew up) is a rejection.
-    auto log_alpha = (u + 0.5 * p.pow(2).sum(-1)) - (u_new + 0.5 * p_new.pow(2).sum(-1));
-    auto log_uniform = torch::rand(u.sizes(), generator, u.options()).log();
-    auto accept = (log_uniform < log_alpha).logical_and(torch::isfinite(u_new));
-    accepted += accept.sum().item<int64_t>();
-    auto keep = accept.unsqueeze(-1);
-    z = torch::where(keep, z_new, z);
-    g = torch::where(keep, g_new, g);
-    u = torch::where(accept, u_new, u);
-  }
-  SamplerDraws out;
-  out.z = z;
-  out.acceptance = trajectories > 0 ? static_cast<double>(accepted) / static_cast<double>(trajectories * z.size(0))
-                                    : std::nan("");
-  return out;
 }
 
 SamplerDraws flow_sir(Flow& flow, const Potential& energy, int64_t n, int64_t candidates, double base_fraction,

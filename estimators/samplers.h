@@ -76,12 +76,6 @@ SamplerDraws draw_samples(const std::string& name, EnergyPrior& prior, const Flo
 // "flow-sir: 10 candidates from (1 - 0.1) q + 0.1 p0", for records and printed lines.
 std::string describe_sampler(const std::string& name, const SamplerOptions& options);
 
-// Hamiltonian Monte Carlo on U [B, D] -> [B] (differentiated by autograd) from z0 [B, D]:
-// `trajectories` of `leapfrog` steps of `step_size` with unit mass, each accepted or rejected
-// per chain. Returns the states and the acceptance rate over all trajectories and chains.
-SamplerDraws hmc(const std::function<torch::Tensor(const torch::Tensor&)>& potential, const torch::Tensor& z0,
-                 int64_t trajectories, int64_t leapfrog, double step_size, at::Generator& generator);
-
 // Sampling-importance-resampling: per draw, `candidates` samples of r = (1 - a) q + a p0, one
 // kept with probability proportional to exp(-f(z)) p0(z) / r(z).
 SamplerDraws flow_sir(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,

@@ -198,4 +198,41 @@ LangevinResult langevin(const PotentialGradientFactory& make_gradient, const tor
   return run_chains(make_gradient, z0, options, generator, /*may_split=*/true);
 }
 
+LangevinResult hmc_chains(const Potential& potential, const torch::Tensor& z0, int64_t trajectories,
+                          int64_t leapfrog, double step_size, at::Generator& generator) {
+  TORCH_CHECK(trajectories >= 0 && leapfrog >= 1 && step_size > 0, "hmc_chains: ", trajectories, " trajectories of ",
+              leapfrog, " leapfrog steps of ", step_size);
+  torch::NoGradGuard no_grad;
+  auto z = z0.detach().clone();
+  auto [u, g] = autograd_evaluate(potential, z);
+  int64_t accepted = 0;
+  for (int64_t t = 0; t < trajectories; ++t) {
+    auto p = torch::randn(z.sizes(), generator, z.options());
+    auto z_new = z.clone();
+    auto p_new = p - 0.5 * step_size * g;
+    PotentialAndGradient at_new;
+    for (int64_t l = 0; l < leapfrog; ++l) {
+      z_new = z_new + step_size * p_new;
+      at_new = autograd_evaluate(potential, z_new);
+      if (l + 1 < leapfrog) p_new = p_new - step_size * at_new.grad;
+    }
+    p_new = p_new - 0.5 * step_size * at_new.grad;
+    // log alpha = H(z, p) - H(z', p'); a NaN (a trajectory that blew up) is a rejection.
+    auto log_alpha = (u + 0.5 * p.pow(2).sum(-1)) - (at_new.u + 0.5 * p_new.pow(2).sum(-1));
+    auto log_uniform = torch::rand(u.sizes(), generator, u.options()).log();
+    auto accept = (log_uniform < log_alpha).logical_and(torch::isfinite(at_new.u));
+    accepted += accept.sum().item<int64_t>();
+    auto keep = accept.unsqueeze(-1);
+    z = torch::where(keep, z_new, z);
+    g = torch::where(keep, at_new.grad, g);
+    u = torch::where(accept, at_new.u, u);
+  }
+  LangevinResult out;
+  out.z = z;
+  out.acceptance_rate = trajectories > 0
+                            ? static_cast<double>(accepted) / static_cast<double>(trajectories * z.size(0))
+                            : std::nan("");
+  return out;
+}
+
 }  // namespace vae_ebm

@@ -53,6 +53,13 @@ using PotentialGradientFactory = std::function<PotentialGradient()>;
 // on the calling thread.
 LangevinResult langevin(const Potential& potential, const torch::Tensor& z0, const LangevinOptions& options,
                         at::Generator& generator);
+// Hamiltonian Monte Carlo on `potential` (differentiated by autograd) from z0 [B, D]:
+// `trajectories` of `leapfrog` steps of `step_size` with unit mass, each accepted or rejected
+// per chain (a trajectory that is not finite is rejected). Sets z and acceptance_rate (over all
+// trajectories and chains; NaN without trajectories). The sampler registry's `hmc` and the
+// MCMC objectives' `--mcmc-sampler hmc` (docs/MATH.md section 11).
+LangevinResult hmc_chains(const Potential& potential, const torch::Tensor& z0, int64_t trajectories,
+                          int64_t leapfrog, double step_size, at::Generator& generator);
 // The same chains from a potential that supplies its own gradient. On the CPU the chains
 // are split into groups over options.threads() workers. The noise is drawn from `generator`
 // on the calling thread in the same order either way, so the result does not depend on the

@@ -1,5 +1,5 @@
 // "short-run-mcmc" and "long-run-mcmc": maximum likelihood for the energy prior with
-// negative samples from Langevin chains (MATH.md section 3). The surrogate per image,
+// negative samples from Langevin, MALA or HMC chains (MATH.md sections 3 and 11). The surrogate per image,
 //   E_q[log p0(z)] - E_q[f(z)] + mean f(z_neg),
 // has the gradient -E_q grad f + E_p grad f for f's parameters and -grad f(z) through z
 // for the encoder; b gets none (evaluation estimates log Z from base samples).
@@ -18,10 +18,13 @@ namespace vae_ebm {
 
 namespace {
 
-// The MCMC objectives' options: Langevin on U(z) = f(z) + |z|^2/2 for the negative samples. 0
+// The MCMC objectives' options: chains on U(z) = f(z) + |z|^2/2 for the negative samples. 0
 // for steps or step size means the objective's reference value (short-run-mcmc: 60 steps of
-// 0.4; long-run-mcmc: 200 steps of 0.1).
+// 0.4; long-run-mcmc: 200 steps of 0.1). With the hmc sampler the steps are leapfrog steps,
+// `leapfrog` to a trajectory (the same gradients as Langevin's steps), of the step size.
 struct McmcOptions {
+  TORCH_ARG(std::string, sampler) = "langevin";  // langevin | mala | hmc
+  TORCH_ARG(int64_t, leapfrog) = 10;             // hmc: leapfrog steps per trajectory
   TORCH_ARG(int64_t, steps) = 0;
   TORCH_ARG(double, step_size) = 0.0;
   TORCH_ARG(double, noise) = 1.0;       // eta; 0 is the noiseless gradient flow
@@ -45,10 +48,15 @@ const OptionSet<McmcOptions>& mcmc_options() {
   using O = McmcOptions;
   static const auto set =
       OptionSet<O>()
+          .text("mcmc-sampler", [](O& o) -> std::string& { return o.sampler(); },
+                "the negative samples' chains: langevin, mala (Metropolis-adjusted) or hmc (Hamiltonian "
+                "Monte Carlo: the steps are leapfrog steps, in trajectories of mcmc-leapfrog)")
+          .integer("mcmc-leapfrog", [](O& o) -> int64_t& { return o.leapfrog(); },
+                   "hmc: leapfrog steps per trajectory")
           .integer("mcmc-steps", [](O& o) -> int64_t& { return o.steps(); },
-                   "Langevin steps per iteration (0: 60 short-run, 200 long-run)")
+                   "steps per iteration (gradients of the energy; 0: 60 short-run, 200 long-run)")
           .real("mcmc-step-size", [](O& o) -> double& { return o.step_size(); },
-                "Langevin step size (0: 0.4 short-run, 0.1 long-run)")
+                "step size (Langevin's s, or HMC's leapfrog step; 0: 0.4 short-run, 0.1 long-run)")
           .real("mcmc-noise", [](O& o) -> double& { return o.noise(); },
                 "Langevin noise scale eta (0: noiseless gradient flow)")
           .flag("mcmc-metropolis", [](O& o) -> bool& { return o.metropolis(); }, "MALA correction of the chains")
@@ -83,8 +91,15 @@ class McmcObjective : public PriorObjective {
                     .steps(options.steps() > 0 ? options.steps() : default_steps)
                     .step_size(options.step_size() > 0 ? options.step_size() : default_step)
                     .noise(options.noise())
-                    .metropolis(options.metropolis())
+                    .metropolis(options.metropolis() || options.sampler() == "mala")
                     .grad_clip(options.grad_clip());
+    if (options.sampler() == "hmc") {
+      trajectories_ = langevin_.steps() / options.leapfrog();
+      if (trajectories_ < 1)
+        throw OptionError("mcmc-leapfrog", "an HMC trajectory of " + std::to_string(options.leapfrog()) +
+                                               " leapfrog steps is longer than the " +
+                                               std::to_string(langevin_.steps()) + " steps of the chains");
+    }
     try {
       langevin_.validate();
     } catch (const OptionError& e) {
@@ -124,7 +139,10 @@ class McmcObjective : public PriorObjective {
     } else {
       start = negatives.rows(torch::randn({n, q.dim()}, generator, q.mu.options().requires_grad(false)), 0);
     }
-    auto chains = ebm.run_langevin(start, langevin_, own);
+    auto chains = trajectories_ > 0
+                      ? hmc_chains([&ebm](const torch::Tensor& at) { return ebm.potential(at); }, start,
+                                   trajectories_, options_.leapfrog(), langevin_.step_size(), own)
+                      : ebm.run_langevin(start, langevin_, own);
     if (options_.persistent()) buffer_.index_copy_(0, index, chains.z);
     auto negative_energy = ebm.energy(chains.z);
     auto f_z = ebm.energy(z);  // [K, B]
@@ -181,6 +199,7 @@ class McmcObjective : public PriorObjective {
   std::string name_;
   McmcOptions options_;
   LangevinOptions langevin_;
+  int64_t trajectories_ = 0;  // hmc: trajectories per iteration (0: Langevin or MALA)
   torch::Tensor buffer_;  // persistent chains [buffer_size, D]; in data-parallel training this process's shard
   std::shared_ptr<Distributed> dist_;
   BatchShard rows_;                // this process's rows of each batch
@@ -189,6 +208,12 @@ class McmcObjective : public PriorObjective {
 
 void McmcOptions::validate() const {
   auto fail = [](const char* option, const std::string& message) { throw OptionError(option, message); };
+  if (sampler_ != "langevin" && sampler_ != "mala" && sampler_ != "hmc")
+    fail("mcmc-sampler", "must be one of langevin, mala, hmc, got '" + sampler_ + "'");
+  if (leapfrog_ < 1) fail("mcmc-leapfrog", "must be >= 1, got " + std::to_string(leapfrog_));
+  if (sampler_ == "hmc" && (metropolis_ || noise_ != 1.0 || grad_clip_ != 0.0))
+    fail("mcmc-sampler", "hmc has its own Metropolis correction and unit noise: the Langevin options mcmc-metropolis, "
+                         "mcmc-noise and mcmc-grad-clip do not apply to it");
   if (steps_ < 0) fail("mcmc-steps", "must be >= 0 (0: the objective's default), got " + std::to_string(steps_));
   if (!(step_size_ >= 0 && std::isfinite(step_size_)))
     fail("mcmc-step-size", "must be finite and >= 0 (0: the objective's default), got " + std::to_string(step_size_));

@@ -23,7 +23,7 @@ bool flow_variant(const std::string& name) { return name.find("/flow") != std::s
 
 std::vector<std::string> contract_cases() {
   auto cases = objective_names();
-  for (const auto* variant : {"snelbo/flow", "nce/flow", "exact/flow"}) cases.push_back(variant);
+  for (const auto* variant : {"snelbo/flow", "nce/flow", "exact/flow", "long-run-mcmc/hmc"}) cases.push_back(variant);
   return cases;
 }
 
@@ -31,7 +31,9 @@ OptionValues quick_options(const std::string& name) {
   if (name == "snelbo/flow") return OptionValues().set("base-samples", 256).set("proposal", "flow").set("flow-fit", "reverse-kl");
   if (name == "nce/flow") return OptionValues().set("nce-noise", "flow");
   auto o = OptionValues().set("base-samples", 256).set("mcmc-steps", 30).set("negatives", 128);
-  if (name == "long-run-mcmc") o.set("persistent", true).set("buffer-size", 512).set("mcmc-step-size", 0.2);
+  if (name == "long-run-mcmc" || name == "long-run-mcmc/hmc")
+    o.set("persistent", true).set("buffer-size", 512).set("mcmc-step-size", 0.2);
+  if (name == "long-run-mcmc/hmc") o.set("mcmc-sampler", "hmc").set("mcmc-leapfrog", 5);
   // The reference step 0.4 made short-run learning diverge on this toy target (clusters
   // of width 0.3; the chains ran away to squared distance ~27 from the data): 0.2 here.
   if (name == "short-run-mcmc") o.set("mcmc-step-size", 0.2);
@@ -211,6 +213,37 @@ TEST(ObjectiveOptionsTest, BadOptionsAreRefusedWithTheirName) {
   EXPECT_THROW(make_objective("nce", OptionValues().set("nce-ratio", 0.0)), std::invalid_argument);
   EXPECT_THROW(make_objective("snelbo", OptionValues().set("proposal-flow-steps", 0)), std::invalid_argument);
   EXPECT_THROW(make_objective("snelbo", OptionValues().set("energy-l2", -1.0)), std::invalid_argument);
+  EXPECT_THROW_WITH(make_objective("long-run-mcmc", OptionValues().set("mcmc-sampler", "nuts")),
+                    "must be one of langevin, mala, hmc, got 'nuts'");
+  EXPECT_THROW_WITH(make_objective("long-run-mcmc", OptionValues().set("mcmc-sampler", "hmc").set("mcmc-metropolis", true)),
+                    "do not apply to it");
+  EXPECT_THROW_WITH(make_objective("short-run-mcmc", OptionValues().set("mcmc-sampler", "hmc").set("mcmc-leapfrog", 61)),
+                    "longer than the 60 steps");
+}
+
+// The MCMC objectives' negative phase by each sampler, on the linear tilt f(z) = w.z of N(0, I),
+// whose normalised density is N(-w, I): the negatives' mean energy is E_p[f] = -|w|^2, within
+// three standard errors (|w| / sqrt(n)), and HMC's and MALA's acceptance is reported.
+TEST(ObjectiveOptionsTest, EachMcmcSamplerDrawsTheNegativesOfALinearTilt) {
+  auto prior = std::make_shared<EnergyPrior>(2, std::vector<int64_t>{}, 0.2);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : prior->f->parameters()) p.copy_(torch::tensor({{1.0f, -0.5f}}));
+  }
+  const double expected = -1.25, n = 4000, se = std::sqrt(1.25 / n);
+  // Langevin's reference step 0.1 moves a chain's mean by 1 - 0.995^200 = 63% of the way in 200
+  // steps: 0.5 here. HMC's reference, 20 trajectories of 10 leapfrog steps of 0.1, gets there.
+  for (const auto* sampler : {"langevin", "mala", "hmc"}) {
+    const double step = std::string(sampler) == "hmc" ? 0.0 : 0.5;
+    auto objective = make_objective(
+        "long-run-mcmc",
+        OptionValues().set("mcmc-sampler", sampler).set("negatives", 4000).set("mcmc-step-size", step));
+    auto gen = make_generator(5);
+    DiagonalGaussian q{torch::zeros({8, 2}), torch::zeros({8, 2})};
+    auto term = objective->prior_term(*prior, q, q.rsample(1, gen), gen);
+    EXPECT_NEAR(term.diagnostics.at("energy_negative"), expected, 3 * se) << sampler;
+    if (std::string(sampler) != "langevin") EXPECT_GT(term.diagnostics.at("acceptance"), 0.8) << sampler;
+  }
 }
 
 // snelbo's --energy-l2 alpha subtracts alpha (mean f(z_post)^2 + mean f(z_proposal)^2): the same
