@@ -18,6 +18,7 @@
 #include "apps/run_support.h"
 #include "common/registry.h"
 #include "data/dataset.h"
+#include "data/run_config.h"
 #include "data/run_dir.h"
 
 namespace vae_ebm::cli {
@@ -62,13 +63,13 @@ void set_resolved(Resolved& r, const std::string& key, const std::string& value)
 }
 
 std::string render(const Resolved& r, const std::string& command) {
-  std::ostringstream out;
-  out << "# vae-ebm " << VAE_EBM_VERSION << " resolved configuration (" << command << ")\n"
-      << "# LibTorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH
-      << ", Boost " << BOOST_LIB_VERSION << "\n"
-      << "# Repeat this run with: vae-ebm train --config THIS_FILE --run-dir NEW_DIR\n";
-  for (const auto& [k, v] : r) out << k << "=" << v << "\n";
-  return out.str();
+  RunConfig config;
+  config.add_comments({std::string("vae-ebm ") + VAE_EBM_VERSION + " resolved configuration (" + command + ")",
+                       "LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                           "." + std::to_string(TORCH_VERSION_PATCH) + ", Boost " + BOOST_LIB_VERSION,
+                       "Repeat this run with: vae-ebm train --config THIS_FILE --run-dir NEW_DIR"});
+  for (const auto& [k, v] : r) config.set(k, v);
+  return config.text();
 }
 
 

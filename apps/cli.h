@@ -220,8 +220,5 @@ void use_machine(const CommonConfig& common);
 void choose_blas_kernel(const std::string& request);
 // The BLAS kernel line that config.ini, --version and the log carry.
 std::string blas_kernel_line();
-// A config file's text with `lines` as comments after its header comments (the BLAS kernel,
-// the data's fingerprint).
-std::string with_comments(const std::string& config_text, const std::vector<std::string>& lines);
 
 }  // namespace vae_ebm::cli

@@ -18,6 +18,7 @@
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
+#include "data/run_config.h"
 #include "data/seed.h"
 #include "estimators/log_z.h"
 #include "estimators/flow_log_z.h"
@@ -46,7 +47,7 @@ Dataset load_data(const std::string& name, const CommonConfig& common, uint64_t 
 }
 
 namespace {
-constexpr const char* kDataComment = "# data: ";
+constexpr const char* kDataComment = "data: ";  // config.ini's comment line of the data's fingerprint
 
 // {3, 32, 32} as "3x32x32".
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -60,14 +61,12 @@ std::string data_line(const Dataset& data) {
   std::string files;
   for (const auto& f : data.files)
     files += (files.empty() ? "" : ", ") + std::filesystem::path(f.path).filename().string() + " " + f.sha256;
-  return std::string(kDataComment + 2) + data.name + " sha256 " + data.fingerprint() + " (" + files + ")";
+  return std::string(kDataComment) + data.name + " sha256 " + data.fingerprint() + " (" + files + ")";
 }
 
 void warn_if_data_changed(const std::string& config_path, const Dataset& data) {
-  const auto text = read_file(config_path);
-  const auto at = text.find(kDataComment);
-  if (at == std::string::npos) return;
-  const auto line = text.substr(at + 2, text.find('\n', at) - at - 2);
+  const auto line = RunConfig(read_file(config_path)).comment(kDataComment);
+  if (line.empty()) return;
   const auto recorded = line.substr(0, line.find(" ("));
   const auto now = data_line(data);
   if (recorded != now.substr(0, now.find(" (")))

@@ -49,16 +49,4 @@ void use_machine(const CommonConfig& common) {
   set_threads(common.threads);
 }
 
-std::string with_comments(const std::string& config_text, const std::vector<std::string>& lines) {
-  std::string comments;
-  for (const auto& line : lines) comments += "# " + line + "\n";
-  size_t at = 0;  // after the leading comment lines
-  while (at < config_text.size() && config_text[at] == '#') {
-    const size_t eol = config_text.find('\n', at);
-    if (eol == std::string::npos) return config_text + "\n" + comments;
-    at = eol + 1;
-  }
-  return config_text.substr(0, at) + comments + config_text.substr(at);
-}
-
 }  // namespace vae_ebm::cli

@@ -24,6 +24,7 @@
 #include "data/error.h"
 #include "data/files.h"
 #include "data/json.h"
+#include "data/run_config.h"
 #include "data/run_dir.h"
 #include "data/seed.h"
 #include "estimators/bounds.h"
@@ -210,22 +211,6 @@ std::string init_model_from(const std::string& path, VaeModel& model, bool with_
   return taken;
 }
 
-// config.ini's text with `key=value` for the key's line (a rate a rollback lowered).
-std::string with_config_value(const std::string& text, const std::string& key, const std::string& value) {
-  std::istringstream in(text);
-  std::string out, line;
-  bool found = false;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + "=", 0) == 0) {
-      line = key + "=" + value;
-      found = true;
-    }
-    out += line + "\n";
-  }
-  if (!found) out += key + "=" + value + "\n";
-  return out;
-}
-
 // The run, from its directory on: config.ini, the trainer, validation, the signals, the end.
 // In data-parallel training only rank 0 (`writes`) touches the run directory and prints the
 // run's progress; every process trains.
@@ -235,8 +220,10 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   std::vector<std::string> comments = {blas_kernel_line(), data_line(data)};
   if (dist->parallel()) comments.push_back("data-parallel: " + dist->describe());
   const bool writes = dist->is_root();
+  // config.ini: the resolved flags with these comments after the header's.
+  auto write_config = [&] { atomic_write(run.config_path(), RunConfig(c.config_text).add_comments(comments).text()); };
   if (!resuming && writes) {
-    atomic_write(run.config_path(), with_comments(c.config_text, comments));
+    write_config();
     if (!initialised.empty()) {
       std::fprintf(stderr, "started %s from %s\n", initialised.c_str(), c.init_from.c_str());
       run.append_metrics(Json::object().set("event", "initialised").set("from", c.init_from).set("parts", initialised));
@@ -274,7 +261,7 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
     if (rolled_back > 0)
       std::fprintf(stderr, "moved %lld records of steps after %lld from metrics.jsonl to metrics.rolled-back.jsonl\n",
                    (long long)rolled_back, (long long)trainer.state().step);
-    if (!c.resume_changes.empty()) atomic_write(run.config_path(), with_comments(c.config_text, comments));
+    if (!c.resume_changes.empty()) write_config();
     Json skipped = Json::array();
     for (const auto& s : trainer.skipped_checkpoints()) skipped.push(Json::string(s));
     run.append_metrics(Json::object().set("event", "resumed").set("step", trainer.state().step).set("changed", changed)
@@ -316,8 +303,8 @@ int train_in(RunDir& run, TrainConfig& c, bool resuming, const std::string& init
   // A rollback's lowered rate goes into config.ini, so that a later --resume keeps it (a
   // rollback is not data-parallel yet: only one process gets here).
   trainer.set_rate_listener([&](const std::string& flag, double, double now) {
-    c.config_text = with_config_value(c.config_text, flag, shortest(now));
-    atomic_write(run.config_path(), with_comments(c.config_text, comments));
+    c.config_text = RunConfig(c.config_text).set(flag, shortest(now)).text();
+    write_config();
   });
   auto t0 = std::chrono::steady_clock::now();
   bool finished = false;

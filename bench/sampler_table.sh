@@ -8,7 +8,8 @@
 # SNELBO with a flow proposal trained by reverse KL), long-run (an energy prior trained jointly by
 # long-run MCMC, 200 Langevin steps of 0.1 from the base for each step's negatives, energy L2 1,
 # stopped after MCMC_BUDGET seconds of steps, default 600: its steps cost far more than the
-# others'), and three variants of the joint row that try to close holes in training (issue 28):
+# others'), long-run-hmc (the same objective with persistent chains continued by 2 HMC
+# trajectories of 10 leapfrog steps of 0.1 each step, --mcmc-sampler hmc; the same budget), and three variants of the joint row that try to close holes in training (issue 28):
 # joint-defensive50 (half the proposal samples from the base, not 10%), joint-flow4 (4 Adam
 # steps of the flow's reverse-KL fit per training step, not 1) and joint-l2 (the penalty
 # ENERGY_L2 (mean f(z_post)^2 + mean f(z_proposal)^2), default 0.01). Every row shares the main job's networks
@@ -60,6 +61,8 @@ for row in "${rows[@]}"; do
     joint-l2) train_row "$row" train "${recipe[@]}" "${joint[@]}" --energy-l2 "${ENERGY_L2:-0.01}" ;;
     long-run) train_row long-run train "${recipe[@]}" --prior ebm --objective long-run-mcmc --energy-l2 1 \
                 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
+    long-run-hmc) train_row long-run-hmc train "${recipe[@]}" --prior ebm --objective long-run-mcmc --persistent \
+                    --mcmc-sampler hmc --mcmc-steps 20 --energy-l2 1 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
     posthoc) train_row posthoc fit-prior "$out/vae" --prior ebm --prior-lr 2e-4 --lr 1e-3 --beta1 0.9 --lr-decay 1.0 \
                --epochs "$epochs" --eval-every 5 --seed 0 --threads "$threads" ;;
     *) echo "unknown row $row" >&2; exit 2 ;;

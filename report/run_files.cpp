@@ -22,12 +22,6 @@ namespace vae_ebm::report {
 
 namespace fs = std::filesystem;
 
-std::string RunFiles::config_value(const std::string& key) const {
-  for (const auto& [k, v] : config)
-    if (k == key) return v;
-  return "";
-}
-
 std::vector<const JsonValue*> RunFiles::events(const std::string& event) const {
   std::vector<const JsonValue*> out;
   for (const auto& r : metrics.records)
@@ -36,21 +30,6 @@ std::vector<const JsonValue*> RunFiles::events(const std::string& event) const {
 }
 
 namespace {
-
-std::vector<std::pair<std::string, std::string>> config_lines(const std::string& text) {
-  std::vector<std::pair<std::string, std::string>> out;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    const auto eq = line.find('=');
-    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
-    out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
-  }
-  return out;
-}
 
 // Two records of one evaluation (evaluation.json and its copy in evaluations/) agree on
 // these; the per-image file they name differs.
@@ -122,7 +101,7 @@ RunFiles read_run_files(const std::string& dir, const std::string& records_dir) 
   if (!file_exists(dir + "/config.ini"))
     throw DataError(dir + " is not a run directory: it has no config.ini (made by vae-ebm train or fit-prior)");
   run.config_text = read_run_file(dir + "/config.ini", kMaxConfigBytes);
-  run.config = config_lines(run.config_text);
+  run.config = RunConfig(run.config_text);
   if (file_exists(dir + "/metrics.jsonl")) {
     run.metrics = parse_json_lines(read_run_file(dir + "/metrics.jsonl", kMaxMetricsBytes), dir + "/metrics.jsonl");
     run.has_metrics = true;
@@ -176,14 +155,13 @@ Table differing_flags(const std::vector<const RunFiles*>& runs, const std::vecto
   std::vector<std::string> keys;  // in the order the first run that has them writes them
   std::set<std::string> seen{"run-dir"};
   for (const auto* run : runs)
-    for (const auto& [key, value] : run->config)
+    for (const auto& [key, value] : run->config.entries())
       if (seen.insert(key).second) keys.push_back(key);
   for (const auto& key : keys) {
     std::vector<std::string> row{key};
     std::set<std::string> values;
     for (const auto* run : runs) {
-      const bool has = std::any_of(run->config.begin(), run->config.end(), [&](const auto& kv) { return kv.first == key; });
-      row.push_back(has ? run->config_value(key) : "(not set)");
+      row.push_back(run->config.has(key) ? run->config_value(key) : "(not set)");
       values.insert(row.back());
     }
     if (values.size() > 1) table.rows.push_back(row);

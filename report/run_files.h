@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "data/run_config.h"
 #include "report/html.h"
 #include "report/json_read.h"
 
@@ -14,9 +15,9 @@ namespace vae_ebm::report {
 struct RunFiles {
   std::string dir;
   std::string records_dir;  // where the evaluation records were read (the run directory unless told)
-  std::string config_text;                                  // config.ini as written
-  std::vector<std::pair<std::string, std::string>> config;  // its key=value lines, in order
-  JsonLines metrics;                                        // metrics.jsonl (empty if none)
+  std::string config_text;  // config.ini as written
+  RunConfig config;         // the same, read (data/run_config.h)
+  JsonLines metrics;        // metrics.jsonl (empty if none)
   bool has_metrics = false;
   struct Evaluation {
     std::string file;  // relative to records_dir
@@ -29,7 +30,7 @@ struct RunFiles {
   std::vector<std::string> sample_pngs;      // RUN/samples/*.png, by name
 
   // A config value ("" when absent).
-  std::string config_value(const std::string& key) const;
+  std::string config_value(const std::string& key) const { return config.value(key); }
   // The records of metrics.jsonl whose "event" is `event`, in order.
   std::vector<const JsonValue*> events(const std::string& event) const;
 };
