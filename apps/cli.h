@@ -1,6 +1,8 @@
 #pragma once
-// The `vae-ebm` command line: each subcommand's flags are declared once (name, default,
-// help) and parsed into a config struct, so tests can call the parsers directly.
+// The `vae-ebm` command line: each subcommand's config struct and its parser, so tests can call
+// the parsers directly. Each command declares its flags (name, default, help) once, beside
+// itself: parse_train and parse_fit_prior in train_flags.cpp, parse_evaluate in evaluate.cpp, ...
+// (apps/flags.h has the pieces they share).
 #include <torch/torch.h>
 
 #include <cstdint>

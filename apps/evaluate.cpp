@@ -448,6 +448,75 @@ int run_evaluate(const EvaluateConfig& config) {
   return 0;
 }
 
+// The command line: flags, their defaults and their checks.
+bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
+  po::options_description d("evaluate flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  d.add_options()
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset), "data set to evaluate on (default: the run's); same shape")
+      ("split", po::value(&c.split)->default_value(c.split), "train, validation or test")
+      ("samples", po::value(&c.samples)->default_value(c.samples), "posterior samples K per image (ELBO_K and IWAE_K)")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(c.log_z_samples), "base samples for log Z (ebm)")
+      ("limit", po::value(&c.limit)->default_value(c.limit), "evaluate the first N images only (0: all)")
+      ("classifier", po::value(&c.classifier)->default_value(c.classifier),
+       "feature network for sample quality (default DATA_DIR/classifiers/DATASET.pt, made by train-classifier)")
+      ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
+       "ebm: log Z by auto (is when its ESS is at least 10% of the samples, else flow), is (importance "
+       "sampling from the base), flow (from a flow fitted to the energy), flow-ais (annealed importance sampling "
+       "from that flow) or ais (annealed importance sampling from the base)")
+      ("flow-steps", po::value(&c.flow_steps)->default_value(c.flow_steps),
+       "flow, flow-ais: reverse-KL steps fitting the proposal flow to the energy")
+      ("flow-refine-steps", po::value(&c.flow_refine_steps)->default_value(c.flow_refine_steps),
+       "flow, flow-ais: then steps of a mass-covering refinement (importance-weighted forward KL)")
+      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow, flow-ais: the flow's coupling layers")
+      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow, flow-ais: width of its conditioners")
+      ("flow-base-fraction", real(&c.flow_base_fraction, c.flow_base_fraction),
+       "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
+      ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
+      ("ais-chains", po::value(&c.ais_chains)->default_value(c.ais_chains), "ais: chains")
+      ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais, flow-ais: MALA step size (the first, when adapted)")
+      ("ais-target-acceptance", real(&c.ais_target_acceptance, c.ais_target_acceptance),
+       "ais, flow-ais: the MALA acceptance rate the step size is adapted towards, temperature by temperature (0: a "
+       "fixed step)")
+      ("feature-network", po::value(&c.feature_network)->default_value(c.feature_network),
+       "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
+       "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
+      ("quality-samples", po::value(&c.quality_samples)->default_value(c.quality_samples),
+       "generated images scored against the split (0: no sample-quality scores)");
+  add_sampler_flags(d, c.sampler, c.sampler_options);
+  d.add_options()
+      ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
+       "ebm: b in the bounds: learned, estimated (independent IS estimate of log Z), or auto (learned for snelbo only)")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the estimators' samples")
+      ("out", po::value(&c.out)->default_value(c.out),
+       "directory for evaluation.json and evaluation-SPLIT.h5 (default: the run directory); checked for writing "
+       "before anything is computed")
+      ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
+       "then (re)write report.html beside the records: the run's page, as vae-ebm report writes it")
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel evaluation (torchrun or --nproc): seconds that meeting the other processes, or any one "
+       "exchange with them, may take before evaluate stops with an error");
+  add_nproc(d, c.common);
+  if (!parse_run_command(args, d, c.common, "evaluate",
+                         "usage: vae-ebm evaluate RUN_DIR [flags]\nReports likelihood bounds; writes RUN_DIR/evaluation.json and evaluation.h5."))
+    return false;
+  if (c.samples < 1) throw UsageError("--samples must be >= 1, got " + std::to_string(c.samples));
+  if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
+  if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  check_sampler(c.sampler, c.sampler_options);
+  check_choice("--log-z-method", c.log_z_method, log_z_method_names());
+  if (!(c.flow_base_fraction >= 0 && c.flow_base_fraction < 1))
+    throw UsageError("--flow-base-fraction must be in [0, 1), got " + shortest(c.flow_base_fraction));
+  if (c.flow_steps < 0) throw UsageError("--flow-steps must be >= 0, got " + std::to_string(c.flow_steps));
+  if (c.flow_refine_steps < 0)
+    throw UsageError("--flow-refine-steps must be >= 0, got " + std::to_string(c.flow_refine_steps));
+  if (c.flow_layers < 1) throw UsageError("--flow-layers must be >= 1, got " + std::to_string(c.flow_layers));
+  if (c.flow_hidden < 1) throw UsageError("--flow-hidden must be >= 1, got " + std::to_string(c.flow_hidden));
+  if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
+  check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
+  return true;
+}
+
 Command evaluate_command() {
   return command_of("evaluate", "likelihood bounds (ELBO, IWAE, SNELBO, SN-IWAE, log Z) of a run",
                     parse_evaluate, run_evaluate);

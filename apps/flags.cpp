@@ -2,6 +2,10 @@
 
 #include "apps/flags.h"
 
+#include <torch/version.h>
+
+#include <boost/version.hpp>
+
 #include <algorithm>
 #include <iostream>
 #include <cctype>
@@ -10,9 +14,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
+#include "apps/run_support.h"
 #include "common/registry.h"
+#include "data/run_config.h"
+#include "estimators/samplers.h"
 #include "data/dataset.h"
 
 namespace boost {
@@ -188,5 +197,135 @@ void notify_all(po::variables_map& vm) {
   }
 }
 
+
+
+// Renders a parsed value in config-file syntax.
+std::string value_text(const boost::any& v) {
+  if (auto p = boost::any_cast<std::string>(&v)) return *p;
+  if (auto p = boost::any_cast<int64_t>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<uint64_t>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<int>(&v)) return std::to_string(*p);
+  if (auto p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
+  if (auto p = boost::any_cast<double>(&v)) return shortest(*p);
+  return "?";
+}
+
+Resolved resolve(const po::options_description& desc, const po::variables_map& vm,
+                 const std::vector<std::string>& skip) {
+  Resolved out;
+  for (const auto& opt : desc.options()) {
+    const auto& name = opt->long_name();
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (vm.count(name)) out.emplace_back(name, value_text(vm[name].value()));
+  }
+  return out;
+}
+
+void set_resolved(Resolved& r, const std::string& key, const std::string& value) {
+  for (auto& kv : r)
+    if (kv.first == key) {
+      kv.second = value;
+      return;
+    }
+  r.emplace_back(key, value);
+}
+
+std::string render(const Resolved& r, const std::string& command) {
+  RunConfig config;
+  config.add_comments({std::string("vae-ebm ") + VAE_EBM_VERSION + " resolved configuration (" + command + ")",
+                       "LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                           "." + std::to_string(TORCH_VERSION_PATCH) + ", Boost " + BOOST_LIB_VERSION,
+                       "Repeat this run with: vae-ebm train --config THIS_FILE --run-dir NEW_DIR"});
+  for (const auto& [k, v] : r) config.set(k, v);
+  return config.text();
+}
+
+
+
+// Keys that only the command line may give: a config file naming the run to resume (or another
+// config file) would bypass the checks that --resume makes, build the model from the file's flags
+// and meet the run's checkpoints with it.
+namespace {
+const std::vector<std::string> kCommandLineOnly = {"resume", "config"};
+}  // namespace
+
+void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
+                       const std::vector<std::string>& keep_only) {
+  if (!std::filesystem::is_regular_file(path)) throw UsageError("config file '" + path + "' is not a file");
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read config file '" + path + "'");
+  try {
+    // With keep_only (a parent's config read by fit-prior) the keys this command does not
+    // know are dropped rather than refused.
+    auto parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/!keep_only.empty());
+    if (keep_only.empty())
+      for (const auto& o : parsed.options)
+        if (std::find(kCommandLineOnly.begin(), kCommandLineOnly.end(), o.string_key) != kCommandLineOnly.end())
+          throw UsageError("config file '" + path + "' sets '" + o.string_key + "', which only the command line may give" +
+                           (o.string_key == "resume" ? ": vae-ebm train --resume RUN_DIR (the run's own config.ini says the rest)"
+                                                     : ""));
+    if (!keep_only.empty()) {
+      std::vector<po::option> kept;
+      for (auto& o : parsed.options)
+        if (std::find(keep_only.begin(), keep_only.end(), o.string_key) != keep_only.end()) kept.push_back(o);
+      parsed.options = kept;
+    }
+    po::store(parsed, vm);
+  } catch (po::error& e) {
+    throw UsageError("config file '" + path + "': " + po_error_text(e));
+  }
+}
+
+void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, std::string& checkpoint) {
+  d.add_options()
+      ("help,h", "show this help")
+      ("run-dir", po::value(&run_dir), "the run directory (positional)")
+      ("checkpoint", po::value(&checkpoint)->default_value(checkpoint), "best, latest, or a checkpoint path");
+}
+static void require_run_dir(const po::variables_map& vm, const std::string& command) {
+  if (!vm.count("run-dir")) throw UsageError(command + " needs a run directory: vae-ebm " + command + " RUN_DIR");
+}
+// The commands that read a run (evaluate, sample, export): RUN_DIR as the positional argument,
+// the common flags, then a check that RUN_DIR was given. False when --help was shown.
+bool parse_run_command(const std::vector<std::string>& args, po::options_description& d, CommonConfig& common,
+                       const std::string& command, const std::string& usage) {
+  add_common(d, common);
+  po::positional_options_description pos;
+  pos.add("run-dir", 1);
+  po::variables_map vm;
+  if (!parse(args, d, pos, vm, usage)) return false;
+  notify_all(vm);
+  require_run_dir(vm, command);
+  return true;
+}
+
+// --sampler and its options (sample and evaluate): estimators/samplers.h.
+void add_sampler_flags(po::options_description& d, std::string& sampler, SamplerOptions& o) {
+  std::string names;
+  for (const auto& name : sampler_names())
+    names += "\n  " + name + (name == default_sampler() ? " (default)" : "") + ": " + sampler_registry().at(name).help;
+  d.add_options()
+      ("sampler", po::value(&sampler)->default_value(sampler),
+       ("ebm: how prior samples are drawn (all: each sampler in turn):" + names +
+        "\nexact priors (gaussian, mog, flow) are sampled exactly").c_str())
+      ("sampler-steps", po::value(&o.steps())->default_value(o.steps()), "langevin, mala: steps")
+      ("sampler-step-size", real(&o.step_size(), o.step_size()), "langevin, mala: step size s; hmc: leapfrog step")
+      ("sampler-flow-steps", po::value(&o.flow_steps())->default_value(o.flow_steps()),
+       "flow-langevin, flow-mala, transport: steps")
+      ("sampler-flow-step-size", real(&o.flow_step_size(), o.flow_step_size()),
+       "flow-langevin, flow-mala: step size s; transport: s in the flow's base space")
+      ("hmc-trajectories", po::value(&o.trajectories())->default_value(o.trajectories()), "hmc: trajectories")
+      ("hmc-leapfrog", po::value(&o.leapfrog())->default_value(o.leapfrog()), "hmc: leapfrog steps per trajectory")
+      ("sir-candidates", po::value(&o.candidates())->default_value(o.candidates()), "flow-sir: candidates per draw")
+      ("sir-base-fraction", real(&o.base_fraction(), o.base_fraction()),
+       "flow-sir: share of the candidates drawn from the base N(0, I) (bounds the weights)")
+      ("langevin-noise", real(&o.noise(), o.noise()), "langevin, flow-langevin: noise scale eta (0: gradient flow)");
+}
+void check_sampler(const std::string& sampler, const SamplerOptions& o) {
+  auto names = sampler_names();
+  names.push_back("all");
+  check_choice("--sampler", sampler, names);
+  as_usage([&] { o.validate(); }, "");
+}
 
 }  // namespace vae_ebm::cli

@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/cli.h"
@@ -45,5 +46,30 @@ const std::vector<WorkBound>& work_bounds();
 void notify_all(po::variables_map& vm);
 // A value that must be one of `valid` (a registry's names); UsageError naming flag and value.
 void check_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& valid);
+
+// A parsed value in config-file syntax.
+std::string value_text(const boost::any& v);
+// A command's resolved flags, in the order it declares them: what config.ini records.
+using Resolved = std::vector<std::pair<std::string, std::string>>;
+Resolved resolve(const po::options_description& desc, const po::variables_map& vm, const std::vector<std::string>& skip);
+// Sets (or adds) one resolved flag.
+void set_resolved(Resolved& r, const std::string& key, const std::string& value);
+// config.ini's text (data/run_config.h) for these flags of `command`: a header of what wrote it.
+std::string render(const Resolved& r, const std::string& command);
+// Reads a config file into vm (earlier sources win). `resume` and `config` are refused in it;
+// with keep_only (a parent's config.ini, read by fit-prior) only those keys are taken and the
+// keys this command does not know are dropped rather than refused. UsageError naming the file.
+void store_config_file(const std::string& path, const po::options_description& desc, po::variables_map& vm,
+                       const std::vector<std::string>& keep_only = {});
+
+// The commands that read a run (evaluate, sample, export): --help, RUN_DIR (positional) and
+// --checkpoint; parse_run_command adds the common flags, parses, and requires RUN_DIR. False
+// when --help was shown.
+void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, std::string& checkpoint);
+bool parse_run_command(const std::vector<std::string>& args, po::options_description& d, CommonConfig& common,
+                       const std::string& command, const std::string& usage);
+// --sampler and its options (sample and evaluate: estimators/samplers.h), and their check.
+void add_sampler_flags(po::options_description& d, std::string& sampler, SamplerOptions& o);
+void check_sampler(const std::string& sampler, const SamplerOptions& o);
 
 }  // namespace vae_ebm::cli

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "apps/command.h"
+#include "apps/flags.h"
 #include "apps/run_support.h"
 #include "data/png.h"
 #include "common/text.h"
@@ -70,6 +71,23 @@ int run_sample(const SampleConfig& c) {
   written.push_back("reconstructions.png");
   std::printf("wrote in %s: %s\n", out.c_str(), join_names(written).c_str());
   return 0;
+}
+
+// The command line: flags, their defaults and their checks.
+bool parse_sample(const std::vector<std::string>& args, SampleConfig& c) {
+  po::options_description d("sample flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  d.add_options()
+      ("out", po::value(&c.out)->default_value(c.out), "output directory (default RUN_DIR/samples)")
+      ("count", po::value(&c.count)->default_value(c.count), "images per grid")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "sampling seed");
+  add_sampler_flags(d, c.sampler, c.sampler_options);
+  if (!parse_run_command(args, d, c.common, "sample",
+                         "usage: vae-ebm sample RUN_DIR [flags]\nWrites PNG grids of prior samples and reconstructions."))
+    return false;
+  if (c.count < 1) throw UsageError("--count must be >= 1, got " + std::to_string(c.count));
+  check_sampler(c.sampler, c.sampler_options);
+  return true;
 }
 
 Command sample_command() {

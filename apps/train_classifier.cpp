@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "apps/command.h"
+#include "apps/flags.h"
 #include "apps/run_support.h"
 #include "common/distributed.h"
 #include "data/error.h"
@@ -83,6 +84,37 @@ int run_train_classifier(const ClassifierConfig& c) {
               dist->parallel() ? ("; data-parallel over " + dist->describe()).c_str() : "", out.c_str(),
               model->weights_sha256().c_str());
   return 0;
+}
+
+// The command line: flags, their defaults and their checks.
+bool parse_train_classifier(const std::vector<std::string>& args, ClassifierConfig& c) {
+  po::options_description d("train-classifier flags");
+  d.add_options()
+      ("help,h", "show this help")
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset),
+       "labelled image data set (the MNIST network for 1x28x28, a shape-generic one for other C x H x W)")
+      ("out", po::value(&c.out)->default_value(c.out), "where to write it (default DATA_DIR/classifiers/DATASET.pt)")
+      ("epochs", po::value(&c.epochs)->default_value(c.epochs), "training epochs")
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+       "images per step (data-parallel: the global batch, shared out over the processes)")
+      ("limit", po::value(&c.limit)->default_value(c.limit), "train on the first N training images only (0: all)")
+      ("seed", po::value(&c.seed)->default_value(c.seed), "seed (training is deterministic for a seed and thread count)")
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel training (torchrun or --nproc): seconds that meeting the other processes, or any one exchange "
+       "with them, may take before it stops with an error");
+  add_common(d, c.common);
+  add_nproc(d, c.common);
+  po::positional_options_description none;
+  po::variables_map vm;
+  if (!parse(args, d, none, vm,
+             "usage: vae-ebm train-classifier [--dataset NAME]\n"
+             "Trains the small convolutional classifier whose penultimate features score sample quality."))
+    return false;
+  notify_all(vm);
+  if (c.epochs < 1) throw UsageError("--epochs must be >= 1, got " + std::to_string(c.epochs));
+  if (c.batch_size < 1) throw UsageError("--batch-size must be >= 1, got " + std::to_string(c.batch_size));
+  if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
+  return true;
 }
 
 Command train_classifier_command() {

@@ -1,0 +1,296 @@
+// The flags of train and fit-prior (apps/train.cpp), and their checks: the networks, the prior,
+// the objective's options as the objectives declare them, the schedule, validation, and what a
+// resumed run may change.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+
+#include "apps/cli.h"
+#include "apps/flags.h"
+#include "apps/run_support.h"
+#include "data/run_dir.h"
+
+namespace vae_ebm::cli {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") { return join_names(items, sep); }
+
+// Every objective's options, as the objectives declare them (prior/objective.h): one flag each,
+// its help led by the objectives that read it, its value kept as text in `values` (numbers in
+// their shortest form, so that config.ini and a resumed run compare them as they read).
+void add_objective_flags(po::options_description& d, OptionValues& values) {
+  for (const auto& option : all_objective_options()) {
+    const auto& spec = option.spec;
+    const std::string help = join(option.objectives) + ": " + spec.help;
+    const auto name = spec.name;
+    auto keep = [&values, name](const std::string& text) { values.set(name, text); };
+    switch (spec.type) {
+      case OptionType::integer:
+        d.add_options()(name.c_str(),
+                        po::value<int64_t>()
+                            ->default_value(option_integer(name, spec.default_text))
+                            ->notifier([keep](int64_t v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      case OptionType::real: {
+        const double fallback = option_real(name, spec.default_text);
+        d.add_options()(name.c_str(),
+                        po::value<double>()
+                            ->default_value(fallback, spec.default_text)
+                            ->notifier([keep](double v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      }
+      case OptionType::flag:
+        d.add_options()(name.c_str(),
+                        po::value<bool>()
+                            ->default_value(option_flag(name, spec.default_text))
+                            ->implicit_value(true)
+                            ->notifier([keep](bool v) { keep(option_text(v)); }),
+                        help.c_str());
+        break;
+      case OptionType::text:
+        d.add_options()(name.c_str(),
+                        po::value<std::string>()->default_value(spec.default_text)->notifier(keep),
+                        help.c_str());
+        break;
+    }
+  }
+}
+
+po::options_description train_description(TrainConfig& c, bool fit_prior) {
+  po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
+  auto& t = c.train;
+  d.add_options()("help,h", "show this help");
+  if (!fit_prior) {
+    d.add_options()
+        ("config", po::value<std::string>(), "read flags from a config file (key=value lines); the command line wins")
+        ("resume", po::value(&c.resume), "continue the run in this directory exactly where it stopped");
+  }
+  d.add_options()
+      ("run-dir", po::value(&c.run_dir)->default_value(c.run_dir), "run directory to create (default runs/DATASET-PRIOR-TIME)")
+      ("dataset", po::value(&c.dataset)->default_value(c.dataset),
+       ("data set: " + join(dataset_names())).c_str())
+      ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(c.binarisation_seed), "key of the static binarisation")
+      ("architecture", po::value(&c.architecture)->default_value(c.architecture),
+       ("encoder/decoder: " + join(architectures()) +
+        " (conv: the SNL reference networks for 1x28x28 images, the conv family for other C x H x W)").c_str())
+      ("hidden", po::value(&c.hidden)->default_value(c.hidden), "MLP hidden widths, comma-separated")
+      ("activation", po::value(&c.activation)->default_value(c.activation), ("MLP activation: " + join(activations())).c_str())
+      ("conv-width", po::value(&c.conv_width)->default_value(c.conv_width),
+       "conv family (images other than 1x28x28): base channels w; the decoder starts at 8w, the encoder at w")
+      ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
+      ("likelihood", po::value(&c.likelihood.kind())->default_value(c.likelihood.kind()),
+       ("p(x|z): " + join(likelihood_kinds()) + " (bernoulli for binary data, logistic for 8-bit levels, gaussian for continuous values)").c_str())
+      ("likelihood-variance", po::value(&c.likelihood.variance())->default_value(c.likelihood.variance()),
+       "gaussian: fixed (--likelihood-sigma) or learned (one sigma per value)")
+      ("likelihood-sigma", real(&c.likelihood.sigma(), c.likelihood.sigma()), "gaussian, fixed variance: the standard deviation")
+      ("likelihood-min-sigma", real(&c.likelihood.min_sigma(), c.likelihood.min_sigma()), "gaussian, learned variance: the floor of each sigma")
+      ("likelihood-range", po::value(&c.likelihood.range())->default_value(c.likelihood.range()),
+       "gaussian: the data as the density sees them: 0,1 or -1,1 (2x - 1, as in Pang et al.)")
+      ("likelihood-mixture", po::value(&c.likelihood.mixture())->default_value(c.likelihood.mixture()),
+       "logistic: discretised logistics per value (1: one)")
+      ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
+      ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
+      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow prior: affine coupling layers")
+      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow prior: width of each coupling's conditioner")
+      ("energy-hidden", po::value(&c.energy_hidden)->default_value(c.energy_hidden), "energy MLP hidden widths")
+      ("energy-slope", real(&c.energy_slope, c.energy_slope), "energy MLP LeakyReLU slope")
+      ("objective", po::value(&c.objective)->default_value(c.objective),
+       ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
+      ("refine-steps", po::value(&t.refine_steps())->default_value(t.refine_steps()), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
+      ("refine-step-size", real(&t.refine_step_size(), t.refine_step_size()), "ebm: posterior refinement step size")
+      ("epochs", po::value(&t.epochs())->default_value(t.epochs()), "training epochs")
+      ("max-steps", po::value(&t.max_steps())->default_value(t.max_steps()), "stop after this many steps (0: no limit)")
+      ("time-budget", real(&t.time_budget(), t.time_budget()), "stop after this many seconds of training steps, validation excluded (0: none)")
+      ("batch-size", po::value(&t.batch_size())->default_value(t.batch_size()), "images per step")
+      ("lr", real(&t.lr(), t.lr()), "Adam learning rate of encoder and decoder")
+      ("prior-lr", real(&t.prior_lr(), t.prior_lr()), "Adam learning rate of the prior")
+      ("beta1", real(&t.beta1(), t.beta1()), "Adam beta1")
+      ("beta2", real(&t.beta2(), t.beta2()), "Adam beta2")
+      ("lr-decay", real(&t.lr_decay(), t.lr_decay()), "learning rates times this each epoch")
+      ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
+      ("seed", po::value(&t.seed())->default_value(t.seed()), "seed of initialisation, shuffling and sampling")
+      ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
+      ("eval-samples", po::value(&c.eval_samples)->default_value(c.eval_samples), "posterior samples K of the validation bound")
+      ("log-z-samples", po::value(&c.log_z_samples)->default_value(c.log_z_samples), "base samples for log Z at validation (ebm)")
+      ("validation-log-z", po::value(&c.validation_log_z)->default_value(c.validation_log_z),
+       "log Z of an energy prior at validation: is (importance sampling from the base, --log-z-samples) or ais "
+       "(forward AIS, which finds mass that base samples miss)")
+      ("validation-ais-chains", po::value(&c.validation_ais_chains)->default_value(c.validation_ais_chains), "validation ais: chains")
+      ("validation-ais-temperatures", po::value(&c.validation_ais_temperatures)->default_value(c.validation_ais_temperatures),
+       "validation ais: temperatures")
+      ("keep-checkpoints", po::value(&t.keep_checkpoints())->default_value(t.keep_checkpoints()), "step checkpoints kept besides best.pt")
+      ("log-every", real(&t.log_every_seconds(), t.log_every_seconds()), "seconds between progress lines off a terminal")
+      ("on-divergence", po::value(&c.on_divergence)->default_value(c.on_divergence),
+       "when a loss, bound or log Z is not finite or explodes: stop (naming the likely cause), rollback to the "
+       "newest checkpoint with a lowered rate, or warn (a finite training-loss spike is logged and the step taken)")
+      ("max-rollbacks", po::value(&t.max_rollbacks())->default_value(t.max_rollbacks()), "rollback: at most this many, then stop")
+      ("rollback-factor", real(&t.rollback_factor(), t.rollback_factor()), "rollback: the lowered rate is the old one times this")
+      ("rollback-lower", po::value(&t.rollback_lower())->default_value(t.rollback_lower()),
+       "rollback: the rate to lower: auto (the likely cause: mcmc-step-size for MCMC objectives, prior-lr for other "
+       "energy priors, else lr), lr, prior-lr or mcmc-step-size")
+      ("report", po::value<bool>(&c.report)->default_value(c.report)->implicit_value(true),
+       "at the end, (re)write RUN/report.html: the run's page (vae-ebm report)");
+  add_objective_flags(d, c.objective_values);
+  if (!fit_prior) {
+    d.add_options()
+        ("detach-posterior", po::value<bool>()->default_value(false)->implicit_value(true),
+         "train the VAE on the Gaussian ELBO and fit the prior to detached posterior samples")
+        ("mode", po::value(&c.mode)->default_value(c.mode), "joint, detach-posterior or post-hoc (set by fit-prior)")
+        ("init-from", po::value(&c.init_from)->default_value(c.init_from), "checkpoint whose encoder and decoder start the model")
+        ("init-prior", po::value<bool>(&c.init_prior)->default_value(c.init_prior)->implicit_value(true),
+         "with --init-from, start the prior (and b) from the checkpoint too: it must be the same kind and shape")
+        ("parent", po::value(&c.parent)->default_value(c.parent), "the run a post-hoc prior was fitted to (set by fit-prior)");
+  }
+  d.add_options()
+      ("dist-timeout", real(&c.dist_timeout, c.dist_timeout),
+       "data-parallel training (torchrun): seconds that meeting the other processes, or any one exchange with them "
+       "(rank 0's validation among them), may take before the run stops with an error");
+  add_common(d, c.common);
+  add_nproc(d, c.common);
+  return d;
+}
+
+std::string default_run_dir(const TrainConfig& c) {
+  auto now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string data = c.dataset.rfind("hdf5:", 0) == 0 ? "hdf5" : c.dataset;
+  return "runs/" + data + "-" + c.prior + "-" + stamp;
+}
+
+}  // namespace
+
+namespace {
+
+// The flags a resumed run may be given: how long it goes on, where it runs, and the rates that
+// may need lowering after a divergence (recorded in the "resumed" event). Every other
+// flag is the run's config.ini, so that a checkpoint never meets a model, objective or
+// schedule it was not made with.
+const std::vector<std::string> kResumable = {
+    "epochs",   "max-steps", "time-budget", "log-every",     "keep-checkpoints", "threads",
+    "device",   "data-dir",  "blas-kernel", "lr",            "prior-lr",         "mcmc-step-size",
+    "on-divergence", "max-rollbacks", "rollback-factor", "rollback-lower", "report", "dist-timeout", "nproc",
+    "allow-large-work"};
+
+void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
+  for (const auto& [name, value] : vm) {
+    if (value.defaulted() || name == "resume") continue;
+    if (name == "config")
+      throw UsageError("--resume takes the run's flags from " + dir + "/config.ini; it cannot be combined with --config");
+    if (std::find(kResumable.begin(), kResumable.end(), name) == kResumable.end())
+      throw UsageError("--" + name + " cannot change when resuming: the run continues as " + dir +
+                       "/config.ini says (with --resume only --" + join(kResumable, ", --") + " may be given)");
+  }
+}
+
+// The validation flags of train and fit-prior, and the objective's options (its factory
+// validates them: a bad value is refused here, before a run directory is made).
+void check_validation_flags(const TrainConfig& c) {
+  as_usage([&] { c.likelihood.validate(); });
+  as_usage([&] { make_objective(c.objective_name(), c.objective_values); });
+  if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
+  if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));
+  check_choice("--validation-log-z", c.validation_log_z, log_z_method_names());
+  if (c.validation_ais_chains < 1)
+    throw UsageError("--validation-ais-chains must be >= 1, got " + std::to_string(c.validation_ais_chains));
+  if (c.validation_ais_temperatures < 1)
+    throw UsageError("--validation-ais-temperatures must be >= 1, got " + std::to_string(c.validation_ais_temperatures));
+}
+
+}  // namespace
+
+bool parse_train(const std::vector<std::string>& args, TrainConfig& c) {
+  auto desc = train_description(c, false);
+  po::positional_options_description none;
+  po::variables_map vm;
+  if (!parse(args, desc, none, vm,
+             "usage: vae-ebm train [flags]\n"
+             "Trains an encoder, a decoder and a prior jointly; writes a run directory."))
+    return false;
+  if (vm.count("resume")) {
+    auto dir = vm["resume"].as<std::string>();
+    if (!std::filesystem::exists(dir + "/config.ini"))
+      throw UsageError("--resume " + dir + ": not a run directory (no config.ini)" +
+                       (std::filesystem::is_directory(dir) && unstarted_run(dir)
+                            ? std::string("; its run was stopped before its config.ini was written, so it has nothing "
+                                          "to resume: start it again with the command that made it (vae-ebm train "
+                                          "--run-dir ") + dir + " ...), which reuses the directory"
+                            : std::string()));
+    check_resume_flags(vm, dir);
+    po::variables_map saved;
+    store_config_file(dir + "/config.ini", desc, saved);
+    for (const auto& name : kResumable)
+      if (vm.count(name) && !vm[name].defaulted()) {
+        auto was = saved.count(name) ? value_text(saved[name].value()) : std::string("(unset)");
+        auto now = value_text(vm[name].value());
+        if (was != now) c.resume_changes.push_back({name, {was, now}});
+      }
+    store_config_file(dir + "/config.ini", desc, vm);
+  } else if (vm.count("config")) {
+    store_config_file(vm["config"].as<std::string>(), desc, vm);
+  }
+  notify_all(vm);
+  if (vm["detach-posterior"].as<bool>()) {
+    if (!vm["mode"].defaulted() && c.mode != "detach-posterior")
+      throw UsageError("--detach-posterior contradicts --mode " + c.mode);
+    c.mode = "detach-posterior";
+  }
+  c.train.mode(as_usage([&] { return train_mode_from(c.mode); }));
+  c.train.on_divergence(as_usage([&] { return divergence_policy_from(c.on_divergence); }));
+  check_validation_flags(c);
+  if (c.init_prior && c.init_from.empty()) throw UsageError("--init-prior needs --init-from CHECKPOINT");
+  if (!c.resume.empty()) c.run_dir = c.resume;
+  if (c.run_dir.empty()) c.run_dir = default_run_dir(c);
+  // --nproc is how the run was started, not what it is: config.ini leaves it out.
+  auto resolved = resolve(desc, vm, {"help", "config", "resume", "detach-posterior", "nproc"});
+  set_resolved(resolved, "run-dir", c.run_dir);
+  set_resolved(resolved, "mode", c.mode);
+  c.config_text = render(resolved, "train");
+  return true;
+}
+
+bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
+  auto desc = train_description(c, true);
+  desc.add_options()("parent-run", po::value<std::string>(), "the trained VAE's run directory");
+  po::positional_options_description pos;
+  pos.add("parent-run", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, pos, vm,
+             "usage: vae-ebm fit-prior PARENT_RUN --prior ebm|mog [--run-dir DIR] [flags]\n"
+             "Freezes the parent's encoder and decoder and fits a new prior to its aggregate posterior.\n"
+             "Network and data flags come from the parent's config.ini."))
+    return false;
+  if (!vm.count("parent-run")) throw UsageError("fit-prior needs the parent run directory: vae-ebm fit-prior RUN_DIR --prior ebm");
+  if (vm["prior"].defaulted()) throw UsageError("fit-prior needs --prior ebm or --prior mog");
+  auto parent = vm["parent-run"].as<std::string>();
+  if (!std::filesystem::exists(parent + "/config.ini"))
+    throw UsageError("fit-prior: '" + parent + "' is not a run directory (no config.ini)");
+  // Only what defines the networks and the data comes from the parent.
+  store_config_file(parent + "/config.ini", desc, vm,
+                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "conv-width", "latent",
+                     "likelihood", "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range",
+                     "likelihood-mixture", "data-dir"});
+  notify_all(vm);
+  if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
+  check_validation_flags(c);
+  c.parent = parent;
+  c.init_from = parent + "/checkpoints/best.pt";
+  c.mode = "post-hoc";
+  c.train.mode(TrainMode::post_hoc);
+  c.train.on_divergence(as_usage([&] { return divergence_policy_from(c.on_divergence); }));
+  if (c.run_dir.empty()) c.run_dir = parent + "-posthoc-" + c.prior;
+  auto resolved = resolve(desc, vm, {"help", "parent-run", "nproc"});
+  set_resolved(resolved, "run-dir", c.run_dir);
+  set_resolved(resolved, "mode", "post-hoc");
+  set_resolved(resolved, "init-from", c.init_from);
+  set_resolved(resolved, "parent", c.parent);
+  c.config_text = render(resolved, "fit-prior");
+  return true;
+}
+
+}  // namespace vae_ebm::cli
