@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "apps/command.h"
+#include "apps/flags.h"
 #include "apps/run_support.h"
 #include "data/archive.h"
 #include "data/error.h"
@@ -44,7 +45,7 @@ int run_export(const ExportConfig& c) {
     h5.write(name, p.value().detach().to(torch::kCPU));
   }
   // The flow an objective trained alongside, under objective_flow/ (the same layout as a flow prior's).
-  const auto flow = trained_flow(run.checkpoint, torch::kCPU);
+  const auto flow = load_objective_flow_from_checkpoint(run.checkpoint, torch::kCPU);
   if (flow) {
     for (const auto& p : flow->named_parameters()) {
       auto name = "objective_flow/" + p.key();
@@ -109,6 +110,18 @@ int run_export(const ExportConfig& c) {
   h5.close();
   std::printf("wrote %s (%zu parameter tensors)\n", c.out.c_str(), run.model->named_parameters().size());
   return 0;
+}
+
+// The command line: flags, their defaults and their checks.
+bool parse_export(const std::vector<std::string>& args, ExportConfig& c) {
+  po::options_description d("export flags");
+  add_run_and_checkpoint(d, c.run_dir, c.checkpoint);
+  d.add_options()("out", po::value(&c.out), "HDF5 file to write (required)");
+  if (!parse_run_command(args, d, c.common, "export",
+                         "usage: vae-ebm export RUN_DIR --out model.h5\nWrites every parameter to HDF5 with attributes that describe the networks."))
+    return false;
+  if (c.out.empty()) throw UsageError("export needs --out FILE.h5");
+  return true;
 }
 
 Command export_command() {

@@ -110,7 +110,7 @@ std::string generated_samples(LoadedRun& run, uint64_t seed) {
                                 "into the run)";
   std::string out;
   if (auto* ebm = dynamic_cast<EnergyPrior*>(model.prior.get())) {
-    const Flow trained = trained_flow(run.checkpoint, run.device);
+    const Flow trained = load_objective_flow_from_checkpoint(run.checkpoint, run.device);
     const FlowSource flow = [trained] { return trained; };
     std::vector<std::string> left_out;
     for (const auto& name : sampler_names()) {

@@ -197,24 +197,6 @@ std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device dev
   return Distributed::connect(Distributed::launch_from_environment(), options);
 }
 
-Flow trained_flow(const std::string& checkpoint, torch::Device device) {
-  try {
-    ArchiveReader reader(read_file(checkpoint), device, "checkpoint " + checkpoint);
-    torch::serialize::InputArchive objective, archive;
-    torch::Tensor dim;
-    if (!reader.archive().try_read("objective", objective) || !objective.try_read("flow_dim", dim) ||
-        !objective.try_read("flow", archive))
-      return Flow{nullptr};
-    Flow flow(dim.item<int64_t>());
-    load_module_checked(*flow, archive);
-    flow->to(device);
-    for (auto& p : flow->parameters()) p.set_requires_grad(false);
-    return flow;
-  } catch (const std::exception& e) {
-    throw DataError("checkpoint " + checkpoint + ": cannot read the objective's flow: " + first_line(e.what()));
-  }
-}
-
 FlowSource sampling_flow(const LoadedRun& run, EnergyPrior& prior, const FlowFitOptions& fit, double base_fraction,
                          uint64_t seed, std::shared_ptr<std::string> how) {
   auto made = std::make_shared<Flow>(nullptr);
@@ -222,7 +204,7 @@ FlowSource sampling_flow(const LoadedRun& run, EnergyPrior& prior, const FlowFit
   const auto device = run.device;
   return [made, checkpoint, device, &prior, fit, base_fraction, seed, how]() {
     if (*made) return *made;
-    *made = trained_flow(checkpoint, device);
+    *made = load_objective_flow_from_checkpoint(checkpoint, device);
     if (*made) {
       if (how) *how = "the flow the training objective trained alongside (from the checkpoint)";
     } else {

@@ -59,9 +59,6 @@ std::shared_ptr<Distributed> connect_processes(double timeout, torch::Device dev
 LogZMethod log_z_method_from_flag(const std::string& name, const LogZSettings& settings,
                                   const std::string& ais_flag_prefix = "ais-");
 
-// The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow),
-// from the checkpoint's objective state, on `device`; undefined when there is none.
-Flow trained_flow(const std::string& checkpoint, torch::Device device);
 // The flow of the flow samplers, made at the first call: the run's trained flow where its
 // checkpoint has one, else one fitted to the energy (fit_log_z_flow, seeded from `seed`). `how`,
 // if given, is set to which it was. `prior` must outlive the source.

@@ -163,22 +163,22 @@ Flow& TrainedFlow::get(int64_t dim, torch::Device device, at::Generator& generat
 
 void TrainedFlow::save(torch::serialize::OutputArchive& archive) const {
   if (!flow_) return;
-  archive.write("flow_dim", torch::tensor(flow_->dim()));
+  archive.write(kDimKey, torch::tensor(flow_->dim()));
   torch::serialize::OutputArchive flow, optimizer;
   flow_->save(flow);
   optimizer_->save(optimizer);
-  archive.write("flow", flow);
-  archive.write("flow_optimizer", optimizer);
+  archive.write(kFlowKey, flow);
+  archive.write(kOptimizerKey, optimizer);
 }
 
 void TrainedFlow::load(torch::serialize::InputArchive& archive) {
   torch::Tensor dim;
-  if (!archive.try_read("flow_dim", dim)) return;
+  if (!archive.try_read(kDimKey, dim)) return;
   make(dim.item<int64_t>(), dim.device());
   torch::serialize::InputArchive flow, optimizer;
-  archive.read("flow", flow);
+  archive.read(kFlowKey, flow);
   flow_->load(flow);
-  archive.read("flow_optimizer", optimizer);
+  archive.read(kOptimizerKey, optimizer);
   optimizer_->load(optimizer);
 }
 

@@ -98,6 +98,11 @@ class TrainedFlow {
   void save(torch::serialize::OutputArchive& archive) const;
   // Nothing to load when the checkpoint was written before the first step.
   void load(torch::serialize::InputArchive& archive);
+  // The keys save() writes into the objective's archive: the latent dimension, the flow's
+  // parameters (a module archive) and its Adam's state.
+  static constexpr const char* kDimKey = "flow_dim";
+  static constexpr const char* kFlowKey = "flow";
+  static constexpr const char* kOptimizerKey = "flow_optimizer";
 
  private:
   void make(int64_t dim, torch::Device device);

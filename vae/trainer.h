@@ -2,7 +2,10 @@
 // The training loop: joint (encoder, decoder and prior together), detached-posterior
 // (the VAE on the Gaussian ELBO while the prior is fitted to detached samples), and
 // post hoc (encoder and decoder frozen, only the prior learns). Checkpoints hold
-// everything a resumed run needs, so resuming equals never stopping.
+// everything a resumed run needs, so resuming equals never stopping. The loop is
+// vae/trainer.cpp, the checkpoints' layout and loading vae/checkpoint.cpp, divergence
+// detection and its handling vae/divergence.cpp. The trainer prints nothing: it tells a
+// TrainerListener (apps/train.cpp prints).
 #include <torch/torch.h>
 
 #include <atomic>
@@ -18,6 +21,7 @@
 #include "common/error.h"
 #include "data/batcher.h"
 #include "data/run_dir.h"
+#include "prior/flow.h"
 #include "prior/objective.h"
 #include "vae/fused_adam.h"
 #include "vae/model.h"
@@ -318,5 +322,10 @@ std::string first_non_finite(const torch::nn::Module& module);
 // Returns whether the checkpoint carries its seal (false: written by vae-ebm 0.1 before
 // checkpoints were sealed, so damage cannot be detected; the caller says so).
 bool load_model_from_checkpoint(const std::string& path, VaeModel& model, torch::Device device = torch::kCPU);
+
+// The flow an objective trained alongside (the SNELBO proposal, the NCE noise, the FCE flow:
+// TrainedFlow, saved in the checkpoint's objective state), on `device`, its parameters frozen;
+// an undefined Flow when the checkpoint holds none. Throws DataError naming the file.
+Flow load_objective_flow_from_checkpoint(const std::string& path, torch::Device device = torch::kCPU);
 
 }  // namespace vae_ebm
