@@ -61,22 +61,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   if (!writes_) return;  // only rank 0 writes (the parameters are the same on every process)
   torch::serialize::OutputArchive archive;
   archive.write("format", scalar(kCheckpointFormat));
-  torch::serialize::OutputArchive model_archive;
-  model_->save(model_archive);
-  archive.write("model", model_archive);
-  if (vae_optimizer_) {
-    torch::serialize::OutputArchive a;
-    vae_optimizer_->save(a);
-    archive.write("vae_optimizer", a);
-  }
-  if (prior_optimizer_) {
-    torch::serialize::OutputArchive a;
-    prior_optimizer_->save(a);
-    archive.write("prior_optimizer", a);
-  }
-  torch::serialize::OutputArchive objective_archive;
-  objective_->save(objective_archive);
-  archive.write("objective", objective_archive);
+  write_learned_state(archive);
   if (!per_process.empty()) {
     // Rank r's objective archive, as bytes; rank 0's is "objective" above.
     torch::serialize::OutputArchive ranks;
@@ -95,12 +80,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   keep_reference();
 }
 
-void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
-
-// Everything a checkpoint load sets, as it is now, unchecked (no seal, no finiteness test): what
-// a load that fails half-way puts back.
-std::string Trainer::snapshot() const {
-  torch::serialize::OutputArchive archive, model_archive, objective_archive;
+void Trainer::write_learned_state(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive model_archive, objective_archive;
   model_->save(model_archive);
   archive.write("model", model_archive);
   if (vae_optimizer_) {
@@ -115,6 +96,15 @@ std::string Trainer::snapshot() const {
   }
   objective_->save(objective_archive);
   archive.write("objective", objective_archive);
+}
+
+void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
+
+// Everything a checkpoint load sets, as it is now, unchecked (no seal, no finiteness test): what
+// a load that fails half-way puts back.
+std::string Trainer::snapshot() const {
+  torch::serialize::OutputArchive archive;
+  write_learned_state(archive);
   std::ostringstream bytes;
   archive.save_to(bytes);
   return bytes.str();

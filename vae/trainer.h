@@ -261,6 +261,8 @@ class Trainer {
   PriorFitTerms prior_fit_terms(const torch::Tensor& x, const BatchShard* shard);
   std::map<std::string, double> data_parallel_step(const torch::Tensor& x);
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
+  // What a checkpoint and a snapshot both hold: "model", the optimisers, "objective".
+  void write_learned_state(torch::serialize::OutputArchive& archive) const;
   // The parts of load_checkpoint_bytes after the file opened intact; may leave the trainer half
   // loaded, which load_checkpoint_bytes undoes with snapshot() and restore().
   void load_checkpoint_state(ArchiveReader& reader, const std::string& name);
