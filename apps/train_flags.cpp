@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <type_traits>
 
 #include "apps/cli.h"
 #include "apps/flags.h"
@@ -17,6 +18,22 @@ namespace vae_ebm::cli {
 namespace {
 
 std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") { return join_names(items, sep); }
+
+// A flag's default, a real one shown as written.
+template <class T>
+po::typed_value<T>* with_default(po::typed_value<T>* value, const T& fallback) {
+  if constexpr (std::is_same_v<T, double>)
+    return value->default_value(fallback, shortest(fallback));
+  else
+    return value->default_value(fallback);
+}
+
+// What defines the data and the networks: a post-hoc prior is fitted to the parent run's
+// encoder and decoder, so fit-prior reads these from the parent's config.ini, never from its
+// own command line.
+const std::vector<std::string> kParentOwned = {
+    "dataset", "binarisation-seed", "architecture", "hidden", "activation", "conv-width", "latent", "likelihood",
+    "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range", "likelihood-mixture"};
 
 // Every objective's options, as the objectives declare them (prior/objective.h): one flag each,
 // its help led by the objectives that read it, its value kept as text in `values` (numbers in
@@ -70,28 +87,31 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
         ("config", po::value<std::string>(), "read flags from a config file (key=value lines); the command line wins")
         ("resume", po::value(&c.resume), "continue the run in this directory exactly where it stopped");
   }
+  // The data and the networks: fit-prior takes them from the parent's config.ini (kParentOwned),
+  // so it shows no default of its own for them and refuses them on its command line.
+  auto own = [fit_prior](auto* value, const auto& fallback) { return fit_prior ? value : with_default(value, fallback); };
   d.add_options()
       ("run-dir", po::value(&c.run_dir)->default_value(c.run_dir), "run directory to create (default runs/DATASET-PRIOR-TIME)")
-      ("dataset", po::value(&c.dataset)->default_value(c.dataset),
-       ("data set: " + join(dataset_names())).c_str())
-      ("binarisation-seed", po::value(&c.binarisation_seed)->default_value(c.binarisation_seed), "key of the static binarisation")
-      ("architecture", po::value(&c.architecture)->default_value(c.architecture),
+      ("dataset", own(po::value(&c.dataset), c.dataset), ("data set: " + join(dataset_names())).c_str())
+      ("binarisation-seed", own(po::value(&c.binarisation_seed), c.binarisation_seed), "key of the static binarisation")
+      ("architecture", own(po::value(&c.architecture), c.architecture),
        ("encoder/decoder: " + join(architectures()) +
         " (conv: the SNL reference networks for 1x28x28 images, the conv family for other C x H x W)").c_str())
-      ("hidden", po::value(&c.hidden)->default_value(c.hidden), "MLP hidden widths, comma-separated")
-      ("activation", po::value(&c.activation)->default_value(c.activation), ("MLP activation: " + join(activations())).c_str())
-      ("conv-width", po::value(&c.conv_width)->default_value(c.conv_width),
+      ("hidden", own(po::value(&c.hidden), c.hidden), "MLP hidden widths, comma-separated")
+      ("activation", own(po::value(&c.activation), c.activation), ("MLP activation: " + join(activations())).c_str())
+      ("conv-width", own(po::value(&c.conv_width), c.conv_width),
        "conv family (images other than 1x28x28): base channels w; the decoder starts at 8w, the encoder at w")
-      ("latent", po::value(&c.latent)->default_value(c.latent), "latent dimension D")
-      ("likelihood", po::value(&c.likelihood.kind())->default_value(c.likelihood.kind()),
+      ("latent", own(po::value(&c.latent), c.latent), "latent dimension D")
+      ("likelihood", own(po::value(&c.likelihood.kind()), c.likelihood.kind()),
        ("p(x|z): " + join(likelihood_kinds()) + " (bernoulli for binary data, logistic for 8-bit levels, gaussian for continuous values)").c_str())
-      ("likelihood-variance", po::value(&c.likelihood.variance())->default_value(c.likelihood.variance()),
+      ("likelihood-variance", own(po::value(&c.likelihood.variance()), c.likelihood.variance()),
        "gaussian: fixed (--likelihood-sigma) or learned (one sigma per value)")
-      ("likelihood-sigma", real(&c.likelihood.sigma(), c.likelihood.sigma()), "gaussian, fixed variance: the standard deviation")
-      ("likelihood-min-sigma", real(&c.likelihood.min_sigma(), c.likelihood.min_sigma()), "gaussian, learned variance: the floor of each sigma")
-      ("likelihood-range", po::value(&c.likelihood.range())->default_value(c.likelihood.range()),
+      ("likelihood-sigma", own(po::value(&c.likelihood.sigma()), c.likelihood.sigma()), "gaussian, fixed variance: the standard deviation")
+      ("likelihood-min-sigma", own(po::value(&c.likelihood.min_sigma()), c.likelihood.min_sigma()),
+       "gaussian, learned variance: the floor of each sigma")
+      ("likelihood-range", own(po::value(&c.likelihood.range()), c.likelihood.range()),
        "gaussian: the data as the density sees them: 0,1 or -1,1 (2x - 1, as in Pang et al.)")
-      ("likelihood-mixture", po::value(&c.likelihood.mixture())->default_value(c.likelihood.mixture()),
+      ("likelihood-mixture", own(po::value(&c.likelihood.mixture()), c.likelihood.mixture()),
        "logistic: discretised logistics per value (1: one)")
       ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
       ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
@@ -263,18 +283,23 @@ bool parse_fit_prior(const std::vector<std::string>& args, TrainConfig& c) {
   if (!parse(args, desc, pos, vm,
              "usage: vae-ebm fit-prior PARENT_RUN --prior ebm|mog [--run-dir DIR] [flags]\n"
              "Freezes the parent's encoder and decoder and fits a new prior to its aggregate posterior.\n"
-             "Network and data flags come from the parent's config.ini."))
+             "The data and network flags (--dataset ... --likelihood-mixture, shown without defaults) come from the\n"
+             "parent's config.ini and cannot be given here."))
     return false;
   if (!vm.count("parent-run")) throw UsageError("fit-prior needs the parent run directory: vae-ebm fit-prior RUN_DIR --prior ebm");
   if (vm["prior"].defaulted()) throw UsageError("fit-prior needs --prior ebm or --prior mog");
   auto parent = vm["parent-run"].as<std::string>();
   if (!std::filesystem::exists(parent + "/config.ini"))
     throw UsageError("fit-prior: '" + parent + "' is not a run directory (no config.ini)");
-  // Only what defines the networks and the data comes from the parent.
-  store_config_file(parent + "/config.ini", desc, vm,
-                    {"dataset", "binarisation-seed", "architecture", "hidden", "activation", "conv-width", "latent",
-                     "likelihood", "likelihood-variance", "likelihood-sigma", "likelihood-min-sigma", "likelihood-range",
-                     "likelihood-mixture", "data-dir"});
+  for (const auto& name : kParentOwned)
+    if (vm.count(name))
+      throw UsageError("fit-prior takes --" + name + " from the parent's config.ini (" + parent +
+                       "/config.ini): the prior is fitted to the parent's encoder and decoder, so it cannot be given");
+  // Only what defines the networks and the data comes from the parent (and its data directory,
+  // unless given here).
+  auto inherited = kParentOwned;
+  inherited.push_back("data-dir");
+  store_config_file(parent + "/config.ini", desc, vm, inherited);
   notify_all(vm);
   if (c.prior == "gaussian") throw UsageError("fit-prior: --prior must be ebm or mog (the parent already has the Gaussian)");
   check_validation_flags(c);

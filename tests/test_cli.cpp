@@ -317,4 +317,27 @@ TEST_F(CliTest, EveryWorkBoundIsAFlagAndTheReadmeTablesIt) {
   }
 }
 
+// Issue 27: fit-prior's data and network flags are the parent's. Its help shows them without a
+// default of its own, and giving one is refused, naming the parent's config.ini.
+TEST_F(CliTest, FitPriorTakesTheDataAndNetworksFromTheParentOnly) {
+  TempDir tmp;
+  cli::TrainConfig parent;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", tmp.path(), "--hidden", "300,200", "--latent", "8"}, parent));
+  std::ofstream(tmp.file("config.ini")) << parent.config_text;
+  testing::internal::CaptureStdout();
+  cli::TrainConfig help;
+  EXPECT_FALSE(cli::parse_fit_prior({"--help"}, help));
+  const auto text = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(text.find("(=512,512)"), std::string::npos) << text;
+  EXPECT_NE(text.find("--energy-hidden arg (=200,200,200)"), std::string::npos) << text;
+  cli::TrainConfig c;
+  EXPECT_THROW_WITH(cli::parse_fit_prior({tmp.path(), "--prior", "ebm", "--hidden", "64"}, c),
+                    "fit-prior takes --hidden from the parent's config.ini");
+  cli::TrainConfig d;
+  ASSERT_TRUE(cli::parse_fit_prior({tmp.path(), "--prior", "ebm", "--run-dir", tmp.file("posthoc")}, d));
+  EXPECT_EQ(d.hidden, "300,200");
+  EXPECT_EQ(d.latent, 8);
+  EXPECT_NE(d.config_text.find("hidden=300,200"), std::string::npos);
+}
+
 }  // namespace vae_ebm::test
