@@ -2,9 +2,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 
 #include "apps/cli.h"
 #include "apps/flags.h"
+#include "apps/report.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/hdf5_io.h"
@@ -338,6 +341,53 @@ TEST_F(CliTest, FitPriorTakesTheDataAndNetworksFromTheParentOnly) {
   EXPECT_EQ(d.hidden, "300,200");
   EXPECT_EQ(d.latent, 8);
   EXPECT_NE(d.config_text.find("hidden=300,200"), std::string::npos);
+}
+
+// Issue 27: --help and the README agree. Every flag that a command's --help lists is written in
+// the README as `--flag`, and every row of the README's flag tables names a flag some command
+// has (a renamed or removed flag leaves no stale row).
+TEST_F(CliTest, EveryCommandsFlagsAreInTheReadmeAndItsTablesHaveNoOtherFlag) {
+  testing::internal::CaptureStdout();
+  {
+    cli::TrainConfig t, f;
+    cli::parse_train({"--help"}, t);
+    cli::parse_fit_prior({"--help"}, f);
+    cli::EvaluateConfig e;
+    cli::parse_evaluate({"--help"}, e);
+    cli::SampleConfig s;
+    cli::parse_sample({"--help"}, s);
+    cli::ExportConfig x;
+    cli::parse_export({"--help"}, x);
+    cli::ClassifierConfig k;
+    cli::parse_train_classifier({"--help"}, k);
+    cli::ReportConfig r;
+    cli::parse_report({"--help"}, r);
+  }
+  const auto help = testing::internal::GetCapturedStdout();
+  std::set<std::string> flags;
+  std::istringstream lines(help);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("  --", 0) == 0) flags.insert(line.substr(2, line.find_first_of(" \n", 2) - 2));
+  ASSERT_GT(flags.size(), 100u) << help;
+  std::ifstream in("README.md");
+  ASSERT_TRUE(in) << "README.md (the tests run in the source tree)";
+  std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::set<std::string> positional = {"--parent-run", "--run"};  // PARENT_RUN, RUN_DIR...
+  for (const auto& flag : flags) {
+    if (positional.count(flag)) continue;
+    EXPECT_TRUE(readme.find("`" + flag + "`") != std::string::npos || readme.find("`" + flag + " ") != std::string::npos)
+        << flag << " is in --help but not in README.md";
+  }
+  std::istringstream rows(readme);
+  for (std::string row; std::getline(rows, row);) {
+    if (row.rfind("| `--", 0) != 0) continue;
+    const auto cell = row.substr(2, row.find('|', 2) - 2);
+    for (size_t at = cell.find("`--"); at != std::string::npos; at = cell.find("`--", at + 1)) {
+      const auto flag = cell.substr(at + 1, cell.find_first_of("` ", at + 1) - at - 1);
+      EXPECT_TRUE(flags.count(flag)) << "README.md's row '" << row.substr(0, 60) << "' names " << flag
+                                     << ", which no command has";
+    }
+  }
 }
 
 }  // namespace vae_ebm::test
