@@ -300,6 +300,44 @@ bool parse_run_command(const std::vector<std::string>& args, po::options_descrip
 }
 
 // --sampler and its options (sample and evaluate): estimators/samplers.h.
+void add_option_flags(po::options_description& d, const std::vector<OptionSpec>& specs,
+                      const std::function<std::string(const OptionSpec&)>& help, const OptionKeeper& keep) {
+  for (const auto& spec : specs) {
+    const auto name = spec.name;
+    const auto text = help(spec);
+    switch (spec.type) {
+      case OptionType::integer:
+        d.add_options()(name.c_str(),
+                        po::value<int64_t>()
+                            ->default_value(option_integer(name, spec.default_text))
+                            ->notifier([keep, name](int64_t v) { keep(name, option_text(v)); }),
+                        text.c_str());
+        break;
+      case OptionType::real:
+        d.add_options()(name.c_str(),
+                        po::value<double>()
+                            ->default_value(option_real(name, spec.default_text), spec.default_text)
+                            ->notifier([keep, name](double v) { keep(name, option_text(v)); }),
+                        text.c_str());
+        break;
+      case OptionType::flag:
+        d.add_options()(name.c_str(),
+                        po::value<bool>()
+                            ->default_value(option_flag(name, spec.default_text))
+                            ->implicit_value(true)
+                            ->notifier([keep, name](bool v) { keep(name, option_text(v)); }),
+                        text.c_str());
+        break;
+      case OptionType::text:
+        d.add_options()(name.c_str(),
+                        po::value<std::string>()->default_value(spec.default_text)->notifier(
+                            [keep, name](const std::string& v) { keep(name, v); }),
+                        text.c_str());
+        break;
+    }
+  }
+}
+
 void add_sampler_flags(po::options_description& d, std::string& sampler, SamplerOptions& o) {
   std::string names;
   for (const auto& name : sampler_names())
@@ -307,19 +345,11 @@ void add_sampler_flags(po::options_description& d, std::string& sampler, Sampler
   d.add_options()
       ("sampler", po::value(&sampler)->default_value(sampler),
        ("ebm: how prior samples are drawn (all: each sampler in turn):" + names +
-        "\nexact priors (gaussian, mog, flow) are sampled exactly").c_str())
-      ("sampler-steps", po::value(&o.steps())->default_value(o.steps()), "langevin, mala: steps")
-      ("sampler-step-size", real(&o.step_size(), o.step_size()), "langevin, mala: step size s; hmc: leapfrog step")
-      ("sampler-flow-steps", po::value(&o.flow_steps())->default_value(o.flow_steps()),
-       "flow-langevin, flow-mala, transport: steps")
-      ("sampler-flow-step-size", real(&o.flow_step_size(), o.flow_step_size()),
-       "flow-langevin, flow-mala: step size s; transport: s in the flow's base space")
-      ("hmc-trajectories", po::value(&o.trajectories())->default_value(o.trajectories()), "hmc: trajectories")
-      ("hmc-leapfrog", po::value(&o.leapfrog())->default_value(o.leapfrog()), "hmc: leapfrog steps per trajectory")
-      ("sir-candidates", po::value(&o.candidates())->default_value(o.candidates()), "flow-sir: candidates per draw")
-      ("sir-base-fraction", real(&o.base_fraction(), o.base_fraction()),
-       "flow-sir: share of the candidates drawn from the base N(0, I) (bounds the weights)")
-      ("langevin-noise", real(&o.noise(), o.noise()), "langevin, flow-langevin: noise scale eta (0: gradient flow)");
+        "\nexact priors (gaussian, mog, flow) are sampled exactly").c_str());
+  // The samplers' options as estimators/samplers.cpp declares them, set into `o` as given.
+  add_option_flags(
+      d, sampler_option_set().specs(), [](const OptionSpec& spec) { return spec.help; },
+      [&o](const std::string& name, const std::string& text) { sampler_option_set().set(o, name, text); });
 }
 void check_sampler(const std::string& sampler, const SamplerOptions& o) {
   auto names = sampler_names();

@@ -4,11 +4,13 @@
 // A new command declares its flags with these in its own file.
 #include <boost/program_options.hpp>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "apps/cli.h"
+#include "common/options.h"
 #include "common/text.h"
 
 namespace boost {
@@ -68,6 +70,12 @@ void store_config_file(const std::string& path, const po::options_description& d
 void add_run_and_checkpoint(po::options_description& d, std::string& run_dir, std::string& checkpoint);
 bool parse_run_command(const std::vector<std::string>& args, po::options_description& d, CommonConfig& common,
                        const std::string& command, const std::string& usage);
+// One flag per declared option (common/options.h), typed as declared, with the declaration's
+// default; keep(name, text) receives each value the command line or a config file gives (and the
+// defaults), numbers in their shortest form. help(spec) is the flag's help.
+using OptionKeeper = std::function<void(const std::string& name, const std::string& text)>;
+void add_option_flags(po::options_description& d, const std::vector<OptionSpec>& specs,
+                      const std::function<std::string(const OptionSpec&)>& help, const OptionKeeper& keep);
 // --sampler and its options (sample and evaluate: estimators/samplers.h), and their check.
 void add_sampler_flags(po::options_description& d, std::string& sampler, SamplerOptions& o);
 void check_sampler(const std::string& sampler, const SamplerOptions& o);

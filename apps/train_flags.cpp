@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <type_traits>
 
 #include "apps/cli.h"
@@ -39,43 +40,15 @@ const std::vector<std::string> kParentOwned = {
 // its help led by the objectives that read it, its value kept as text in `values` (numbers in
 // their shortest form, so that config.ini and a resumed run compare them as they read).
 void add_objective_flags(po::options_description& d, OptionValues& values) {
+  std::vector<OptionSpec> specs;
+  std::map<std::string, std::string> help;
   for (const auto& option : all_objective_options()) {
-    const auto& spec = option.spec;
-    const std::string help = join(option.objectives) + ": " + spec.help;
-    const auto name = spec.name;
-    auto keep = [&values, name](const std::string& text) { values.set(name, text); };
-    switch (spec.type) {
-      case OptionType::integer:
-        d.add_options()(name.c_str(),
-                        po::value<int64_t>()
-                            ->default_value(option_integer(name, spec.default_text))
-                            ->notifier([keep](int64_t v) { keep(option_text(v)); }),
-                        help.c_str());
-        break;
-      case OptionType::real: {
-        const double fallback = option_real(name, spec.default_text);
-        d.add_options()(name.c_str(),
-                        po::value<double>()
-                            ->default_value(fallback, spec.default_text)
-                            ->notifier([keep](double v) { keep(option_text(v)); }),
-                        help.c_str());
-        break;
-      }
-      case OptionType::flag:
-        d.add_options()(name.c_str(),
-                        po::value<bool>()
-                            ->default_value(option_flag(name, spec.default_text))
-                            ->implicit_value(true)
-                            ->notifier([keep](bool v) { keep(option_text(v)); }),
-                        help.c_str());
-        break;
-      case OptionType::text:
-        d.add_options()(name.c_str(),
-                        po::value<std::string>()->default_value(spec.default_text)->notifier(keep),
-                        help.c_str());
-        break;
-    }
+    specs.push_back(option.spec);
+    help[option.spec.name] = join(option.objectives) + ": " + option.spec.help;
   }
+  add_option_flags(
+      d, specs, [&help](const OptionSpec& spec) { return help.at(spec.name); },
+      [&values](const std::string& name, const std::string& text) { values.set(name, text); });
 }
 
 po::options_description train_description(TrainConfig& c, bool fit_prior) {

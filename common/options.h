@@ -78,6 +78,12 @@ class OptionSet {
                [field](O& o) { return option_text(field(o)); });
   }
 
+  // Sets the named option of `o` from text (OptionError for text that is not of its type).
+  void set(O& o, const std::string& name, const std::string& text) const {
+    for (const auto& item : items_)
+      if (item.spec.name == name) return item.set(o, name, text);
+    throw OptionError(name, "is not one of these options");
+  }
   std::vector<OptionSpec> specs() const {
     std::vector<OptionSpec> out;
     for (const auto& item : items_) out.push_back(item.spec);

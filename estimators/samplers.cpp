@@ -10,6 +10,27 @@
 
 namespace vae_ebm {
 
+const OptionSet<SamplerOptions>& sampler_option_set() {
+  using O = SamplerOptions;
+  static const auto set =
+      OptionSet<O>()
+          .integer("sampler-steps", [](O& o) -> int64_t& { return o.steps(); }, "langevin, mala: steps")
+          .real("sampler-step-size", [](O& o) -> double& { return o.step_size(); },
+                "langevin, mala: step size s; hmc: leapfrog step")
+          .integer("sampler-flow-steps", [](O& o) -> int64_t& { return o.flow_steps(); },
+                   "flow-langevin, flow-mala, transport: steps")
+          .real("sampler-flow-step-size", [](O& o) -> double& { return o.flow_step_size(); },
+                "flow-langevin, flow-mala: step size s; transport: s in the flow's base space")
+          .integer("hmc-trajectories", [](O& o) -> int64_t& { return o.trajectories(); }, "hmc: trajectories")
+          .integer("hmc-leapfrog", [](O& o) -> int64_t& { return o.leapfrog(); }, "hmc: leapfrog steps per trajectory")
+          .integer("sir-candidates", [](O& o) -> int64_t& { return o.candidates(); }, "flow-sir: candidates per draw")
+          .real("sir-base-fraction", [](O& o) -> double& { return o.base_fraction(); },
+                "flow-sir: share of the candidates drawn from the base N(0, I) (bounds the weights)")
+          .real("langevin-noise", [](O& o) -> double& { return o.noise(); },
+                "langevin, flow-langevin: noise scale eta (0: gradient flow)");
+  return set;
+}
+
 void SamplerOptions::validate() const {
   if (steps() < 0) throw OptionError("sampler-steps", "must be >= 0, got " + std::to_string(steps()));
   if (flow_steps() < 0) throw OptionError("sampler-flow-steps", "must be >= 0, got " + std::to_string(flow_steps()));

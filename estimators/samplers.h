@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/options.h"
 #include "common/registry.h"
 #include "data/json.h"
 #include "prior/energy.h"
@@ -30,6 +31,8 @@
 
 namespace vae_ebm {
 
+// The samplers' options, declared once (common/options.h): sampler_option_set() gives each its
+// name (the flag without "--"), field and help.
 struct SamplerOptions {
   TORCH_ARG(int64_t, steps) = 200;         // langevin, mala: steps from the base
   TORCH_ARG(double, step_size) = 0.1;      // langevin, mala: s; hmc: the leapfrog step
@@ -44,6 +47,8 @@ struct SamplerOptions {
  public:
   void validate() const;  // throws OptionError naming the option
 };
+
+const OptionSet<SamplerOptions>& sampler_option_set();
 
 // Draws and the sampler's diagnostic: acceptance (MCMC samplers, over all steps and chains) or
 // the resampling ESS (flow-sir: the mean over draws of (sum w)^2 / sum w^2 of each draw's
