@@ -98,6 +98,19 @@ void Trainer::write_learned_state(torch::serialize::OutputArchive& archive) cons
   archive.write("objective", objective_archive);
 }
 
+void Trainer::read_optimizers(torch::serialize::InputArchive& archive) {
+  if (vae_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("vae_optimizer", a);
+    vae_optimizer_->load(a);
+  }
+  if (prior_optimizer_) {
+    torch::serialize::InputArchive a;
+    archive.read("prior_optimizer", a);
+    prior_optimizer_->load(a);
+  }
+}
+
 void Trainer::load_checkpoint(const std::string& path) { load_checkpoint_bytes(read_file(path), path); }
 
 // Everything a checkpoint load sets, as it is now, unchecked (no seal, no finiteness test): what
@@ -116,16 +129,7 @@ void Trainer::restore(const std::string& snapshot) {
   archive.load_from(in, options_.device());
   archive.read("model", model_archive);
   model_->load(model_archive);
-  if (vae_optimizer_) {
-    torch::serialize::InputArchive a;
-    archive.read("vae_optimizer", a);
-    vae_optimizer_->load(a);
-  }
-  if (prior_optimizer_) {
-    torch::serialize::InputArchive a;
-    archive.read("prior_optimizer", a);
-    prior_optimizer_->load(a);
-  }
+  read_optimizers(archive);
   archive.read("objective", objective_archive);
   objective_->load(objective_archive);
 }
@@ -202,16 +206,7 @@ void Trainer::load_checkpoint_state(ArchiveReader& reader, const std::string& pa
   torch::serialize::InputArchive model_archive;
   archive.read("model", model_archive);
   load_module_checked(*model_, model_archive);
-  if (vae_optimizer_) {
-    torch::serialize::InputArchive a;
-    archive.read("vae_optimizer", a);
-    vae_optimizer_->load(a);
-  }
-  if (prior_optimizer_) {
-    torch::serialize::InputArchive a;
-    archive.read("prior_optimizer", a);
-    prior_optimizer_->load(a);
-  }
+  read_optimizers(archive);
   // A checkpoint without a world size is one process's (written before data-parallel training).
   torch::Tensor world;
   const int64_t wrote = archive.try_read("world_size", world) ? world.item<int64_t>() : 1;

@@ -263,6 +263,8 @@ class Trainer {
   void load_checkpoint_bytes(const std::string& bytes, const std::string& name);
   // What a checkpoint and a snapshot both hold: "model", the optimisers, "objective".
   void write_learned_state(torch::serialize::OutputArchive& archive) const;
+  // The optimisers' states from a checkpoint's or a snapshot's archive.
+  void read_optimizers(torch::serialize::InputArchive& archive);
   // The parts of load_checkpoint_bytes after the file opened intact; may leave the trainer half
   // loaded, which load_checkpoint_bytes undoes with snapshot() and restore().
   void load_checkpoint_state(ArchiveReader& reader, const std::string& name);
