@@ -93,14 +93,16 @@ inline bool mnist_available(const std::string& dir) {
 // is required (scripts/test.sh, and so CI, sets VAE_EBM_REQUIRE_DATA after setup.sh).
 inline bool data_required() { return std::getenv("VAE_EBM_REQUIRE_DATA") != nullptr; }
 
-#define SKIP_WITHOUT_MNIST()                                                              \
-  do {                                                                                    \
-    if (!mnist_available(real_data_dir())) {                                              \
-      if (data_required()) FAIL() << "MNIST not found in " << real_data_dir();            \
-      GTEST_SKIP() << "MNIST not found in " << real_data_dir()                           \
-                   << "/mnist (run scripts/setup.sh or set VAE_EBM_DATA)";                 \
-    }                                                                                     \
+// Skips a test without `what` (the real data set), or fails it where the data are required.
+#define SKIP_UNLESS_DATA(available, what)                                                   \
+  do {                                                                                      \
+    if (!(available)) {                                                                     \
+      if (data_required()) FAIL() << what << " not found in " << real_data_dir();           \
+      GTEST_SKIP() << what << " not found in " << real_data_dir()                          \
+                   << " (run scripts/setup.sh or set VAE_EBM_DATA)";                         \
+    }                                                                                       \
   } while (0)
+#define SKIP_WITHOUT_MNIST() SKIP_UNLESS_DATA(mnist_available(real_data_dir()), "MNIST")
 
 inline bool colour_mnist_available(const std::string& dir) {
   for (const char* stem : {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
@@ -110,14 +112,7 @@ inline bool colour_mnist_available(const std::string& dir) {
   return true;
 }
 
-#define SKIP_WITHOUT_COLOUR_MNIST()                                                       \
-  do {                                                                                    \
-    if (!colour_mnist_available(real_data_dir())) {                                       \
-      if (data_required()) FAIL() << "colour-mnist not found in " << real_data_dir();     \
-      GTEST_SKIP() << "colour-mnist not found in " << real_data_dir()                    \
-                   << "/colour-mnist (run scripts/setup.sh --data or set VAE_EBM_DATA)";  \
-    }                                                                                     \
-  } while (0)
+#define SKIP_WITHOUT_COLOUR_MNIST() SKIP_UNLESS_DATA(colour_mnist_available(real_data_dir()), "colour-mnist")
 
 // Loads each real data set once per test binary.
 inline const Dataset& cached_dataset(const std::string& name) {

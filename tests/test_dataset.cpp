@@ -210,10 +210,8 @@ TEST_F(DatasetTest, DynamicMnistKeepsTrainGrey) {
 TEST_F(DatasetTest, FashionMnist) {
   DatasetOptions options;
   options.data_dir = real_data_dir();
-  if (!fs::exists(options.data_dir + "/fashion-mnist") && !fs::exists("/usr/share/datasets/fashion-mnist")) {
-    if (data_required()) FAIL() << "Fashion-MNIST not found";
-    GTEST_SKIP() << "Fashion-MNIST not found";
-  }
+  SKIP_UNLESS_DATA(fs::exists(options.data_dir + "/fashion-mnist") || fs::exists("/usr/share/datasets/fashion-mnist"),
+                   "Fashion-MNIST");
   const Dataset grey = load_dataset("fashion-mnist", options);
   EXPECT_EQ(grey.train.size(), 50000);
   EXPECT_EQ(grey.validation.size(), 10000);
