@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/text.h"
+
 // Gloo needs its own headers (Debian: libgloo-dev) besides LibTorch's; LibTorch's CMake config
 // passes USE_C10D_GLOO where its library holds the Gloo process group.
 #if defined(USE_C10D_GLOO) && __has_include(<gloo/config.h>) && \
@@ -31,8 +33,6 @@ namespace vae_ebm {
 namespace {
 
 constexpr int64_t kBucketBytes = int64_t{64} << 20;
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string seconds_text(std::chrono::milliseconds t) {
   std::ostringstream out;

@@ -7,6 +7,10 @@
 
 namespace vae_ebm::test {
 
+// The vae-ebm program built beside the tests (tests/CMakeLists.txt): what the tests that run a
+// command as a user would start.
+inline const std::string kBinary = VAE_EBM_BINARY;
+
 // Seeds torch's global generator so that any stray global draw is reproducible.
 class SeedingFixture : public ::testing::Test {
  protected:

@@ -45,8 +45,6 @@ std::string kernel_of(const std::string& version_output) {
   return version_output.substr(start, version_output.find(' ', start) - start);
 }
 
-const std::string kBinary = VAE_EBM_BINARY;
-
 bool can_switch() { return !blas::openblas_core().empty() && !blas::switch_openblas(blas::openblas_core()).empty(); }
 
 }  // namespace

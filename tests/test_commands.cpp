@@ -84,7 +84,7 @@ TEST_F(CommandsTest, TrainWritesARunDirectory) {
 TEST_F(CommandsTest, AValidationInTheMiddleOfAnEpochNamesItsStep) {
   // 32 training images in batches of 8: 4 batches an epoch. --max-steps 3 stops in the first
   // epoch, whose validation used to print as "epoch 0"; a whole epoch still prints as "epoch N".
-  const std::string train = std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
+  const std::string train = kBinary + " train --dataset hdf5:" + file("data.h5") +
                             " --hidden 16 --latent 3 --batch-size 8 --eval-samples 2 --threads 1 --run-dir ";
   const auto partial = shell_output(train + file("partial") + " --max-steps 3 2>&1");
   EXPECT_NE(partial.find("step 3 (epoch 1, batch 3/4): validation bound "), std::string::npos) << partial;
@@ -300,7 +300,7 @@ TEST_F(CommandsTest, ARunThatFailsBeforeItsFirstCheckpointLeavesNoDirectory) {
 
 TEST_F(CommandsTest, SigtermStopsTrainingWithACheckpointAndResumeClearsPartialFiles) {
   const std::string dir = file("stopped");
-  const std::string train = std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
+  const std::string train = kBinary + " train --dataset hdf5:" + file("data.h5") +
                             " --hidden 16 --latent 3 --batch-size 8 --epochs 100000 --eval-every 100000"
                             " --threads 1 --log-every 1000 --run-dir " + dir;
   // Start it as nohup does (SIGHUP ignored), send SIGHUP, which must not stop it, then SIGTERM

@@ -61,7 +61,6 @@ std::vector<std::string> on_two_ranks(const std::function<void(Distributed&)>& f
   return out;
 }
 
-const std::string kBinary = VAE_EBM_BINARY;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 }  // namespace

@@ -16,8 +16,6 @@ namespace vae_ebm::test {
 
 namespace {
 
-const std::string kBinary = VAE_EBM_BINARY;
-
 // The number after "FIELD": in the object "OBJECT": {...} of a JSON text (evaluation.json).
 double json_number(const std::string& json, const std::string& object, const std::string& field) {
   const auto at = json.find("\"" + object + "\": {");

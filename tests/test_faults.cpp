@@ -101,7 +101,7 @@ class FaultsTest : public ::testing::Test {
   }
   static int train(const std::map<std::string, std::string>& flags) { return command("train").run(args(flags)); }
   static std::string binary_train(const std::string& flags) {
-    return std::string(VAE_EBM_BINARY) + " train --dataset hdf5:" + file("data.h5") +
+    return kBinary + " train --dataset hdf5:" + file("data.h5") +
            " --hidden 16 --latent 3 --batch-size 8 --eval-samples 2 --threads 1 --log-every 1000 " + flags;
   }
   static void SetUpTestSuite() {
@@ -358,7 +358,7 @@ TEST_F(FaultsTest, KillNineAnywhereThenResumeEqualsARunThatNeverStopped) {
   const std::string log = file("killed.log");
   for (int attempt = 0; attempt < 9 && finished != 0; ++attempt) {
     const std::string run = (attempt == 0 ? binary_train(flags + " --run-dir " + dir)
-                                          : std::string(VAE_EBM_BINARY) + " train --threads 1 --resume " + dir) +
+                                          : kBinary + " train --threads 1 --resume " + dir) +
                             " 2>>" + log;
     std::string script;
     if (attempt < 3) {

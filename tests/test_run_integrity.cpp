@@ -421,7 +421,7 @@ TEST_F(RunIntegrityTest, AFlowPriorTooLargeIsRefusedAndAFailedAllocationIsOneLin
                     "--flow-layers 100000000 --flow-hidden 64 makes networks of");
   EXPECT_FALSE(fs::exists(file("huge-flow")));
   const auto dir = trained_copy("alloc");
-  const auto said = shell_output(std::string(VAE_EBM_BINARY) + " evaluate " + dir +
+  const auto said = shell_output(kBinary + " evaluate " + dir +
                                  " --log-z-samples 100000000000 --allow-large-work --log-z-method is --quality-samples 0 --limit 2"
                                  " --samples 2 --threads 1 2>&1");
   EXPECT_NE(said.find("can\'t allocate memory"), std::string::npos) << said;
