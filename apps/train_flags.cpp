@@ -104,7 +104,23 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("prior-lr", real(&t.prior_lr(), t.prior_lr()), "Adam learning rate of the prior")
       ("beta1", real(&t.beta1(), t.beta1()), "Adam beta1")
       ("beta2", real(&t.beta2(), t.beta2()), "Adam beta2")
-      ("lr-decay", real(&t.lr_decay(), t.lr_decay()), "learning rates times this each epoch")
+      ("lr-schedule", po::value(&t.lr_schedule())->default_value(t.lr_schedule()),
+       ("both learning rates: " + join(lr_schedule_names()) +
+        " (exponential: times --lr-decay each epoch; step: times --lr-decay every --lr-step-epochs epochs; "
+        "cosine: down to 0 over the steps of --epochs by half a cosine)").c_str())
+      ("lr-decay", real(&t.lr_decay(), t.lr_decay()), "exponential and step schedules: the factor")
+      ("lr-step-epochs", po::value(&t.lr_step_epochs())->default_value(t.lr_step_epochs()), "step schedule: epochs between decays")
+      ("lr-warmup-steps", po::value(&t.lr_warmup_steps())->default_value(t.lr_warmup_steps()),
+       "both learning rates rise linearly from 0 over this many steps, then follow the schedule (0: off)")
+      ("clip-grad-norm", real(&t.clip_grad_norm(), t.clip_grad_norm()),
+       "rescale the gradient of every trained parameter, as one vector, to this norm when longer (0: off); "
+       "metrics.jsonl records the norm and the fraction of steps clipped either way")
+      ("kl-warmup-epochs", real(&t.kl_warmup_epochs(), t.kl_warmup_epochs()),
+       "the KL term's weight in the training loss rises linearly from 0 to 1 over this many epochs (0: off); "
+       "validation bounds weigh it 1")
+      ("prior-start-epoch", po::value(&t.prior_start_epoch())->default_value(t.prior_start_epoch()),
+       "prior warm-up: before this epoch (from 0) the encoder and decoder train on the Gaussian ELBO with N(0, I) "
+       "and the prior learns nothing (0: off)")
       ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
       ("seed", po::value(&t.seed())->default_value(t.seed()), "seed of initialisation, shuffling and sampling")
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")

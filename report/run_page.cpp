@@ -312,6 +312,39 @@ std::string training_html(const RunFiles& run) {
   rate.add(train_series("images/s", train, "images_per_second"));
   figures.push_back(chart_figure(rate, "Training images per second over each logging window (images_per_second).",
                                  "No train records with images_per_second."));
+  // The gradient's norm and how often it was clipped (--clip-grad-norm), and the schedule's
+  // factors: what settles, or fails to settle, a run (runs before they were logged have none).
+  if (any_key(train, "grad_norm")) {
+    Chart g("Gradient norm", "step", "norm of the whole gradient");
+    g.add(train_series("mean over the window", train, "grad_norm"));
+    g.add(train_series("largest in the window", train, "grad_norm_max"));
+    std::string caption = "The norm of the gradient of every trained parameter, before clipping: the mean and the largest "
+                          "over the steps of each logging window (grad_norm, grad_norm_max).";
+    const auto limit = run.config_value("clip-grad-norm");
+    if (!limit.empty() && limit != "0") caption += " Clipped to " + limit + " (--clip-grad-norm).";
+    figures.push_back(chart_figure(g, caption, "No gradient norms recorded."));
+    if (!limit.empty() && limit != "0") {
+      Chart clipped("Steps clipped", "step", "fraction of the window's steps");
+      clipped.add(train_series("clipped", train, "clipped_fraction"));
+      figures.push_back(chart_figure(clipped, "The fraction of each logging window's steps whose gradient was clipped.",
+                                     "No clipped fractions recorded."));
+    }
+  }
+  if (any_key(train, "lr")) {
+    Chart r("Schedule", "step", "value");
+    r.add(train_series("learning rate (encoder and decoder)", train, "lr"));
+    figures.push_back(chart_figure(r, "The encoder's and decoder's learning rate at each train record (--lr-schedule, "
+                                      "--lr-warmup-steps; the prior's follows the same factor).",
+                                   "No learning rates recorded."));
+  }
+  if (any_key(train, "kl_weight") || any_key(train, "prior_learning")) {
+    Chart w("Warm-ups", "step", "weight");
+    if (any_key(train, "kl_weight")) w.add(train_series("KL weight", train, "kl_weight"));
+    if (any_key(train, "prior_learning")) w.add(train_series("prior learning (0 or 1)", train, "prior_learning"));
+    figures.push_back(chart_figure(w, "The KL term's weight in the training loss (--kl-warmup-epochs) and whether the "
+                                      "prior was learning (--prior-start-epoch).",
+                                   "No warm-up recorded."));
+  }
   return charts(figures);
 }
 

@@ -1,7 +1,9 @@
 // The training loop: resume equals never stopping, checkpoints refuse bad files,
 // post-hoc fitting leaves the VAE untouched.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "common/error.h"
 #include "data/error.h"
@@ -25,10 +27,12 @@ class TrainingTest : public SeedingFixture {
     return std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({12}),
                                       PriorOptions(prior, 3).energy_hidden({8, 8}).mog_components(2));
   }
+  // What a test adds to every TrainOptions it makes (a schedule, clipping, warm-ups).
+  std::function<TrainOptions(TrainOptions)> adjust = [](TrainOptions o) { return o; };
   TrainOptions options(int64_t max_steps, const std::string& mode = "joint") {
     // 40 images in batches of 8: 5 steps an epoch, so 7 steps cross an epoch boundary.
-    return TrainOptions().epochs(4).batch_size(8).lr(1e-2).prior_lr(1e-2).samples(2).seed(3).max_steps(max_steps)
-        .mode(train_mode_from(mode)).log_every_seconds(1e9);
+    return adjust(TrainOptions().epochs(4).batch_size(8).lr(1e-2).prior_lr(1e-2).samples(2).seed(3).max_steps(max_steps)
+        .mode(train_mode_from(mode)).log_every_seconds(1e9));
   }
   static void expect_identical(VaeModel& a, VaeModel& b) {
     auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -90,6 +94,144 @@ TEST_F(TrainingTest, ResumeEqualsNeverStoppingNce) { resume_equals_never_stoppin
 // The flow proposal's parameters and optimiser resume too.
 TEST_F(TrainingTest, ResumeEqualsNeverStoppingFlowProposal) {
   resume_equals_never_stopping("ebm", "joint", "snelbo", 0, "flow");
+}
+
+// Each rate schedule, the clipping and the warm-ups are functions of the step: a resumed run
+// takes the steps a run that never stopped would. The prior warm-up ends at step 10, after the
+// resume at step 7.
+TEST_F(TrainingTest, ResumeEqualsNeverStoppingUnderEachScheduleAndWarmUp) {
+  adjust = [](TrainOptions o) { return o.lr_schedule("step").lr_step_epochs(1).lr_decay(0.5); };
+  resume_equals_never_stopping("ebm");
+  adjust = [](TrainOptions o) { return o.lr_schedule("cosine").lr_warmup_steps(3); };
+  resume_equals_never_stopping("gaussian");
+  adjust = [](TrainOptions o) { return o.clip_grad_norm(0.5).kl_warmup_epochs(1.5); };
+  resume_equals_never_stopping("ebm", "joint", "snelbo", 0, "flow");
+  adjust = [](TrainOptions o) { return o.prior_start_epoch(2); };
+  resume_equals_never_stopping("ebm");
+  resume_equals_never_stopping("ebm", "detach-posterior");
+}
+
+TEST_F(TrainingTest, EachLearningRateScheduleGivesItsClosedForm) {
+  const auto exponential = TrainOptions().lr_decay(0.5);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(exponential, 0, 0, 100), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(exponential, 17, 3, 100), 0.125);
+  const auto step = TrainOptions().lr_schedule("step").lr_decay(0.5).lr_step_epochs(2);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(step, 0, 1, 100), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(step, 0, 2, 100), 0.5);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(step, 0, 5, 100), 0.25);
+  const auto cosine = TrainOptions().lr_schedule("cosine");
+  EXPECT_DOUBLE_EQ(learning_rate_factor(cosine, 0, 0, 100), 1.0);
+  EXPECT_NEAR(learning_rate_factor(cosine, 25, 0, 100), (1 + std::sqrt(0.5)) / 2, 1e-15);
+  EXPECT_NEAR(learning_rate_factor(cosine, 50, 9, 100), 0.5, 1e-15);
+  EXPECT_NEAR(learning_rate_factor(cosine, 100, 9, 100), 0.0, 1e-15);
+  // The warm-up multiplies whichever schedule: (step + 1) / warm-up steps, then 1.
+  const auto warm = TrainOptions().lr_decay(0.5).lr_warmup_steps(10);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(warm, 0, 0, 100), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(warm, 4, 1, 100), 0.25);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(warm, 9, 0, 100), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate_factor(warm, 30, 2, 100), 0.25);
+  // And the trainer applies it: a warm-up of 10^9 steps keeps the first steps' rate at 1e-11.
+  TempDir tmp;
+  for (const int64_t warm_up : {int64_t{0}, int64_t{1000000000}}) {
+    auto m = model("gaussian");
+    auto before = m->encoder->parameters()[0].detach().clone();
+    Trainer t(m, make_objective("exact"), data(), options(3).lr_warmup_steps(warm_up),
+              RunDir::create(tmp.file("warm" + std::to_string(warm_up))));
+    ASSERT_TRUE(t.run());
+    const double moved = (m->encoder->parameters()[0] - before).abs().max().item<double>();
+    if (warm_up == 0) EXPECT_GT(moved, 1e-3);
+    else EXPECT_LT(moved, 1e-9);
+  }
+}
+
+TEST_F(TrainingTest, KlWarmUpWeighsTheKlZeroAtTheFirstStepAndOneAfterItsEpochs) {
+  const auto o = TrainOptions().kl_warmup_epochs(2);
+  EXPECT_EQ(kl_weight(o, 0, 5), 0.0);
+  EXPECT_DOUBLE_EQ(kl_weight(o, 5, 5), 0.5);
+  EXPECT_EQ(kl_weight(o, 10, 5), 1.0);
+  EXPECT_EQ(kl_weight(o, 11, 5), 1.0);
+  EXPECT_EQ(kl_weight(TrainOptions(), 0, 5), 1.0);
+  // The first step's loss is the reconstruction term alone, for the exact prior and the energy's
+  // SNELBO; without warm-up it is reconstruction + KL.
+  TempDir tmp;
+  const auto x = data().narrow(0, 0, 8);
+  for (const std::string prior : {"gaussian", "ebm"}) {
+    for (const double epochs : {0.0, 1.0}) {
+      Trainer t(model(prior), make_objective(default_objective(prior)), data(), options(1).kl_warmup_epochs(epochs),
+                RunDir::create(tmp.file(prior + std::to_string(epochs))));
+      auto terms = t.step(x);
+      const double expected = epochs > 0 ? -terms.at("reconstruction") : terms.at("kl") - terms.at("reconstruction");
+      EXPECT_NEAR(terms.at("loss"), expected, 1e-4 * std::abs(expected)) << prior << " warm-up " << epochs;
+    }
+  }
+}
+
+TEST_F(TrainingTest, ClippingRescalesTheGradientToItsNormAndRecordsIt) {
+  auto a = torch::tensor({3.0, 0.0}), b = torch::tensor({4.0});
+  EXPECT_DOUBLE_EQ(clip_gradient_norm({a, b}, 10.0), 5.0);  // shorter: left alone
+  EXPECT_TRUE(torch::equal(a, torch::tensor({3.0, 0.0})));
+  EXPECT_DOUBLE_EQ(clip_gradient_norm({a, b}, 1.0), 5.0);
+  EXPECT_NEAR(a[0].item<double>(), 0.6, 1e-7);  // direction kept, norm now 1
+  EXPECT_NEAR(b[0].item<double>(), 0.8, 1e-7);
+  EXPECT_NEAR(clip_gradient_norm({a, b}, 0.0), 1.0, 1e-6);  // off
+  // In the trainer: the step's record carries the norm, and whether it was clipped.
+  TempDir tmp;
+  const auto x = data().narrow(0, 0, 8);
+  std::map<std::string, double> free_step, clipped_step;
+  std::vector<torch::Tensor> moved;
+  for (const double limit : {0.0, 1e-3}) {
+    auto m = model("ebm");
+    auto before = m->decoder->parameters()[0].detach().clone();
+    Trainer t(m, make_objective("snelbo"), data(), options(1).clip_grad_norm(limit),
+              RunDir::create(tmp.file("clip" + std::to_string(limit))));
+    (limit > 0 ? clipped_step : free_step) = t.step(x);
+    moved.push_back(m->decoder->parameters()[0].detach() - before);
+  }
+  EXPECT_GT(free_step.at("grad_norm"), 1e-3);
+  EXPECT_EQ(free_step.at("clipped"), 0.0);
+  EXPECT_EQ(clipped_step.at("clipped"), 1.0);
+  EXPECT_DOUBLE_EQ(clipped_step.at("grad_norm"), free_step.at("grad_norm"));  // the norm before clipping
+  // Adam's first update is lr * g / |g| elementwise, whatever the scale: the clipped step
+  // differs only where epsilon (1e-8) matters next to a gradient scaled down to 1e-3 in all.
+  EXPECT_FALSE(torch::equal(moved[0], moved[1]));
+}
+
+TEST_F(TrainingTest, ThePriorWarmUpLeavesThePriorAloneUntilItsEpoch) {
+  TempDir tmp;
+  auto dir = RunDir::create(tmp.file("warm"));
+  auto m = model("ebm");
+  std::vector<torch::Tensor> prior_before, vae_before;
+  for (auto& p : m->prior_parameters()) prior_before.push_back(p.detach().clone());
+  for (auto& p : m->vae_parameters()) vae_before.push_back(p.detach().clone());
+  Trainer first(m, make_objective("snelbo"), data(), options(5).prior_start_epoch(1), dir);
+  ASSERT_TRUE(first.run());  // the first epoch, 5 steps
+  auto prior_after = m->prior_parameters();
+  for (size_t i = 0; i < prior_before.size(); ++i) EXPECT_TRUE(torch::equal(prior_before[i], prior_after[i])) << i;
+  EXPECT_FALSE(torch::equal(vae_before[0], m->vae_parameters()[0]));
+  Trainer second(m, make_objective("snelbo"), data(), options(7).prior_start_epoch(1), dir);
+  ASSERT_TRUE(second.resume_latest());
+  ASSERT_TRUE(second.run());
+  EXPECT_FALSE(torch::equal(prior_before[0], m->prior_parameters()[0]));
+}
+
+TEST_F(TrainingTest, AWarmUpOrScheduleOptionOutOfRangeIsRefusedByName) {
+  auto refused = [](const TrainOptions& o, const std::string& option) {
+    try {
+      o.validate();
+      ADD_FAILURE() << option << " was accepted";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.option, option) << e.detail;
+    }
+  };
+  refused(TrainOptions().lr_schedule("linear"), "lr-schedule");
+  refused(TrainOptions().lr_step_epochs(0), "lr-step-epochs");
+  refused(TrainOptions().lr_warmup_steps(-1), "lr-warmup-steps");
+  refused(TrainOptions().clip_grad_norm(-1), "clip-grad-norm");
+  refused(TrainOptions().clip_grad_norm(std::nan("")), "clip-grad-norm");
+  refused(TrainOptions().kl_warmup_epochs(-0.5), "kl-warmup-epochs");
+  refused(TrainOptions().prior_start_epoch(-1), "prior-start-epoch");
+  refused(TrainOptions().mode(TrainMode::post_hoc).kl_warmup_epochs(1), "kl-warmup-epochs");
+  refused(TrainOptions().mode(TrainMode::post_hoc).prior_start_epoch(1), "prior-start-epoch");
 }
 
 // A finite training loss far above the recent median: --on-divergence stop raises Divergence

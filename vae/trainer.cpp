@@ -75,6 +75,22 @@ void TrainOptions::validate() const {
   check(beta1_ >= 0 && beta1_ < 1, "beta1", "in [0, 1)", beta1_);
   check(beta2_ >= 0 && beta2_ < 1, "beta2", "in [0, 1)", beta2_);
   check(lr_decay_ > 0 && lr_decay_ <= 1, "lr-decay", "in (0, 1]", lr_decay_);
+  const auto& schedules = lr_schedule_names();
+  if (std::find(schedules.begin(), schedules.end(), lr_schedule_) == schedules.end())
+    throw OptionError("lr-schedule", "unknown schedule '" + lr_schedule_ + "' (valid: exponential, step, cosine)");
+  check(lr_step_epochs_ >= 1, "lr-step-epochs", ">= 1", lr_step_epochs_);
+  check(lr_warmup_steps_ >= 0, "lr-warmup-steps", ">= 0", lr_warmup_steps_);
+  check(clip_grad_norm_ >= 0 && std::isfinite(clip_grad_norm_), "clip-grad-norm", "finite and >= 0 (0: off)",
+        clip_grad_norm_);
+  check(kl_warmup_epochs_ >= 0 && std::isfinite(kl_warmup_epochs_), "kl-warmup-epochs", "finite and >= 0 (0: off)",
+        kl_warmup_epochs_);
+  check(prior_start_epoch_ >= 0, "prior-start-epoch", ">= 0 (0: off)", prior_start_epoch_);
+  if (mode_ == TrainMode::post_hoc) {
+    if (kl_warmup_epochs_ > 0)
+      throw OptionError("kl-warmup-epochs", "a post-hoc fit trains no KL term: the encoder and decoder are frozen");
+    if (prior_start_epoch_ > 0)
+      throw OptionError("prior-start-epoch", "a post-hoc fit trains only the prior: nothing would train before it starts");
+  }
   check(samples_ >= 1, "samples", ">= 1", samples_);
   check(refine_steps_ >= 0, "refine-steps", ">= 0", refine_steps_);
   check(refine_step_size_ > 0 && std::isfinite(refine_step_size_), "refine-step-size", "finite and > 0",
@@ -90,6 +106,47 @@ void TrainOptions::validate() const {
   const std::string lowerable[] = {"auto", kBlameLr, kBlamePriorLr, kBlameStepSize};
   if (std::find(std::begin(lowerable), std::end(lowerable), rollback_lower_) == std::end(lowerable))
     throw OptionError("rollback-lower", "unknown rate '" + rollback_lower_ + "' (valid: auto, lr, prior-lr, mcmc-step-size)");
+}
+
+const std::vector<std::string>& lr_schedule_names() {
+  static const std::vector<std::string> names = {"exponential", "step", "cosine"};
+  return names;
+}
+
+double learning_rate_factor(const TrainOptions& options, int64_t step, int64_t epoch, int64_t total_steps) {
+  double factor = 1.0;
+  if (options.lr_schedule() == "exponential") {
+    factor = std::pow(options.lr_decay(), static_cast<double>(epoch));
+  } else if (options.lr_schedule() == "step") {
+    factor = std::pow(options.lr_decay(), static_cast<double>(epoch / options.lr_step_epochs()));
+  } else if (options.lr_schedule() == "cosine") {
+    const double t = total_steps > 0 ? std::min(1.0, static_cast<double>(step) / static_cast<double>(total_steps)) : 0.0;
+    factor = 0.5 * (1.0 + std::cos(std::acos(-1.0) * t));
+  } else {
+    throw OptionError("lr-schedule", "unknown schedule '" + options.lr_schedule() + "'");
+  }
+  if (options.lr_warmup_steps() > 0)
+    factor *= std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(options.lr_warmup_steps()));
+  return factor;
+}
+
+double kl_weight(const TrainOptions& options, int64_t step, int64_t steps_per_epoch) {
+  if (options.kl_warmup_epochs() <= 0) return 1.0;
+  const double span = options.kl_warmup_epochs() * static_cast<double>(steps_per_epoch);
+  return std::min(1.0, static_cast<double>(step) / span);
+}
+
+double clip_gradient_norm(const std::vector<torch::Tensor>& grads, double limit) {
+  if (grads.empty()) return 0.0;
+  std::vector<torch::Tensor> squares;
+  squares.reserve(grads.size());
+  for (const auto& g : grads) squares.push_back(g.norm().to(torch::kDouble));  // one pass each, no copy
+  const double norm = torch::stack(squares).pow(2).sum().sqrt().item<double>();
+  if (limit > 0 && norm > limit) {  // false for NaN: the loss check stops that step
+    const double scale = limit / norm;
+    for (const auto& g : grads) g.mul_(scale);
+  }
+  return norm;
 }
 
 void check_data_parallel(const TrainOptions& options, const PriorObjective& objective, int world_size) {
@@ -152,9 +209,11 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
   keep_reference();
 }
 
-void Trainer::set_learning_rates(int64_t epoch) {
-  // Stateless in the epoch, so a resumed run sets exactly the same rates.
-  const double factor = std::pow(options_.lr_decay(), static_cast<double>(epoch));
+int64_t Trainer::schedule_steps() const { return options_.epochs() * batcher_.batches_per_epoch(); }
+
+void Trainer::set_learning_rates(int64_t step, int64_t epoch) {
+  // Stateless in the step, so a resumed run sets exactly the same rates.
+  const double factor = learning_rate_factor(options_, step, epoch, schedule_steps());
   auto apply = [&](torch::optim::Adam* opt, double lr) {
     if (!opt) return;
     for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr * factor);
@@ -163,23 +222,31 @@ void Trainer::set_learning_rates(int64_t epoch) {
   apply(prior_optimizer_.get(), options_.prior_lr());
 }
 
+Trainer::GaussianTerms Trainer::gaussian_terms(const torch::Tensor& x, const BatchShard* shard) {
+  GaussianTerms out;
+  out.q = model_->encoder->forward(x);
+  out.z = shard ? out.q.rsample(options_.samples(), generator_, *shard) : out.q.rsample(options_.samples(), generator_);
+  out.reconstruction = model_->log_likelihood(out.z, x).mean(0);
+  out.kl = -(out.q.entropy() + out.q.expected_standard_normal_log_prob());
+  return out;
+}
+
 Trainer::PriorFitTerms Trainer::prior_fit_terms(const torch::Tensor& x, const BatchShard* shard) {
   PriorFitTerms out;
   DiagonalGaussian q;
   torch::Tensor z;
-  auto sample = [&] { z = shard ? q.rsample(options_.samples(), generator_, *shard) : q.rsample(options_.samples(), generator_); };
   if (options_.mode() == TrainMode::post_hoc) {
     torch::NoGradGuard no_grad;
     q = model_->encoder->forward(x);
-    sample();
+    z = shard ? q.rsample(options_.samples(), generator_, *shard) : q.rsample(options_.samples(), generator_);
   } else {
     // detach-posterior: the VAE trains on the Gaussian ELBO, the prior on detached samples.
-    q = model_->encoder->forward(x);
-    sample();
-    out.reconstruction = model_->log_likelihood(z, x).mean(0);
-    out.kl = -(q.entropy() + q.expected_standard_normal_log_prob());
-    q = q.detach();
-    z = z.detach();
+    auto vae = gaussian_terms(x, shard);
+    out.reconstruction = vae.reconstruction;
+    out.kl = vae.kl;
+    if (prior_warming_up()) return out;
+    q = vae.q.detach();
+    z = vae.z.detach();
   }
   auto term = objective_->prior_term(*model_->prior, q, z, generator_);
   out.log_prior = term.log_prior;
@@ -189,21 +256,29 @@ Trainer::PriorFitTerms Trainer::prior_fit_terms(const torch::Tensor& x, const Ba
 
 std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x) {
   model_->train();
+  const double beta = kl_weight(options_, state_.step, batcher_.batches_per_epoch());
+  const bool prior_learns = !prior_warming_up();
   // Per image of this process's rows: what the step maximises, and the terms reported.
   torch::Tensor total, reconstruction, kl, log_prior;
   std::map<std::string, double> out;
-  if (options_.mode() == TrainMode::joint) {
-    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
-    total = terms.total;
+  if (options_.mode() == TrainMode::joint && !prior_learns) {
+    auto terms = gaussian_terms(x, &shard_);
     reconstruction = terms.reconstruction;
     kl = terms.kl;
+    total = reconstruction - beta * kl;
+  } else if (options_.mode() == TrainMode::joint) {
+    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
+    reconstruction = terms.reconstruction;
+    kl = terms.kl;
+    total = beta == 1.0 ? terms.total : reconstruction - beta * kl;
     out = std::move(terms.diagnostics);
   } else {
     auto terms = prior_fit_terms(x, &shard_);
     log_prior = terms.log_prior;
-    total = terms.reconstruction.defined() ? log_prior + terms.reconstruction - terms.kl : log_prior;
     reconstruction = terms.reconstruction;
     kl = terms.kl;
+    total = reconstruction.defined() ? reconstruction - beta * kl : torch::Tensor();
+    if (log_prior.defined()) total = total.defined() ? total + log_prior : log_prior;
     out = std::move(terms.diagnostics);
   }
   // This process's rows' part of the mean over the global batch: the parts sum to it, and so
@@ -226,14 +301,16 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
   std::vector<torch::Tensor> grads;
-  for (auto* optimizer : {vae_optimizer_.get(), prior_optimizer_.get()})
+  for (auto* optimizer : {vae_optimizer_.get(), prior_learns ? prior_optimizer_.get() : nullptr})
     if (optimizer)
       for (const auto& group : optimizer->param_groups())
         for (const auto& p : group.params())
           if (p.grad().defined()) grads.push_back(p.grad());
   dist_->all_reduce_sum(grads, "the gradient all-reduce");
+  // The summed gradients are the same on every process, and so are the norm and the clip.
+  clip_gradients(prior_learns, out);
   if (vae_optimizer_) vae_optimizer_->step();
-  if (prior_optimizer_) prior_optimizer_->step();
+  if (prior_optimizer_ && prior_learns) prior_optimizer_->step();
   out["loss"] = sums[0].item<double>();
   return out;
 }
@@ -241,13 +318,20 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
 std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   if (dist_->parallel()) return data_parallel_step(x);
   model_->train();
+  const double beta = kl_weight(options_, state_.step, batcher_.batches_per_epoch());
+  const bool prior_learns = !prior_warming_up();
   torch::Tensor loss;
   std::map<std::string, double> out;
-  if (options_.mode() == TrainMode::joint) {
+  if (options_.mode() == TrainMode::joint && !prior_learns) {
+    auto terms = gaussian_terms(x, nullptr);
+    loss = -(terms.reconstruction - beta * terms.kl).mean();
+    out["reconstruction"] = terms.reconstruction.mean().item<double>();
+    out["kl"] = terms.kl.mean().item<double>();
+  } else if (options_.mode() == TrainMode::joint) {
     const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
                             options_.refine_steps() > 0 ? &refine : nullptr);
-    loss = -terms.total.mean();
+    loss = beta == 1.0 ? -terms.total.mean() : -(terms.reconstruction - beta * terms.kl).mean();
     out = terms.diagnostics;
     out["reconstruction"] = terms.reconstruction.mean().item<double>();
     out["kl"] = terms.kl.mean().item<double>();
@@ -257,19 +341,41 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     if (terms.reconstruction.defined()) {
       out["reconstruction"] = terms.reconstruction.mean().item<double>();
       out["kl"] = terms.kl.mean().item<double>();
+      loss = -(terms.reconstruction - beta * terms.kl).mean();
     }
-    out["log_prior"] = terms.log_prior.mean().item<double>();
-    loss = -terms.log_prior.mean();
-    if (terms.reconstruction.defined()) loss = loss - (terms.reconstruction - terms.kl).mean();
+    if (terms.log_prior.defined()) {
+      out["log_prior"] = terms.log_prior.mean().item<double>();
+      loss = loss.defined() ? loss - terms.log_prior.mean() : -terms.log_prior.mean();
+    }
   }
   check_loss(loss.item<double>(), out);
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
+  clip_gradients(prior_learns, out);
   if (vae_optimizer_) vae_optimizer_->step();
-  if (prior_optimizer_) prior_optimizer_->step();
+  if (prior_optimizer_ && prior_learns) prior_optimizer_->step();
   out["loss"] = loss.item<double>();
   return out;
+}
+
+void Trainer::clip_gradients(bool prior, std::map<std::string, double>& out) {
+  std::vector<torch::Tensor> grads;
+  for (auto* optimizer : {vae_optimizer_.get(), prior ? prior_optimizer_.get() : nullptr})
+    if (optimizer)
+      for (const auto& group : optimizer->param_groups())
+        for (const auto& p : group.params())
+          if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return;
+  const double limit = options_.clip_grad_norm();
+  const double norm = clip_gradient_norm(grads, limit);
+  const bool clipped = limit > 0 && norm > limit;
+  out["grad_norm"] = norm;
+  out["clipped"] = clipped ? 1.0 : 0.0;
+  gradient_window_.sum += norm;
+  gradient_window_.max = std::max(gradient_window_.max, norm);
+  ++gradient_window_.steps;
+  gradient_window_.clipped += clipped ? 1 : 0;
 }
 
 bool Trainer::run() {
@@ -295,8 +401,8 @@ bool Trainer::run_steps() {
   int64_t images_since = 0;
   double rate = 0;
   auto started_step = state_.step;
-  const int64_t total_steps = options_.max_steps() > 0 ? std::min(options_.max_steps(), options_.epochs() * per_epoch)
-                                                       : options_.epochs() * per_epoch;
+  const int64_t run_steps_total =
+      options_.max_steps() > 0 ? std::min(options_.max_steps(), schedule_steps()) : schedule_steps();
   auto window_start = clock::now();
   std::map<std::string, double> last;
   auto more_steps = [&] {
@@ -304,9 +410,9 @@ bool Trainer::run_steps() {
            (options_.time_budget() <= 0 || state_.train_seconds < options_.time_budget());
   };
   while (state_.epoch < options_.epochs() && more_steps()) {
-    set_learning_rates(state_.epoch);
     while (state_.batch_index < per_epoch && more_steps()) {
       auto step_start = clock::now();
+      set_learning_rates(state_.step, state_.epoch);
       const double collective_start = dist_->collective_seconds();
       auto x = dist_->parallel() ? batcher_.rows(state_.epoch, state_.batch_index, shard_.begin, shard_.size)
                                  : batcher_.batch(state_.epoch, state_.batch_index);
@@ -335,7 +441,7 @@ bool Trainer::run_steps() {
         double window = std::chrono::duration<double>(now - window_start).count();
         rate = images_since / std::max(window, 1e-9);
         double steps_per_s = (state_.step - started_step) / std::chrono::duration<double>(now - started).count();
-        double eta = (total_steps - state_.step) / std::max(steps_per_s, 1e-9);
+        double eta = (run_steps_total - state_.step) / std::max(steps_per_s, 1e-9);
         if (options_.time_budget() > 0) eta = std::min(eta, options_.time_budget() - state_.train_seconds);
         TrainerListener::Progress p;
         p.epoch = state_.epoch + 1;
@@ -351,7 +457,18 @@ bool Trainer::run_steps() {
         images_since = 0;
         Json record = Json::object();
         record.set("event", "train").set("step", state_.step).set("epoch", state_.epoch).set("images_per_second", rate);
-        for (const auto& [k, v] : last) record.set(k, v);
+        for (const auto& [k, v] : last)
+          if (k != "grad_norm" && k != "clipped") record.set(k, v);
+        // The gradient over the window's steps (what clipping acts on), and the schedule now.
+        if (gradient_window_.steps > 0) {
+          record.set("grad_norm", gradient_window_.sum / gradient_window_.steps)
+              .set("grad_norm_max", gradient_window_.max)
+              .set("clipped_fraction", static_cast<double>(gradient_window_.clipped) / gradient_window_.steps);
+        }
+        gradient_window_ = GradientWindow();
+        record.set("lr", options_.lr() * learning_rate_factor(options_, state_.step - 1, state_.epoch, schedule_steps()));
+        if (options_.kl_warmup_epochs() > 0) record.set("kl_weight", kl_weight(options_, state_.step - 1, per_epoch));
+        if (options_.prior_start_epoch() > 0) record.set("prior_learning", prior_warming_up() ? 0.0 : 1.0);
         run_dir_.append_metrics(record);
       }
       if (dist_->parallel() ? stop : stop_flag_ && stop_flag_->load()) {

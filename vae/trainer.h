@@ -63,7 +63,25 @@ struct TrainOptions {
   TORCH_ARG(double, prior_lr) = 2e-5;
   TORCH_ARG(double, beta1) = 0.5;
   TORCH_ARG(double, beta2) = 0.999;
-  TORCH_ARG(double, lr_decay) = 0.998;  // both learning rates times this each epoch
+  // The learning-rate schedule, on both rates (see learning_rate_factor): "exponential" (times
+  // lr_decay each epoch), "step" (times lr_decay every lr_step_epochs epochs) or "cosine" (from
+  // the rate to 0 over the epochs' steps, by half a cosine), after a linear warm-up from 0 over
+  // lr_warmup_steps steps.
+  TORCH_ARG(std::string, lr_schedule) = "exponential";
+  TORCH_ARG(double, lr_decay) = 0.998;
+  TORCH_ARG(int64_t, lr_step_epochs) = 10;
+  TORCH_ARG(int64_t, lr_warmup_steps) = 0;
+  // The gradient of every parameter the step trains, rescaled as one vector to this norm when it
+  // is longer (0: off). The norm is measured and logged either way.
+  TORCH_ARG(double, clip_grad_norm) = 0.0;
+  // KL warm-up (joint and detach-posterior): the KL term's weight in the training loss rises
+  // linearly from 0 at the first step to 1 after this many epochs (0: off; see kl_weight).
+  // Validation bounds always weigh it 1.
+  TORCH_ARG(double, kl_warmup_epochs) = 0.0;
+  // Prior warm-up (joint and detach-posterior, learned priors): before this epoch (counted from
+  // 0) the encoder and decoder train on the Gaussian ELBO with the base N(0, I) as their prior,
+  // and the prior, its objective and its optimiser are not touched (0: off).
+  TORCH_ARG(int64_t, prior_start_epoch) = 0;
   TORCH_ARG(int64_t, samples) = 1;      // K posterior samples per image
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(TrainMode, mode) = TrainMode::joint;
@@ -86,6 +104,22 @@ struct TrainOptions {
  public:
   void validate() const;  // throws std::invalid_argument naming the bad value
 };
+
+// The names TrainOptions::lr_schedule takes.
+const std::vector<std::string>& lr_schedule_names();
+// The factor on both learning rates at `step` (0-based, in `epoch`, counted from 0) of a run of
+// `total_steps` steps: warm-up min(1, (step + 1) / lr_warmup_steps) times lr_decay^epoch
+// (exponential), lr_decay^floor(epoch / lr_step_epochs) (step), or (1 + cos(pi step /
+// total_steps)) / 2 (cosine). A function of its arguments only, so a resumed run sets the rates a
+// run that never stopped would.
+double learning_rate_factor(const TrainOptions& options, int64_t step, int64_t epoch, int64_t total_steps);
+// The KL term's weight at `step` (0-based) with `steps_per_epoch` steps an epoch:
+// min(1, step / (kl_warmup_epochs * steps_per_epoch)); 1 without warm-up.
+double kl_weight(const TrainOptions& options, int64_t step, int64_t steps_per_epoch);
+
+// Rescales the gradients, as one vector, to norm `limit` when they are longer (limit 0: never);
+// returns their norm before, computed in double. A non-finite norm is returned, not clipped.
+double clip_gradient_norm(const std::vector<torch::Tensor>& grads, double limit);
 
 // Training diverged: a quantity (the training loss, the validation bound, log Z, the
 // parameters) is not finite or exploded. Thrown inside the loop; the loop logs a "diverged"
@@ -282,7 +316,30 @@ class Trainer {
   void validate_data_parallel();  // validate() in data-parallel training
   // A validation bound: a divergence, or recorded (rank 0), printed and kept as best if it is.
   void accept_validation(double value, Json& record);
-  void set_learning_rates(int64_t epoch);
+  void set_learning_rates(int64_t step, int64_t epoch);
+  // The steps of the schedule's horizon: the epochs' (a stop by max_steps or the time budget
+  // does not change the rates, so that a run stopped early equals the start of a longer one).
+  int64_t schedule_steps() const;
+  // The prior warm-up: before TrainOptions::prior_start_epoch the prior is left alone.
+  bool prior_warming_up() const { return state_.epoch < options_.prior_start_epoch(); }
+  // The encoder's samples' Gaussian ELBO terms with the base N(0, I) as prior: the VAE's loss in
+  // detach-posterior and in the prior warm-up. z: the samples, for the prior's term.
+  struct GaussianTerms {
+    DiagonalGaussian q;
+    torch::Tensor z, reconstruction, kl;
+  };
+  GaussianTerms gaussian_terms(const torch::Tensor& x, const BatchShard* shard);
+  // After the backward pass (and the gradient all-reduce): the norm of the gradient of every
+  // parameter the step trains, as one vector, rescaled to TrainOptions::clip_grad_norm when it
+  // is longer; the step's record gets grad_norm and clipped. `prior` says whether the prior's
+  // gradients are the step's.
+  void clip_gradients(bool prior, std::map<std::string, double>& out);
+  // The window of train steps since the last train record: their gradient norms and clips.
+  struct GradientWindow {
+    double sum = 0, max = 0;
+    int64_t steps = 0, clipped = 0;
+  };
+  GradientWindow gradient_window_;
   bool run_steps();
   // Logs the divergence; rolls back and lowers a rate when the policy allows, else throws
   // TrainingDiverged.
