@@ -4,33 +4,14 @@
 
 #include "apps/cli.h"
 
-#include <sstream>
+#include <algorithm>
 
 namespace vae_ebm::cli {
 
-std::string widths_text(const std::vector<int64_t>& widths) {
-  std::string out;
-  for (auto w : widths) out += (out.empty() ? "" : ",") + std::to_string(w);
-  return out;
-}
+std::string widths_text(const std::vector<int64_t>& widths) { return option_text(widths); }
 
 std::vector<int64_t> parse_widths(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      size_t used = 0;
-      auto v = std::stoll(item, &used);
-      if (used != item.size() || v < 1) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw UsageError("--" + flag + " expects comma-separated positive integers, got '" + text + "'");
-    }
-  }
-  if (out.empty())
-    throw UsageError("--" + flag + " expects comma-separated positive integers (at least one), got '" + text + "'");
-  return out;
+  return as_usage([&] { return option_widths(flag, text); });
 }
 
 NetworkOptions TrainConfig::network_options(const std::vector<int64_t>& image_shape) const {
@@ -43,13 +24,16 @@ NetworkOptions TrainConfig::network_options(const std::vector<int64_t>& image_sh
       .image_shape(image_shape);
 }
 
-PriorOptions TrainConfig::prior_options() const {
-  return PriorOptions(prior, latent)
-      .mog_components(mog_components)
-      .energy_hidden(parse_widths(energy_hidden, "energy-hidden"))
-      .energy_slope(energy_slope)
-      .flow_layers(flow_layers)
-      .flow_hidden(flow_hidden);
+PriorOptions TrainConfig::prior_options() const { return PriorOptions(prior, latent).values(prior_values); }
+
+std::string TrainConfig::prior_flags_text() const {
+  std::string out;
+  for (const auto& option : all_prior_options()) {
+    if (std::find(option.kinds.begin(), option.kinds.end(), prior) == option.kinds.end()) continue;
+    const auto* given = prior_values.find(option.spec.name);
+    out += " --" + option.spec.name + " " + (given ? *given : option.spec.default_text);
+  }
+  return out;
 }
 
 std::string TrainConfig::objective_name() const { return objective.empty() ? default_objective(prior) : objective; }

@@ -75,18 +75,16 @@ struct TrainConfig {
   bool report = false;  // at the end, (re)write RUN/report.html (apps/report.h)
   std::string dataset = "binary-mnist";
   uint64_t binarisation_seed = 0;
-  // The defaults are the library's (NetworkOptions, PriorOptions), written there once.
+  // The defaults are the library's (NetworkOptions, the prior kinds'), written there once.
   std::string architecture = NetworkOptions().architecture();
   std::string hidden = widths_text(NetworkOptions().hidden());
   std::string activation = NetworkOptions().activation();
   int64_t conv_width = NetworkOptions().conv_width();
   int64_t latent = NetworkOptions().latent_dim();
   std::string prior = "gaussian";
-  int64_t mog_components = PriorOptions("mog", 1).mog_components();
-  std::string energy_hidden = widths_text(PriorOptions("ebm", 1).energy_hidden());
-  double energy_slope = PriorOptions("ebm", 1).energy_slope();
-  int64_t flow_layers = PriorOptions("flow", 1).flow_layers();
-  int64_t flow_hidden = PriorOptions("flow", 1).flow_hidden();
+  // Each prior kind's options as given (flag name -> text): the flags come from the prior
+  // registry's declarations (all_prior_options()), the defaults are the kinds' own.
+  OptionValues prior_values;
   LikelihoodOptions likelihood;  // p(x|z), vae/likelihood.h
   std::string objective;  // empty: the prior's default
   // Each objective's options as given (flag name -> text): the flags come from the objective
@@ -107,6 +105,9 @@ struct TrainConfig {
 
   NetworkOptions network_options(const std::vector<int64_t>& image_shape) const;
   PriorOptions prior_options() const;
+  // " --name value" for each option the prior's kind reads, as given or by its default: how a
+  // message names the prior's size.
+  std::string prior_flags_text() const;
   std::string objective_name() const;
 };
 

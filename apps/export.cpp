@@ -13,6 +13,8 @@
 #include "data/files.h"
 #include "data/hdf5_io.h"
 #include "prior/flow.h"
+#include "prior/mixture.h"
+#include "prior/energy.h"
 
 namespace vae_ebm::cli {
 
@@ -78,10 +80,11 @@ int run_export(const ExportConfig& c) {
   }
   h5.attribute("/", "prior", cfg.prior);
   h5.attribute("/", "dataset", cfg.dataset);
-  if (cfg.prior == "mog") h5.attribute("/", "mog_components", cfg.mog_components);
+  if (cfg.prior == "mog") h5.attribute("/", "mog_components", mixture_option_set().read(cfg.prior_values).components);
   if (cfg.prior == "flow") {
-    h5.attribute("/", "flow_layers", cfg.flow_layers);
-    h5.attribute("/", "flow_hidden", cfg.flow_hidden);
+    const auto o = flow_prior_option_set().read(cfg.prior_values);
+    h5.attribute("/", "flow_layers", o.layers());
+    h5.attribute("/", "flow_hidden", o.hidden());
   }
   if (cfg.prior == "flow" || flow) {
     h5.attribute("/", "flow_max_log_scale", FlowOptions().max_log_scale());
@@ -91,9 +94,10 @@ int run_export(const ExportConfig& c) {
                  "tanh(s_raw); y = m x + (1 - m) (x exp(s) + t); sampling applies layers 0..K-1 to a N(0, I) draw");
   }
   if (cfg.prior == "ebm") {
-    h5.attribute("/", "energy_hidden", cfg.energy_hidden);
+    const auto o = energy_option_set().read(cfg.prior_values);
+    h5.attribute("/", "energy_hidden", option_text(o.hidden));
     h5.attribute("/", "energy_activation", "leaky-relu");
-    h5.attribute("/", "energy_slope", cfg.energy_slope);
+    h5.attribute("/", "energy_slope", o.slope);
     h5.attribute("/", "energy_last_layer_bias", int64_t{0});
   }
   std::ostringstream layout;

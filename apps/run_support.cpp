@@ -19,6 +19,9 @@
 #include "data/files.h"
 #include "data/json.h"
 #include "data/run_config.h"
+#include "prior/mixture.h"
+#include "prior/flow.h"
+#include "prior/energy.h"
 #include "data/seed.h"
 #include "estimators/log_z.h"
 #include "estimators/flow_log_z.h"
@@ -100,16 +103,17 @@ double flag_sized_parameters(const TrainConfig& c, const std::vector<int64_t>& i
     const auto m = make_likelihood(c.likelihood, values)->outputs_per_value();  // no tensors of the networks' size
     return network_parameters(c.network_options(image_shape).outputs_per_value(m));
   });
+  as_usage([&] { check_prior(c.prior_options()); });
   if (c.prior == "ebm") {
     std::vector<int64_t> energy = {d};
-    const auto prior = c.prior_options();
-    for (const auto h : prior.energy_hidden()) energy.push_back(h);
+    for (const auto h : energy_option_set().read(c.prior_values).hidden) energy.push_back(h);
     energy.push_back(1);
     n += linear_parameters(energy);
   } else if (c.prior == "mog") {
-    n += 2.0 * static_cast<double>(c.mog_components) * static_cast<double>(d);
+    n += 2.0 * static_cast<double>(mixture_option_set().read(c.prior_values).components) * static_cast<double>(d);
   } else if (c.prior == "flow") {  // each coupling layer's conditioner: d -> hidden -> hidden -> 2d
-    n += static_cast<double>(c.flow_layers) * linear_parameters({d, c.flow_hidden, c.flow_hidden, 2 * d});
+    const auto flow = flow_prior_option_set().read(c.prior_values);
+    n += static_cast<double>(flow.layers()) * linear_parameters({d, flow.hidden(), flow.hidden(), 2 * d});
   }
   return n;
 }
@@ -126,10 +130,7 @@ std::shared_ptr<VaeModel> build_model(const TrainConfig& c, const Dataset& data)
     std::snprintf(count, sizeof count, "%.3g", parameters);
     const auto sizes = c.architecture == "mlp" ? " with --hidden " + c.hidden : " with --conv-width " + std::to_string(c.conv_width);
     throw UsageError("--latent " + std::to_string(c.latent) + sizes +
-                     (c.prior == "ebm" ? " and --energy-hidden " + c.energy_hidden : std::string()) +
-                     (c.prior == "flow" ? " and --flow-layers " + std::to_string(c.flow_layers) + " --flow-hidden " +
-                                              std::to_string(c.flow_hidden)
-                                        : std::string()) +
+                     (c.prior_flags_text().empty() ? std::string() : " and" + c.prior_flags_text()) +
                      " makes networks of " + count + " parameters, " + gigabytes(bytes) +
                      " with their gradients and Adam's moments: more than the " + gigabytes(static_cast<double>(available)) +
                      " of memory available");

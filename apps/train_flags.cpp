@@ -51,6 +51,16 @@ void add_objective_flags(po::options_description& d, OptionValues& values) {
       [&values](const std::string& name, const std::string& text) { values.set(name, text); });
 }
 
+// Every prior kind's options, as the kinds declare them (prior/prior.h), kept as text in
+// `values` like the objectives'.
+void add_prior_flags(po::options_description& d, OptionValues& values) {
+  std::vector<OptionSpec> specs;
+  for (const auto& option : all_prior_options()) specs.push_back(option.spec);
+  add_option_flags(
+      d, specs, [](const OptionSpec& spec) { return spec.help; },
+      [&values](const std::string& name, const std::string& text) { values.set(name, text); });
+}
+
 po::options_description train_description(TrainConfig& c, bool fit_prior) {
   po::options_description d(fit_prior ? "fit-prior flags" : "train flags");
   auto& t = c.train;
@@ -86,12 +96,9 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        "gaussian: the data as the density sees them: 0,1 or -1,1 (2x - 1, as in Pang et al.)")
       ("likelihood-mixture", own(po::value(&c.likelihood.mixture()), c.likelihood.mixture()),
        "logistic: discretised logistics per value (1: one)")
-      ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str())
-      ("mog-components", po::value(&c.mog_components)->default_value(c.mog_components), "mixture prior: components")
-      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow prior: affine coupling layers")
-      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow prior: width of each coupling's conditioner")
-      ("energy-hidden", po::value(&c.energy_hidden)->default_value(c.energy_hidden), "energy MLP hidden widths")
-      ("energy-slope", real(&c.energy_slope, c.energy_slope), "energy MLP LeakyReLU slope")
+      ("prior", po::value(&c.prior)->default_value(c.prior), ("prior: " + join(prior_kinds())).c_str());
+  add_prior_flags(d, c.prior_values);
+  d.add_options()
       ("objective", po::value(&c.objective)->default_value(c.objective),
        ("prior objective: " + join(objective_names()) + " (default: exact for gaussian/mog, snelbo for ebm)").c_str())
       ("refine-steps", po::value(&t.refine_steps())->default_value(t.refine_steps()), "ebm: posterior refinement, Langevin steps on -log p(x|z) + U(z) (0: off)")
@@ -122,6 +129,9 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
        "prior warm-up: before this epoch (from 0) the encoder and decoder train on the Gaussian ELBO with N(0, I) "
        "and the prior learns nothing (0: off)")
       ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
+      ("train-bound", po::value(&t.train_bound())->default_value(t.train_bound()),
+       "what the encoder and decoder train on: elbo (the objective's bound, the mean over the K samples) or iw "
+       "(the importance-weighted bound over the K samples: IWAE, and SN-IWAE for the energy prior with snelbo)")
       ("seed", po::value(&t.seed())->default_value(t.seed()), "seed of initialisation, shuffling and sampling")
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
       ("eval-samples", po::value(&c.eval_samples)->default_value(c.eval_samples), "posterior samples K of the validation bound")
@@ -201,6 +211,7 @@ void check_resume_flags(const po::variables_map& vm, const std::string& dir) {
 // validates them: a bad value is refused here, before a run directory is made).
 void check_validation_flags(const TrainConfig& c) {
   as_usage([&] { c.likelihood.validate(); });
+  as_usage([&] { check_prior(c.prior_options()); });
   as_usage([&] { make_objective(c.objective_name(), c.objective_values); });
   if (c.eval_samples < 1) throw UsageError("--eval-samples must be >= 1, got " + std::to_string(c.eval_samples));
   if (c.log_z_samples < 1) throw UsageError("--log-z-samples must be >= 1, got " + std::to_string(c.log_z_samples));

@@ -61,7 +61,7 @@ int64_t floats(const std::vector<torch::Tensor>& tensors) {
 // of the prior, in the optimisers' order (the VAE's, then the prior's).
 std::vector<torch::Tensor> gradients(const std::string& architecture, const std::string& prior, int64_t latent) {
   VaeModel model(NetworkOptions().architecture(architecture).hidden({512, 512}).latent_dim(latent),
-                 PriorOptions(prior, latent).energy_hidden({200, 200, 200}));
+                 PriorOptions(prior, latent).set("energy-hidden", "200,200,200"));
   std::vector<torch::Tensor> out;
   for (const auto& list : {model.vae_parameters(), model.prior_parameters()})
     for (const auto& p : list)

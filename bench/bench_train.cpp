@@ -98,7 +98,7 @@ int main(int argc, char** argv) try {
   auto widths = cli::parse_widths(hidden, "hidden");
   auto energy_widths = cli::parse_widths(energy_hidden, "energy-hidden");
   auto net = NetworkOptions().architecture(architecture).hidden(widths).latent_dim(latent);
-  VaeModel model(net, PriorOptions(prior, latent).energy_hidden(energy_widths));
+  VaeModel model(net, PriorOptions(prior, latent).set("energy-hidden", energy_hidden));
   const bool mcmc = objective == "short-run-mcmc" || objective == "long-run-mcmc";
   auto obj = make_objective(objective, objective_options);  // validates the options
   obj->check(*model.prior);

@@ -29,7 +29,10 @@ struct OptionSpec {
 int64_t option_integer(const std::string& name, const std::string& text);
 double option_real(const std::string& name, const std::string& text);  // finite
 bool option_flag(const std::string& name, const std::string& text);    // true/false, 1/0, yes/no, on/off
+// Comma-separated positive integers, at least one ("200,200,200": an MLP's hidden widths).
+std::vector<int64_t> option_widths(const std::string& name, const std::string& text);
 std::string option_text(int64_t value);
+std::string option_text(const std::vector<int64_t>& widths);  // "200,200,200"
 std::string option_text(double value);  // the shortest text that reads back the same
 std::string option_text(bool value);    // "true" / "false"
 
@@ -71,6 +74,11 @@ class OptionSet {
     return add(std::move(name), OptionType::text, std::move(help),
                [field](O& o, const std::string&, const std::string& t) { field(o) = t; },
                [field](O& o) { return field(o); });
+  }
+  OptionSet& widths(std::string name, Field<std::vector<int64_t>> field, std::string help) {
+    return add(std::move(name), OptionType::text, std::move(help),
+               [field](O& o, const std::string& n, const std::string& t) { field(o) = option_widths(n, t); },
+               [field](O& o) { return option_text(field(o)); });
   }
   OptionSet& flag(std::string name, Field<bool> field, std::string help) {
     return add(std::move(name), OptionType::flag, std::move(help),

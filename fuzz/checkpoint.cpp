@@ -20,7 +20,7 @@ namespace {
 
 std::shared_ptr<vae_ebm::VaeModel> make_model() {
   const auto networks = vae_ebm::NetworkOptions().hidden({8}).latent_dim(2).image_shape({1, 4, 4});
-  const auto prior = vae_ebm::PriorOptions("ebm", 2).energy_hidden({8});
+  const auto prior = vae_ebm::PriorOptions("ebm", 2).set("energy-hidden", "8");
   return std::make_shared<vae_ebm::VaeModel>(networks, prior);
 }
 

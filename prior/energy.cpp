@@ -6,11 +6,8 @@
 #include <functional>
 #include <sstream>
 
-#include "common/registry.h"
 #include "prior/energy_gradient.h"
 #include "common/fused_mlp.h"
-#include "prior/gaussian.h"
-#include "prior/mixture.h"
 
 namespace vae_ebm {
 
@@ -92,27 +89,13 @@ std::string EnergyPrior::describe_default_sampling() {
   return text.str();
 }
 
-namespace {
-using PriorFactory = std::function<std::shared_ptr<Prior>(const PriorOptions&)>;
-const Registry<PriorFactory>& prior_registry() {
-  static const auto registry =
-      Registry<PriorFactory>("prior")
-          .add("gaussian", [](const PriorOptions& o) { return std::make_shared<GaussianPrior>(o.latent_dim()); })
-          .add("mog",
-               [](const PriorOptions& o) { return std::make_shared<MixturePrior>(o.latent_dim(), o.mog_components()); })
-          .add("ebm", [](const PriorOptions& o) {
-            return std::make_shared<EnergyPrior>(o.latent_dim(), o.energy_hidden(), o.energy_slope());
-          })
-          .add("flow", [](const PriorOptions& o) {
-            return std::make_shared<FlowPrior>(o.latent_dim(),
-                                               FlowOptions().layers(o.flow_layers()).hidden(o.flow_hidden()));
-          });
-  return registry;
+const OptionSet<EnergyOptions>& energy_option_set() {
+  static const auto set =
+      OptionSet<EnergyOptions>()
+          .widths("energy-hidden", [](EnergyOptions& o) -> std::vector<int64_t>& { return o.hidden; },
+                  "energy MLP hidden widths")
+          .real("energy-slope", [](EnergyOptions& o) -> double& { return o.slope; }, "energy MLP LeakyReLU slope");
+  return set;
 }
-}  // namespace
-
-std::vector<std::string> prior_kinds() { return prior_registry().names(); }
-
-std::shared_ptr<Prior> make_prior(const PriorOptions& options) { return prior_registry().at(options.kind())(options); }
 
 }  // namespace vae_ebm

@@ -11,6 +11,14 @@ namespace vae_ebm {
 // section 2): a lower bound on -log Z for any b, tight at b = log Z. Scalars.
 torch::Tensor snl_terms(const torch::Tensor& b, const torch::Tensor& log_z_hat);
 
+// The energy prior's options (prior kind "ebm"), declared once by energy_option_set():
+// energy-hidden and energy-slope.
+struct EnergyOptions {
+  std::vector<int64_t> hidden{200, 200, 200};  // f's hidden widths
+  double slope = 0.2;                          // LeakyReLU negative slope
+};
+const OptionSet<EnergyOptions>& energy_option_set();
+
 class EnergyPrior : public Prior {
  public:
   // f: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer.

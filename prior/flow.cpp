@@ -10,6 +10,15 @@
 
 namespace vae_ebm {
 
+const OptionSet<FlowOptions>& flow_prior_option_set() {
+  static const auto set =
+      OptionSet<FlowOptions>()
+          .integer("flow-layers", [](FlowOptions& o) -> int64_t& { return o.layers(); }, "flow prior: affine coupling layers")
+          .integer("flow-hidden", [](FlowOptions& o) -> int64_t& { return o.hidden(); },
+                   "flow prior: width of each coupling's conditioner");
+  return set;
+}
+
 void FlowOptions::validate() const {
   if (layers_ < 1) throw OptionError("flow-layers", "must be >= 1, got " + std::to_string(layers_));
   if (hidden_ < 1) throw OptionError("flow-hidden", "must be >= 1, got " + std::to_string(hidden_));

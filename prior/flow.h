@@ -31,6 +31,10 @@ struct FlowOptions {
   void validate() const;  // throws OptionError
 };
 
+// The flow prior's options (prior kind "flow"), declared once by flow_prior_option_set():
+// flow-layers and flow-hidden (FlowOptions' layers and hidden).
+const OptionSet<FlowOptions>& flow_prior_option_set();
+
 class FlowImpl : public torch::nn::Module {
  public:
   FlowImpl(int64_t dim, const FlowOptions& options = FlowOptions());

@@ -8,6 +8,12 @@
 
 namespace vae_ebm {
 
+const OptionSet<MixtureOptions>& mixture_option_set() {
+  static const auto set = OptionSet<MixtureOptions>().integer(
+      "mog-components", [](MixtureOptions& o) -> int64_t& { return o.components; }, "mixture prior: components");
+  return set;
+}
+
 MixturePrior::MixturePrior(int64_t latent_dim, int64_t components, uint64_t init_seed)
     : Prior("MixturePrior"), latent_dim_(latent_dim) {
   TORCH_CHECK(latent_dim > 0, "Invalid latent dimension: ", latent_dim);

@@ -4,6 +4,13 @@
 
 namespace vae_ebm {
 
+// The mixture prior's options (prior kind "mog"), declared once by mixture_option_set():
+// mog-components.
+struct MixtureOptions {
+  int64_t components = 10;
+};
+const OptionSet<MixtureOptions>& mixture_option_set();
+
 class MixturePrior : public Prior {
  public:
   // Means start at N(0, 1) draws from `init_seed`, log-variances at 0, logits at 0.

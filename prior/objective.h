@@ -24,6 +24,12 @@ struct PriorTerm {
   // For bound-based objectives its value is the bound itself.
   torch::Tensor log_prior;
   std::map<std::string, double> diagnostics;  // e.g. "log_z_hat", "b", "ess"
+  // [K, B], from objectives whose per_sample_terms() is true: per sample z_k, the surrogate of
+  // log p(z_k) whose mean over K is log_prior but for the closed forms log_prior may use. What
+  // importance-weighted training puts inside its log-mean-exp (docs/MATH.md section 13); a term
+  // shared by all samples (SNELBO's normaliser) is in every row, and leaves the log-mean-exp
+  // unchanged in value and gradient.
+  torch::Tensor log_prior_samples;
 };
 
 // The contract of an objective:
@@ -48,6 +54,12 @@ class PriorObjective {
   virtual bool trains_b_in_its_bound() const { return false; }
   virtual PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                                at::Generator& generator) = 0;
+  // True when prior_term() fills PriorTerm::log_prior_samples (exact, snelbo): the objective can
+  // train the importance-weighted bound.
+  virtual bool per_sample_terms() const { return false; }
+  // Asks such an objective to fill them (they cost a pass more for some priors); nothing for the
+  // others.
+  virtual void set_per_sample_terms(bool) {}
   // The step size of the objective's sampler (the MCMC objectives' Langevin chains), 0 for an
   // objective without one; set_sampler_step_size() lowers it after a divergence.
   virtual double sampler_step_size() const { return 0; }

@@ -17,10 +17,17 @@ class ExactObjective : public PriorObjective {
     return "a prior with a known density (gaussian, mog, flow; an energy prior trains with snelbo)";
   }
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z, at::Generator&) override {
-    return {prior.expected_log_prob(q, z), {}};
+    PriorTerm term{prior.expected_log_prob(q, z), {}};
+    if (want_samples_) term.log_prior_samples = prior.log_prob_bound(z);
+    return term;
   }
+  bool per_sample_terms() const override { return true; }
+  void set_per_sample_terms(bool on) override { want_samples_ = on; }
   // Each image's term is its own: a process needs nothing from the others' rows.
   void check_data_parallel(int) const override {}
+
+ private:
+  bool want_samples_ = false;
 };
 }  // namespace
 

@@ -64,6 +64,8 @@ class SnelboObjective : public PriorObjective {
   SnelboObjective(const SnelboOptions& options, double flow_lr) : options_(options), flow_(flow_lr) { options.validate(); }
   std::string name() const override { return "snelbo"; }
   bool trains_b_in_its_bound() const override { return true; }
+  bool per_sample_terms() const override { return true; }
+  void set_per_sample_terms(bool on) override { want_samples_ = on; }
   bool supports(const Prior& prior) const override { return is_energy_prior(prior); }
   std::string requirement() const override { return kEnergyPriorRequirement; }
 
@@ -83,10 +85,11 @@ class SnelboObjective : public PriorObjective {
     // E_q[log p0] in closed form; the energy by Monte Carlo over the K samples.
     auto cross_entropy = q.expected_standard_normal_log_prob();
     auto f_posterior = f.narrow(0, 0, kb).reshape(z.sizes().slice(0, z.dim() - 1));
-    auto log_prior = cross_entropy - f_posterior.mean(0) + snl_terms(ebm.b, log_z_hat);
+    auto shared = snl_terms(ebm.b, log_z_hat);  // the same for every sample and image
     if (options_.energy_l2() > 0)
-      log_prior = log_prior - options_.energy_l2() * (f.narrow(0, 0, kb).pow(2).mean() + f.narrow(0, kb, s).pow(2).mean());
-    PriorTerm term{log_prior, {}};
+      shared = shared - options_.energy_l2() * (f.narrow(0, 0, kb).pow(2).mean() + f.narrow(0, kb, s).pow(2).mean());
+    PriorTerm term{cross_entropy - f_posterior.mean(0) + shared, {}};
+    if (want_samples_) term.log_prior_samples = standard_normal_log_prob(z) - f_posterior + shared;
     auto w = torch::softmax(log_w.detach().to(torch::kDouble), 0);
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();
@@ -226,8 +229,9 @@ class SnelboObjective : public PriorObjective {
     auto log_z_hat = (part - part.detach()) * scale + (log_total - log_s);
     auto cross_entropy = q.expected_standard_normal_log_prob();
     auto f_posterior = f.narrow(0, 0, kb).reshape(z.sizes().slice(0, z.dim() - 1));
-    auto log_prior = cross_entropy - f_posterior.mean(0) + snl_terms(ebm.b, log_z_hat);
-    PriorTerm term{log_prior, {}};
+    auto shared = snl_terms(ebm.b, log_z_hat);
+    PriorTerm term{cross_entropy - f_posterior.mean(0) + shared, {}};
+    if (want_samples_) term.log_prior_samples = standard_normal_log_prob(z) - f_posterior + shared;
     term.diagnostics["log_z_hat"] = log_total - log_s;
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = std::exp(2 * log_total - log_total_sq) / static_cast<double>(s);
@@ -236,6 +240,7 @@ class SnelboObjective : public PriorObjective {
   }
 
   SnelboOptions options_;
+  bool want_samples_ = false;
   TrainedFlow flow_;
   std::shared_ptr<Distributed> dist_;
   BatchShard shard_;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/options.h"
 #include "prior/posterior.h"
 
 namespace vae_ebm {
@@ -33,19 +34,38 @@ class Prior : public torch::nn::Module {
   virtual torch::Tensor sample(int64_t n, at::Generator& generator) = 0;
 };
 
+// A prior: its kind, the latent dimension, and the kind's own options by name, as text (an
+// objective's are given the same way). Each kind declares its options once, in its own file:
+// mog-components (mixture.h), energy-hidden and energy-slope (energy.h), flow-layers and
+// flow-hidden (flow.h); a kind reads its own and leaves the others', and takes its declared
+// default for any not given.
 struct PriorOptions {
   PriorOptions(std::string kind, int64_t latent_dim) : kind_(std::move(kind)), latent_dim_(latent_dim) {}
-  TORCH_ARG(std::string, kind);  // gaussian | mog | ebm
+  TORCH_ARG(std::string, kind);  // gaussian | mog | ebm | flow
   TORCH_ARG(int64_t, latent_dim);
-  TORCH_ARG(int64_t, mog_components) = 10;
-  TORCH_ARG(std::vector<int64_t>, energy_hidden) = std::vector<int64_t>{200, 200, 200};
-  TORCH_ARG(double, energy_slope) = 0.2;  // LeakyReLU negative slope
-  TORCH_ARG(int64_t, flow_layers) = 6;    // flow: coupling layers
-  TORCH_ARG(int64_t, flow_hidden) = 64;   // flow: width of each conditioner
+  TORCH_ARG(OptionValues, values);
+
+ public:
+  template <class T>
+  PriorOptions& set(const std::string& name, T value) {
+    values_.set(name, value);
+    return *this;
+  }
 };
 
-// Builds a prior; an unknown kind throws std::invalid_argument listing prior_kinds().
+// Builds a prior; an unknown kind throws std::invalid_argument listing prior_kinds(), a bad value
+// of one of its options OptionError naming the option.
 std::shared_ptr<Prior> make_prior(const PriorOptions& options);
+// The same checks, building nothing (a command checks its flags before it allocates).
+void check_prior(const PriorOptions& options);
 std::vector<std::string> prior_kinds();
+
+// Every prior option once, in registry order, with the kinds that read it: what the command line
+// declares as train's flags.
+struct PriorOption {
+  OptionSpec spec;
+  std::vector<std::string> kinds;
+};
+std::vector<PriorOption> all_prior_options();
 
 }  // namespace vae_ebm

@@ -185,7 +185,7 @@ class InitFromTest : public CliTest {
   }
   std::shared_ptr<VaeModel> load(const std::string& dir, std::vector<int64_t> energy_hidden = {8, 8}) {
     auto m = std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({1, 3, 4}),
-                                        PriorOptions("ebm", 3).energy_hidden(energy_hidden));
+                                        PriorOptions("ebm", 3).set("energy-hidden", option_text(energy_hidden)));
     load_model_from_checkpoint(tmp.file(dir) + "/checkpoints/best.pt", *m);
     return m;
   }
@@ -231,7 +231,12 @@ TEST_F(InitFromTest, APriorOfAnotherShapeIsRefusedBeforeTheRunDirectoryExists) {
 }
 
 TEST_F(CliTest, EmptyWidthsAndAbsurdThreadCountsAreErrors) {
-  EXPECT_THROW_WITH(cli::parse_widths("", "hidden"), "--hidden expects comma-separated positive integers (at least one)");
+  EXPECT_THROW_WITH(cli::parse_widths("", "hidden"), "--hidden: expects comma-separated positive integers (at least one)");
+  EXPECT_THROW_WITH(cli::parse_widths("8,", "hidden"), "--hidden: expects comma-separated positive integers, got '8,'");
+  // A prior kind's own options are checked where the kind declares them, by name.
+  EXPECT_THROW_WITH(make_prior(PriorOptions("ebm", 2).set("energy-hidden", "8,0")), "energy-hidden: expects");
+  EXPECT_THROW_WITH(make_prior(PriorOptions("mog", 2).set("mog-components", 0)), "mog-components: must be >= 1, got 0");
+  EXPECT_THROW_WITH(make_prior(PriorOptions("flow", 2).set("flow-layers", "two")), "flow-layers: expects an integer");
   EXPECT_THROW_WITH(cli::set_threads(100000), "--threads must be at most");
   EXPECT_THROW_WITH(cli::set_threads(0), "--threads must be >= 1");
 }

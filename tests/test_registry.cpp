@@ -56,7 +56,7 @@ TEST(RegistryTest, EveryChoiceByNameListsItselfInItsError) {
 TEST(RegistryTest, EveryObjectiveSaysWhichPriorsItSupports) {
   auto gaussian = make_prior(PriorOptions("gaussian", 2));
   auto mog = make_prior(PriorOptions("mog", 2));
-  auto ebm = make_prior(PriorOptions("ebm", 2).energy_hidden({4}));
+  auto ebm = make_prior(PriorOptions("ebm", 2).set("energy-hidden", "4"));
   auto flow = make_prior(PriorOptions("flow", 2));
   for (const auto& name : objective_names()) {
     auto objective = make_objective(name);

@@ -158,7 +158,7 @@ TEST_F(RunIntegrityTest, AFailedLoadLeavesTheModelAsItWas) {
   auto data = torch::bernoulli(torch::full({32, 12}, 0.4));
   torch::manual_seed(5);
   auto model = std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({1, 3, 4}),
-                                          PriorOptions("ebm", 3).energy_hidden({8}));
+                                          PriorOptions("ebm", 3).set("energy-hidden", "8"));
   std::map<std::string, torch::Tensor> before;
   for (const auto& p : model->named_parameters()) before[p.key()] = p.value().detach().clone();
   TempDir scratch;

@@ -12,6 +12,7 @@
 #include "data/run_dir.h"
 #include "data/seed.h"
 #include "tests/support.h"
+#include "prior/energy.h"
 #include "vae/trainer.h"
 
 namespace vae_ebm::test {
@@ -25,7 +26,7 @@ class TrainingTest : public SeedingFixture {
   std::shared_ptr<VaeModel> model(const std::string& prior) {
     torch::manual_seed(7);  // initialisation
     return std::make_shared<VaeModel>(NetworkOptions().hidden({16}).latent_dim(3).image_shape({12}),
-                                      PriorOptions(prior, 3).energy_hidden({8, 8}).mog_components(2));
+                                      PriorOptions(prior, 3).set("energy-hidden", "8,8").set("mog-components", 2));
   }
   // What a test adds to every TrainOptions it makes (a schedule, clipping, warm-ups).
   std::function<TrainOptions(TrainOptions)> adjust = [](TrainOptions o) { return o; };
@@ -232,6 +233,61 @@ TEST_F(TrainingTest, AWarmUpOrScheduleOptionOutOfRangeIsRefusedByName) {
   refused(TrainOptions().prior_start_epoch(-1), "prior-start-epoch");
   refused(TrainOptions().mode(TrainMode::post_hoc).kl_warmup_epochs(1), "kl-warmup-epochs");
   refused(TrainOptions().mode(TrainMode::post_hoc).prior_start_epoch(1), "prior-start-epoch");
+}
+
+// The importance-weighted training bound is log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) over the
+// step's own samples: for the Gaussian prior with its density, for the energy prior with
+// log p0 - f and SNELBO's normaliser terms (the same for every sample, so outside the log-mean-exp).
+TEST_F(TrainingTest, TheImportanceWeightedBoundIsTheLogMeanExpOfTheStepsWeights) {
+  const auto x = data().narrow(0, 0, 8);
+  const int64_t k = 5;
+  for (const std::string prior : {"gaussian", "ebm"}) {
+    auto m = model(prior);
+    auto objective = make_objective(default_objective(prior), OptionValues().set("base-samples", 16));
+    objective->set_per_sample_terms(true);
+    auto gen = make_generator(11);
+    auto terms = elbo_terms(*m, *objective, x, k, gen, nullptr, nullptr, true);
+    torch::NoGradGuard no_grad;
+    auto again = make_generator(11);
+    auto q = m->encoder->forward(x);
+    auto z = q.rsample(k, again);  // the same draws: the posterior's come first
+    auto log_w = m->log_likelihood(z, x) + standard_normal_log_prob(z) - q.log_prob(z);
+    if (prior == "ebm") {
+      auto& ebm = as_energy_prior(*m->prior);
+      log_w = log_w - ebm.energy(z) +
+              snl_terms(ebm.b, torch::tensor(terms.diagnostics.at("log_z_hat"), torch::kFloat));
+    }
+    auto expected = torch::logsumexp(log_w, 0) - std::log(static_cast<double>(k));
+    EXPECT_TRUE(torch::allclose(terms.iw, expected, 1e-4, 1e-3)) << prior << terms.iw << expected;
+    EXPECT_TRUE(torch::equal(terms.total, terms.iw));
+    // Jensen: at least the mean of the log weights, the K-sample Monte Carlo ELBO.
+    EXPECT_TRUE((terms.iw.detach() >= log_w.mean(0) - 1e-4).all().item<bool>()) << prior;
+  }
+}
+
+TEST_F(TrainingTest, ImportanceWeightedTrainingResumesAndIsRefusedWhereItHasNoMeaning) {
+  adjust = [](TrainOptions o) { return o.train_bound("iw").samples(3); };
+  resume_equals_never_stopping("gaussian");
+  resume_equals_never_stopping("ebm");
+  adjust = [](TrainOptions o) { return o.train_bound("iw").samples(3).prior_start_epoch(2); };
+  resume_equals_never_stopping("ebm");
+  TempDir tmp;
+  try {
+    Trainer(model("ebm"), make_objective("nce"), data(), options(2).train_bound("iw"), RunDir::create(tmp.file("nce")));
+    ADD_FAILURE() << "iw with nce was accepted";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option, "train-bound");
+    EXPECT_NE(e.detail.find("nce"), std::string::npos) << e.detail;
+  }
+  for (const auto& o : {TrainOptions().train_bound("iwae"), TrainOptions().train_bound("iw").kl_warmup_epochs(1),
+                        TrainOptions().train_bound("iw").mode(TrainMode::post_hoc)}) {
+    try {
+      o.validate();
+      ADD_FAILURE() << "accepted";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.option, "train-bound") << e.detail;
+    }
+  }
 }
 
 // A finite training loss far above the recent median: --on-divergence stop raises Divergence

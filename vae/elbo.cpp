@@ -2,6 +2,8 @@
 
 #include "vae/model.h"
 
+#include <cmath>
+
 #include "prior/energy.h"
 
 namespace vae_ebm {
@@ -19,12 +21,18 @@ torch::Tensor refine_posterior_samples(VaeModel& model, const torch::Tensor& x, 
   return z + (refined - z).detach();  // straight through
 }
 
+torch::Tensor importance_weighted_bound(const torch::Tensor& log_w) {
+  return torch::logsumexp(log_w, 0) - std::log(static_cast<double>(log_w.size(0)));
+}
+
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
-                     at::Generator& generator, const LangevinOptions* refine, const BatchShard* shard) {
+                     at::Generator& generator, const LangevinOptions* refine, const BatchShard* shard,
+                     bool importance_weighted) {
   auto q = model.encoder->forward(x);
   auto z = shard ? q.rsample(k, generator, *shard) : q.rsample(k, generator);  // [K, B, D]
   ElboTerms terms;
-  terms.reconstruction = model.log_likelihood(z, x).mean(0);
+  const auto log_px = model.log_likelihood(z, x);  // [K, B]
+  terms.reconstruction = log_px.mean(0);
   terms.entropy = q.entropy();
   auto z_prior = refine && refine->steps() > 0 ? refine_posterior_samples(model, x, z, *refine, generator) : z;
   auto prior_term = objective.prior_term(*model.prior, q, z_prior, generator);
@@ -32,6 +40,11 @@ ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Te
   terms.diagnostics = std::move(prior_term.diagnostics);
   terms.kl = -(terms.entropy + terms.log_prior);
   terms.total = terms.reconstruction - terms.kl;
+  if (importance_weighted) {
+    TORCH_CHECK(prior_term.log_prior_samples.defined(), "importance weighting needs the objective's per-sample terms");
+    terms.iw = importance_weighted_bound(log_px + prior_term.log_prior_samples - q.log_prob(z));
+    terms.total = terms.iw;
+  }
   return terms;
 }
 

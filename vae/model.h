@@ -43,7 +43,10 @@ struct ElboTerms {
   torch::Tensor entropy;         // H[q(z|x)], closed form
   torch::Tensor log_prior;       // the objective's E_q[log p(z)] term
   torch::Tensor kl;
-  torch::Tensor total;
+  torch::Tensor total;  // reconstruction - kl, or with importance weighting iw
+  // Importance-weighted: log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), with the objective's
+  // per-sample prior terms (IWAE, or SN-IWAE for the energy prior; docs/MATH.md section 13).
+  torch::Tensor iw;
   std::map<std::string, double> diagnostics;
 };
 
@@ -53,8 +56,13 @@ struct ElboTerms {
 // refined samples, their gradient reaches the encoder as if they were its own samples.
 // With `shard` (data-parallel training, common/distributed.h), x is this process's rows of
 // the step's batch, and the posterior noise is drawn for the whole batch (DiagonalGaussian).
+// log (1/K) sum_k exp(log_w[k]) for log weights [K, B]: [B].
+torch::Tensor importance_weighted_bound(const torch::Tensor& log_w);
+
+// With `importance_weighted` the objective must give per-sample terms
+// (PriorObjective::per_sample_terms, asked for with set_per_sample_terms) and total is iw.
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
                      at::Generator& generator, const LangevinOptions* refine = nullptr,
-                     const BatchShard* shard = nullptr);
+                     const BatchShard* shard = nullptr, bool importance_weighted = false);
 
 }  // namespace vae_ebm

@@ -85,6 +85,15 @@ void TrainOptions::validate() const {
   check(kl_warmup_epochs_ >= 0 && std::isfinite(kl_warmup_epochs_), "kl-warmup-epochs", "finite and >= 0 (0: off)",
         kl_warmup_epochs_);
   check(prior_start_epoch_ >= 0, "prior-start-epoch", ">= 0 (0: off)", prior_start_epoch_);
+  if (train_bound_ != "elbo" && train_bound_ != "iw")
+    throw OptionError("train-bound", "unknown bound '" + train_bound_ + "' (valid: elbo, iw)");
+  if (train_bound_ == "iw") {
+    if (mode_ == TrainMode::post_hoc)
+      throw OptionError("train-bound", "iw trains the encoder and decoder; a post-hoc fit trains only the prior");
+    if (kl_warmup_epochs_ > 0)
+      throw OptionError("train-bound", "iw has no KL term to warm up: use elbo with the KL warm-up");
+    if (refine_steps_ > 0) throw OptionError("train-bound", "iw with posterior refinement is not supported yet");
+  }
   if (mode_ == TrainMode::post_hoc) {
     if (kl_warmup_epochs_ > 0)
       throw OptionError("kl-warmup-epochs", "a post-hoc fit trains no KL term: the encoder and decoder are frozen");
@@ -183,6 +192,12 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
       generator_(make_generator(mix_seed(options_.seed(), 0x747261696eULL), options_.device())) {
   options_.validate();
   objective_->check(*model_->prior);
+  if (importance_weighted() && options_.mode() == TrainMode::joint) {
+    if (!objective_->per_sample_terms())
+      throw OptionError("train-bound", "iw needs an objective with a term per posterior sample (exact, snelbo), not " +
+                                           objective_->name());
+    objective_->set_per_sample_terms(true);
+  }
   if (options_.refine_steps() > 0 && !is_energy_prior(*model_->prior))
     throw OptionError("refine-steps", "needs an energy prior (ebm), not the '" + model_->prior->kind() + "' prior");
   model_->to(options_.device());
@@ -226,8 +241,11 @@ Trainer::GaussianTerms Trainer::gaussian_terms(const torch::Tensor& x, const Bat
   GaussianTerms out;
   out.q = model_->encoder->forward(x);
   out.z = shard ? out.q.rsample(options_.samples(), generator_, *shard) : out.q.rsample(options_.samples(), generator_);
-  out.reconstruction = model_->log_likelihood(out.z, x).mean(0);
+  const auto log_px = model_->log_likelihood(out.z, x);
+  out.reconstruction = log_px.mean(0);
   out.kl = -(out.q.entropy() + out.q.expected_standard_normal_log_prob());
+  if (importance_weighted())
+    out.iw = importance_weighted_bound(log_px + standard_normal_log_prob(out.z) - out.q.log_prob(out.z));
   return out;
 }
 
@@ -244,6 +262,7 @@ Trainer::PriorFitTerms Trainer::prior_fit_terms(const torch::Tensor& x, const Ba
     auto vae = gaussian_terms(x, shard);
     out.reconstruction = vae.reconstruction;
     out.kl = vae.kl;
+    out.iw = vae.iw;
     if (prior_warming_up()) return out;
     q = vae.q.detach();
     z = vae.z.detach();
@@ -265,9 +284,10 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
     auto terms = gaussian_terms(x, &shard_);
     reconstruction = terms.reconstruction;
     kl = terms.kl;
-    total = reconstruction - beta * kl;
+    total = terms.iw.defined() ? terms.iw : reconstruction - beta * kl;
   } else if (options_.mode() == TrainMode::joint) {
-    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_);
+    auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_,
+                            importance_weighted());
     reconstruction = terms.reconstruction;
     kl = terms.kl;
     total = beta == 1.0 ? terms.total : reconstruction - beta * kl;
@@ -277,7 +297,7 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
     log_prior = terms.log_prior;
     reconstruction = terms.reconstruction;
     kl = terms.kl;
-    total = reconstruction.defined() ? reconstruction - beta * kl : torch::Tensor();
+    total = terms.iw.defined() ? terms.iw : reconstruction.defined() ? reconstruction - beta * kl : torch::Tensor();
     if (log_prior.defined()) total = total.defined() ? total + log_prior : log_prior;
     out = std::move(terms.diagnostics);
   }
@@ -324,13 +344,13 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   std::map<std::string, double> out;
   if (options_.mode() == TrainMode::joint && !prior_learns) {
     auto terms = gaussian_terms(x, nullptr);
-    loss = -(terms.reconstruction - beta * terms.kl).mean();
+    loss = terms.iw.defined() ? -terms.iw.mean() : -(terms.reconstruction - beta * terms.kl).mean();
     out["reconstruction"] = terms.reconstruction.mean().item<double>();
     out["kl"] = terms.kl.mean().item<double>();
   } else if (options_.mode() == TrainMode::joint) {
     const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
-                            options_.refine_steps() > 0 ? &refine : nullptr);
+                            options_.refine_steps() > 0 ? &refine : nullptr, nullptr, importance_weighted());
     loss = beta == 1.0 ? -terms.total.mean() : -(terms.reconstruction - beta * terms.kl).mean();
     out = terms.diagnostics;
     out["reconstruction"] = terms.reconstruction.mean().item<double>();
@@ -341,7 +361,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
     if (terms.reconstruction.defined()) {
       out["reconstruction"] = terms.reconstruction.mean().item<double>();
       out["kl"] = terms.kl.mean().item<double>();
-      loss = -(terms.reconstruction - beta * terms.kl).mean();
+      loss = terms.iw.defined() ? -terms.iw.mean() : -(terms.reconstruction - beta * terms.kl).mean();
     }
     if (terms.log_prior.defined()) {
       out["log_prior"] = terms.log_prior.mean().item<double>();

@@ -83,6 +83,10 @@ struct TrainOptions {
   // and the prior, its objective and its optimiser are not touched (0: off).
   TORCH_ARG(int64_t, prior_start_epoch) = 0;
   TORCH_ARG(int64_t, samples) = 1;      // K posterior samples per image
+  // What the encoder and decoder train on: "elbo" (the objective's bound, averaged over the K
+  // samples) or "iw" (the importance-weighted bound over the K samples: IWAE, SN-IWAE for the
+  // energy prior with snelbo; docs/MATH.md section 13).
+  TORCH_ARG(std::string, train_bound) = "elbo";
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(TrainMode, mode) = TrainMode::joint;
   TORCH_ARG(int64_t, eval_every) = 1;      // epochs between validations
@@ -289,7 +293,7 @@ class Trainer {
   // prior's term on the posterior samples, and in detach-posterior the Gaussian ELBO's
   // reconstruction and KL, which train the VAE (undefined in post-hoc).
   struct PriorFitTerms {
-    torch::Tensor log_prior, reconstruction, kl;
+    torch::Tensor log_prior, reconstruction, kl, iw;
     std::map<std::string, double> diagnostics;
   };
   PriorFitTerms prior_fit_terms(const torch::Tensor& x, const BatchShard* shard);
@@ -327,7 +331,9 @@ class Trainer {
   struct GaussianTerms {
     DiagonalGaussian q;
     torch::Tensor z, reconstruction, kl;
+    torch::Tensor iw;  // with train_bound iw: the IWAE bound with N(0, I) over the K samples
   };
+  bool importance_weighted() const { return options_.train_bound() == "iw"; }
   GaussianTerms gaussian_terms(const torch::Tensor& x, const BatchShard* shard);
   // After the backward pass (and the gradient all-reduce): the norm of the gradient of every
   // parameter the step trains, as one vector, rescaled to TrainOptions::clip_grad_norm when it
