@@ -6,7 +6,9 @@
 # (Gaussian prior), vae-mog (mixture prior), vae-ebm-posthoc (an energy prior fitted post hoc
 # to the vae row for EPOCHS/4 epochs) and vae-ebm-snelbo (energy prior trained jointly by
 # SNELBO with a flow proposal trained by reverse KL to the energy: the recipe of issue 13).
-# MLP 512,512, latent 16, Adam 3e-4, batch 128, seed 0, THREADS threads (default 1). Each row is
+# MLP 512,512, latent 16, Adam 3e-4 on a cosine schedule after 1,000 warm-up steps (the constant
+# rate swung by up to 1,000 nats between validations: bench/results/settling), batch 128, seed 0,
+# THREADS threads (default 1). Each row is
 # evaluated on the test set with K = EVAL_K (default 100); an energy row's log Z comes from
 # evaluate's `auto` method, printed with its ESS, and is checked by forward AIS (AIS_CHAINS,
 # default 2000, AIS_TEMPERATURES, default 5000; records in OUT_DIR/ROW/ais/). Writes
@@ -25,7 +27,8 @@ k="${EVAL_K:-100}"
 threads="${THREADS:-1}"
 mkdir -p "$out"
 common=(--dataset "$dataset" --likelihood "${LIKELIHOOD:-logistic}" --architecture mlp --hidden 512,512 --latent 16
-        --batch-size 128 --lr 3e-4 --beta1 0.9 --lr-decay 1.0 --samples 1 --eval-every 5 --seed 0 --validation-log-z is
+        --batch-size 128 --lr 3e-4 --beta1 0.9 --lr-schedule cosine --lr-warmup-steps 1000 --samples 1 --eval-every 5
+        --seed 0 --validation-log-z is
         --log-every 60 --threads "$threads" --epochs "$epochs")
 ebm=(--prior ebm --energy-hidden 200,200,200 --prior-lr 1e-4)
 
