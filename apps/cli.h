@@ -14,6 +14,7 @@
 #include "estimators/ais.h"
 #include "estimators/classifier.h"
 #include "estimators/flow_log_z.h"
+#include "estimators/log_z_methods.h"
 #include "estimators/samplers.h"
 #include "prior/energy.h"
 #include "prior/langevin.h"
@@ -123,15 +124,9 @@ struct EvaluateConfig {
   int64_t limit = 0;                // evaluate only the first N images (0: all)
   std::string normaliser = "auto";  // energy prior's b: auto | learned | estimated
   std::string log_z_method = "auto";  // energy prior: auto | is | flow | flow-ais | ais (the log-Z registry)
-  int64_t flow_steps = FlowFitOptions().steps();
-  int64_t flow_refine_steps = FlowFitOptions().refine_steps();
-  int64_t flow_layers = FlowOptions().layers();
-  int64_t flow_hidden = FlowOptions().hidden();
-  double flow_base_fraction = 0.1;
-  int64_t ais_temperatures = AisOptions().temperatures();
-  int64_t ais_chains = AisOptions().chains();
-  double ais_step_size = AisOptions().step_size();
-  double ais_target_acceptance = AisOptions().target_acceptance();
+  // The log-Z methods' settings, their flags declared by log_z_option_set() (samples is
+  // log_z_samples, set when a method is made).
+  LogZSettings log_z;
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)

@@ -95,13 +95,8 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
   const bool learned = c.normaliser == "learned" ||
                        (c.normaliser == "auto" &&
                         make_objective(run.config.objective_name())->trains_b_in_its_bound());
-  LogZSettings settings;
+  LogZSettings settings = c.log_z;
   settings.samples = c.log_z_samples;
-  settings.ais.temperatures(c.ais_temperatures).chains(c.ais_chains).step_size(c.ais_step_size).target_acceptance(
-      c.ais_target_acceptance);
-  settings.flow.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
-  settings.flow.flow().layers(c.flow_layers).hidden(c.flow_hidden);
-  settings.flow_base_fraction = c.flow_base_fraction;
   settings.blocks_over = dist;  // the same estimate from one process or several
   const auto method = log_z_method_from_flag(c.log_z_method, settings);
   return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
@@ -136,10 +131,8 @@ void check_same_on_all_ranks(Distributed& dist, const EvaluateConfig& c, const L
   std::ostringstream flags;
   flags.precision(17);
   flags << c.checkpoint << '\n' << c.dataset << '\n' << c.split << '\n' << c.samples << '\n' << c.log_z_samples << '\n'
-        << c.limit << '\n' << c.normaliser << '\n' << c.log_z_method << '\n' << c.flow_steps << '\n'
-        << c.flow_base_fraction << '\n' << c.ais_temperatures << '\n' << c.ais_chains << '\n' << c.ais_step_size << '\n'
-        << c.ais_target_acceptance << '\n' << c.flow_refine_steps << '\n' << c.flow_layers << '\n' << c.flow_hidden << '\n'
-        << c.seed;
+        << c.limit << '\n' << c.normaliser << '\n' << c.log_z_method << '\n' << c.seed << '\n';
+  for (const auto& [name, text] : log_z_option_set().texts(c.log_z)) flags << name << '=' << text << '\n';
   const auto text = flags.str();
   auto bytes = torch::tensor(std::vector<int64_t>(text.begin(), text.end()), torch::kLong);
   dist.check_identical({bytes}, "evaluate flags (--checkpoint, --dataset, --split, --samples, --limit, --seed, the log-Z "
@@ -180,10 +173,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
   FlowSource flow;
   std::vector<std::string> samplers = {c.sampler == "all" ? default_sampler() : c.sampler};
   if (ebm) {
-    FlowFitOptions fit;
-    fit.steps(c.flow_steps).refine_steps(c.flow_refine_steps);
-    fit.flow().layers(c.flow_layers).hidden(c.flow_hidden);
-    flow = sampling_flow(run, *ebm, fit, c.flow_base_fraction, c.seed, flow_how);
+    flow = sampling_flow(run, *ebm, c.log_z.flow, c.log_z.flow_base_fraction, c.seed, flow_how);
     if (c.sampler == "all") {  // the default first: its scores are the record's sample_quality
       for (const auto& name : sampler_names())
         if (name != default_sampler()) samplers.push_back(name);
@@ -463,21 +453,11 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
       ("log-z-method", po::value(&c.log_z_method)->default_value(c.log_z_method),
        "ebm: log Z by auto (is when its ESS is at least 10% of the samples, else flow), is (importance "
        "sampling from the base), flow (from a flow fitted to the energy), flow-ais (annealed importance sampling "
-       "from that flow) or ais (annealed importance sampling from the base)")
-      ("flow-steps", po::value(&c.flow_steps)->default_value(c.flow_steps),
-       "flow, flow-ais: reverse-KL steps fitting the proposal flow to the energy")
-      ("flow-refine-steps", po::value(&c.flow_refine_steps)->default_value(c.flow_refine_steps),
-       "flow, flow-ais: then steps of a mass-covering refinement (importance-weighted forward KL)")
-      ("flow-layers", po::value(&c.flow_layers)->default_value(c.flow_layers), "flow, flow-ais: the flow's coupling layers")
-      ("flow-hidden", po::value(&c.flow_hidden)->default_value(c.flow_hidden), "flow, flow-ais: width of its conditioners")
-      ("flow-base-fraction", real(&c.flow_base_fraction, c.flow_base_fraction),
-       "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
-      ("ais-temperatures", po::value(&c.ais_temperatures)->default_value(c.ais_temperatures), "ais: temperatures (sigmoidal schedule)")
-      ("ais-chains", po::value(&c.ais_chains)->default_value(c.ais_chains), "ais: chains")
-      ("ais-step-size", real(&c.ais_step_size, c.ais_step_size), "ais, flow-ais: MALA step size (the first, when adapted)")
-      ("ais-target-acceptance", real(&c.ais_target_acceptance, c.ais_target_acceptance),
-       "ais, flow-ais: the MALA acceptance rate the step size is adapted towards, temperature by temperature (0: a "
-       "fixed step)")
+       "from that flow) or ais (annealed importance sampling from the base)");
+  add_option_flags(
+      d, log_z_option_set().specs(), [](const OptionSpec& spec) { return spec.help; },
+      [&c](const std::string& name, const std::string& text) { log_z_option_set().set(c.log_z, name, text); });
+  d.add_options()
       ("feature-network", po::value(&c.feature_network)->default_value(c.feature_network),
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
@@ -505,13 +485,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   if (c.limit < 0) throw UsageError("--limit must be >= 0, got " + std::to_string(c.limit));
   check_sampler(c.sampler, c.sampler_options);
   check_choice("--log-z-method", c.log_z_method, log_z_method_names());
-  if (!(c.flow_base_fraction >= 0 && c.flow_base_fraction < 1))
-    throw UsageError("--flow-base-fraction must be in [0, 1), got " + shortest(c.flow_base_fraction));
-  if (c.flow_steps < 0) throw UsageError("--flow-steps must be >= 0, got " + std::to_string(c.flow_steps));
-  if (c.flow_refine_steps < 0)
-    throw UsageError("--flow-refine-steps must be >= 0, got " + std::to_string(c.flow_refine_steps));
-  if (c.flow_layers < 1) throw UsageError("--flow-layers must be >= 1, got " + std::to_string(c.flow_layers));
-  if (c.flow_hidden < 1) throw UsageError("--flow-hidden must be >= 1, got " + std::to_string(c.flow_hidden));
+  as_usage([&] { check_log_z_settings(c.log_z); });
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
   return true;

@@ -92,6 +92,12 @@ class OptionSet {
       if (item.spec.name == name) return item.set(o, name, text);
     throw OptionError(name, "is not one of these options");
   }
+  // Each option's value in `o`, as text, by name (what a fingerprint or a record compares).
+  std::map<std::string, std::string> texts(O o) const {
+    std::map<std::string, std::string> out;
+    for (const auto& item : items_) out[item.spec.name] = item.get(o);
+    return out;
+  }
   std::vector<OptionSpec> specs() const {
     std::vector<OptionSpec> out;
     for (const auto& item : items_) out.push_back(item.spec);
@@ -109,13 +115,14 @@ class OptionSet {
   struct Item {
     OptionSpec spec;
     std::function<void(O&, const std::string&, const std::string&)> set;
+    std::function<std::string(O&)> get;
   };
   OptionSet& add(std::string name, OptionType type, std::string help,
                  std::function<void(O&, const std::string&, const std::string&)> set,
                  const std::function<std::string(O&)>& default_text) {
     O defaults;
     OptionSpec spec{std::move(name), type, default_text(defaults), std::move(help)};
-    items_.push_back(Item{std::move(spec), std::move(set)});
+    items_.push_back(Item{std::move(spec), std::move(set), default_text});
     return *this;
   }
   std::vector<Item> items_;

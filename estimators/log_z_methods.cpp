@@ -208,6 +208,42 @@ const Registry<LogZFactory>& log_z_registry() {
 }
 }  // namespace
 
+const OptionSet<LogZSettings>& log_z_option_set() {
+  using S = LogZSettings;
+  static const auto set =
+      OptionSet<S>()
+          .integer("flow-steps", [](S& s) -> int64_t& { return s.flow.steps(); },
+                   "flow, flow-ais: reverse-KL steps fitting the proposal flow to the energy")
+          .integer("flow-refine-steps", [](S& s) -> int64_t& { return s.flow.refine_steps(); },
+                   "flow, flow-ais: then steps of a mass-covering refinement (importance-weighted forward KL)")
+          .integer("flow-layers", [](S& s) -> int64_t& { return s.flow.flow().layers(); },
+                   "flow, flow-ais: the flow's coupling layers")
+          .integer("flow-hidden", [](S& s) -> int64_t& { return s.flow.flow().hidden(); },
+                   "flow, flow-ais: width of its conditioners")
+          .real("flow-base-fraction", [](S& s) -> double& { return s.flow_base_fraction; },
+                "flow: share of the importance samples drawn from the base N(0, I) (bounds the weights)")
+          .integer("ais-temperatures", [](S& s) -> int64_t& { return s.ais.temperatures(); },
+                   "ais: temperatures (sigmoidal schedule)")
+          .integer("ais-chains", [](S& s) -> int64_t& { return s.ais.chains(); }, "ais: chains")
+          .real("ais-step-size", [](S& s) -> double& { return s.ais.step_size(); },
+                "ais, flow-ais: MALA step size (the first, when adapted)")
+          .real("ais-target-acceptance", [](S& s) -> double& { return s.ais.target_acceptance(); },
+                "ais, flow-ais: the MALA acceptance rate the step size is adapted towards, temperature by "
+                "temperature (0: a fixed step)");
+  return set;
+}
+
+void check_log_z_settings(const LogZSettings& settings) {
+  if (!(settings.flow_base_fraction >= 0 && settings.flow_base_fraction < 1))
+    throw OptionError("flow-base-fraction", "must be in [0, 1), got " + shortest(settings.flow_base_fraction));
+  settings.flow.validate();
+  try {
+    settings.ais.validate();
+  } catch (const OptionError& e) {
+    throw OptionError("ais-" + e.option, e.detail);
+  }
+}
+
 LogZMethod log_z_method(const std::string& name, const LogZSettings& settings) {
   return log_z_registry().at(name)(settings);
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/distributed.h"
+#include "common/options.h"
 #include "data/json.h"
 #include "estimators/ais.h"
 #include "estimators/estimate.h"
@@ -38,6 +39,13 @@ struct LogZSettings {
   // (training's validation): everything is drawn from the one generator, in one process.
   std::shared_ptr<Distributed> blocks_over;
 };
+// The settings a user gives (evaluate's flags), declared once: flow-steps, flow-refine-steps,
+// flow-layers, flow-hidden, flow-base-fraction (the flow a method fits to the energy),
+// ais-temperatures, ais-chains, ais-step-size, ais-target-acceptance. The defaults are the
+// structs'. check_log_z_settings throws OptionError naming one of these.
+const OptionSet<LogZSettings>& log_z_option_set();
+void check_log_z_settings(const LogZSettings& settings);
+
 // The block sizes of LogZSettings::blocks_over: importance samples (the chunk that
 // log_z_importance draws at once anyway) and AIS chains (two blocks of AIS's default 100 chains:
 // smaller blocks cost one process a transition call per block and temperature).

@@ -272,6 +272,20 @@ TEST_F(CliTest, OtherSubcommandsCheckTheirFlags) {
   EXPECT_THROW(cli::parse_fit_prior({"/nonexistent", "--prior", "ebm"}, f), UsageError);
   EXPECT_THROW(cli::parse_evaluate({"run", "--quality-samples", "-1"}, e), UsageError);
   EXPECT_THROW(cli::parse_evaluate({"run", "--log-z-method", "guess"}, e), UsageError);
+  // The log-Z methods' settings: declared once (log_z_option_set), read into LogZSettings,
+  // checked by their flag names.
+  e = cli::EvaluateConfig();
+  ASSERT_TRUE(cli::parse_evaluate({"run", "--ais-chains", "40", "--flow-layers", "3", "--flow-base-fraction", "0.25"}, e));
+  EXPECT_EQ(e.log_z.ais.chains(), 40);
+  EXPECT_EQ(e.log_z.flow.flow().layers(), 3);
+  EXPECT_EQ(e.log_z.flow_base_fraction, 0.25);
+  EXPECT_EQ(e.log_z.ais.temperatures(), AisOptions().temperatures());  // the struct's default
+  e = cli::EvaluateConfig();
+  EXPECT_THROW_WITH(cli::parse_evaluate({"run", "--ais-chains", "0"}, e), "--ais-chains: AIS chains must be >= 1, got 0");
+  e = cli::EvaluateConfig();
+  EXPECT_THROW_WITH(cli::parse_evaluate({"run", "--flow-hidden", "0"}, e), "--flow-hidden: must be >= 1, got 0");
+  e = cli::EvaluateConfig();
+  EXPECT_THROW_WITH(cli::parse_evaluate({"run", "--ais-target-acceptance", "1"}, e), "--ais-target-acceptance: ");
   cli::ClassifierConfig k;
   EXPECT_THROW(cli::parse_train_classifier({"--epochs", "0"}, k), UsageError);
   k = cli::ClassifierConfig();  // a parser's defaults are the values of the config it is given

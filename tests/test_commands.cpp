@@ -143,7 +143,7 @@ TEST_F(CommandsTest, EvaluateEstimatesLogZWithAFlowProposal) {
   EXPECT_NE(json.find("IS(flow + 0.1 base, S=2000)"), std::string::npos) << json;
   EXPECT_GT(json_number(json, "ess"), 0);
   EXPECT_THROW_WITH(command("evaluate").run(args({{"log-z-method", "flow"}, {"flow-base-fraction", "1"}}, {file("ebm")})),
-                    "--flow-base-fraction must be in [0, 1), got 1");
+                    "--flow-base-fraction: must be in [0, 1), got 1");
   // AIS from the fitted flow, its step adapted: the record names the start and the adaptation.
   ASSERT_EQ(command("evaluate").run(args({{"samples", "5"}, {"log-z-method", "flow-ais"}, {"flow-steps", "50"},
                                           {"flow-refine-steps", "20"}, {"ais-chains", "40"}, {"ais-temperatures", "30"},
