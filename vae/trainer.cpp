@@ -320,13 +320,7 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
-  std::vector<torch::Tensor> grads;
-  for (auto* optimizer : {vae_optimizer_.get(), prior_learns ? prior_optimizer_.get() : nullptr})
-    if (optimizer)
-      for (const auto& group : optimizer->param_groups())
-        for (const auto& p : group.params())
-          if (p.grad().defined()) grads.push_back(p.grad());
-  dist_->all_reduce_sum(grads, "the gradient all-reduce");
+  dist_->all_reduce_sum(step_gradients(prior_learns), "the gradient all-reduce");
   // The summed gradients are the same on every process, and so are the norm and the clip.
   clip_gradients(prior_learns, out);
   if (vae_optimizer_) vae_optimizer_->step();
@@ -379,13 +373,18 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   return out;
 }
 
-void Trainer::clip_gradients(bool prior, std::map<std::string, double>& out) {
+std::vector<torch::Tensor> Trainer::step_gradients(bool prior) const {
   std::vector<torch::Tensor> grads;
   for (auto* optimizer : {vae_optimizer_.get(), prior ? prior_optimizer_.get() : nullptr})
     if (optimizer)
       for (const auto& group : optimizer->param_groups())
         for (const auto& p : group.params())
           if (p.grad().defined()) grads.push_back(p.grad());
+  return grads;
+}
+
+void Trainer::clip_gradients(bool prior, std::map<std::string, double>& out) {
+  const auto grads = step_gradients(prior);
   if (grads.empty()) return;
   const double limit = options_.clip_grad_norm();
   const double norm = clip_gradient_norm(grads, limit);

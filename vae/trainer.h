@@ -340,6 +340,9 @@ class Trainer {
   // is longer; the step's record gets grad_norm and clipped. `prior` says whether the prior's
   // gradients are the step's.
   void clip_gradients(bool prior, std::map<std::string, double>& out);
+  // The defined gradients of the parameters the step updates: the VAE optimiser's, and the
+  // prior's when `prior`.
+  std::vector<torch::Tensor> step_gradients(bool prior) const;
   // The window of train steps since the last train record: their gradient norms and clips.
   struct GradientWindow {
     double sum = 0, max = 0;

@@ -109,24 +109,25 @@ screenshot() {
 }
 
 # The two-run page: for the Gaussian VAE 3 sample grids from its samples/ (prior means and
-# draws, reconstructions), 5 training charts (loss and validation bound against steps and
-# seconds, throughput) and the latent space; for the energy prior 4 grids drawn for the page
-# (one per sampler that needs no flow: langevin, mala, hmc; reconstructions) and the chain
-# strip, 7 training charts (those 5, log Z and b, ESS), the chains' trace and the latent space;
-# 2 comparison charts. The comparison table: 2 runs x 2 kinds of bound.
-check "$tmp/report.html" 2 8 17 4
+# draws, reconstructions), 7 training charts (loss and validation bound against steps and
+# seconds, throughput, the gradient norm, the learning rate) and the latent space; for the
+# energy prior 4 grids drawn for the page (one per sampler that needs no flow: langevin, mala,
+# hmc; reconstructions) and the chain strip, 9 training charts (those 7, log Z and b, ESS), the
+# chains' trace and the latent space; 2 comparison charts. The comparison table: 2 runs x 2
+# kinds of bound.
+check "$tmp/report.html" 2 8 21 4
 screenshot "$tmp/report.html"
 # The page `evaluate --report` wrote for the energy prior alone.
-check "$tmp/ebm/report.html" 1 5 9 0
+check "$tmp/ebm/report.html" 1 5 11 0
 screenshot "$tmp/ebm/report.html"
 # The samplers page (issue 28): for the joint and the post-hoc energy, one grid per sampler (8),
-# reconstructions and the chain strip each, every one decoded and drawn; 17 charts (the joint
-# run 9 as above; the post-hoc run 6: validation bound against steps and seconds, log Z, ESS,
+# reconstructions and the chain strip each, every one decoded and drawn; 19 charts (the joint
+# run 11 as above; the post-hoc run 6: validation bound against steps and seconds, log Z, ESS,
 # the chains' trace, the latent space; 2 comparison charts).
 grep -q "Left out: the flow samplers" "$tmp/samplers.html" && fail "samplers.html: flow samplers left out"
 for name in langevin mala hmc flow flow-sir flow-langevin flow-mala transport; do
   [ "$(grep -o "alt=\"prior samples: $name\"" "$tmp/samplers.html" | wc -l)" = 2 ] || fail "samplers.html: no grid of $name for both runs"
 done
-check "$tmp/samplers.html" 2 20 17 4
+check "$tmp/samplers.html" 2 20 19 4
 screenshot "$tmp/samplers.html"
 echo "PASS: the report loads in $("$browser" --version 2>/dev/null | head -n 1) without errors, every section drawn"
