@@ -30,6 +30,8 @@ Command command_of(std::string name, std::string summary, bool (*parse)(const st
 
 // Every command, in the order `vae-ebm --help` lists them.
 const std::vector<Command>& command_table();
+// The command of that name in the table, or nullptr.
+const Command* find_command(const std::string& name);
 // The text of `vae-ebm --help`, made from the table.
 std::string usage_text();
 

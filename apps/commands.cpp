@@ -30,6 +30,12 @@ const std::vector<Command>& command_table() {
   return table;
 }
 
+const Command* find_command(const std::string& name) {
+  for (const auto& c : command_table())
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
 std::string usage_text() {
   std::string out =
       "usage: vae-ebm COMMAND [flags]   (vae-ebm COMMAND --help for its flags)\n"
@@ -77,9 +83,7 @@ int main_entry(int argc, char** argv) {
   }
   const std::string name = args[0];
   args.erase(args.begin());
-  const Command* command = nullptr;
-  for (const auto& c : command_table())
-    if (c.name == name) command = &c;
+  const Command* command = find_command(name);
   if (!command) {
     std::fprintf(stderr, "vae-ebm: unknown command '%s'\n\n%s", name.c_str(), usage_text().c_str());
     return 2;

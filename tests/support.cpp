@@ -3,6 +3,7 @@
 
 #include "tests/support.h"
 
+#include "apps/command.h"
 #include "data/hdf5_io.h"
 
 #include <arpa/inet.h>
@@ -19,6 +20,11 @@
 #include <vector>
 
 namespace vae_ebm::test {
+
+const cli::Command& command(const std::string& name) {
+  if (const auto* c = cli::find_command(name)) return *c;
+  throw std::logic_error("no command " + name);
+}
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");

@@ -5,7 +5,14 @@
 
 #include <string>
 
+namespace vae_ebm::cli {
+struct Command;
+}
+
 namespace vae_ebm::test {
+
+// The vae-ebm command of that name (apps/command.h), to run in-process; throws if there is none.
+const cli::Command& command(const std::string& name);
 
 // The vae-ebm program built beside the tests (tests/CMakeLists.txt): what the tests that run a
 // command as a user would start.

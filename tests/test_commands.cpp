@@ -20,12 +20,6 @@ namespace vae_ebm::test {
 
 namespace {
 
-const cli::Command& command(const std::string& name) {
-  for (const auto& c : cli::command_table())
-    if (c.name == name) return c;
-  throw std::logic_error("no command " + name);
-}
-
 // The number after "key": in a JSON text (the first occurrence).
 double json_number(const std::string& text, const std::string& key) {
   std::smatch m;

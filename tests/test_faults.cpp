@@ -28,12 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const cli::Command& command(const std::string& name) {
-  for (const auto& c : cli::command_table())
-    if (c.name == name) return c;
-  throw std::logic_error("no command " + name);
-}
-
 // Adds 1 to the byte at `fraction` of the file's length.
 void flip_byte(const std::string& path, double fraction) {
   auto bytes = read_file(path);

@@ -298,14 +298,6 @@ TEST(ReportRunFiles, EventsWarningsAndTheClockOfTrainRecords) {
 
 // ---- The command, end to end -----------------------------------------------------------------
 
-namespace {
-const cli::Command& command(const std::string& name) {
-  for (const auto& c : cli::command_table())
-    if (c.name == name) return c;
-  throw std::logic_error("no command " + name);
-}
-}  // namespace
-
 // Two tiny runs (a Gaussian VAE and an energy prior) on 3x4 binary images, evaluated once.
 class ReportCommandTest : public ::testing::Test {
  protected:

@@ -29,12 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const cli::Command& command(const std::string& name) {
-  for (const auto& c : cli::command_table())
-    if (c.name == name) return c;
-  throw std::logic_error("no command " + name);
-}
-
 // Every regular file under `dir` (relative path) with its SHA-256.
 std::map<std::string, std::string> tree(const std::string& dir) {
   std::map<std::string, std::string> out;
