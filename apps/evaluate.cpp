@@ -98,6 +98,12 @@ Estimate estimate_normaliser(const EvaluateConfig& c, const LoadedRun& run, Ener
   LogZSettings settings = c.log_z;
   settings.samples = c.log_z_samples;
   settings.blocks_over = dist;  // the same estimate from one process or several
+  // auto tries the flow the objective trained before fitting one (read once, if asked for).
+  auto trained = std::make_shared<std::optional<Flow>>();
+  settings.trained_flow = [trained, checkpoint = run.checkpoint, device = run.device]() {
+    if (!*trained) *trained = load_objective_flow_from_checkpoint(checkpoint, device);
+    return **trained;
+  };
   const auto method = log_z_method_from_flag(c.log_z_method, settings);
   return set_normaliser(ebm, learned, method, mix_seed(c.seed, 0x6c6f677aULL), report);
 }

@@ -21,7 +21,7 @@ def method(log_z):
     name = log_z.get("estimator", "")
     if "AIS" in name:
         return "AIS from a flow" if "forward from flow" in name else "AIS"
-    return "IS from a flow" if name.startswith("IS(flow") else "IS"
+    return "IS from a flow" if name.startswith(("IS(flow", "IS(trained flow")) else "IS"
 
 
 def finished_record(run):

@@ -3,6 +3,7 @@
 #include "estimators/log_z_methods.h"
 
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "common/registry.h"
@@ -51,6 +52,12 @@ Flow fit_log_z_flow(EnergyPrior& prior, const FlowFitOptions& fit, double base_f
 
 namespace {
 constexpr double kAutoEssFraction = 0.1;
+
+// "IS(flow + ...)" -> "IS(trained flow + ...)": the estimate's name says which flow.
+std::string trained_flow_name(const std::string& name) {
+  const std::string flow = "IS(flow";
+  return name.rfind(flow, 0) == 0 ? "IS(trained flow" + name.substr(flow.size()) : name;
+}
 
 // A flow fitted to the energy for its log Z (fit_log_z_flow with the settings' options).
 Flow fit_flow_for_log_z(EnergyPrior& prior, const LogZSettings& settings, at::Generator& gen) {
@@ -135,36 +142,45 @@ const Registry<LogZFactory>& log_z_registry() {
                  s.ais.validate();
                  const LogZSettings settings = s;
                  // The first method whose ESS is at least 10% of its samples: importance sampling
-                 // from the base, from a flow fitted to the energy, else AIS from that flow.
-                 // Decided at the first estimate and kept for the next (evaluation's two
-                 // estimates, for b and for Zhat, then come from one method): 0, 1, 2.
-                 auto chosen = std::make_shared<int>(-1);
+                 // from the base, from the flow training left (if any), from a flow fitted to the
+                 // energy, else AIS from that fitted flow. Decided at the first estimate and kept
+                 // for the next (evaluation's two estimates, for b and for Zhat, then come from
+                 // one method).
+                 enum Choice { undecided, base, trained, fitted, fitted_ais };
+                 auto chosen = std::make_shared<Choice>(undecided);
                  return LogZMethod{
                      [settings, chosen](EnergyPrior& prior, at::Generator& gen) {
                        auto even = [](const Estimate& e) {
                          return e.ess >= kAutoEssFraction * static_cast<double>(e.count);
                        };
-                       if (*chosen < 0 || *chosen == 0) {
-                         auto base = base_importance(prior, settings, gen);
-                         if (*chosen == 0 || even(base)) {
-                           *chosen = 0;
-                           return base;
+                       auto try_method = [&](Choice choice, auto&& estimate) -> std::optional<Estimate> {
+                         if (*chosen != undecided && *chosen != choice) return std::nullopt;
+                         auto e = estimate();
+                         if (*chosen == undecided && !even(e)) return std::nullopt;
+                         *chosen = choice;
+                         return e;
+                       };
+                       if (auto e = try_method(base, [&] { return base_importance(prior, settings, gen); })) return *e;
+                       if (settings.trained_flow && (*chosen == undecided || *chosen == trained)) {
+                         if (Flow flow = settings.trained_flow()) {
+                           auto e = try_method(trained, [&] {
+                             auto estimate = flow_importance(prior, settings, flow, gen);
+                             estimate.estimator = trained_flow_name(estimate.estimator);
+                             return estimate;
+                           });
+                           if (e) return *e;
                          }
                        }
                        auto flow = fit_flow_for_log_z(prior, settings, gen);
-                       if (*chosen < 0 || *chosen == 1) {
-                         auto from_flow = flow_importance(prior, settings, flow, gen);
-                         if (*chosen == 1 || even(from_flow)) {
-                           *chosen = 1;
-                           return from_flow;
-                         }
-                       }
-                       *chosen = 2;
+                       if (auto e = try_method(fitted, [&] { return flow_importance(prior, settings, flow, gen); }))
+                         return *e;
+                       *chosen = fitted_ais;
                        return flow_annealed_importance(prior, settings, flow, gen);
                      },
                      "importance sampling from the base N(0, I) when its ESS is at least 10% of the samples, "
-                     "else from " + describe_flow_fit(s) + " when its ESS is, else AIS from that flow (the "
-                     "estimator's name says which)"};
+                     "else from the flow the training objective trained alongside the energy (if the checkpoint "
+                     "holds one) when its ESS is, else from " + describe_flow_fit(s) + " when its ESS is, else AIS "
+                     "from that flow (the estimator's name says which)"};
                })
           .add("is",
                [](const LogZSettings& s) {

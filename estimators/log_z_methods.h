@@ -33,6 +33,10 @@ struct LogZSettings {
   AisOptions ais;
   FlowFitOptions flow;                    // flow: the proposal's fit to the energy
   double flow_base_fraction = 0.1;        // flow: share of the samples drawn from the base
+  // auto: the flow the training objective trained alongside the energy (evaluate sets it from
+  // the checkpoint; a null Flow when there is none). auto tries it before fitting a flow: the
+  // estimate is unbiased from any proposal, and a fit costs minutes.
+  std::function<Flow()> trained_flow;
   // Set (evaluate): the importance samples and AIS chains are drawn in blocks, each from a
   // generator of its own seeded from the one the method is given (in_blocks), shared out over
   // these processes: the estimate is the same for any number of them (one included). Unset

@@ -4,6 +4,8 @@
 
 #include "data/seed.h"
 #include "estimators/flow_log_z.h"
+#include "estimators/log_z_methods.h"
+#include "prior/energy.h"
 #include "prior/flow.h"
 #include "tests/support.h"
 
@@ -147,6 +149,50 @@ TEST_F(FlowTest, TheRefinementCoversATargetTheFlowMissed) {
   auto r = ais_log_z(tilt.energy(), flow_ais_start(flow), AisOptions().temperatures(50).chains(200), gen);
   EXPECT_NEAR(r.log_z.value, tilt.log_z(), 3 * r.log_z.std_error + 0.01) << r.log_z.value << " +- " << r.log_z.std_error;
   EXPECT_GT(r.log_z.ess, 150);
+}
+
+// evaluate's auto log-Z method tries the flow training left before fitting one: on an energy
+// prior whose base importance sampling has ESS below 10% (the linear tilt, as an energy MLP
+// with no hidden layer), a trained flow that fits is used, named as such, and kept for the next
+// estimate; one that does not fit (the identity, i.e. the base) is passed over for a fitted flow.
+TEST_F(FlowTest, AutoLogZUsesTheTrainedFlowWhenItFitsAndElseFitsOne) {
+  LinearTilt tilt;
+  EnergyPrior prior(4, {}, 0.2);
+  {
+    torch::NoGradGuard no_grad;
+    prior.f->parameters()[0].copy_(tilt.c.view({1, 4}));
+  }
+  auto gen = make_generator(7);
+  Flow trained(4, FlowOptions().layers(4).hidden(32));
+  trained->reset_parameters(gen);
+  fit_flow_reverse_kl(trained, tilt.energy(), FlowFitOptions().steps(600).batch(256).lr(3e-3), gen);
+  for (auto& p : trained->parameters()) p.set_requires_grad(false);
+  LogZSettings settings;
+  settings.samples = 20000;
+  settings.flow = FlowFitOptions().steps(300).batch(256).lr(3e-3).refine_steps(100).refine_batch(1024);
+  settings.flow.flow().layers(4).hidden(32);
+  int loads = 0;
+  settings.trained_flow = [&]() {
+    ++loads;
+    return trained;
+  };
+  const auto method = log_z_method("auto", settings);
+  EXPECT_NE(method.how.find("trained alongside"), std::string::npos) << method.how;
+  const auto first = method.estimate(prior, gen);
+  EXPECT_EQ(first.estimator.rfind("IS(trained flow + 0.1 base", 0), 0u) << first.estimator;
+  EXPECT_NEAR(first.value, tilt.log_z(), 3 * first.std_error + 1e-3) << first.value << " +- " << first.std_error;
+  EXPECT_GT(first.ess, 0.5 * settings.samples);
+  const auto second = method.estimate(prior, gen);
+  EXPECT_EQ(second.estimator, first.estimator) << "the first estimate decides";
+  EXPECT_EQ(loads, 2);
+
+  Flow identity(4, FlowOptions().layers(4).hidden(32));  // the base: ESS below 10% here
+  settings.trained_flow = [identity]() { return identity; };
+  const auto fitted = log_z_method("auto", settings).estimate(prior, gen);
+  EXPECT_EQ(fitted.estimator.rfind("IS(flow + 0.1 base", 0), 0u) << fitted.estimator;
+  EXPECT_NEAR(fitted.value, tilt.log_z(), 3 * fitted.std_error + 1e-3);
+  settings.trained_flow = [] { return Flow(nullptr); };  // a checkpoint without a flow
+  EXPECT_EQ(log_z_method("auto", settings).estimate(prior, gen).estimator.rfind("IS(flow + 0.1 base", 0), 0u);
 }
 
 TEST_F(FlowTest, BadOptionsNameTheOption) {
