@@ -103,6 +103,56 @@ TEST_F(CliTest, ConvWidthReachesTheNetworksConfigAndFitPrior) {
   EXPECT_NE(error_of({"--conv-width", "wide"}).find("conv-width"), std::string::npos);
 }
 
+// Issue 31: fit-prior has defaults of its own for what a post-hoc fit needs (the energy's rate,
+// beta1, a cosine schedule, a validation every 5 epochs), shown by its --help and written to config.ini;
+// the command line still wins, and train keeps the joint model's defaults.
+TEST_F(CliTest, FitPriorHasItsOwnDefaults) {
+  TempDir tmp;
+  cli::TrainConfig parent;
+  ASSERT_TRUE(cli::parse_train({"--run-dir", tmp.path()}, parent));
+  std::ofstream(tmp.file("config.ini")) << parent.config_text;
+  cli::TrainConfig f;
+  ASSERT_TRUE(cli::parse_fit_prior({tmp.path(), "--prior", "ebm", "--run-dir", tmp.file("posthoc")}, f));
+  EXPECT_DOUBLE_EQ(f.train.prior_lr(), 1e-3);
+  EXPECT_DOUBLE_EQ(f.train.beta1(), 0.9);
+  EXPECT_EQ(f.train.lr_schedule(), "cosine");
+  EXPECT_EQ(f.train.eval_every(), 5);
+  EXPECT_NE(f.config_text.find("\nprior-lr=0.001\n"), std::string::npos) << f.config_text;
+  EXPECT_NE(parent.train.prior_lr(), f.train.prior_lr());  // train's default is the joint model's
+  cli::TrainConfig g;
+  ASSERT_TRUE(cli::parse_fit_prior(
+      {tmp.path(), "--prior", "ebm", "--run-dir", tmp.file("p2"), "--prior-lr", "1e-5", "--eval-every", "1"}, g));
+  EXPECT_DOUBLE_EQ(g.train.prior_lr(), 1e-5);
+  EXPECT_EQ(g.train.eval_every(), 1);
+  testing::internal::CaptureStdout();
+  cli::TrainConfig h;
+  EXPECT_FALSE(cli::parse_fit_prior({"--help"}, h));
+  const auto help = testing::internal::GetCapturedStdout();
+  EXPECT_NE(help.find("--prior-lr arg (=0.001)"), std::string::npos) << help;
+}
+
+// Issue 31: every recipe in recipes/ is a config file train accepts as it is, and the recipes'
+// README has its row.
+TEST_F(CliTest, EveryRecipeParsesAndHasItsReadmeRow) {
+  std::ifstream in("recipes/README.md");
+  ASSERT_TRUE(in) << "recipes/README.md (the tests run in the source tree)";
+  std::stringstream readme;
+  readme << in.rdbuf();
+  int recipes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("recipes")) {
+    if (entry.path().extension() != ".ini") continue;
+    ++recipes;
+    const auto name = entry.path().filename().string();
+    TempDir tmp;
+    cli::TrainConfig c;
+    EXPECT_NO_THROW(EXPECT_TRUE(cli::parse_train({"--config", entry.path().string(), "--run-dir", tmp.path()}, c)))
+        << name;
+    EXPECT_GT(c.train.epochs(), 0) << name;
+    EXPECT_NE(readme.str().find("`" + name + "`"), std::string::npos) << "recipes/README.md has no row for " << name;
+  }
+  EXPECT_GE(recipes, 2);
+}
+
 TEST_F(CliTest, PlaceholdersInTheInputDoNotHangTheErrorMessage) {
   // Boost substitutes %value% and the like into its messages until none is left (found by
   // fuzz/config.cpp: such input made the message loop for ever).
