@@ -24,6 +24,7 @@
 #include "data/seed.h"
 #include "estimators/bounds.h"
 #include "estimators/classifier.h"
+#include "estimators/colour.h"
 #include "estimators/feature_network.h"
 #include "estimators/quality.h"
 
@@ -208,6 +209,11 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
     auto gen = make_generator(mix_seed(c.seed, 0x706d65616eULL), run.device);
     report.set("posterior_means", where(z, -run.model->likelihood->log_prob(params, run.model->likelihood->sample(params, gen))));
   }
+  // Colour images: which colour families the draws reach, against the split's (estimators/colour.h).
+  const auto& shape = run.data.image_shape;
+  const bool colour = shape.size() == 3 && shape[0] == 3;
+  std::optional<ColourHistograms> real_colours;
+  if (colour) real_colours = colour_histograms(run.data.split(c.split).images.reshape({-1, 3, shape[1], shape[2]}));
   std::optional<Quality> first;
   Json by_sampler = Json::object();
   for (const auto& sampler : samplers) {
@@ -215,7 +221,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
     auto gen = make_generator(mix_seed(c.seed, 0x7175616cULL), run.device);
     std::vector<torch::Tensor> fake, generated;
     PriorDraws drawn;
-    std::vector<torch::Tensor> zs, entropies;
+    std::vector<torch::Tensor> zs, entropies, means;
     double sampler_seconds = 0, acceptance = 0, ess = 0;
     for (int64_t done = 0; done < c.quality_samples; done += 1000) {
       const int64_t n = std::min<int64_t>(1000, c.quality_samples - done);
@@ -227,6 +233,7 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
       auto x = run.model->likelihood->sample(params, gen);
       zs.push_back(drawn.z);
       entropies.push_back(-run.model->likelihood->log_prob(params, x));
+      if (colour) means.push_back(run.model->likelihood->mean(params).to(torch::kCPU));
       x = x.to(torch::kCPU);
       fake.push_back(network.features(x));
       generated.push_back(x);
@@ -253,6 +260,17 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
     q.set("generated", "draws of p(x|z) at prior samples (" + drawn.description + ")");
     q.set("sampler", drawn.record());
     q.set("draws", where(torch::cat(zs), torch::cat(entropies)));
+    if (colour) {
+      const auto coverage =
+          colour_coverage(*real_colours, colour_histograms(torch::cat(means).reshape({-1, 3, shape[1], shape[2]})));
+      q.set("colour", coverage.to_json().set("of", "the decoder's means at the prior samples, against the split's images"));
+      std::printf("  %s colours (4 levels per channel): background TV %.3f, coverage %.3f (draws in %lld bins, the data in %lld); "
+                  "digit TV %.3f, coverage %.3f (draws in %lld bins, the data in %lld)\n",
+                  sampler.c_str(), coverage.background_tv, coverage.background_coverage,
+                  (long long)coverage.fake_background_bins, (long long)coverage.real_background_bins,
+                  coverage.foreground_tv, coverage.foreground_coverage, (long long)coverage.fake_foreground_bins,
+                  (long long)coverage.real_foreground_bins);
+    }
     q.set("sampler_seconds_per_10000", sampler_seconds * 10000.0 / static_cast<double>(c.quality_samples));
     if (ebm && !flow_how->empty() && sampler_registry().at(sampler).needs_flow) q.set("sampler_flow", *flow_how);
     quality.sampler = drawn;

@@ -1,9 +1,10 @@
 // Sample-quality estimators (estimators/quality.h, MATH.md section 6) against closed forms:
-// Frechet distance, KID, precision / recall / density / coverage.
+// Frechet distance, KID, precision / recall / density / coverage, colour coverage.
 
 #include <cmath>
 #include <vector>
 
+#include "estimators/colour.h"
 #include "estimators/quality.h"
 #include "tests/support.h"
 
@@ -163,6 +164,51 @@ TEST_F(QualityTest, SampleQualityReportHasEveryScore) {
   const auto json = report.to_json().dump();
   for (const char* key : {"feature_network_sha256", "frechet_distance", "kid", "prdc", "coverage", "real_count"})
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
+}
+
+// ---------------------------------------------------------------------------------------
+// Colour coverage (estimators/colour.h).
+
+// n images 3x8x8 of background `bg` with a 3x3 block of `fg` in the middle (9 of 64 pixels, so
+// the 6 pixels farthest from the background are all foreground).
+torch::Tensor two_colour_images(int64_t n, std::vector<double> bg, std::vector<double> fg) {
+  auto images = torch::tensor(bg, torch::kDouble).view({1, 3, 1, 1}).expand({n, 3, 8, 8}).clone();
+  images.narrow(2, 3, 3).narrow(3, 3, 3).copy_(torch::tensor(fg, torch::kDouble).view({1, 3, 1, 1}).expand({n, 3, 3, 3}));
+  return images;
+}
+
+TEST_F(QualityTest, ColourHistogramsFindTheBackgroundAndTheDigitColours) {
+  // Background (0.9, 0.1, 0.5) -> levels (3, 0, 2) -> bin 3*16 + 0*4 + 2 = 50; digit
+  // (0.2, 0.6, 1.0) -> (0, 2, 3) -> bin 11 (1.0 is capped at the last level).
+  auto h = colour_histograms(two_colour_images(7, {0.9, 0.1, 0.5}, {0.2, 0.6, 1.0}), 4, 2);
+  EXPECT_EQ(h.count, 7);
+  EXPECT_EQ(h.background.size(0), 64);
+  EXPECT_EQ(h.background[50].item<int64_t>(), 7);
+  EXPECT_EQ(h.foreground[11].item<int64_t>(), 7);
+  EXPECT_EQ(h.background.sum().item<int64_t>(), 7);
+  EXPECT_EQ(h.foreground.sum().item<int64_t>(), 7);
+  EXPECT_THROW(colour_histograms(torch::zeros({2, 1, 8, 8})), c10::Error);
+  EXPECT_THROW(colour_histograms(torch::zeros({2, 3, 4, 4}), 4, 2), c10::Error);
+}
+
+TEST_F(QualityTest, ColourCoverageIsZeroDistanceForOneSetAndNamesTheMissedFamily) {
+  auto real = colour_histograms(torch::cat({two_colour_images(50, {0.9, 0.1, 0.5}, {0.2, 0.6, 1.0}),
+                                            two_colour_images(50, {0.1, 0.1, 0.1}, {0.9, 0.9, 0.1})}));
+  auto same = colour_coverage(real, real);
+  EXPECT_DOUBLE_EQ(same.background_tv, 0.0);
+  EXPECT_DOUBLE_EQ(same.foreground_coverage, 1.0);
+  EXPECT_EQ(same.real_background_bins, 2);
+  // Draws that show only the first family: half the mass moved, half the bins missed.
+  auto one = colour_coverage(real, colour_histograms(two_colour_images(30, {0.9, 0.1, 0.5}, {0.2, 0.6, 1.0})));
+  EXPECT_NEAR(one.background_tv, 0.5, 1e-12);
+  EXPECT_NEAR(one.foreground_tv, 0.5, 1e-12);
+  EXPECT_NEAR(one.background_coverage, 0.5, 1e-12);
+  EXPECT_EQ(one.fake_foreground_bins, 1);
+  // A colour the data never has: disjoint.
+  auto other = colour_coverage(real, colour_histograms(two_colour_images(30, {0.5, 0.9, 0.9}, {0.0, 0.0, 0.6})));
+  EXPECT_NEAR(other.background_tv, 1.0, 1e-12);
+  EXPECT_DOUBLE_EQ(other.foreground_coverage, 0.0);
+  EXPECT_THROW(colour_coverage(real, colour_histograms(two_colour_images(3, {0, 0, 0}, {1, 1, 1}), 3)), c10::Error);
 }
 
 }  // namespace vae_ebm::test
