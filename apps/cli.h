@@ -130,6 +130,7 @@ struct EvaluateConfig {
   std::string feature_network;      // a user's TorchScript feature network (instead of the classifier)
   std::string classifier;           // feature network (default DATA_DIR/classifiers/DATASET.pt if present)
   int64_t quality_samples = 10000;  // generated images scored against the split (0: no scores)
+  std::string quality_images = "draws";  // what is scored: draws of p(x|z) or the decoder's means
   std::string sampler = default_sampler();  // energy prior: the sampler behind the scores
   SamplerOptions sampler_options;
   uint64_t seed = 1;

@@ -233,8 +233,9 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
       auto x = run.model->likelihood->sample(params, gen);
       zs.push_back(drawn.z);
       entropies.push_back(-run.model->likelihood->log_prob(params, x));
-      if (colour) means.push_back(run.model->likelihood->mean(params).to(torch::kCPU));
-      x = x.to(torch::kCPU);
+      auto mean = run.model->likelihood->mean(params).to(torch::kCPU);
+      if (colour) means.push_back(mean);
+      x = c.quality_images == "means" ? mean : x.to(torch::kCPU);
       fake.push_back(network.features(x));
       generated.push_back(x);
     }
@@ -257,7 +258,8 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
       q.set("classifier_score", score.to_json()).set("predicted_label_histogram", counts);
       quality.classifier_score = score.value;
     }
-    q.set("generated", "draws of p(x|z) at prior samples (" + drawn.description + ")");
+    q.set("generated", std::string(c.quality_images == "means" ? "the decoder's means" : "draws of p(x|z)") +
+                           " at prior samples (" + drawn.description + ")");
     q.set("sampler", drawn.record());
     q.set("draws", where(torch::cat(zs), torch::cat(entropies)));
     if (colour) {
@@ -486,7 +488,10 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
        "a TorchScript network mapping images [B, C, H, W] to features [B, d], used instead of the classifier "
        "(an Inception network gives a conventional FID); its file's SHA-256 is recorded")
       ("quality-samples", po::value(&c.quality_samples)->default_value(c.quality_samples),
-       "generated images scored against the split (0: no sample-quality scores)");
+       "generated images scored against the split (0: no sample-quality scores)")
+      ("quality-images", po::value(&c.quality_images)->default_value(c.quality_images),
+       "what is scored: draws (of p(x|z) at the prior samples, as the data are drawn) or means (the decoder's "
+       "mean images: for 8-bit or continuous data, whose draws carry per-pixel noise that the features see)");
   add_sampler_flags(d, c.sampler, c.sampler_options);
   d.add_options()
       ("normaliser", po::value(&c.normaliser)->default_value(c.normaliser),
@@ -512,6 +517,7 @@ bool parse_evaluate(const std::vector<std::string>& args, EvaluateConfig& c) {
   as_usage([&] { check_log_z_settings(c.log_z); });
   if (c.quality_samples < 0) throw UsageError("--quality-samples must be >= 0, got " + std::to_string(c.quality_samples));
   check_choice("--normaliser", c.normaliser, {"auto", "learned", "estimated"});
+  check_choice("--quality-images", c.quality_images, {"draws", "means"});
   return true;
 }
 

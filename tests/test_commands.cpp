@@ -382,6 +382,14 @@ TEST(ConvFamilyCommandsTest, TrainSampleExportAndScoreImagesOtherThan28x28) {
                              tmp.file("classifier.pt"), "--threads", "1"}),
             0);
   EXPECT_NE(read_file(tmp.file("conv") + "/evaluation.json").find("classifier_score"), std::string::npos);
+  EXPECT_NE(read_file(tmp.file("conv") + "/evaluation.json").find("draws of p(x|z) at prior samples"), std::string::npos);
+  // The decoder's means scored instead of its draws, when asked.
+  ASSERT_EQ(run("evaluate", {tmp.file("conv"), "--samples", "2", "--quality-samples", "32", "--quality-images", "means",
+                             "--classifier", tmp.file("classifier.pt"), "--threads", "1"}),
+            0);
+  EXPECT_NE(read_file(tmp.file("conv") + "/evaluation.json").find("the decoder's means at prior samples"),
+            std::string::npos);
+  EXPECT_THROW_WITH(run("evaluate", {tmp.file("conv"), "--quality-images", "mean"}), "--quality-images");
   // An MNIST classifier does not score 12x16 images.
   FeatureClassifier mnist;
   save_classifier(mnist, tmp.file("mnist.pt"));
