@@ -56,7 +56,7 @@ for row in "${rows[@]}"; do
     vae) run vae train --run-dir "$out/vae" "${common[@]}" --prior gaussian ;;
     vae-mog) run vae-mog train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4 ;;
     vae-ebm-posthoc)
-      run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" --lr-decay 1.0 \
+      run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" --lr-schedule exponential --lr-decay 1.0 \
           --beta1 0.9 --batch-size 128 --epochs "$(( epochs / 4 > 0 ? epochs / 4 : 1 ))" --eval-every 5 --seed 0 --validation-log-z is \
           --log-every 60 --threads "$threads" ;;
     vae-ebm-snelbo)

@@ -63,7 +63,7 @@ for row in "${rows[@]}"; do
                 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
     long-run-hmc) train_row long-run-hmc train "${recipe[@]}" --prior ebm --objective long-run-mcmc --persistent \
                     --mcmc-sampler hmc --mcmc-steps 20 --energy-l2 1 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
-    posthoc) train_row posthoc fit-prior "$out/vae" --prior ebm --prior-lr 2e-4 --lr 1e-3 --beta1 0.9 --lr-decay 1.0 \
+    posthoc) train_row posthoc fit-prior "$out/vae" --prior ebm --prior-lr 2e-4 --lr 1e-3 --beta1 0.9 --lr-schedule exponential --lr-decay 1.0 \
                --epochs "$epochs" --eval-every 5 --seed 0 --threads "$threads" ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac

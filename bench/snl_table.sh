@@ -87,7 +87,7 @@ for row in "${rows[@]}"; do
     vae-mog) run vae-mog train --run-dir "$out/vae-mog" "${common[@]}" --prior mog --prior-lr 3e-4 ;;
     vae-ebm-posthoc)
       run vae-ebm-posthoc fit-prior "$out/vae" --run-dir "$out/vae-ebm-posthoc" "${ebm[@]}" \
-          --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --validation-log-z is \
+          --lr-schedule exponential --lr-decay 1.0 --beta1 0.9 --batch-size 128 --epochs "$((epochs / 4))" --eval-every 5 --seed 0 --validation-log-z is \
           --log-every 60 --threads "${THREADS:-1}" ;;
     vae-ebm-snelbo) run vae-ebm-snelbo train --run-dir "$out/vae-ebm-snelbo" "${common[@]}" "${ebm[@]}" ;;
     vae-ebm-detached) run vae-ebm-detached train --run-dir "$out/vae-ebm-detached" "${common[@]}" "${ebm[@]}" --detach-posterior ;;
@@ -117,7 +117,7 @@ for row in "${rows[@]}"; do
       run "$row" train --run-dir "$out/$row" "${conv[@]}" "${ebm[@]}" --proposal defensive --validation-log-z ais \
           --init-from "$out/conv-ebm-posthoc/checkpoints/best.pt" --init-prior ;;
     conv-ebm-posthoc)
-      run "$row" fit-prior "$out/conv-vae" --run-dir "$out/$row" "${ebm[@]}" --lr-decay 1.0 --beta1 0.9 --batch-size 128 \
+      run "$row" fit-prior "$out/conv-vae" --run-dir "$out/$row" "${ebm[@]}" --lr-schedule exponential --lr-decay 1.0 --beta1 0.9 --batch-size 128 \
           --epochs "${POSTHOC_EPOCHS:-25}" --eval-every 5 --eval-samples 1 --seed 0 --log-every 60 --threads "${THREADS:-1}" ;;
     *) echo "snl_table.sh: unknown row '$row'" >&2; exit 2 ;;
   esac
