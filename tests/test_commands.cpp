@@ -398,4 +398,42 @@ TEST(ConvFamilyCommandsTest, TrainSampleExportAndScoreImagesOtherThan28x28) {
                     "trained on images of shape 1x28x28");
 }
 
+// evaluate's colour coverage on RGB data, end to end: 8x8 binary colour images (two classes, a
+// coloured left or right half on another colour), a tiny model and classifier; the record carries
+// the coverage of the background and digit colours, and only for colour data.
+TEST(ColourCommandsTest, EvaluateRecordsTheColourCoverageOfRgbData) {
+  torch::manual_seed(0);
+  TempDir tmp;
+  {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    H5Writer writer(tmp.file("rgb.h5"));
+    for (const auto& [name, n] : std::vector<std::pair<std::string, int64_t>>{{"train", 64}, {"validation", 16}, {"test", 32}}) {
+      auto labels = torch::randint(0, 2, {n}, gen, torch::kLong);
+      auto left = (torch::arange(8) < 4).to(torch::kFloat).view({1, 1, 1, 8});
+      auto half = torch::where(labels.view({n, 1, 1, 1}) == 0, left, 1 - left).expand({n, 1, 8, 8});
+      auto fg = torch::randint(0, 2, {n, 3, 1, 1}, gen).to(torch::kFloat), bg = 1 - fg;
+      writer.write(name, half * fg + (1 - half) * bg);
+      writer.write(name + "_labels", labels);
+    }
+    writer.attribute("/", "layout", std::string("NCHW"));
+    writer.close();
+  }
+  const std::string data = "hdf5:" + tmp.file("rgb.h5");
+  ASSERT_EQ(command("train").run({"--dataset", data, "--hidden", "16", "--latent", "2", "--batch-size", "16", "--epochs", "1",
+                                  "--eval-samples", "2", "--threads", "1", "--log-every", "1000", "--run-dir", tmp.file("rgb")}),
+            0);
+  ASSERT_EQ(command("train-classifier").run({"--dataset", data, "--epochs", "1", "--threads", "1", "--out",
+                                             tmp.file("classifier.pt")}),
+            0);
+  ASSERT_EQ(command("evaluate").run({tmp.file("rgb"), "--samples", "2", "--quality-samples", "64", "--classifier",
+                                     tmp.file("classifier.pt"), "--threads", "1"}),
+            0);
+  const auto json = read_file(tmp.file("rgb") + "/evaluation.json");
+  EXPECT_NE(json.find("\"colour\""), std::string::npos) << json;
+  const double tv = json_number(json, "background_tv");
+  EXPECT_GE(tv, 0.0);
+  EXPECT_LE(tv, 1.0);
+  EXPECT_GE(json_number(json, "real_background_bins"), 1);
+}
+
 }  // namespace vae_ebm::test
