@@ -320,9 +320,10 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
-  dist_->all_reduce_sum(step_gradients(prior_learns), "the gradient all-reduce");
+  auto grads = step_gradients(prior_learns);
+  dist_->all_reduce_sum(grads, "the gradient all-reduce");
   // The summed gradients are the same on every process, and so are the norm and the clip.
-  clip_gradients(prior_learns, out);
+  clip_gradients(grads, out);
   if (vae_optimizer_) vae_optimizer_->step();
   if (prior_optimizer_ && prior_learns) prior_optimizer_->step();
   out["loss"] = sums[0].item<double>();
@@ -366,7 +367,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   if (vae_optimizer_) vae_optimizer_->clear_grads();
   if (prior_optimizer_) prior_optimizer_->clear_grads();
   loss.backward();
-  clip_gradients(prior_learns, out);
+  clip_gradients(step_gradients(prior_learns), out);
   if (vae_optimizer_) vae_optimizer_->step();
   if (prior_optimizer_ && prior_learns) prior_optimizer_->step();
   out["loss"] = loss.item<double>();
@@ -383,8 +384,7 @@ std::vector<torch::Tensor> Trainer::step_gradients(bool prior) const {
   return grads;
 }
 
-void Trainer::clip_gradients(bool prior, std::map<std::string, double>& out) {
-  const auto grads = step_gradients(prior);
+void Trainer::clip_gradients(const std::vector<torch::Tensor>& grads, std::map<std::string, double>& out) {
   if (grads.empty()) return;
   const double limit = options_.clip_grad_norm();
   const double norm = clip_gradient_norm(grads, limit);

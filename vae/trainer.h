@@ -337,9 +337,9 @@ class Trainer {
   GaussianTerms gaussian_terms(const torch::Tensor& x, const BatchShard* shard);
   // After the backward pass (and the gradient all-reduce): the norm of the gradient of every
   // parameter the step trains, as one vector, rescaled to TrainOptions::clip_grad_norm when it
-  // is longer; the step's record gets grad_norm and clipped. `prior` says whether the prior's
-  // gradients are the step's.
-  void clip_gradients(bool prior, std::map<std::string, double>& out);
+  // is longer; the step's record gets grad_norm and clipped. `grads`: step_gradients(), gathered
+  // once per step for the all-reduce and this.
+  void clip_gradients(const std::vector<torch::Tensor>& grads, std::map<std::string, double>& out);
   // The defined gradients of the parameters the step updates: the VAE optimiser's, and the
   // prior's when `prior`.
   std::vector<torch::Tensor> step_gradients(bool prior) const;
