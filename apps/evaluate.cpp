@@ -233,9 +233,11 @@ std::optional<Quality> score_samples(const EvaluateConfig& c, const LoadedRun& r
       auto x = run.model->likelihood->sample(params, gen);
       zs.push_back(drawn.z);
       entropies.push_back(-run.model->likelihood->log_prob(params, x));
-      auto mean = run.model->likelihood->mean(params).to(torch::kCPU);
+      const bool score_means = c.quality_images == "means";
+      torch::Tensor mean;
+      if (colour || score_means) mean = run.model->likelihood->mean(params).to(torch::kCPU);
       if (colour) means.push_back(mean);
-      x = c.quality_images == "means" ? mean : x.to(torch::kCPU);
+      x = score_means ? mean : x.to(torch::kCPU);
       fake.push_back(network.features(x));
       generated.push_back(x);
     }
