@@ -161,15 +161,13 @@ const Registry<LogZFactory>& log_z_registry() {
                          return e;
                        };
                        if (auto e = try_method(base, [&] { return base_importance(prior, settings, gen); })) return *e;
-                       if (settings.trained_flow && (*chosen == undecided || *chosen == trained)) {
-                         if (Flow flow = settings.trained_flow()) {
-                           auto e = try_method(trained, [&] {
-                             auto estimate = flow_importance(prior, settings, flow, gen);
-                             estimate.estimator = trained_flow_name(estimate.estimator);
-                             return estimate;
-                           });
-                           if (e) return *e;
-                         }
+                       if (Flow flow = settings.trained_flow ? settings.trained_flow() : Flow(nullptr)) {
+                         auto e = try_method(trained, [&] {
+                           auto estimate = flow_importance(prior, settings, flow, gen);
+                           estimate.estimator = trained_flow_name(estimate.estimator);
+                           return estimate;
+                         });
+                         if (e) return *e;
                        }
                        auto flow = fit_flow_for_log_z(prior, settings, gen);
                        if (auto e = try_method(fitted, [&] { return flow_importance(prior, settings, flow, gen); }))
