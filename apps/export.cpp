@@ -99,6 +99,11 @@ int run_export(const ExportConfig& c) {
     h5.attribute("/", "energy_activation", "leaky-relu");
     h5.attribute("/", "energy_slope", o.slope);
     h5.attribute("/", "energy_last_layer_bias", int64_t{0});
+    h5.attribute("/", "energy_bound", o.bound);
+    h5.attribute("/", "energy_layout",
+                 "g(z) = prior/f (Linear layers at even indices, LeakyReLU(energy_slope) between); the energy is "
+                 "f = g, or f = energy_bound * tanh(g / energy_bound) when energy_bound > 0; "
+                 "p(z) = N(z; 0, I) exp(-f(z)) / Z");
   }
   std::ostringstream layout;
   layout << "encoder: x -> net -> [mu | logvar] (first " << cfg.latent << " outputs are mu); "

@@ -12,7 +12,10 @@
 # trajectories of 10 leapfrog steps of 0.1 each step, --mcmc-sampler hmc; the same budget), and three variants of the joint row that try to close holes in training (issue 28):
 # joint-defensive50 (half the proposal samples from the base, not 10%), joint-flow4 (4 Adam
 # steps of the flow's reverse-KL fit per training step, not 1) and joint-l2 (the penalty
-# ENERGY_L2 (mean f(z_post)^2 + mean f(z_proposal)^2), default 0.01). Every row shares the main job's networks
+# ENERGY_L2 (mean f(z_post)^2 + mean f(z_proposal)^2), default 0.01); joint-boundB (the
+# energy bounded, --energy-bound B: f = B tanh(g / B)); joint-annealT (Zhat by AIS from the
+# flow mixture over T temperatures, one MALA step of ANNEAL_STEP, default 0.3, at each
+# intermediate one: --proposal-anneal T). Every row shares the main job's networks
 # and optimiser (scripts/main.sh) and EPOCHS (default 20); energy rows are scored with every
 # sampler, the vae row with its exact one. Needs the feature classifier
 # (vae-ebm train-classifier --dataset binary-mnist). The table goes to OUT_DIR/table.md.
@@ -59,6 +62,9 @@ for row in "${rows[@]}"; do
     joint-defensive50) train_row "$row" train "${recipe[@]}" "${joint[@]}" --proposal-base-fraction 0.5 ;;
     joint-flow4) train_row "$row" train "${recipe[@]}" "${joint[@]}" --proposal-flow-steps 4 ;;
     joint-l2) train_row "$row" train "${recipe[@]}" "${joint[@]}" --energy-l2 "${ENERGY_L2:-0.01}" ;;
+    joint-anneal*) train_row "$row" train "${recipe[@]}" "${joint[@]}" --proposal-anneal "${row#joint-anneal}" \
+                     --proposal-anneal-step "${ANNEAL_STEP:-0.3}" ;;
+    joint-bound*) train_row "$row" train "${recipe[@]}" "${joint[@]}" --energy-bound "${row#joint-bound}" ;;
     long-run) train_row long-run train "${recipe[@]}" --prior ebm --objective long-run-mcmc --energy-l2 1 \
                 --prior-lr 2e-4 --time-budget "${MCMC_BUDGET:-600}" ;;
     long-run-hmc) train_row long-run-hmc train "${recipe[@]}" --prior ebm --objective long-run-mcmc --persistent \

@@ -3,6 +3,7 @@
 #include "prior/energy.h"
 #include "prior/flow.h"
 
+#include <cmath>
 #include <functional>
 #include <sstream>
 
@@ -11,10 +12,12 @@
 
 namespace vae_ebm {
 
-EnergyPrior::EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope)
-    : Prior("EnergyPrior"), latent_dim_(latent_dim) {
+EnergyPrior::EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope, double bound)
+    : Prior("EnergyPrior"), latent_dim_(latent_dim), bound_(bound) {
   TORCH_CHECK(latent_dim > 0, "Invalid latent dimension: ", latent_dim);
   TORCH_CHECK(slope >= 0, "Invalid LeakyReLU slope: ", slope);
+  TORCH_CHECK(std::isfinite(bound) && bound >= 0, "Invalid energy bound (want 0 for none, or a positive number): ",
+              bound);
   torch::nn::Sequential net;
   int64_t in = latent_dim;
   for (auto width : hidden) {
@@ -30,10 +33,14 @@ EnergyPrior::EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double
 
 torch::Tensor EnergyPrior::energy(const torch::Tensor& z) {
   auto flat = z.reshape({-1, latent_dim_});
-  auto out = fused_mlp_forward(f, flat).squeeze(-1);
+  auto out = bounded(fused_mlp_forward(f, flat).squeeze(-1));
   auto shape = z.sizes().vec();
   shape.pop_back();
   return out.reshape(shape);
+}
+
+torch::Tensor EnergyPrior::bounded(const torch::Tensor& g) const {
+  return bound_ > 0 ? bound_ * torch::tanh(g / bound_) : g;
 }
 
 torch::Tensor EnergyPrior::potential(const torch::Tensor& z) { return energy(z) + 0.5 * (z * z).sum(-1); }
@@ -70,7 +77,7 @@ torch::Tensor EnergyPrior::expected_log_prob(const DiagonalGaussian& q, const to
 
 LangevinResult EnergyPrior::run_langevin(const torch::Tensor& z0, const LangevinOptions& options,
                                          at::Generator& generator, double beta) {
-  auto make = [this, beta]() -> PotentialGradient { return MlpPotentialGradient(f, beta); };
+  auto make = [this, beta]() -> PotentialGradient { return MlpPotentialGradient(f, beta, bound_); };
   return langevin(make, z0, options, generator);
 }
 
@@ -94,7 +101,10 @@ const OptionSet<EnergyOptions>& energy_option_set() {
       OptionSet<EnergyOptions>()
           .widths("energy-hidden", [](EnergyOptions& o) -> std::vector<int64_t>& { return o.hidden; },
                   "energy MLP hidden widths")
-          .real("energy-slope", [](EnergyOptions& o) -> double& { return o.slope; }, "energy MLP LeakyReLU slope");
+          .real("energy-slope", [](EnergyOptions& o) -> double& { return o.slope; }, "energy MLP LeakyReLU slope")
+          .real("energy-bound", [](EnergyOptions& o) -> double& { return o.bound; },
+                "B > 0 bounds the energy, f = B tanh(g / B) with g the MLP, so that the prior's density stays "
+                "within exp(+-B) of N(0, I)'s; 0: f = g, unbounded");
   return set;
 }
 

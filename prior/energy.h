@@ -12,23 +12,31 @@ namespace vae_ebm {
 torch::Tensor snl_terms(const torch::Tensor& b, const torch::Tensor& log_z_hat);
 
 // The energy prior's options (prior kind "ebm"), declared once by energy_option_set():
-// energy-hidden and energy-slope.
+// energy-hidden, energy-slope and energy-bound.
 struct EnergyOptions {
   std::vector<int64_t> hidden{200, 200, 200};  // f's hidden widths
   double slope = 0.2;                          // LeakyReLU negative slope
+  double bound = 0;                            // B > 0: f = B tanh(g / B) bounds |f| by B; 0: f = g
 };
 const OptionSet<EnergyOptions>& energy_option_set();
 
 class EnergyPrior : public Prior {
  public:
-  // f: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer.
-  EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope);
+  // g: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer; the energy
+  // is f = g, or f = bound tanh(g / bound) for bound > 0 (|f| < bound: the prior's density
+  // stays within exp(+-bound) of the base's, so its tails cannot fall below the base's nor
+  // its mass run off where g extrapolates; MATH.md section 2).
+  EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope, double bound = 0);
   std::string kind() const override { return "ebm"; }
   int64_t latent_dim() const override { return latent_dim_; }
   bool exact() const override { return false; }
 
   // f(z): [..., D] -> [...].
   torch::Tensor energy(const torch::Tensor& z);
+  // f from g's value (the identity when unbounded), for callers that run the network g
+  // themselves (score matching differentiates it twice).
+  torch::Tensor bounded(const torch::Tensor& g) const;
+  double bound() const { return bound_; }
   // Langevin potential U(z) = f(z) + |z|^2 / 2 (constant dropped): [B, D] -> [B].
   torch::Tensor potential(const torch::Tensor& z);
   // log p0(z) - f(z).
@@ -68,10 +76,11 @@ class EnergyPrior : public Prior {
   static std::string describe_default_sampling();
 
   torch::Tensor b;  // scalar, init 0
-  torch::nn::Sequential f{nullptr};
+  torch::nn::Sequential f{nullptr};  // the network g (f itself when unbounded)
 
  private:
   int64_t latent_dim_;
+  double bound_ = 0;
   LangevinOptions sampling_ = default_sampling();
   std::optional<double> log_z_estimate_;
   std::optional<double> b_override_;

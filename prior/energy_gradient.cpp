@@ -4,7 +4,9 @@
 
 namespace vae_ebm {
 
-MlpPotentialGradient::MlpPotentialGradient(const torch::nn::Sequential& f, double beta) : beta_(beta) {
+MlpPotentialGradient::MlpPotentialGradient(const torch::nn::Sequential& f, double beta, double bound)
+    : beta_(beta), bound_(bound) {
+  TORCH_CHECK(bound >= 0, "MlpPotentialGradient: the energy bound must be >= 0, got ", bound);
   torch::NoGradGuard no_grad;
   bool have_slope = false;
   for (size_t i = 0; i < f->size(); ++i) {
@@ -41,12 +43,6 @@ PotentialAndGradient MlpPotentialGradient::operator()(const torch::Tensor& z, bo
     }
   }
   const auto& w_last = weights_[hidden];  // [1, width]
-  PotentialAndGradient out;
-  if (hidden == 0) {  // f(z) = w . z
-    if (need_value) out.u = beta_ * z.matmul(w_last.t()).squeeze(1) + 0.5 * (z * z).sum(1);
-    out.grad = z + beta_ * w_last;
-    return out;
-  }
   // Forward through the hidden layers, keeping each activation's output.
   const torch::Tensor* in = &z;
   for (size_t i = 0; i < hidden; ++i) {
@@ -57,10 +53,24 @@ PotentialAndGradient MlpPotentialGradient::operator()(const torch::Tensor& z, bo
     at::leaky_relu_(h_[i], slope_);
     in = &h_[i];
   }
-  if (need_value) out.u = beta_ * h_[hidden - 1].matmul(w_last.t()).squeeze(1) + 0.5 * (z * z).sum(1);
-  // Backward: d f / d h_last = w_L, broadcast over the chains.
-  at::leaky_relu_backward_out(g_[hidden - 1], w_last.expand_as(h_[hidden - 1]), h_[hidden - 1], slope_,
-                              /*self_is_result=*/true);
+  PotentialAndGradient out;
+  // g's value [B]: for U's value, or for the bound's slope.
+  const auto g = need_value || bound_ > 0 ? in->matmul(w_last.t()).squeeze(1) : torch::Tensor();
+  torch::Tensor slope;  // d f / d g per chain [B, 1], or undefined when f = g
+  if (bound_ > 0) {
+    auto t = torch::tanh(g / bound_);
+    if (need_value) out.u = beta_ * bound_ * t + 0.5 * (z * z).sum(1);
+    slope = (1 - t * t).unsqueeze(1);
+  } else if (need_value) {
+    out.u = beta_ * g + 0.5 * (z * z).sum(1);
+  }
+  if (hidden == 0) {  // f(z) = w . z (or its bounded form)
+    out.grad = slope.defined() ? z + beta_ * slope * w_last : z + beta_ * w_last;
+    return out;
+  }
+  // Backward: d f / d h_last = w_L (times the bound's slope), broadcast over the chains.
+  const auto top = slope.defined() ? slope * w_last : w_last.expand_as(h_[hidden - 1]);
+  at::leaky_relu_backward_out(g_[hidden - 1], top, h_[hidden - 1], slope_, /*self_is_result=*/true);
   for (size_t i = hidden - 1; i > 0; --i) {
     at::mm_out(t_[i - 1], g_[i], weights_[i]);
     at::leaky_relu_backward_out(g_[i - 1], t_[i - 1], h_[i - 1], slope_, /*self_is_result=*/true);

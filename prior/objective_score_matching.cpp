@@ -56,10 +56,10 @@ class ScoreMatchingObjective : public PriorObjective {
   PriorTerm prior_term(Prior& prior, const DiagonalGaussian& q, const torch::Tensor& z,
                        at::Generator& generator) override {
     auto& ebm = as_energy_prior(prior);
-    // f's own modules, not the fused forward: the loss differentiates grad f once more.
+    // g's own modules, not the fused forward: the loss differentiates grad f once more.
     auto score = [&ebm](const torch::Tensor& y) {
       auto v = y.detach().requires_grad_(true);
-      auto f = ebm.f->forward(v).sum();
+      auto f = ebm.bounded(ebm.f->forward(v).squeeze(-1)).sum();
       auto grad_f = torch::autograd::grad({f}, {v}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
       return -v - grad_f;
     };

@@ -32,6 +32,11 @@ struct SnelboOptions {
   TORCH_ARG(double, flow_base_fraction) = 0.1;  // flow: share of the S samples from the base
   // flow: Adam steps of the flow's fit per training step (more keep it closer to the energy).
   TORCH_ARG(int64_t, flow_steps) = 1;
+  // flow: temperatures T of an annealed path from the proposal r to the prior, one MALA step
+  // of anneal_step at each of the T - 1 intermediate ones (AIS weights, docs/MATH.md 8.4);
+  // 1: plain importance sampling from r.
+  TORCH_ARG(int64_t, anneal) = 1;
+  TORCH_ARG(double, anneal_step) = 0.1;
   // Energy magnitude penalty alpha * (mean f(z_post)^2 + mean f(z_proposal)^2), as the MCMC
   // objectives' (issue 28: against energy mass far from what the proposals reach; 0: off). It
   // shapes training only: the bounds evaluate does not include it. Shared: energy_l2_option().
@@ -55,7 +60,12 @@ const OptionSet<SnelboOptions>& snelbo_options() {
           .real("proposal-base-fraction", [](O& o) -> double& { return o.flow_base_fraction(); },
                 "proposal flow: share of the S samples drawn from the base (bounds the weights)")
           .integer("proposal-flow-steps", [](O& o) -> int64_t& { return o.flow_steps(); },
-                   "proposal flow: Adam steps of the flow's fit per training step");
+                   "proposal flow: Adam steps of the flow's fit per training step")
+          .integer("proposal-anneal", [](O& o) -> int64_t& { return o.anneal(); },
+                   "proposal flow: temperatures T of an annealed path from the proposal to the prior, with one "
+                   "MALA step at each intermediate one and AIS weights (1: plain importance sampling)")
+          .real("proposal-anneal-step", [](O& o) -> double& { return o.anneal_step(); },
+                "proposal flow: the MALA step size on the annealed path");
   return set;
 }
 
@@ -75,33 +85,44 @@ class SnelboObjective : public PriorObjective {
     if (dist_ && dist_->parallel()) return data_parallel_term(ebm, q, z, generator);
     const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : q.batch();
     auto proposal = proposal_samples(q, s, generator);
-    // f at the K x B posterior samples and the S proposal samples in one pass: twice the rows
-    // per matrix product, half the products (these 200-wide products are too small to split
-    // well over two BLAS threads).
+    // The T states of each proposal chain (T = 1: the proposal samples themselves).
+    auto path = options_.anneal() > 1 ? annealed_path(ebm, proposal, generator) : AnnealedPath{{proposal.z}, {proposal.log_correction}};
+    const auto states = static_cast<int64_t>(path.z.size());
+    // f at the K x B posterior samples and the T x S proposal states in one pass: more rows per
+    // matrix product, fewer products (these 200-wide products are too small to split well over
+    // two BLAS threads).
     const int64_t d = q.dim(), kb = z.numel() / d;
-    auto f = ebm.energy(torch::cat({z.reshape({kb, d}), proposal.z}));
-    auto log_w = -f.narrow(0, kb, s) + proposal.log_correction;  // [S]
+    std::vector<torch::Tensor> rows{z.reshape({kb, d})};
+    rows.insert(rows.end(), path.z.begin(), path.z.end());
+    auto f = ebm.energy(torch::cat(rows));
+    // AIS: log w = (1/T) sum_t [-f + log p0 - log r](z_t) (plain importance sampling at T = 1).
+    auto log_w = -f.narrow(0, kb, s) + path.log_correction[0];  // [S]
+    for (int64_t t = 1; t < states; ++t) log_w = log_w - f.narrow(0, kb + t * s, s) + path.log_correction[t];
+    if (states > 1) log_w = log_w / static_cast<double>(states);
     auto log_z_hat = log_mean_exp(log_w);
     // E_q[log p0] in closed form; the energy by Monte Carlo over the K samples.
     auto cross_entropy = q.expected_standard_normal_log_prob();
     auto f_posterior = f.narrow(0, 0, kb).reshape(z.sizes().slice(0, z.dim() - 1));
     auto shared = snl_terms(ebm.b, log_z_hat);  // the same for every sample and image
     if (options_.energy_l2() > 0)
-      shared = shared - options_.energy_l2() * (f.narrow(0, 0, kb).pow(2).mean() + f.narrow(0, kb, s).pow(2).mean());
+      shared = shared - options_.energy_l2() * (f.narrow(0, 0, kb).pow(2).mean() + f.narrow(0, kb, s * states).pow(2).mean());
     PriorTerm term{cross_entropy - f_posterior.mean(0) + shared, {}};
     if (want_samples_) term.log_prior_samples = standard_normal_log_prob(z) - f_posterior + shared;
     auto w = torch::softmax(log_w.detach().to(torch::kDouble), 0);
     term.diagnostics["log_z_hat"] = log_z_hat.item<double>();
     term.diagnostics["b"] = ebm.b.item<double>();
     term.diagnostics["ess_fraction"] = (1.0 / (w * w).sum()).item<double>() / static_cast<double>(s);
+    if (states > 1) term.diagnostics["anneal_acceptance"] = path.acceptance;
     if (options_.proposal() == "flow")
       for (int64_t k = 0; k < options_.flow_steps(); ++k) term.diagnostics["flow_loss"] = fit_flow_step(ebm, z, s, generator);
     return term;
   }
 
   void check_data_parallel(int world_size) const override {
-    if (world_size > 1 && (options_.energy_l2() > 0 || options_.flow_steps() != 1))
-      throw OptionError(options_.energy_l2() > 0 ? "energy-l2" : "proposal-flow-steps",
+    if (world_size > 1 && (options_.energy_l2() > 0 || options_.flow_steps() != 1 || options_.anneal() != 1))
+      throw OptionError(options_.energy_l2() > 0 ? "energy-l2"
+                        : options_.anneal() != 1 ? "proposal-anneal"
+                                                 : "proposal-flow-steps",
                         "is not data-parallel yet with snelbo");
     if (options_.base_samples() > 0 && options_.base_samples() < world_size)
       throw OptionError("base-samples", "must be at least the number of processes (" + std::to_string(world_size) +
@@ -139,8 +160,8 @@ class SnelboObjective : public PriorObjective {
       auto& flow = flow_.get(d, q.mu.device(), generator);
       // round(a S) samples from the base, the rest from the flow, weighted by their mixture.
       const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
-      auto mixture = sample_flow_mixture(flow, from_base, s - from_base,
-                                         static_cast<double>(from_base) / static_cast<double>(s), generator, share);
+      proposal_base_share_ = static_cast<double>(from_base) / static_cast<double>(s);
+      auto mixture = sample_flow_mixture(flow, from_base, s - from_base, proposal_base_share_, generator, share);
       return {mixture.z, mixture.log_correction};
     }
     if (share) {
@@ -178,6 +199,45 @@ class SnelboObjective : public PriorObjective {
     auto log_q = components.log_prob(zs.unsqueeze(1));  // [S, B]
     auto log_r = torch::logsumexp(log_q, 1) - std::log(static_cast<double>(q.batch()));
     return {zs, standard_normal_log_prob(zs) - log_r};
+  }
+
+  // Annealed importance sampling from the defensive flow mixture r to the prior p ~ p0 exp(-f)
+  // along pi_t ~ r^(1 - beta_t) (p0 exp(-f))^beta_t, beta_t = t / T (docs/MATH.md 8.4): the
+  // chains start at the proposal samples z_0 ~ r and z_t is one MALA step on pi_t from z_{t-1}
+  // for t = 1..T-1. Returns every z_t (detached) and log [p0 / r](z_t) (no gradient), so that
+  // log w = (1/T) sum_t [-f(z_t) + log p0 / r(z_t)] is an AIS weight: E[w] = Z for any f.
+  // The energy's gradient reaches log w through f(z_t) only (the chains' dependence on f is
+  // not followed, as for Langevin negatives).
+  struct AnnealedPath {
+    std::vector<torch::Tensor> z, log_correction;
+    double acceptance = 1.0;
+  };
+  AnnealedPath annealed_path(EnergyPrior& ebm, const Proposal& proposal, at::Generator& generator) {
+    auto& flow = flow_.get(proposal.z.size(1), proposal.z.device(), generator);
+    const double a = proposal_base_share_;
+    auto log_correction = [&flow, a](const torch::Tensor& x) {  // log p0(x) - log r(x), r = (1 - a) q + a p0
+      auto log_p0 = standard_normal_log_prob(x);
+      auto log_q = flow->log_prob(x) + std::log1p(-a);
+      return a > 0 ? log_p0 - torch::logaddexp(log_q, log_p0 + std::log(a)) : log_p0 - log_q;
+    };
+    AnnealedPath path{{proposal.z}, {proposal.log_correction}};
+    const int64_t temperatures = options_.anneal();
+    double accepted = 0;
+    for (int64_t t = 1; t < temperatures; ++t) {
+      const double beta = static_cast<double>(t) / static_cast<double>(temperatures);
+      // U_t = |z|^2 / 2 + beta f + (1 - beta) log [p0 / r]: -log pi_t up to a constant.
+      auto potential = [&](const torch::Tensor& x) {
+        return 0.5 * (x * x).sum(-1) + beta * ebm.energy(x) + (1 - beta) * log_correction(x);
+      };
+      auto step = langevin(potential, path.z.back(), LangevinOptions().steps(1).step_size(options_.anneal_step()).metropolis(true),
+                           generator);
+      accepted += step.acceptance_rate;
+      path.z.push_back(step.z);
+      torch::NoGradGuard no_grad;
+      path.log_correction.push_back(log_correction(step.z));
+    }
+    path.acceptance = accepted / static_cast<double>(temperatures - 1);
+    return path;
   }
 
   // One Adam step of the flow on its own loss; no gradient reaches the energy, b or the VAE.
@@ -240,6 +300,7 @@ class SnelboObjective : public PriorObjective {
   }
 
   SnelboOptions options_;
+  double proposal_base_share_ = 0;  // the flow mixture's share a of base samples in the last draw
   bool want_samples_ = false;
   TrainedFlow flow_;
   std::shared_ptr<Distributed> dist_;
@@ -256,6 +317,11 @@ void SnelboOptions::validate() const {
   if (flow_fit_ != "ml" && flow_fit_ != "reverse-kl" && flow_fit_ != "mix")
     throw OptionError("flow-fit", "unknown flow fit '" + flow_fit_ + "' (valid: ml, reverse-kl, mix)");
   if (flow_steps_ < 1) throw OptionError("proposal-flow-steps", "must be >= 1, got " + std::to_string(flow_steps_));
+  if (anneal_ < 1) throw OptionError("proposal-anneal", "must be >= 1, got " + std::to_string(anneal_));
+  if (anneal_ > 1 && proposal_ != "flow")
+    throw OptionError("proposal-anneal", "needs --proposal flow (the path starts at the flow mixture)");
+  if (!(anneal_step_ > 0 && std::isfinite(anneal_step_)))
+    throw OptionError("proposal-anneal-step", "must be a positive number, got " + std::to_string(anneal_step_));
   if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))
     throw OptionError("proposal-base-fraction", "must be in [0, 1), got " + std::to_string(flow_base_fraction_));
 }

@@ -41,10 +41,14 @@ const Registry<PriorEntry>& prior_registry() {
                          return std::make_shared<MixturePrior>(d, mixture_option_set().read(values).components);
                        }})
           .add("ebm", {energy_option_set().specs(),
-                       [](const OptionValues& values) { energy_option_set().read(values); },
+                       [](const OptionValues& values) {
+                         const auto o = energy_option_set().read(values);
+                         if (o.bound < 0)
+                           throw OptionError("energy-bound", "must be 0 (unbounded) or positive, got " + option_text(o.bound));
+                       },
                        [](int64_t d, const OptionValues& values) {
                          const auto o = energy_option_set().read(values);
-                         return std::make_shared<EnergyPrior>(d, o.hidden, o.slope);
+                         return std::make_shared<EnergyPrior>(d, o.hidden, o.slope, o.bound);
                        }})
           .add("flow", {flow_prior_option_set().specs(),
                         [](const OptionValues& values) {

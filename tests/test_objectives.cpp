@@ -265,4 +265,54 @@ TEST(ObjectiveOptionsTest, SnelboEnergyPenaltyIsAConstantShiftLinearInAlpha) {
   EXPECT_TRUE(torch::allclose(none - two, 2 * shift, 1e-4, 1e-5));
 }
 
+// snelbo's annealed proposal (--proposal-anneal T): AIS from the flow mixture to the prior keeps
+// Zhat unbiased. On the linear tilt f(z) = w.z, Z = exp(|w|^2 / 2) exactly; the mean of Zhat over
+// 8 steps (S = 1,000 each) is Z within three standard errors, and the path's MALA steps (8
+// temperatures) raise the ESS 1.5-fold over plain importance sampling's from the same
+// (untrained, identity) flow.
+TEST(ObjectiveOptionsTest, SnelboAnnealedProposalKeepsZhatUnbiased) {
+  auto prior = std::make_shared<EnergyPrior>(2, std::vector<int64_t>{}, 0.2);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : prior->f->parameters()) p.copy_(torch::tensor({{1.5f, -1.0f}}));
+  }
+  const double z_exact = std::exp(0.5 * (1.5 * 1.5 + 1.0));
+  constexpr int kSteps = 8;
+  auto run = [&](int64_t temperatures) {
+    auto objective = make_objective("snelbo", OptionValues()
+                                                  .set("base-samples", 1000)
+                                                  .set("proposal", "flow")
+                                                  .set("flow-fit", "ml")
+                                                  .set("flow-lr", 1e-12)
+                                                  .set("proposal-anneal", temperatures)
+                                                  .set("proposal-anneal-step", 0.8));
+    auto gen = make_generator(9);
+    DiagonalGaussian q{torch::zeros({8, 2}), torch::zeros({8, 2})};
+    std::vector<double> ratio, ess;
+    double acceptance = 0;
+    for (int i = 0; i < kSteps; ++i) {
+      auto term = objective->prior_term(*prior, q, q.rsample(1, gen), gen);
+      ratio.push_back(std::exp(term.diagnostics.at("log_z_hat")) / z_exact);
+      ess.push_back(term.diagnostics.at("ess_fraction"));
+      if (temperatures > 1) acceptance += term.diagnostics.at("anneal_acceptance") / kSteps;
+    }
+    auto r = torch::tensor(ratio, torch::kDouble), e = torch::tensor(ess, torch::kDouble);
+    return std::make_tuple(r.mean().item<double>(), (r.std() / std::sqrt(double{kSteps})).item<double>(), e.mean().item<double>(),
+                           acceptance);
+  };
+  const auto plain = run(1);
+  const auto [mean, se, ess, acceptance] = run(8);
+  const double plain_mean = std::get<0>(plain), plain_se = std::get<1>(plain), plain_ess = std::get<2>(plain);
+  EXPECT_NEAR(plain_mean, 1.0, 3 * plain_se);
+  EXPECT_NEAR(mean, 1.0, 3 * se);
+  EXPECT_LT(se, 0.1);
+  EXPECT_GT(ess, 1.5 * plain_ess) << "plain IS " << plain_ess;
+  EXPECT_GT(acceptance, 0.5);
+  std::printf("Zhat / Z: plain IS %.3f +- %.3f (ESS %.3f); annealed %.3f +- %.3f (ESS %.3f, acceptance %.2f)\n", plain_mean,
+              plain_se, plain_ess, mean, se, ess, acceptance);
+  EXPECT_THROW_WITH(make_objective("snelbo", OptionValues().set("proposal-anneal", 4)), "needs --proposal flow");
+  EXPECT_THROW_WITH(make_objective("snelbo", OptionValues().set("proposal", "flow").set("proposal-anneal", 0)),
+                    "must be >= 1");
+}
+
 }  // namespace vae_ebm::test

@@ -237,22 +237,46 @@ TEST_F(PriorTest, EnergyPriorSamplesFollowTheLinearTilt) {
 }
 
 TEST_F(PriorTest, HandDerivedPotentialGradientMatchesAutograd) {
-  for (double slope : {0.2, 0.0}) {
-    EnergyPrior prior(3, {7, 5}, slope);
-    prior.to(torch::kDouble);
-    auto gen = make_generator(8);
-    auto z = 2.0 * torch::randn({9, 3}, gen, torch::kDouble);
-    for (double beta : {1.0, 0.37}) {
-      auto zz = z.clone().requires_grad_(true);
-      auto u = beta * prior.energy(zz) + 0.5 * (zz * zz).sum(-1);
-      auto grad = torch::autograd::grad({u.sum()}, {zz})[0];
-      MlpPotentialGradient hand(prior.f, beta);
-      auto out = hand(z, /*need_value=*/true);
-      EXPECT_TRUE(torch::allclose(out.u, u.detach(), 1e-12, 1e-12)) << "slope " << slope << " beta " << beta;
-      EXPECT_TRUE(torch::allclose(out.grad, grad, 1e-12, 1e-12)) << "slope " << slope << " beta " << beta;
-      EXPECT_FALSE(hand(z, /*need_value=*/false).u.defined());
-    }
-  }
+  // Every case: LeakyReLU slopes (0 included), hidden layers or none, an unbounded and a
+  // bounded energy (bound 1.5 with z large enough that tanh saturates for some chains).
+  for (std::vector<int64_t> hidden : {std::vector<int64_t>{7, 5}, std::vector<int64_t>{}})
+    for (double slope : {0.2, 0.0})
+      for (double bound : {0.0, 1.5}) {
+        EnergyPrior prior(3, hidden, slope, bound);
+        prior.to(torch::kDouble);
+        auto gen = make_generator(8);
+        auto z = 2.0 * torch::randn({9, 3}, gen, torch::kDouble);
+        for (double beta : {1.0, 0.37}) {
+          const auto where = ::testing::Message() << "hidden " << hidden.size() << " slope " << slope << " bound "
+                                                  << bound << " beta " << beta;
+          auto zz = z.clone().requires_grad_(true);
+          auto u = beta * prior.energy(zz) + 0.5 * (zz * zz).sum(-1);
+          auto grad = torch::autograd::grad({u.sum()}, {zz})[0];
+          MlpPotentialGradient hand(prior.f, beta, prior.bound());
+          auto out = hand(z, /*need_value=*/true);
+          EXPECT_TRUE(torch::allclose(out.u, u.detach(), 1e-12, 1e-12)) << where;
+          EXPECT_TRUE(torch::allclose(out.grad, grad, 1e-12, 1e-12)) << where;
+          EXPECT_FALSE(hand(z, /*need_value=*/false).u.defined()) << where;
+          EXPECT_TRUE(torch::allclose(hand(z, /*need_value=*/false).grad, grad, 1e-12, 1e-12)) << where;
+        }
+      }
+}
+
+TEST_F(PriorTest, BoundedEnergyStaysWithinItsBound) {
+  // f = B tanh(g / B): |f| <= B however far z goes (g, the same network initialised from
+  // the same seed, grows linearly there).
+  torch::manual_seed(3);
+  EnergyPrior bounded(4, {16, 16}, 0.2, 2.0);
+  torch::manual_seed(3);
+  EnergyPrior free(4, {16, 16}, 0.2);
+  auto gen = make_generator(5);
+  auto z = 1000.0 * torch::randn({256, 4}, gen);
+  auto g = free.energy(z);
+  auto f = bounded.energy(z);
+  EXPECT_GT(g.abs().max().item<double>(), 20.0);
+  EXPECT_LE(f.abs().max().item<double>(), 2.0);
+  EXPECT_TRUE(torch::allclose(f, 2.0 * torch::tanh(g / 2.0), 1e-5, 1e-5));
+  EXPECT_THROW_WITH(EnergyPrior(4, {16}, 0.2, -1.0), "energy bound");
 }
 
 TEST_F(PriorTest, HandDerivedGradientRejectsOtherNetworks) {
