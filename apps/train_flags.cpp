@@ -131,7 +131,8 @@ po::options_description train_description(TrainConfig& c, bool fit_prior) {
       ("samples", po::value(&t.samples())->default_value(t.samples()), "posterior samples K per image")
       ("train-bound", po::value(&t.train_bound())->default_value(t.train_bound()),
        "what the encoder and decoder train on: elbo (the objective's bound, the mean over the K samples) or iw "
-       "(the importance-weighted bound over the K samples: IWAE, and SN-IWAE for the energy prior with snelbo)")
+       "(the importance-weighted bound over the K samples: IWAE, and SN-IWAE for the energy prior with snelbo), or "
+       "iw-dreg (the same bound, the encoder trained by the doubly reparameterised gradient)")
       ("seed", po::value(&t.seed())->default_value(t.seed()), "seed of initialisation, shuffling and sampling")
       ("eval-every", po::value(&t.eval_every())->default_value(t.eval_every()), "epochs between validations")
       ("eval-samples", po::value(&c.eval_samples)->default_value(c.eval_samples), "posterior samples K of the validation bound")

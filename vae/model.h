@@ -59,10 +59,20 @@ struct ElboTerms {
 // log (1/K) sum_k exp(log_w[k]) for log weights [K, B]: [B].
 torch::Tensor importance_weighted_bound(const torch::Tensor& log_w);
 
+// The importance-weighted bound over z [K, B, D] ~ q with log_joint = log p(x|z) + log p(z)
+// [K, B], as a training objective [B]: its value is importance_weighted_bound(log_joint -
+// log q(z|x)); its gradient the reparameterised one, or with `dreg` the doubly reparameterised
+// one (Tucker et al. 2019; docs/MATH.md section 13): log q's parameters held fixed and the
+// encoder's pathwise gradient through z_k weighed by the squared normalised weight, the
+// decoder's and prior's as before. z must be the reparameterised draw of q.
+torch::Tensor importance_weighted_objective(const torch::Tensor& log_joint, const DiagonalGaussian& q,
+                                            const torch::Tensor& z, bool dreg);
+
 // With `importance_weighted` the objective must give per-sample terms
-// (PriorObjective::per_sample_terms, asked for with set_per_sample_terms) and total is iw.
+// (PriorObjective::per_sample_terms, asked for with set_per_sample_terms) and total is iw,
+// with the gradient importance_weighted_objective gives it (`dreg`).
 ElboTerms elbo_terms(VaeModel& model, PriorObjective& objective, const torch::Tensor& x, int64_t k,
                      at::Generator& generator, const LangevinOptions* refine = nullptr,
-                     const BatchShard* shard = nullptr, bool importance_weighted = false);
+                     const BatchShard* shard = nullptr, bool importance_weighted = false, bool dreg = false);
 
 }  // namespace vae_ebm

@@ -85,14 +85,15 @@ void TrainOptions::validate() const {
   check(kl_warmup_epochs_ >= 0 && std::isfinite(kl_warmup_epochs_), "kl-warmup-epochs", "finite and >= 0 (0: off)",
         kl_warmup_epochs_);
   check(prior_start_epoch_ >= 0, "prior-start-epoch", ">= 0 (0: off)", prior_start_epoch_);
-  if (train_bound_ != "elbo" && train_bound_ != "iw")
-    throw OptionError("train-bound", "unknown bound '" + train_bound_ + "' (valid: elbo, iw)");
-  if (train_bound_ == "iw") {
+  if (train_bound_ != "elbo" && train_bound_ != "iw" && train_bound_ != "iw-dreg")
+    throw OptionError("train-bound", "unknown bound '" + train_bound_ + "' (valid: elbo, iw, iw-dreg)");
+  if (train_bound_ != "elbo") {
     if (mode_ == TrainMode::post_hoc)
-      throw OptionError("train-bound", "iw trains the encoder and decoder; a post-hoc fit trains only the prior");
+      throw OptionError("train-bound", train_bound_ + " trains the encoder and decoder; a post-hoc fit trains only the prior");
     if (kl_warmup_epochs_ > 0)
-      throw OptionError("train-bound", "iw has no KL term to warm up: use elbo with the KL warm-up");
-    if (refine_steps_ > 0) throw OptionError("train-bound", "iw with posterior refinement is not supported yet");
+      throw OptionError("train-bound", train_bound_ + " has no KL term to warm up: use elbo with the KL warm-up");
+    if (refine_steps_ > 0)
+      throw OptionError("train-bound", train_bound_ + " with posterior refinement is not supported yet");
   }
   if (mode_ == TrainMode::post_hoc) {
     if (kl_warmup_epochs_ > 0)
@@ -194,7 +195,8 @@ Trainer::Trainer(std::shared_ptr<VaeModel> model, std::unique_ptr<PriorObjective
   objective_->check(*model_->prior);
   if (importance_weighted() && options_.mode() == TrainMode::joint) {
     if (!objective_->per_sample_terms())
-      throw OptionError("train-bound", "iw needs an objective with a term per posterior sample (exact, snelbo), not " +
+      throw OptionError("train-bound", options_.train_bound() +
+                                           " needs an objective with a term per posterior sample (exact, snelbo), not " +
                                            objective_->name());
     objective_->set_per_sample_terms(true);
   }
@@ -245,7 +247,7 @@ Trainer::GaussianTerms Trainer::gaussian_terms(const torch::Tensor& x, const Bat
   out.reconstruction = log_px.mean(0);
   out.kl = -(out.q.entropy() + out.q.expected_standard_normal_log_prob());
   if (importance_weighted())
-    out.iw = importance_weighted_bound(log_px + standard_normal_log_prob(out.z) - out.q.log_prob(out.z));
+    out.iw = importance_weighted_objective(log_px + standard_normal_log_prob(out.z), out.q, out.z, dreg());
   return out;
 }
 
@@ -287,7 +289,7 @@ std::map<std::string, double> Trainer::data_parallel_step(const torch::Tensor& x
     total = terms.iw.defined() ? terms.iw : reconstruction - beta * kl;
   } else if (options_.mode() == TrainMode::joint) {
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_, nullptr, &shard_,
-                            importance_weighted());
+                            importance_weighted(), dreg());
     reconstruction = terms.reconstruction;
     kl = terms.kl;
     total = beta == 1.0 ? terms.total : reconstruction - beta * kl;
@@ -345,7 +347,7 @@ std::map<std::string, double> Trainer::step(const torch::Tensor& x) {
   } else if (options_.mode() == TrainMode::joint) {
     const auto refine = LangevinOptions().steps(options_.refine_steps()).step_size(options_.refine_step_size());
     auto terms = elbo_terms(*model_, *objective_, x, options_.samples(), generator_,
-                            options_.refine_steps() > 0 ? &refine : nullptr, nullptr, importance_weighted());
+                            options_.refine_steps() > 0 ? &refine : nullptr, nullptr, importance_weighted(), dreg());
     loss = beta == 1.0 ? -terms.total.mean() : -(terms.reconstruction - beta * terms.kl).mean();
     out = terms.diagnostics;
     out["reconstruction"] = terms.reconstruction.mean().item<double>();

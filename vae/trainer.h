@@ -85,7 +85,8 @@ struct TrainOptions {
   TORCH_ARG(int64_t, samples) = 1;      // K posterior samples per image
   // What the encoder and decoder train on: "elbo" (the objective's bound, averaged over the K
   // samples) or "iw" (the importance-weighted bound over the K samples: IWAE, SN-IWAE for the
-  // energy prior with snelbo; docs/MATH.md section 13).
+  // energy prior with snelbo; docs/MATH.md section 13), or "iw-dreg" (the same bound with the
+  // doubly reparameterised gradient for the encoder).
   TORCH_ARG(std::string, train_bound) = "elbo";
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(TrainMode, mode) = TrainMode::joint;
@@ -333,7 +334,8 @@ class Trainer {
     torch::Tensor z, reconstruction, kl;
     torch::Tensor iw;  // with train_bound iw: the IWAE bound with N(0, I) over the K samples
   };
-  bool importance_weighted() const { return options_.train_bound() == "iw"; }
+  bool importance_weighted() const { return options_.train_bound() != "elbo"; }
+  bool dreg() const { return options_.train_bound() == "iw-dreg"; }
   GaussianTerms gaussian_terms(const torch::Tensor& x, const BatchShard* shard);
   // After the backward pass (and the gradient all-reduce): the norm of the gradient of every
   // parameter the step trains, as one vector, rescaled to TrainOptions::clip_grad_norm when it
