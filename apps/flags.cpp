@@ -139,6 +139,7 @@ const std::vector<WorkBound>& work_bounds() {
       {"negatives", 1'000'000},
       {"buffer-size", 10'000'000},
       {"proposal-flow-steps", 1'000'000},
+      {"proposal-anneal", 1'000},
       {"refine-steps", 10'000},
       {"flow-layers", 256},
       {"flow-steps", 1'000'000},

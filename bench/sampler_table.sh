@@ -16,7 +16,7 @@
 # energy bounded, --energy-bound B: f = B tanh(g / B)); joint-annealT (Zhat by AIS from the
 # flow mixture over T temperatures, one MALA step of ANNEAL_STEP, default 0.3, at each
 # intermediate one: --proposal-anneal T). Every row shares the main job's networks
-# and optimiser (scripts/main.sh) and EPOCHS (default 20); energy rows are scored with every
+# and optimiser (scripts/main.sh), EPOCHS (default 20) and the seed SEED (default 0); energy rows are scored with every
 # sampler, the vae row with its exact one. Needs the feature classifier
 # (vae-ebm train-classifier --dataset binary-mnist). The table goes to OUT_DIR/table.md.
 set -euo pipefail
@@ -31,7 +31,7 @@ threads="${THREADS:-1}"
 mkdir -p "$out"
 joint=(--prior ebm --objective snelbo --proposal flow --flow-fit reverse-kl --prior-lr 2e-4 --on-divergence warn)
 recipe=(--latent 16 --lr 1e-3 --beta1 0.9 --lr-decay 1.0 --samples 1 --epochs "$epochs" --eval-every 5
-        --seed 0 --threads "$threads")
+        --seed "${SEED:-0}" --threads "$threads")
 
 train_row() {  # name, command and flags...
   local name="$1"; shift
