@@ -319,7 +319,7 @@ void SnelboOptions::validate() const {
   if (flow_steps_ < 1) throw OptionError("proposal-flow-steps", "must be >= 1, got " + std::to_string(flow_steps_));
   if (anneal_ < 1) throw OptionError("proposal-anneal", "must be >= 1, got " + std::to_string(anneal_));
   if (anneal_ > 1 && proposal_ != "flow")
-    throw OptionError("proposal-anneal", "needs --proposal flow (the path starts at the flow mixture)");
+    throw OptionError("proposal-anneal", "needs the flow proposal (the path starts at the flow mixture)");
   if (!(anneal_step_ > 0 && std::isfinite(anneal_step_)))
     throw OptionError("proposal-anneal-step", "must be a positive number, got " + std::to_string(anneal_step_));
   if (!(flow_base_fraction_ >= 0 && flow_base_fraction_ < 1))

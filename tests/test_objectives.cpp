@@ -310,7 +310,7 @@ TEST(ObjectiveOptionsTest, SnelboAnnealedProposalKeepsZhatUnbiased) {
   EXPECT_GT(acceptance, 0.5);
   std::printf("Zhat / Z: plain IS %.3f +- %.3f (ESS %.3f); annealed %.3f +- %.3f (ESS %.3f, acceptance %.2f)\n", plain_mean,
               plain_se, plain_ess, mean, se, ess, acceptance);
-  EXPECT_THROW_WITH(make_objective("snelbo", OptionValues().set("proposal-anneal", 4)), "needs --proposal flow");
+  EXPECT_THROW_WITH(make_objective("snelbo", OptionValues().set("proposal-anneal", 4)), "needs the flow proposal");
   EXPECT_THROW_WITH(make_objective("snelbo", OptionValues().set("proposal", "flow").set("proposal-anneal", 0)),
                     "must be >= 1");
 }
