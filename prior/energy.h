@@ -25,7 +25,7 @@ class EnergyPrior : public Prior {
   // g: D -> hidden... -> 1, LeakyReLU(slope) between, no bias on the last layer; the energy
   // is f = g, or f = bound tanh(g / bound) for bound > 0 (|f| < bound: the prior's density
   // stays within exp(+-bound) of the base's, so its tails cannot fall below the base's nor
-  // its mass run off where g extrapolates; MATH.md section 2).
+  // its mass run off where g extrapolates; MATH.md section 1).
   EnergyPrior(int64_t latent_dim, std::vector<int64_t> hidden, double slope, double bound = 0);
   std::string kind() const override { return "ebm"; }
   int64_t latent_dim() const override { return latent_dim_; }

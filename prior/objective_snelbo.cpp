@@ -86,7 +86,8 @@ class SnelboObjective : public PriorObjective {
     const int64_t s = options_.base_samples() > 0 ? options_.base_samples() : q.batch();
     auto proposal = proposal_samples(q, s, generator);
     // The T states of each proposal chain (T = 1: the proposal samples themselves).
-    auto path = options_.anneal() > 1 ? annealed_path(ebm, proposal, generator) : AnnealedPath{{proposal.z}, {proposal.log_correction}};
+    auto path = options_.anneal() > 1 ? annealed_path(ebm, proposal, generator)
+                                      : AnnealedPath{{proposal.z}, {proposal.log_correction}};
     const auto states = static_cast<int64_t>(path.z.size());
     // f at the K x B posterior samples and the T x S proposal states in one pass: more rows per
     // matrix product, fewer products (these 200-wide products are too small to split well over
@@ -229,8 +230,8 @@ class SnelboObjective : public PriorObjective {
       auto potential = [&](const torch::Tensor& x) {
         return 0.5 * (x * x).sum(-1) + beta * ebm.energy(x) + (1 - beta) * log_correction(x);
       };
-      auto step = langevin(potential, path.z.back(), LangevinOptions().steps(1).step_size(options_.anneal_step()).metropolis(true),
-                           generator);
+      const auto mala = LangevinOptions().steps(1).step_size(options_.anneal_step()).metropolis(true);
+      auto step = langevin(potential, path.z.back(), mala, generator);
       accepted += step.acceptance_rate;
       path.z.push_back(step.z);
       torch::NoGradGuard no_grad;
