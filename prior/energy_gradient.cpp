@@ -68,8 +68,9 @@ PotentialAndGradient MlpPotentialGradient::operator()(const torch::Tensor& z, bo
     out.grad = slope.defined() ? z + beta_ * slope * w_last : z + beta_ * w_last;
     return out;
   }
-  // Backward: d f / d h_last = w_L (times the bound's slope), broadcast over the chains.
-  const auto top = slope.defined() ? slope * w_last : w_last.expand_as(h_[hidden - 1]);
+  // Backward: d f / d h_last = w_L (times the bound's slope, into the last layer's scratch,
+  // which the loop below does not use), broadcast over the chains.
+  const auto top = slope.defined() ? at::mul_out(t_[hidden - 1], slope, w_last) : w_last.expand_as(h_[hidden - 1]);
   at::leaky_relu_backward_out(g_[hidden - 1], top, h_[hidden - 1], slope_, /*self_is_result=*/true);
   for (size_t i = hidden - 1; i > 0; --i) {
     at::mm_out(t_[i - 1], g_[i], weights_[i]);

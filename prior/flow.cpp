@@ -135,10 +135,13 @@ FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t fr
     log_qs.push_back(log_q);
   }
   auto z = torch::cat(zs);
-  auto log_q = torch::cat(log_qs);
+  return {z, flow_mixture_log_correction(z, torch::cat(log_qs), a)};
+}
+
+torch::Tensor flow_mixture_log_correction(const torch::Tensor& z, const torch::Tensor& log_q, double a) {
   auto log_p0 = standard_normal_log_prob(z);
   auto log_r = a > 0 ? torch::logaddexp(std::log1p(-a) + log_q, std::log(a) + log_p0) : log_q;
-  return {z, log_p0 - log_r};
+  return log_p0 - log_r;
 }
 
 torch::Tensor reverse_kl_gap(Flow& flow, const std::function<torch::Tensor(const torch::Tensor&)>& energy, int64_t n,

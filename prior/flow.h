@@ -71,6 +71,9 @@ TORCH_MODULE(Flow);
 struct FlowMixtureSamples {
   torch::Tensor z, log_correction;
 };
+// log [p0(z) / r(z)] for r = (1 - a) q + a p0 from log q(z) (the weight's correction above), for
+// any z [.., D]; differentiable in z and log_q when they are.
+torch::Tensor flow_mixture_log_correction(const torch::Tensor& z, const torch::Tensor& log_q, double a);
 // With `share` (data-parallel training), its rows of the from_base + from_flow samples: all of
 // their noise drawn, this process's rows kept.
 FlowMixtureSamples sample_flow_mixture(Flow& flow, int64_t from_base, int64_t from_flow, double a,

@@ -144,6 +144,7 @@ class SnelboObjective : public PriorObjective {
   // weight of z' is exp(-f(z')) times exp(log_correction).
   struct Proposal {
     torch::Tensor z, log_correction;
+    double base_share = 0;  // flow: the mixture's share a of base samples
   };
   // With a share (data-parallel training), its rows of the S samples: all of their noise drawn,
   // as one process draws it, and this process's rows kept.
@@ -161,9 +162,9 @@ class SnelboObjective : public PriorObjective {
       auto& flow = flow_.get(d, q.mu.device(), generator);
       // round(a S) samples from the base, the rest from the flow, weighted by their mixture.
       const int64_t from_base = std::llround(options_.flow_base_fraction() * static_cast<double>(s));
-      proposal_base_share_ = static_cast<double>(from_base) / static_cast<double>(s);
-      auto mixture = sample_flow_mixture(flow, from_base, s - from_base, proposal_base_share_, generator, share);
-      return {mixture.z, mixture.log_correction};
+      const double a = static_cast<double>(from_base) / static_cast<double>(s);
+      auto mixture = sample_flow_mixture(flow, from_base, s - from_base, a, generator, share);
+      return {mixture.z, mixture.log_correction, a};
     }
     if (share) {
       // Fitted to the whole batch's posterior: all S drawn from it, as one process draws them,
@@ -215,11 +216,9 @@ class SnelboObjective : public PriorObjective {
   };
   AnnealedPath annealed_path(EnergyPrior& ebm, const Proposal& proposal, at::Generator& generator) {
     auto& flow = flow_.get(proposal.z.size(1), proposal.z.device(), generator);
-    const double a = proposal_base_share_;
-    auto log_correction = [&flow, a](const torch::Tensor& x) {  // log p0(x) - log r(x), r = (1 - a) q + a p0
-      auto log_p0 = standard_normal_log_prob(x);
-      auto log_q = flow->log_prob(x) + std::log1p(-a);
-      return a > 0 ? log_p0 - torch::logaddexp(log_q, log_p0 + std::log(a)) : log_p0 - log_q;
+    const double a = proposal.base_share;
+    auto log_correction = [&flow, a](const torch::Tensor& x) {  // log p0(x) - log r(x)
+      return flow_mixture_log_correction(x, flow->log_prob(x), a);
     };
     AnnealedPath path{{proposal.z}, {proposal.log_correction}};
     const int64_t temperatures = options_.anneal();
@@ -301,7 +300,6 @@ class SnelboObjective : public PriorObjective {
   }
 
   SnelboOptions options_;
-  double proposal_base_share_ = 0;  // the flow mixture's share a of base samples in the last draw
   bool want_samples_ = false;
   TrainedFlow flow_;
   std::shared_ptr<Distributed> dist_;
